@@ -1,0 +1,179 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Loading;
+
+/// <summary>One tensor's entry in a safetensors header: dtype, shape and byte range in the data section.</summary>
+public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End)
+{
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+}
+
+/// <summary>
+/// A memory-mapped safetensors file: 8-byte little-endian header length, a JSON header
+/// (<c>dtype</c>, <c>shape</c>, <c>data_offsets</c> relative to the data section, optional <c>__metadata__</c>),
+/// then raw little-endian data. Every offset is validated against the file size before any data is touched.
+/// </summary>
+public sealed class SafetensorsFile : IDisposable
+{
+    const long MaxHeaderBytes = 100L << 20; // the format's own limit is 100 MB
+
+    static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
+    {
+        ["F64"] = (ScalarType.Float64, 8),
+        ["F32"] = (ScalarType.Float32, 4),
+        ["F16"] = (ScalarType.Float16, 2),
+        ["BF16"] = (ScalarType.BFloat16, 2),
+        ["I64"] = (ScalarType.Int64, 8),
+        ["I32"] = (ScalarType.Int32, 4),
+        ["I16"] = (ScalarType.Int16, 2),
+        ["I8"] = (ScalarType.Int8, 1),
+        ["U8"] = (ScalarType.Byte, 1),
+        ["BOOL"] = (ScalarType.Bool, 1),
+    };
+
+    readonly MemoryMappedFile? _map;
+    readonly MemoryMappedViewAccessor? _view;
+    readonly long _dataStart;
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, SafetensorsEntry> Tensors { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, long dataStart,
+        Dictionary<string, SafetensorsEntry> tensors, Dictionary<string, string> metadata)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _dataStart = dataStart;
+        Tensors = tensors;
+        Metadata = metadata;
+    }
+
+    public static SafetensorsFile Open(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Safetensors file not found: {path}", path);
+        long fileLength = new FileInfo(path).Length;
+        if (fileLength < 8)
+            throw Corrupt(path, $"the file has {fileLength} bytes, fewer than the 8-byte header length");
+
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        Span<byte> lengthBytes = stackalloc byte[8];
+        stream.ReadExactly(lengthBytes);
+        ulong headerLength = BitConverter.ToUInt64(lengthBytes);
+        if (headerLength == 0 || headerLength > MaxHeaderBytes || (long)headerLength > fileLength - 8)
+            throw Corrupt(path, $"the header claims {headerLength} bytes but the file has {fileLength} (truncated or not a safetensors file)");
+
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+        long dataStart = 8 + (long)headerLength;
+        long dataLength = fileLength - dataStart;
+        var (tensors, metadata) = ParseHeader(path, headerBytes, dataLength);
+
+        if (dataLength == 0)
+            return new SafetensorsFile(path, null, null, dataStart, tensors, metadata);
+        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        var view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
+        return new SafetensorsFile(path, map, view, dataStart, tensors, metadata);
+    }
+
+    static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(header); }
+        catch (JsonException e) { throw Corrupt(path, $"the header is not valid JSON ({e.Message})"); }
+
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw Corrupt(path, "the header is not a JSON object");
+            var tensors = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var property in doc.RootElement.EnumerateObject())
+            {
+                if (property.Name == "__metadata__")
+                {
+                    if (property.Value.ValueKind == JsonValueKind.Object)
+                        foreach (var m in property.Value.EnumerateObject())
+                            metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                    continue;
+                }
+                tensors[property.Name] = ParseEntry(path, property.Name, property.Value, dataLength);
+            }
+            return (tensors, metadata);
+        }
+    }
+
+    static SafetensorsEntry ParseEntry(string path, string name, JsonElement e, long dataLength)
+    {
+        try
+        {
+            string dtype = e.GetProperty("dtype").GetString() ?? "";
+            if (!DTypes.TryGetValue(dtype, out var info))
+                throw Corrupt(path, $"tensor '{name}' has unsupported dtype '{dtype}'");
+            long[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            var offsets = e.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            if (offsets.Length != 2)
+                throw Corrupt(path, $"tensor '{name}' has {offsets.Length} data_offsets instead of 2");
+            long begin = offsets[0], end = offsets[1];
+            if (shape.Any(d => d < 0))
+                throw Corrupt(path, $"tensor '{name}' has a negative dimension");
+            if (begin < 0 || end < begin || end > dataLength)
+                throw Corrupt(path, $"tensor '{name}' has data_offsets [{begin}, {end}] outside the data section of {dataLength} bytes (truncated file?)");
+            long count = 1;
+            foreach (long d in shape)
+                count = d == 0 ? 0 : (count > long.MaxValue / d ? throw Corrupt(path, $"tensor '{name}' has an impossible shape") : count * d);
+            if (count * info.Size != end - begin)
+                throw Corrupt(path, $"tensor '{name}' of shape [{string.Join(", ", shape)}] {dtype} needs {count * info.Size} bytes but its data_offsets span {end - begin}");
+            return new SafetensorsEntry(name, dtype, shape, begin, end);
+        }
+        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw Corrupt(path, $"tensor '{name}' has a malformed header entry ({ex.Message})");
+        }
+    }
+
+    static InvalidDataException Corrupt(string path, string what) =>
+        new($"Corrupt safetensors file {path}: {what}. Re-download or re-save the file.");
+
+    public bool Contains(string name) => Tensors.ContainsKey(name);
+
+    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype (one copy out of the mapping).</summary>
+    public Tensor Load(string name)
+    {
+        if (!Tensors.TryGetValue(name, out var entry))
+            throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
+        var tensor = empty(entry.Shape, DTypes[entry.DType].Type);
+        long length = entry.End - entry.Begin;
+        if (length > 0)
+            CopyInto(tensor, entry.Begin, length);
+        return tensor;
+    }
+
+    unsafe void CopyInto(Tensor tensor, long begin, long length)
+    {
+        byte* basePtr = null;
+        _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        try
+        {
+            byte* source = basePtr + _view.PointerOffset + _dataStart + begin;
+            if (length > int.MaxValue)
+                throw new NotSupportedException($"Tensor of {length} bytes in {Path} is larger than 2 GiB");
+            tensor.bytes = new Span<byte>(source, (int)length);
+        }
+        finally
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        }
+    }
+
+    public void Dispose()
+    {
+        _view?.Dispose();
+        _map?.Dispose();
+    }
+}
