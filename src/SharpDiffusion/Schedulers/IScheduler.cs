@@ -1,0 +1,34 @@
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Schedulers;
+
+/// <summary>
+/// A diffusers-style noise scheduler: <c>SetTimesteps</c>, <c>ScaleModelInput</c>, <c>Step</c>.
+/// Schedulers know nothing about models; any scheduler drops into any pipeline.
+/// </summary>
+public interface IScheduler
+{
+    /// <summary>The diffusers class name, e.g. <c>LMSDiscreteScheduler</c>.</summary>
+    string Name { get; }
+
+    /// <summary>The configuration this instance was built from (scheduler_config.json plus overrides).</summary>
+    SchedulerConfig Config { get; }
+
+    /// <summary>diffusers' <c>order</c>: how many model evaluations one logical step takes (Heun: 2).</summary>
+    int Order { get; }
+
+    /// <summary>Timesteps after <see cref="SetTimesteps"/>, one per <see cref="Step"/> call, as float32 values
+    /// (whole numbers for integer schedules, fractional for LMS/Euler/Heun/KDPM2).</summary>
+    IReadOnlyList<float> Timesteps { get; }
+
+    /// <summary>Factor applied to the initial N(0,1) latents (σ_max, sqrt(σ_max²+1) or 1).</summary>
+    float InitNoiseSigma { get; }
+
+    void SetTimesteps(int numInferenceSteps);
+
+    Tensor ScaleModelInput(Tensor sample, float timestep);
+
+    /// <summary>One denoising step; returns prev_sample. Ancestral/SDE samplers draw noise from
+    /// <paramref name="generator"/> (the pipeline's seeded CPU generator), in diffusers' order.</summary>
+    Tensor Step(Tensor modelOutput, float timestep, Tensor sample, Generator? generator = null);
+}
