@@ -1,0 +1,64 @@
+using System.Text.Json;
+
+namespace SharpDiffusion.Loading;
+
+/// <summary>
+/// Finds a component's weight files the way diffusers/transformers name them: <c>{stem}.safetensors</c>,
+/// <c>{stem}.{variant}.safetensors</c>, or a sharded <c>{stem}.safetensors.index.json</c>.
+/// </summary>
+public static class WeightFiles
+{
+    public static IReadOnlyList<string> Find(string componentDir, string stem, string? variant)
+    {
+        if (!Directory.Exists(componentDir))
+            throw new DirectoryNotFoundException($"Component folder not found: {componentDir}");
+
+        string name = variant is null ? stem : $"{stem}.{variant}";
+        string single = Path.Combine(componentDir, name + ".safetensors");
+        if (File.Exists(single))
+            return [single];
+
+        string index = Path.Combine(componentDir, name + ".safetensors.index.json");
+        if (File.Exists(index))
+            return Shards(index, componentDir);
+
+        string pickle = Path.Combine(componentDir, name + ".bin");
+        if (File.Exists(pickle))
+            throw new NotSupportedException($"{pickle} is a PyTorch pickle; only safetensors weights are supported. " +
+                "Convert it once (e.g. diffusers' save_pretrained(..., safe_serialization=True)) or download the .safetensors files.");
+
+        var present = Directory.GetFiles(componentDir, "*.safetensors").Select(Path.GetFileName).ToArray();
+        string hint = present.Length > 0
+            ? $" Found: {string.Join(", ", present)}" + (variant is null ? " (pass the variant, e.g. --variant fp16)" : "")
+            : "";
+        throw new FileNotFoundException($"No weights named {name}.safetensors in {componentDir}.{hint}", single);
+    }
+
+    static IReadOnlyList<string> Shards(string indexPath, string dir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(indexPath));
+        if (!doc.RootElement.TryGetProperty("weight_map", out var map))
+            throw new InvalidDataException($"{indexPath} has no weight_map");
+        var files = map.EnumerateObject().Select(p => p.Value.GetString()!).Distinct().Select(f => Path.Combine(dir, f)).ToList();
+        foreach (var f in files)
+            if (!File.Exists(f))
+                throw new FileNotFoundException($"Shard {f} named by {indexPath} is missing", f);
+        return files;
+    }
+
+    /// <summary>Opens the files, loads them into the module, closes them.</summary>
+    public static void LoadInto(TorchSharp.torch.nn.Module module, IReadOnlyList<string> paths, Func<string, string>? rename = null,
+        Func<string, bool>? ignore = null)
+    {
+        var files = new List<SafetensorsFile>();
+        try
+        {
+            foreach (var p in paths) files.Add(SafetensorsFile.Open(p));
+            StateDictLoader.Load(module, files, rename, ignore);
+        }
+        finally
+        {
+            foreach (var f in files) f.Dispose();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SharpDiffusion.Models.Clip;
+
+/// <summary>What <see cref="ClipTextModel"/> returns: the states SD uses and, on request, every layer's.</summary>
+public sealed record ClipTextOutput(Tensor LastHiddenState, Tensor PooledOutput, IReadOnlyList<Tensor>? HiddenStates);
+
+/// <summary>
+/// transformers' CLIPTextModel: token + position embeddings, a causal pre-norm transformer, a final LayerNorm.
+/// Parameter names are the state-dict keys of model.safetensors (<c>text_model.*</c>).
+/// </summary>
+public sealed class ClipTextModel : Module<Tensor, Tensor>
+{
+    readonly ClipTextTransformer _textModel;
+
+    public ClipTextConfig Config { get; }
+
+    public ClipTextModel(ClipTextConfig config) : base(nameof(ClipTextModel))
+    {
+        Config = config;
+        _textModel = new ClipTextTransformer(config);
+        register_module("text_model", _textModel);
+    }
+
+    /// <summary>ids [B, T] int64 → last_hidden_state [B, T, D].</summary>
+    public override Tensor forward(Tensor inputIds) => _textModel.Run(inputIds, keepHiddenStates: false).LastHiddenState;
+
+    /// <summary>All outputs; hidden states (embeddings, then each layer before the final norm) when asked.</summary>
+    public ClipTextOutput Run(Tensor inputIds, bool keepHiddenStates = false) => _textModel.Run(inputIds, keepHiddenStates);
+}
+
+sealed class ClipTextTransformer : Module
+{
+    readonly ClipTextConfig _config;
+    readonly ClipTextEmbeddings _embeddings;
+    readonly ClipEncoder _encoder;
+    readonly LayerNorm _finalNorm;
+
+    public ClipTextTransformer(ClipTextConfig config) : base(nameof(ClipTextTransformer))
+    {
+        _config = config;
+        _embeddings = new ClipTextEmbeddings(config);
+        _encoder = new ClipEncoder(config);
+        _finalNorm = LayerNorm(config.HiddenSize, config.LayerNormEps);
+        register_module("embeddings", _embeddings);
+        register_module("encoder", _encoder);
+        register_module("final_layer_norm", _finalNorm);
+    }
+
+    public ClipTextOutput Run(Tensor inputIds, bool keepHiddenStates)
+    {
+        if (inputIds.dim() != 2)
+            throw new ArgumentException($"input_ids must be [batch, tokens], got [{string.Join(", ", inputIds.shape)}]");
+        if (inputIds.shape[1] > _config.MaxPositionEmbeddings)
+            throw new ArgumentException($"{inputIds.shape[1]} tokens exceed max_position_embeddings {_config.MaxPositionEmbeddings}");
+
+        var hiddenStates = keepHiddenStates ? new List<Tensor>() : null;
+        var h = _embeddings.call(inputIds); // [B, T, D]
+        foreach (var layer in _encoder.Layers)
+        {
+            hiddenStates?.Add(h);
+            var next = layer.call(h);
+            if (hiddenStates is null) h.Dispose();
+            h = next;
+        }
+        hiddenStates?.Add(h);
+        var last = _finalNorm.call(h);
+        if (hiddenStates is null) h.Dispose();
+        return new ClipTextOutput(last, Pool(last, inputIds), hiddenStates);
+    }
+
+    // transformers' rule: with the legacy eos_token_id == 2 the end token is the largest id (argmax);
+    // otherwise the first position holding eos_token_id.
+    Tensor Pool(Tensor last, Tensor inputIds)
+    {
+        using var scope = NewDisposeScope();
+        var positions = _config.EosTokenId == 2
+            ? inputIds.argmax(-1)
+            : inputIds.eq(_config.EosTokenId).to(ScalarType.Int32).argmax(-1);
+        var rows = arange(last.shape[0], dtype: ScalarType.Int64, device: last.device);
+        return last[rows, positions.to(last.device)].MoveToOuterDisposeScope(); // [B, D]
+    }
+}
+
+sealed class ClipTextEmbeddings : Module<Tensor, Tensor>
+{
+    readonly Embedding _token, _position;
+
+    public ClipTextEmbeddings(ClipTextConfig config) : base(nameof(ClipTextEmbeddings))
+    {
+        _token = Embedding(config.VocabSize, config.HiddenSize);
+        _position = Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
+        register_module("token_embedding", _token);
+        register_module("position_embedding", _position);
+    }
+
+    public override Tensor forward(Tensor inputIds)
+    {
+        using var scope = NewDisposeScope();
+        var positions = arange(inputIds.shape[1], dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0);
+        return (_token.call(inputIds) + _position.call(positions)).MoveToOuterDisposeScope();
+    }
+}
+
+sealed class ClipEncoder : Module
+{
+    readonly ModuleList<ClipEncoderLayer> _layers;
+
+    public IEnumerable<ClipEncoderLayer> Layers => _layers;
+
+    public ClipEncoder(ClipTextConfig config) : base(nameof(ClipEncoder))
+    {
+        _layers = new ModuleList<ClipEncoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new ClipEncoderLayer(config)).ToArray());
+        register_module("layers", _layers);
+    }
+}

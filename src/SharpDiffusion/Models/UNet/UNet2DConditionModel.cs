@@ -1,0 +1,134 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpDiffusion.Models.UNet;
+
+/// <summary>
+/// diffusers' UNet2DConditionModel for SD 1.x/2.x: predicts the noise (or v) in a latent, given a timestep and
+/// text embeddings. Module names are diffusers' state-dict keys.
+/// </summary>
+public sealed class UNet2DConditionModel : Module
+{
+    readonly Conv2d _convIn, _convOut;
+    readonly TimestepEmbedding _timeEmbedding;
+    readonly ModuleList<UNetDownBlock> _downBlocks;
+    readonly UNetMidBlock2DCrossAttn? _midBlock;
+    readonly ModuleList<UNetUpBlock> _upBlocks;
+    readonly GroupNorm _convNormOut;
+
+    public UNet2DConditionConfig Config { get; }
+
+    public UNet2DConditionModel(UNet2DConditionConfig config) : base(nameof(UNet2DConditionModel))
+    {
+        Config = config;
+        var c = config;
+        int levels = c.BlockOutChannels.Length;
+        var s = new UNetBlockSettings(c.TimeEmbedDim, c.NormNumGroups, c.NormEps, c.UseLinearProjection, c.UpcastAttention);
+
+        _convIn = Conv2d(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
+        _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim);
+
+        var down = new List<UNetDownBlock>();
+        for (int i = 0; i < levels; i++)
+        {
+            int inCh = i == 0 ? c.BlockOutChannels[0] : c.BlockOutChannels[i - 1];
+            var attention = c.DownBlockTypes[i] switch
+            {
+                "CrossAttnDownBlock2D" => new BlockAttention(c.NumAttentionHeads[i], c.TransformerLayersPerBlock[i], c.CrossAttentionDim[i], c.OnlyCrossAttention[i]),
+                "DownBlock2D" => null,
+                var other => throw new NotSupportedException($"down block type '{other}' is not supported (CrossAttnDownBlock2D, DownBlock2D are)"),
+            };
+            down.Add(new UNetDownBlock(inCh, c.BlockOutChannels[i], c.LayersPerBlock[i], i < levels - 1, c.DownsamplePadding, s, attention));
+        }
+        _downBlocks = new ModuleList<UNetDownBlock>(down.ToArray());
+
+        _midBlock = c.MidBlockType switch
+        {
+            "UNetMidBlock2DCrossAttn" => new UNetMidBlock2DCrossAttn(c.BlockOutChannels[^1], c.MidBlockScaleFactor, s,
+                new BlockAttention(c.NumAttentionHeads[^1], c.TransformerLayersPerBlock[^1], c.CrossAttentionDim[^1], c.OnlyCrossAttention[^1])),
+            var other => throw new NotSupportedException($"mid_block_type '{other}' is not supported (UNetMidBlock2DCrossAttn is)"),
+        };
+
+        // The up path mirrors the down path: per-block lists are reversed.
+        var reversedChannels = c.BlockOutChannels.Reverse().ToArray();
+        var up = new List<UNetUpBlock>();
+        int outCh = reversedChannels[0];
+        for (int i = 0; i < levels; i++)
+        {
+            int prevOut = outCh;
+            outCh = reversedChannels[i];
+            int inCh = reversedChannels[Math.Min(i + 1, levels - 1)];
+            int mirror = levels - 1 - i;
+            var attention = c.UpBlockTypes[i] switch
+            {
+                "CrossAttnUpBlock2D" => new BlockAttention(c.NumAttentionHeads[mirror], c.TransformerLayersPerBlock[mirror], c.CrossAttentionDim[mirror], c.OnlyCrossAttention[mirror]),
+                "UpBlock2D" => null,
+                var other => throw new NotSupportedException($"up block type '{other}' is not supported (CrossAttnUpBlock2D, UpBlock2D are)"),
+            };
+            up.Add(new UNetUpBlock(inCh, prevOut, outCh, c.LayersPerBlock[mirror] + 1, i < levels - 1, s, attention));
+        }
+        _upBlocks = new ModuleList<UNetUpBlock>(up.ToArray());
+
+        _convNormOut = GroupNorm(c.NormNumGroups, c.BlockOutChannels[0], c.NormEps);
+        _convOut = Conv2d(c.BlockOutChannels[0], c.OutChannels, c.ConvOutKernel, padding: (c.ConvOutKernel - 1) / 2);
+
+        register_module("conv_in", _convIn);
+        register_module("time_embedding", _timeEmbedding);
+        register_module("down_blocks", _downBlocks);
+        register_module("mid_block", _midBlock);
+        register_module("up_blocks", _upBlocks);
+        register_module("conv_norm_out", _convNormOut);
+        register_module("conv_out", _convOut);
+    }
+
+    /// <summary>One timestep for the whole batch (float: LMS/Euler pass fractional timesteps).</summary>
+    public Tensor Forward(Tensor sample, float timestep, Tensor encoderHiddenStates)
+    {
+        using var t = tensor(timestep, ScalarType.Float32, sample.device);
+        return Forward(sample, t, encoderHiddenStates);
+    }
+
+    /// <param name="sample">[B, in_channels, h, w] latents.</param>
+    /// <param name="timesteps">a 0-d tensor, or one timestep per batch row [B].</param>
+    /// <param name="encoderHiddenStates">[B, 77, cross_attention_dim] text embeddings.</param>
+    public Tensor Forward(Tensor sample, Tensor timesteps, Tensor encoderHiddenStates)
+    {
+        if (sample.dim() != 4 || sample.shape[1] != Config.InChannels)
+            throw new ArgumentException($"UNet sample must be [B, {Config.InChannels}, h, w], got [{string.Join(", ", sample.shape)}]");
+        using var scope = NewDisposeScope();
+        long batch = sample.shape[0];
+        // diffusers: if the size is not a multiple of the total down factor, each upsampler gets the skip's size.
+        bool explicitUpsampleSize = sample.shape[2] % Config.DownFactor != 0 || sample.shape[3] % Config.DownFactor != 0;
+
+        if (Config.CenterInputSample)
+            sample = 2 * sample - 1.0;
+
+        var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
+        var tEmb = TimestepProjection.Embed(t.to(sample.device), Config.BlockOutChannels[0], Config.FlipSinToCos, Config.FreqShift).to(sample.dtype);
+        var emb = _timeEmbedding.call(tEmb); // [B, time_embed_dim]
+
+        var h = _convIn.call(sample);
+        var skips = new List<Tensor> { h };
+        foreach (var block in _downBlocks)
+        {
+            (h, var blockSkips) = block.Forward(h, emb, encoderHiddenStates);
+            skips.AddRange(blockSkips);
+        }
+
+        h = _midBlock!.call(h, emb, encoderHiddenStates);
+
+        for (int i = 0; i < _upBlocks.Count; i++)
+        {
+            var block = _upBlocks[i];
+            var blockSkips = skips.GetRange(skips.Count - block.ResnetCount, block.ResnetCount);
+            skips.RemoveRange(skips.Count - block.ResnetCount, block.ResnetCount);
+            long[]? upsampleSize = explicitUpsampleSize && i < _upBlocks.Count - 1 ? skips[^1].shape[2..] : null;
+            h = block.Forward(h, blockSkips, emb, encoderHiddenStates, upsampleSize);
+        }
+
+        var output = _convOut.call(F.silu(_convNormOut.call(h)));
+        return output.MoveToOuterDisposeScope();
+    }
+}
