@@ -81,12 +81,18 @@ static class ClipPreTokenizer
         return true;
     }
 
+    /// <summary>Whitespace here means "matched by no alternative".</summary>
     enum CharKind { Whitespace, Letter, Number, Other }
+
+    // U+0345 (combining ypogegrammeni) case-folds to ι, a letter. Under IGNORECASE the regex module then counts it
+    // as in neither [\p{L}] nor [^\s\p{L}\p{N}], so no alternative matches and findall steps over it like a space:
+    // "aͅb" -> "a", "b". (Observed with the regex package, checked over every code point; the only such character.)
+    const int CombiningYpogegrammeni = 0x0345;
 
     static CharKind Classify(string text, int i)
     {
         int cp = ClipTextCleanup.CodePointAt(text, i);
-        if (IsRegexWhitespace(cp))
+        if (IsRegexWhitespace(cp) || cp == CombiningYpogegrammeni)
             return CharKind.Whitespace;
         return ClipTextCleanup.Category(cp) switch
         {

@@ -55,10 +55,23 @@ static class PythonLowerCase
         return after == runes.Length || !IsCased(runes[after]);
     }
 
-    /// <summary>Unicode's Cased property, approximated by the letter categories that have case
-    /// (Other_Lowercase/Other_Uppercase symbols such as ª or Ⓐ are not covered).</summary>
-    static bool IsCased(Rune r) => Rune.GetUnicodeCategory(r) is UnicodeCategory.UppercaseLetter
-        or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter;
+    /// <summary>Unicode's Cased property: the letters with case, plus the Other_Lowercase / Other_Uppercase
+    /// characters that are not such letters (ª, modifier letters like ʰ, Roman numerals, circled letters, ...).</summary>
+    static bool IsCased(Rune r) =>
+        Rune.GetUnicodeCategory(r) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter
+            or UnicodeCategory.TitlecaseLetter
+        || OtherCased.Any(range => r.Value >= range.First && r.Value <= range.Last);
+
+    // Unicode 14 (Python 3.11's version); taken from the code points where str.lower's sigma rule sees a cased
+    // character that is not Lu/Ll/Lt.
+    static readonly (int First, int Last)[] OtherCased =
+    [
+        (0x00AA, 0x00AA), (0x00BA, 0x00BA), (0x02B0, 0x02B8), (0x02C0, 0x02C1), (0x02E0, 0x02E4), (0x0345, 0x0345),
+        (0x037A, 0x037A), (0x1D2C, 0x1D6A), (0x1D78, 0x1D78), (0x1D9B, 0x1DBF), (0x2071, 0x2071), (0x207F, 0x207F),
+        (0x2090, 0x209C), (0x2160, 0x217F), (0x24B6, 0x24E9), (0x2C7C, 0x2C7D), (0xA69C, 0xA69D), (0xA770, 0xA770),
+        (0xA7F8, 0xA7F9), (0xAB5C, 0xAB5F), (0x10780, 0x10780), (0x10783, 0x10785), (0x10787, 0x107B0),
+        (0x107B2, 0x107BA), (0x1F130, 0x1F149), (0x1F150, 0x1F169), (0x1F170, 0x1F189),
+    ];
 
     /// <summary>Unicode's Case_Ignorable property: marks, format characters, modifiers, and the
     /// word-internal punctuation of Word_Break MidLetter/MidNumLet/Single_Quote.</summary>
