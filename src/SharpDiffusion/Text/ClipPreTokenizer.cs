@@ -31,7 +31,7 @@ static class ClipPreTokenizer
             }
             else
             {
-                i += ClipTextCleanup.CodePointLength(text, i); // whitespace
+                i += ClipTextCleanup.CodePointLength(text, i); // no alternative matches: findall moves on
             }
         }
         return pieces;
@@ -104,8 +104,8 @@ static class ClipPreTokenizer
         };
     }
 
-    /// <summary>\s of Python's regex module on str patterns: Unicode White_Space. (After cleanup only ' ' and
-    /// U+2028/U+2029 can occur, and those are split away before, so this matters only for direct callers.)</summary>
+    /// <summary>\s of Python's regex module on str patterns: Unicode White_Space. (Cleaned text has no whitespace
+    /// but the single spaces between words; the full set keeps the scanner true to the regex on any input.)</summary>
     static bool IsRegexWhitespace(int cp) =>
         cp is >= 0x09 and <= 0x0D or 0x20 or 0x85 or 0xA0 or 0x1680 or >= 0x2000 and <= 0x200A
             or 0x2028 or 0x2029 or 0x202F or 0x205F or 0x3000;

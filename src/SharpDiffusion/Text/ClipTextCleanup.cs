@@ -15,7 +15,9 @@ namespace SharpDiffusion.Text;
 /// and join the words with single spaces.</item>
 /// </list>
 /// Python iterates code points, .NET strings are UTF-16, so every test here is made on whole code points:
-/// an emoji is one "So" character, not two surrogates.
+/// an emoji is one "So" character, not two surrogates. Categories come from .NET's Unicode tables, which are newer
+/// than Python 3.11's (Unicode 14): a character assigned since then is kept here but dropped there as unassigned.
+/// Every Unicode 14 character was checked to clean and split exactly as in Python.
 /// </summary>
 static class ClipTextCleanup
 {
