@@ -1,0 +1,142 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Text;
+
+/// <summary>
+/// CLIP's byte-level BPE tokenizer, token for token the same as transformers' slow <c>CLIPTokenizer</c> without
+/// ftfy (what diffusers' Stable Diffusion pipelines use when ftfy is not installed):
+/// <list type="number">
+/// <item>special tokens (<c>&lt;|startoftext|&gt;</c>, <c>&lt;|endoftext|&gt;</c>, and the pad token, e.g. SD2's
+/// "!") are cut out of the raw text (<see cref="SpecialTokenSplitter"/>);</item>
+/// <item>each remaining piece is cleaned and lower-cased (<see cref="ClipTextCleanup"/>),</item>
+/// <item>split by CLIP's regex (<see cref="ClipPreTokenizer"/>),</item>
+/// <item>written as UTF-8 bytes (<see cref="ByteLevelAlphabet"/>) and byte-pair-encoded (<see cref="BytePairEncoder"/>).</item>
+/// </list>
+/// <see cref="Encode"/> then gives what the pipeline feeds the text encoder:
+/// <c>tokenizer(text, padding="max_length", max_length=77, truncation=True).input_ids</c>.
+/// Instances are thread-safe.
+/// </summary>
+public sealed class ClipTokenizer
+{
+    const string StartOfText = "<|startoftext|>";
+    const string EndOfText = "<|endoftext|>";
+
+    readonly Dictionary<string, int> _tokenToId;
+    readonly SpecialTokenSplitter _specialTokens;
+    readonly BytePairEncoder _bpe;
+
+    /// <summary>Length of every <see cref="Encode"/> result: the text encoder's positions (77 for CLIP).</summary>
+    public int ModelMaxLength { get; }
+    public string BosToken { get; }
+    public string EosToken { get; }
+    public string UnkToken { get; }
+    public string PadToken { get; }
+    public int BosTokenId { get; }
+    public int EosTokenId { get; }
+    public int UnkTokenId { get; }
+    /// <summary>49407 (= EOS) for SD1's tokenizer, 0 ("!") for SD2's.</summary>
+    public int PadTokenId { get; }
+    /// <summary>vocab.json entries plus special tokens that were not in it.</summary>
+    public int VocabSize => _tokenToId.Count;
+    /// <summary>Number of BPE merge rules in use.</summary>
+    public int MergeCount => _bpe.MergeCount;
+
+    ClipTokenizer(Dictionary<string, int> vocab, List<(string, string)> merges, ClipTokenizerSettings settings)
+    {
+        _tokenToId = vocab;
+        ModelMaxLength = settings.ModelMaxLength;
+        (BosToken, EosToken, UnkToken, PadToken) = (settings.BosToken, settings.EosToken, settings.UnkToken, settings.PadToken);
+
+        // transformers registers bos, eos, unk and pad as special (added) tokens: one already in the vocabulary keeps
+        // its id (SD2's "!" -> 0), a new one is appended after the last id.
+        string[] special = [BosToken, EosToken, UnkToken, PadToken];
+        foreach (string token in special)
+            _tokenToId.TryAdd(token, _tokenToId.Count);
+        BosTokenId = _tokenToId[BosToken];
+        EosTokenId = _tokenToId[EosToken];
+        UnkTokenId = _tokenToId[UnkToken];
+        PadTokenId = _tokenToId[PadToken];
+
+        _specialTokens = new SpecialTokenSplitter(special);
+        _bpe = new BytePairEncoder(merges, [StartOfText, EndOfText]);
+    }
+
+    /// <summary>
+    /// Loads a tokenizer folder (the <c>tokenizer/</c> of a diffusers model): <c>vocab.json</c> and
+    /// <c>merges.txt</c> are required; <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c> supply
+    /// model_max_length and the bos/eos/unk/pad tokens when present.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">vocab.json or merges.txt is missing.</exception>
+    public static ClipTokenizer FromDirectory(string tokenizerDir)
+    {
+        string vocabPath = ClipTokenizerFiles.RequireFile(tokenizerDir, ClipTokenizerFiles.VocabFile);
+        string mergesPath = ClipTokenizerFiles.RequireFile(tokenizerDir, ClipTokenizerFiles.MergesFile);
+        return new ClipTokenizer(
+            ClipTokenizerFiles.ReadVocab(vocabPath),
+            ClipTokenizerFiles.ReadMerges(mergesPath),
+            ClipTokenizerFiles.ReadSettings(tokenizerDir));
+    }
+
+    /// <summary>
+    /// The BPE tokens of <paramref name="text"/>, without start/end tokens and without truncation
+    /// (transformers' <c>tokenizer.tokenize(text)</c>): "a photo" -> ["a&lt;/w&gt;", "photo&lt;/w&gt;"].
+    /// </summary>
+    public IReadOnlyList<string> Tokenize(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var tokens = new List<string>();
+        foreach (var (piece, isSpecial) in _specialTokens.Split(text))
+        {
+            if (isSpecial)
+            {
+                tokens.Add(piece);
+                continue;
+            }
+            foreach (string word in ClipPreTokenizer.Split(ClipTextCleanup.Clean(piece)))
+                tokens.AddRange(_bpe.Encode(ByteLevelAlphabet.Encode(word)));
+        }
+        return tokens;
+    }
+
+    /// <summary>Vocabulary ids of tokens; a token the vocabulary lacks maps to the unk id.</summary>
+    public int[] ConvertTokensToIds(IEnumerable<string> tokens) =>
+        tokens.Select(t => _tokenToId.GetValueOrDefault(t, UnkTokenId)).ToArray();
+
+    /// <summary>
+    /// BOS, every token id, EOS: no truncation and no padding, so it may be longer than
+    /// <see cref="ModelMaxLength"/> (transformers' <c>tokenizer(text).input_ids</c>). Use it to tell whether and
+    /// what <see cref="Encode"/> cut off.
+    /// </summary>
+    public int[] EncodeUntruncated(string text) => [BosTokenId, .. ConvertTokensToIds(Tokenize(text)), EosTokenId];
+
+    /// <summary>
+    /// Exactly <see cref="ModelMaxLength"/> ids: BOS, the first <c>ModelMaxLength - 2</c> token ids, EOS, then
+    /// <see cref="PadTokenId"/> up to the full length (<c>padding="max_length", truncation=True</c>).
+    /// </summary>
+    public int[] Encode(string text)
+    {
+        int[] tokenIds = ConvertTokensToIds(Tokenize(text));
+        int kept = Math.Min(tokenIds.Length, ModelMaxLength - 2);
+
+        var ids = new int[ModelMaxLength];
+        Array.Fill(ids, PadTokenId);
+        ids[0] = BosTokenId;
+        Array.Copy(tokenIds, 0, ids, 1, kept);
+        ids[kept + 1] = EosTokenId;
+        return ids;
+    }
+
+    /// <summary><see cref="Encode"/> of each text as one int64 tensor [B, ModelMaxLength], on the CPU.</summary>
+    public Tensor EncodeBatch(IReadOnlyList<string> texts)
+    {
+        var ids = new long[texts.Count * ModelMaxLength];
+        for (int b = 0; b < texts.Count; b++)
+        {
+            int[] row = Encode(texts[b]);
+            for (int j = 0; j < row.Length; j++)
+                ids[b * ModelMaxLength + j] = row[j];
+        }
+        return torch.tensor(ids, [texts.Count, ModelMaxLength], dtype: int64); // [B, 77]
+    }
+}
