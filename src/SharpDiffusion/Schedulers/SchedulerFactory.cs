@@ -8,8 +8,9 @@ namespace SharpDiffusion.Schedulers;
 /// </summary>
 public static class SchedulerFactory
 {
-    /// <summary>One accepted name: the diffusers class it builds and the config keys it overrides.</summary>
-    public sealed record SchedulerName(string Name, string ClassName, string Description, IReadOnlyDictionary<string, object> Overrides);
+    /// <summary>One accepted name: the diffusers class it builds and the config keys it overrides;
+    /// <paramref name="IsA1111"/> marks AUTOMATIC1111 sampler names.</summary>
+    public sealed record SchedulerName(string Name, string ClassName, string Description, IReadOnlyDictionary<string, object> Overrides, bool IsA1111);
 
     static readonly Dictionary<string, Func<SchedulerConfig, IScheduler>> Classes = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -21,17 +22,21 @@ public static class SchedulerFactory
     static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
 
     static SchedulerName N(string name, string cls, string description, Dictionary<string, object>? overrides = null) =>
-        new(name, cls, description, overrides ?? NoOverrides);
+        new(name, cls, description, overrides ?? NoOverrides, IsA1111: false);
+
+    static SchedulerName A(string name, string cls, Dictionary<string, object>? overrides = null) =>
+        new(name, cls, "AUTOMATIC1111 sampler name", overrides ?? NoOverrides, IsA1111: true);
 
     /// <summary>Every accepted name except the class names themselves (for <c>--scheduler list</c>).</summary>
     public static IReadOnlyList<SchedulerName> Names { get; } =
     [
         N("lms", "LMSDiscreteScheduler", "linear multistep (k-diffusion)"),
-        N("LMS", "LMSDiscreteScheduler", "A1111 name of lms"),
         N("lms_karras", "LMSDiscreteScheduler", "lms with Karras sigmas", Karras),
-        N("LMS Karras", "LMSDiscreteScheduler", "A1111 name of lms_karras", Karras),
         N("pndm", "PNDMScheduler", "pseudo numerical methods (Runge-Kutta warm-up unless the config skips it)"),
-        N("PLMS", "PNDMScheduler", "A1111 name: PNDM without the Runge-Kutta warm-up", new() { ["skip_prk_steps"] = true }),
+        A("LMS", "LMSDiscreteScheduler"),
+        A("LMS Karras", "LMSDiscreteScheduler", Karras),
+        // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
+        A("PLMS", "PNDMScheduler", new() { ["skip_prk_steps"] = true }),
     ];
 
     /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>

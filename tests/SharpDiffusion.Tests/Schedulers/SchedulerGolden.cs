@@ -18,14 +18,16 @@ public static class SchedulerGolden
 
     public sealed record Case(string Name, string ClassName, int Steps, JsonObject Overrides, double InitNoiseSigma, long? StepSeed);
 
+    /// <summary>A golden JSON file; Python's json writes -inf (DPM-Solver's lambda_min_clipped) as a bare -Infinity.</summary>
+    public static JsonNode ReadPythonJson(params string[] parts) =>
+        JsonNode.Parse(SchedulerConfig.QuoteNonFiniteLiterals(File.ReadAllText(Golden.Path(parts))))!;
+
     static readonly Lazy<IReadOnlyList<Case>> AllCases = new(LoadCases);
 
     static IReadOnlyList<Case> LoadCases()
     {
-        // Python's json writes lambda_min_clipped = -inf as a bare -Infinity.
-        static JsonNode ParsePythonJson(string path) => JsonNode.Parse(SchedulerConfig.QuoteNonFiniteLiterals(File.ReadAllText(path)))!;
-        var index = ParsePythonJson(Golden.Path("schedulers", "index.json")).AsArray();
-        var manifest = ParsePythonJson(Golden.Path("manifest.json"))["files"]!;
+        var index = ReadPythonJson("schedulers", "index.json").AsArray();
+        var manifest = ReadPythonJson("manifest.json")["files"]!;
         return index.Select(e =>
         {
             string file = e!["file"]!.GetValue<string>();
