@@ -31,4 +31,12 @@ public interface IScheduler
     /// <summary>One denoising step; returns prev_sample. Ancestral/SDE samplers draw noise from
     /// <paramref name="generator"/> (the pipeline's seeded CPU generator), in diffusers' order.</summary>
     Tensor Step(Tensor modelOutput, float timestep, Tensor sample, Generator? generator = null);
+
+    /// <summary>The noisy sample x_t for a clean sample x_0 and noise ε at <paramref name="timestep"/> (one of
+    /// <see cref="Timesteps"/>): x_0 + σ_t·ε for σ schedulers, √ᾱ_t·x_0 + √(1-ᾱ_t)·ε otherwise (img2img).</summary>
+    Tensor AddNoise(Tensor original, Tensor noise, float timestep);
+
+    /// <summary>The noise levels σ after <see cref="SetTimesteps"/> for k-diffusion style schedulers
+    /// (LMS, Euler, Heun, KDPM2, DPM-Solver, UniPC); null for DDIM/DDPM/PNDM.</summary>
+    IReadOnlyList<float>? Sigmas { get; }
 }

@@ -1,0 +1,122 @@
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Schedulers;
+
+/// <summary>
+/// Bookkeeping every scheduler shares: the config, the timestep list, argument checks and diffusers'
+/// step counter. The numerics live in the subclasses and in <see cref="NoiseSchedule"/>,
+/// <see cref="TimestepSpacing"/> and <see cref="SigmaMath"/>.
+/// </summary>
+public abstract class SchedulerBase : IScheduler, IDisposable
+{
+    float[] _timesteps = [];
+
+    protected SchedulerBase(SchedulerConfig config, NoiseSchedule noiseSchedule)
+    {
+        Config = config;
+        NoiseSchedule = noiseSchedule;
+        NumTrainTimesteps = noiseSchedule.NumTrainTimesteps;
+        PredictionType = config.GetString("prediction_type", "epsilon");
+    }
+
+    public abstract string Name { get; }
+    public SchedulerConfig Config { get; }
+    public virtual int Order => 1;
+    public IReadOnlyList<float> Timesteps => _timesteps;
+    public abstract float InitNoiseSigma { get; }
+
+    /// <summary>The noise levels σ of a k-diffusion style schedule (one more than the steps, ending in 0 or
+    /// σ_min), or null for schedulers that work with ᾱ directly.</summary>
+    public virtual IReadOnlyList<float>? Sigmas => null;
+
+    /// <summary>β, ᾱ and σ of the training schedule.</summary>
+    public NoiseSchedule NoiseSchedule { get; }
+    public int NumTrainTimesteps { get; }
+    /// <summary>epsilon, v_prediction or sample.</summary>
+    public string PredictionType { get; }
+    /// <summary>Steps requested in the last <see cref="SetTimesteps"/> (0 before).</summary>
+    public int NumInferenceSteps { get; private set; }
+
+    /// <summary>Index into <see cref="Timesteps"/> of the next step, set by the first
+    /// <see cref="ScaleModelInput"/> or <see cref="Step"/> after <see cref="SetTimesteps"/>.</summary>
+    protected int? StepIndex { get; set; }
+
+    public void SetTimesteps(int numInferenceSteps)
+    {
+        if (numInferenceSteps < 1 || numInferenceSteps > NumTrainTimesteps)
+            throw new ArgumentOutOfRangeException(nameof(numInferenceSteps), numInferenceSteps,
+                $"{Name}: the number of inference steps must be between 1 and num_train_timesteps ({NumTrainTimesteps}).");
+        NumInferenceSteps = numInferenceSteps;
+        StepIndex = null;
+        ResetState();
+        _timesteps = ComputeTimesteps(numInferenceSteps);
+    }
+
+    /// <summary>Builds the schedule for <paramref name="numInferenceSteps"/> (already validated) and returns the
+    /// timesteps; called after <see cref="ResetState"/>.</summary>
+    protected abstract float[] ComputeTimesteps(int numInferenceSteps);
+
+    /// <summary>Forgets the history of a previous run (multistep buffers, half-finished second-order steps).</summary>
+    protected virtual void ResetState() { }
+
+    public abstract Tensor ScaleModelInput(Tensor sample, float timestep);
+
+    public abstract Tensor Step(Tensor modelOutput, float timestep, Tensor sample, Generator? generator = null);
+
+    /// <summary>x_t for a clean x_0 and noise ε at <paramref name="timestep"/> (img2img, inpainting).</summary>
+    public abstract Tensor AddNoise(Tensor original, Tensor noise, float timestep);
+
+    /// <summary>diffusers' <c>_init_step_index</c>: the first call finds the timestep in the schedule (its
+    /// second occurrence when it appears twice, as in Heun/KDPM2, so a schedule cut for img2img does not skip
+    /// a σ); later calls must pass the timestep the counter expects.</summary>
+    protected int CurrentStepIndex(float timestep)
+    {
+        if (_timesteps.Length == 0)
+            throw new InvalidOperationException($"{Name}: call SetTimesteps before stepping.");
+        if (StepIndex is not int index)
+        {
+            index = IndexForTimestep(timestep);
+            StepIndex = index;
+        }
+        if (index >= _timesteps.Length)
+            throw new InvalidOperationException($"{Name}: all {_timesteps.Length} steps are done; call SetTimesteps to start again.");
+        if (_timesteps[index] != timestep)
+            throw new ArgumentException($"{Name}: expected timestep {_timesteps[index]} (step {index} of {_timesteps.Length}), got {timestep}.", nameof(timestep));
+        return index;
+    }
+
+    /// <summary>The position of <paramref name="timestep"/> in the schedule (the second one if it occurs twice).</summary>
+    protected int IndexForTimestep(float timestep)
+    {
+        int first = Array.IndexOf(_timesteps, timestep);
+        if (first < 0)
+            throw NotInSchedule(timestep);
+        int second = Array.IndexOf(_timesteps, timestep, first + 1);
+        return second >= 0 ? second : first;
+    }
+
+    /// <summary>Checks that <paramref name="timestep"/> is one of <see cref="Timesteps"/> (schedulers that use the
+    /// value itself rather than a counter: DDIM, DDPM, PNDM).</summary>
+    protected int RequireInSchedule(float timestep)
+    {
+        if (_timesteps.Length == 0)
+            throw new InvalidOperationException($"{Name}: call SetTimesteps before stepping.");
+        int index = Array.IndexOf(_timesteps, timestep);
+        return index >= 0 ? index : throw NotInSchedule(timestep);
+    }
+
+    ArgumentException NotInSchedule(float timestep)
+    {
+        string list = string.Join(", ", _timesteps.Take(8)) + (_timesteps.Length > 8 ? ", ..." : "");
+        return new ArgumentException($"{Name}: timestep {timestep} is not in the schedule ({list}).", "timestep");
+    }
+
+    /// <summary>Keeps a tensor beyond the caller's dispose scope (history buffers); the scheduler disposes it.</summary>
+    protected static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
+
+    public void Dispose()
+    {
+        ResetState();
+        GC.SuppressFinalize(this);
+    }
+}

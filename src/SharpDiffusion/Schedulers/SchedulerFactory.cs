@@ -1,0 +1,81 @@
+namespace SharpDiffusion.Schedulers;
+
+/// <summary>
+/// Builds schedulers by name: diffusers class names (<c>EulerDiscreteScheduler</c>), short names (<c>euler</c>)
+/// and AUTOMATIC1111 sampler names (<c>"Euler"</c>, <c>"DPM++ 2M Karras"</c>); all case-insensitive. Like
+/// diffusers' <c>Class.from_config(model_config)</c>, the config is the model's scheduler_config.json, so a
+/// different scheduler keeps the model's β schedule but uses its own defaults for keys the file lacks.
+/// </summary>
+public static class SchedulerFactory
+{
+    /// <summary>One accepted name: the diffusers class it builds and the config keys it overrides;
+    /// <paramref name="IsA1111"/> marks AUTOMATIC1111 sampler names.</summary>
+    public sealed record SchedulerName(string Name, string ClassName, string Description, IReadOnlyDictionary<string, object> Overrides, bool IsA1111);
+
+    static readonly Dictionary<string, Func<SchedulerConfig, IScheduler>> Classes = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["LMSDiscreteScheduler"] = c => new LMSDiscreteScheduler(c),
+        ["PNDMScheduler"] = c => new PNDMScheduler(c),
+    };
+
+    static readonly Dictionary<string, object> NoOverrides = new();
+    static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
+
+    static SchedulerName N(string name, string cls, string description, Dictionary<string, object>? overrides = null) =>
+        new(name, cls, description, overrides ?? NoOverrides, IsA1111: false);
+
+    static SchedulerName A(string name, string cls, Dictionary<string, object>? overrides = null) =>
+        new(name, cls, "AUTOMATIC1111 sampler name", overrides ?? NoOverrides, IsA1111: true);
+
+    /// <summary>Every accepted name except the class names themselves (for <c>--scheduler list</c>).</summary>
+    public static IReadOnlyList<SchedulerName> Names { get; } =
+    [
+        N("lms", "LMSDiscreteScheduler", "linear multistep (k-diffusion)"),
+        N("lms_karras", "LMSDiscreteScheduler", "lms with Karras sigmas", Karras),
+        N("pndm", "PNDMScheduler", "pseudo numerical methods (Runge-Kutta warm-up unless the config skips it)"),
+        A("LMS", "LMSDiscreteScheduler"),
+        A("LMS Karras", "LMSDiscreteScheduler", Karras),
+        // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
+        A("PLMS", "PNDMScheduler", new() { ["skip_prk_steps"] = true }),
+    ];
+
+    /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>
+    public static IEnumerable<string> ValidNames => Classes.Keys.Concat(Names.Select(n => n.Name));
+
+    /// <summary>Builds the scheduler called <paramref name="name"/> from the model's <paramref name="config"/>.</summary>
+    /// <exception cref="ArgumentException">Unknown name; the message lists the valid ones.</exception>
+    public static IScheduler Create(string name, SchedulerConfig config)
+    {
+        string trimmed = name.Trim();
+        if (Classes.TryGetValue(trimmed, out var ctor))
+            return ctor(config);
+        // A1111 names differ from short names only by case in a few places ("lms" / "LMS"): prefer an exact match.
+        var entry = Names.FirstOrDefault(n => n.Name == trimmed) ??
+                    Names.FirstOrDefault(n => string.Equals(n.Name, trimmed, StringComparison.OrdinalIgnoreCase));
+        if (entry is null)
+            throw new ArgumentException($"Unknown scheduler '{name}'. Valid names: {string.Join(", ", ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.", nameof(name));
+        foreach (var (key, value) in entry.Overrides)
+            config = config.With(key, value);
+        return Classes[entry.ClassName](config);
+    }
+
+    /// <summary>The scheduler the config itself names (<c>_class_name</c>): the model's own.</summary>
+    public static IScheduler FromConfig(SchedulerConfig config) =>
+        config.ClassName is { } cls
+            ? Create(cls, config)
+            : throw new ArgumentException("The scheduler config has no _class_name; pass a scheduler name instead.", nameof(config));
+
+    /// <summary>The AUTOMATIC1111 sampler name for PNG "parameters" metadata ("Euler a", "DPM++ 2M Karras", …);
+    /// the diffusers short name where A1111 has no equivalent.</summary>
+    public static string A1111Name(IScheduler scheduler)
+    {
+        bool karras = scheduler.Config.GetBool("use_karras_sigmas", false);
+        string suffix = karras ? " Karras" : "";
+        return scheduler switch
+        {
+            LMSDiscreteScheduler => "LMS" + suffix,
+            PNDMScheduler => "PLMS",
+            _ => scheduler.Name,
+        };
+    }
+}
