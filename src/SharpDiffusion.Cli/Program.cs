@@ -1,1 +1,58 @@
-Console.WriteLine("SharpDiffusion");
+using SharpDiffusion.Cli;
+using Spectre.Console;
+
+return Cli.Run(args);
+
+namespace SharpDiffusion.Cli
+{
+    public static class Cli
+    {
+        public const string Usage = """
+            SharpDiffusion: Stable Diffusion text-to-image in C#.
+
+            Usage:
+              SharpDiffusion.Cli generate --model DIR --prompt TEXT [options]
+              SharpDiffusion.Cli generate --scheduler list
+              SharpDiffusion.Cli --help
+
+            Commands:
+              generate    Generate images from a prompt with a diffusers model folder.
+            """;
+
+        public static int Run(string[] args)
+        {
+            if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+            {
+                Console.WriteLine(Usage);
+                Console.WriteLine(GenerateCommand.Help);
+                return args.Length == 0 ? 2 : 0;
+            }
+            try
+            {
+                return args[0] switch
+                {
+                    "generate" => GenerateCommand.Run(args[1..]),
+                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate. See --help."),
+                };
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 2;
+            }
+            catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException
+                                         or InvalidDataException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"error: {OneLine(e.Message)}");
+                return 2;
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"error: {OneLine(e.Message)} ({e.GetType().Name})");
+                return 1;
+            }
+        }
+
+        static string OneLine(string s) => s.ReplaceLineEndings(" ");
+    }
+}

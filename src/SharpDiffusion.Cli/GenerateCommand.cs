@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Pipelines;
+using SharpDiffusion.Schedulers;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Cli;
+
+/// <summary>`generate`: parses options, shows progress, calls the library, writes PNGs with their parameters.</summary>
+public static class GenerateCommand
+{
+    public const string Help = """
+        generate options:
+          --model DIR              diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
+          --prompt TEXT            the prompt; repeat for several prompts (one batch)
+          --negative-prompt TEXT   given once: applies to every prompt; given as often as --prompt: paired in order (default: "")
+          --width N, --height N    image size in pixels, multiples of 8 (default: the model's, 512 for SD 1.5)
+          --steps N                denoising steps (default: 50)
+          --guidance X             classifier-free guidance scale; <= 1 turns guidance off (default: 7.5)
+          --guidance-rescale X     diffusers' guidance_rescale, 0..1 (default: 0)
+          --seed N                 seed of the CPU generator (default: random, written into the PNG)
+          --scheduler NAME         sampler by diffusers class or AUTOMATIC1111 name, case-insensitive;
+                                   'list' prints them (default: the model's own scheduler)
+          --images-per-prompt N    images for each prompt (default: 1)
+          --output FILE.png        output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)
+          --variant NAME           weight variant, e.g. fp16 for *.fp16.safetensors (default: none)
+          --device NAME            cpu or cuda (default: cpu)
+          --dtype NAME             float32, bfloat16 or float16 compute (default: float32)
+          --threads N              CPU threads for libtorch (default: all cores)
+        """;
+
+    public static int Run(string[] args)
+    {
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            Console.WriteLine(Help);
+            return 0;
+        }
+        var cl = new CommandLine(args, new HashSet<string>());
+        if (cl.Positionals.Count > 0)
+            throw new UsageException($"Unexpected argument '{cl.Positionals[0]}'. Options start with --; see --help.");
+
+        string? schedulerName = cl.String("scheduler");
+        if (string.Equals(schedulerName, "list", StringComparison.OrdinalIgnoreCase))
+        {
+            PrintSchedulers();
+            return 0;
+        }
+
+        string model = cl.String("model") ?? throw new UsageException("--model DIR is required: a diffusers model folder.");
+        var prompts = cl.All("prompt");
+        if (prompts.Count == 0)
+            throw new UsageException("--prompt TEXT is required.");
+        var negatives = cl.All("negative-prompt");
+        if (negatives.Count > 1 && negatives.Count != prompts.Count)
+            throw new UsageException($"Give --negative-prompt once (for all prompts) or once per --prompt ({prompts.Count}); got {negatives.Count}.");
+        var options = new GenerationOptions
+        {
+            Prompts = prompts,
+            NegativePrompts = negatives,
+            Width = cl.Int("width"),
+            Height = cl.Int("height"),
+            NumInferenceSteps = cl.Int("steps") ?? 50,
+            GuidanceScale = cl.Double("guidance") ?? 7.5,
+            GuidanceRescale = cl.Double("guidance-rescale") ?? 0,
+            Seed = cl.Long("seed"),
+            NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
+            Scheduler = schedulerName,
+        };
+        string output = cl.String("output") ?? "out.png";
+        var load = new LoadOptions
+        {
+            Variant = cl.String("variant"),
+            Device = cl.String("device") ?? "cpu",
+            DType = ParseDType(cl.String("dtype")),
+        };
+        int threads = cl.Int("threads") ?? Environment.ProcessorCount;
+        cl.RejectUnknown();
+        CheckOutput(output);
+        if (threads < 1) throw new UsageException("--threads must be at least 1.");
+        TorchRuntime.Initialize(threads);
+
+        var clock = Stopwatch.StartNew();
+        using var pipeline = Progress.Status("Loading model", () => StableDiffusionPipeline.FromPretrained(model, load));
+        var (width, height) = pipeline.Validate(options);
+        var scheduler = pipeline.CreateScheduler(options.Scheduler); // fail on a bad name before any work
+        Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.NumInferenceSteps} steps, {scheduler.Name}");
+
+        using var result = Progress.Run(options.NumInferenceSteps, report => pipeline.Generate(options, report));
+        var paths = OutputPaths(output, result.Images.Count);
+        for (int i = 0; i < result.Images.Count; i++)
+        {
+            var image = result.Images[i];
+            string parameters = InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps,
+                SchedulerFactory.A1111Name(scheduler), options.GuidanceScale, result.Seed, result.Width, result.Height, pipeline.ModelName);
+            PngFile.Save(paths[i], image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = parameters });
+            Progress.Line($"Wrote {paths[i]}");
+        }
+        Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
+        return 0;
+    }
+
+    static void PrintSchedulers()
+    {
+        Console.WriteLine("Schedulers (--scheduler NAME, case-insensitive):");
+        foreach (var n in SchedulerFactory.Names.OrderBy(n => n.IsA1111))
+            Console.WriteLine($"  {(n.IsA1111 ? $"\"{n.Name}\"" : n.Name),-24} {n.ClassName,-36} {(n.IsA1111 ? "AUTOMATIC1111 name" : n.Description)}");
+        Console.WriteLine("The diffusers class names work too: " +
+            string.Join(", ", SchedulerFactory.Names.Select(n => n.ClassName).Distinct().OrderBy(c => c)) + ".");
+    }
+
+    static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch
+    {
+        null or "float32" or "fp32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "float16" or "fp16" => ScalarType.Float16,
+        _ => throw new UsageException($"--dtype must be float32, bfloat16 or float16; got '{name}'."),
+    };
+
+    static void CheckOutput(string output)
+    {
+        if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+            throw new UsageException($"--output must name a .png file; got '{output}'.");
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(output));
+        if (dir is not null && !Directory.Exists(dir))
+            throw new UsageException($"The output folder {dir} does not exist.");
+    }
+
+    /// <summary>FILE.png for one image; FILE-0.png, FILE-1.png, … in pipeline order for several.</summary>
+    public static IReadOnlyList<string> OutputPaths(string output, int count)
+    {
+        if (count == 1) return [output];
+        string stem = output[..^4];
+        return Enumerable.Range(0, count).Select(i => $"{stem}-{i}.png").ToList();
+    }
+}

@@ -1,0 +1,61 @@
+using System.Text.Json;
+
+namespace SharpDiffusion.Loading;
+
+/// <summary>A diffusers pipeline folder: model_index.json names the components, one sub-folder each.</summary>
+public sealed class DiffusersFolder
+{
+    readonly Dictionary<string, string?> _components;
+
+    public string Root { get; }
+    public string ClassName { get; }
+    public string Name => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Root)));
+
+    DiffusersFolder(string root, string className, Dictionary<string, string?> components)
+    {
+        Root = root;
+        ClassName = className;
+        _components = components;
+    }
+
+    public static DiffusersFolder Open(string root)
+    {
+        if (!Directory.Exists(root))
+            throw new DirectoryNotFoundException($"Model folder not found: {root}");
+        string index = Path.Combine(root, "model_index.json");
+        if (!File.Exists(index))
+            throw new FileNotFoundException($"{root} is not a diffusers model folder: model_index.json is missing. " +
+                "Point --model at the folder of a diffusers download (it holds model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).", index);
+        using var doc = ParseJson(index);
+        var components = new Dictionary<string, string?>();
+        string className = "";
+        foreach (var p in doc.RootElement.EnumerateObject())
+        {
+            if (p.Name == "_class_name") className = p.Value.GetString() ?? "";
+            // A component is ["library", "ClassName"]; [null, null] marks an absent optional one.
+            if (p.Value.ValueKind == JsonValueKind.Array && p.Value.GetArrayLength() == 2)
+                components[p.Name] = p.Value[1].ValueKind == JsonValueKind.String ? p.Value[1].GetString() : null;
+        }
+        return new DiffusersFolder(root, className, components);
+    }
+
+    static JsonDocument ParseJson(string path)
+    {
+        try { return JsonDocument.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new InvalidDataException($"{path} is not valid JSON: {e.Message}", e); }
+    }
+
+    /// <summary>The folder of a required component, checked to exist.</summary>
+    public string Component(string name)
+    {
+        string dir = Path.Combine(Root, name);
+        if (_components.TryGetValue(name, out var cls) && cls is null)
+            throw new InvalidDataException($"{Path.Combine(Root, "model_index.json")} lists no {name}, which this pipeline needs.");
+        if (!Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"The model folder {Root} has no {name}/ component folder (incomplete download?).");
+        return dir;
+    }
+
+    /// <summary>The class model_index.json names for a component, if any.</summary>
+    public string? ComponentClass(string name) => _components.GetValueOrDefault(name);
+}

@@ -1,0 +1,29 @@
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Pipelines;
+
+/// <summary>One generated image: RGB bytes, row-major, 3 bytes per pixel, and the parameters that made it.</summary>
+public sealed record GeneratedImage(int Width, int Height, byte[] Rgb, string Prompt, string NegativePrompt);
+
+/// <summary>
+/// The output of one pipeline call. Images are in pipeline order (prompt-major: all images of prompt 0 first).
+/// The tensors are kept for callers that compare with diffusers (and are disposed with the result).
+/// </summary>
+public sealed class GenerationResult : IDisposable
+{
+    public required IReadOnlyList<GeneratedImage> Images { get; init; }
+    public required long Seed { get; init; }
+    public required string SchedulerName { get; init; }
+    public required int Width { get; init; }
+    public required int Height { get; init; }
+    /// <summary>Final latents [B, 4, h, w] (before the scaling factor).</summary>
+    public required Tensor Latents { get; init; }
+    /// <summary>Decoded image in [0, 1], [B, H, W, 3] float32 (diffusers' output_type="np").</summary>
+    public required Tensor ImageFloat { get; init; }
+
+    public void Dispose()
+    {
+        Latents.Dispose();
+        ImageFloat.Dispose();
+    }
+}

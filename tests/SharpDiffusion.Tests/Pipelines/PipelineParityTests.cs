@@ -1,0 +1,76 @@
+using System.Text.Json;
+using SharpDiffusion.Pipelines;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Tests.Pipelines;
+
+/// <summary>golden/pipelines/&lt;model&gt;/&lt;case&gt;: whole StableDiffusionPipeline runs against diffusers.</summary>
+public class PipelineParityTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Cases() =>
+        GoldenManifest.Files("pipelines/", ".safetensors").Select(f => new object[] { f });
+
+    static readonly Dictionary<string, StableDiffusionPipeline> Pipelines = new();
+
+    internal static StableDiffusionPipeline Pipeline(string modelPath)
+    {
+        lock (Pipelines)
+        {
+            if (!Pipelines.TryGetValue(modelPath, out var p))
+                Pipelines[modelPath] = p = StableDiffusionPipeline.FromPretrained(Golden.Path(modelPath));
+            return p;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Pipeline_matches_diffusers(string file)
+    {
+        var info = GoldenManifest.Info(file);
+        var kwargs = info.GetProperty("kwargs");
+        var golden = Golden.Load(file.Split('/'));
+        var pipeline = Pipeline(info.GetProperty("model").GetString()!);
+
+        var options = new GenerationOptions
+        {
+            Prompts = GoldenManifest.Strings(kwargs.GetProperty("prompt")),
+            NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? GoldenManifest.Strings(n) : null,
+            NumInferenceSteps = kwargs.GetProperty("num_inference_steps").GetInt32(),
+            GuidanceScale = kwargs.GetProperty("guidance_scale").GetDouble(),
+            Width = kwargs.TryGetProperty("width", out var w) ? w.GetInt32() : null,
+            Height = kwargs.TryGetProperty("height", out var h) ? h.GetInt32() : null,
+            Seed = GoldenManifest.Seed(info),
+            Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString(),
+        };
+
+        using var _ = inference_mode();
+        using (var ids = pipeline.TokenIds(options.Prompts))
+            Assert.Equal(golden["prompt_input_ids"].data<long>().ToArray(), ids.data<long>().ToArray());
+        using (var embeds = pipeline.EncodePrompt(options.Prompts))
+            Golden.AssertClose(embeds, golden["prompt_embeds"], what: "prompt_embeds");
+
+        var latentSteps = golden["latents_steps"];
+        double worstLatent = 0;
+        int steps = 0;
+        using var result = pipeline.Generate(options, onStepEnd: (i, latents) =>
+        {
+            steps++;
+            // Latents are ~15 in magnitude and go through up to 20 steps: compare relative to their scale.
+            double diff = Golden.AssertClose(latents, latentSteps[i], rel: 1e-3, abs: 1e-4, what: $"latents after step {i}");
+            worstLatent = Math.Max(worstLatent, diff / Golden.MaxAbs(latentSteps[i]));
+        });
+
+        Assert.Equal(latentSteps.shape[0], steps);
+        double imageDiff = Golden.MaxAbsDiff(result.ImageFloat, golden["image_float"]);
+        Assert.True(imageDiff <= 1e-3, $"image_float max |diff| {imageDiff:E3}");
+
+        using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+        using var byteDiff = (bytes.to(ScalarType.Int32) - golden["image_uint8"].to(ScalarType.Int32)).abs();
+        int maxLevel = byteDiff.max().item<int>();
+        long differing = byteDiff.gt(0).sum().item<long>();
+        Assert.True(maxLevel <= 1, $"uint8 image differs by {maxLevel} levels");
+        Assert.True(differing <= Math.Max(4, bytes.numel() / 1000), $"{differing} uint8 values differ");
+        output.WriteLine($"{file}: latents max rel diff {worstLatent:E2}, image_float max |diff| {imageDiff:E2}, uint8 values differing {differing} (max {maxLevel})");
+    }
+}
