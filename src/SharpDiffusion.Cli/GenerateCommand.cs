@@ -78,6 +78,7 @@ public static class GenerateCommand
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         cl.RejectUnknown();
         CheckOutput(output);
+        CheckBeforeLoading(options);
         if (threads < 1) throw new UsageException("--threads must be at least 1.");
         TorchRuntime.Initialize(threads);
 
@@ -108,6 +109,20 @@ public static class GenerateCommand
             Console.WriteLine($"  {(n.IsA1111 ? $"\"{n.Name}\"" : n.Name),-24} {n.ClassName,-36} {(n.IsA1111 ? "AUTOMATIC1111 name" : n.Description)}");
         Console.WriteLine("The diffusers class names work too: " +
             string.Join(", ", SchedulerFactory.Names.Select(n => n.ClassName).Distinct().OrderBy(c => c)) + ".");
+    }
+
+    // Checks that need no model, so a typo fails at once instead of after loading gigabytes.
+    static void CheckBeforeLoading(GenerationOptions o)
+    {
+        foreach (var (name, value) in new[] { ("width", o.Width), ("height", o.Height) })
+            if (value is int v && (v <= 0 || v % 8 != 0))
+                throw new UsageException($"--{name} must be a positive multiple of 8; got {v}. Try {Math.Max(8, (int)Math.Round(v / 8.0) * 8)}.");
+        if (o.NumInferenceSteps < 1)
+            throw new UsageException($"--steps must be at least 1; got {o.NumInferenceSteps}.");
+        if (o.NumImagesPerPrompt < 1)
+            throw new UsageException($"--images-per-prompt must be at least 1; got {o.NumImagesPerPrompt}.");
+        if (o.Scheduler is { } s && !SchedulerFactory.ValidNames.Contains(s.Trim(), StringComparer.OrdinalIgnoreCase))
+            throw new UsageException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
     }
 
     static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch

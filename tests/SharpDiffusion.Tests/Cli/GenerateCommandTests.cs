@@ -1,0 +1,104 @@
+using SharpDiffusion.Imaging;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Tests.Cli;
+
+/// <summary>The CLI end to end, in process: files, metadata, exit codes, one-line errors.</summary>
+[Collection("Console")]
+public class GenerateCommandTests
+{
+    static readonly string TinySd = Golden.Path("models", "tiny-sd");
+
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o);
+        Console.SetError(e);
+        try { return (SharpDiffusion.Cli.Cli.Run(args), o.ToString(), e.ToString()); }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    [Fact]
+    public void Seed_example_reproduces_the_golden_png_with_parameters()
+    {
+        using var dir = new TempDir();
+        string output = dir.File("out.png");
+        var (code, _, err) = Run("generate", "--model", TinySd, "--prompt", "a photograph of an astronaut riding a horse",
+            "--seed", "42", "--steps", "20", "--guidance", "8", "--scheduler", "LMS", "--output", output);
+        Assert.True(code == 0, err);
+
+        var (w, h, rgb) = PngFile.Decode(output);
+        var golden = Golden.Load("pipelines", "tiny-sd", "lms_seed42_20steps_g8.safetensors")["image_uint8"];
+        Assert.Equal(new long[] { 1, h, w, 3 }, golden.shape);
+        var expected = golden.data<byte>().ToArray();
+        int maxDiff = rgb.Zip(expected, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(maxDiff <= 1, $"PNG differs from diffusers by {maxDiff} levels");
+
+        string parameters = PngFile.ReadText(File.ReadAllBytes(output))["parameters"];
+        Assert.StartsWith("a photograph of an astronaut riding a horse\n", parameters);
+        Assert.Contains("Steps: 20, Sampler: LMS, CFG scale: 8, Seed: 42, Size: 64x64, Model: tiny-sd", parameters);
+        Assert.DoesNotContain("Negative prompt:", parameters);
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));
+    }
+
+    [Fact]
+    public void Several_images_are_numbered_in_pipeline_order_with_their_own_prompts()
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = Run("generate", "--model", TinySd, "--prompt", "a red cat", "--prompt", "a blue dog",
+            "--negative-prompt", "blurry", "--images-per-prompt", "2", "--steps", "2", "--seed", "1", "--output", dir.File("img.png"));
+        Assert.True(code == 0, err);
+        var names = Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order().ToArray();
+        Assert.Equal(["img-0.png", "img-1.png", "img-2.png", "img-3.png"], names.Select(n => n!).ToArray());
+        var prompts = names.Select(n => PngFile.ReadText(File.ReadAllBytes(dir.File(n!)))["parameters"].Split('\n')).ToArray();
+        Assert.Equal(["a red cat", "a red cat", "a blue dog", "a blue dog"], prompts.Select(p => p[0]));
+        Assert.All(prompts, p => Assert.Equal("Negative prompt: blurry", p[1]));
+    }
+
+    [Theory]
+    [InlineData("--width", "60")]
+    [InlineData("--scheduler", "no-such-sampler")]
+    [InlineData("--steps", "zero")]
+    [InlineData("--frobnicate", "1")]
+    public void Bad_input_fails_with_one_line_before_any_output(string option, string value)
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = Run("generate", "--model", TinySd, "--prompt", "x", option, value, "--output", dir.File("out.png"));
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", err);
+        Assert.Single(err.TrimEnd('\n').Split('\n'));
+        Assert.Empty(Directory.GetFiles(dir.Path));
+    }
+
+    [Fact]
+    public void Missing_model_folder_is_named()
+    {
+        var (code, _, err) = Run("generate", "--model", "/nonexistent/model", "--prompt", "x");
+        Assert.Equal(2, code);
+        Assert.Contains("/nonexistent/model", err);
+    }
+
+    [Fact]
+    public void Help_documents_every_option_with_its_default()
+    {
+        var (code, output, _) = Run("generate", "--help");
+        Assert.Equal(0, code);
+        foreach (var option in new[] { "--model", "--prompt", "--negative-prompt", "--width", "--height", "--steps", "--guidance",
+                     "--seed", "--scheduler", "--images-per-prompt", "--output" })
+            Assert.Contains(option, output);
+    }
+
+    [Fact]
+    public void Scheduler_list_names_the_samplers()
+    {
+        var (code, output, _) = Run("generate", "--scheduler", "list");
+        Assert.Equal(0, code);
+        foreach (var name in SharpDiffusion.Schedulers.SchedulerFactory.Names)
+            Assert.Contains(name.Name, output);
+    }
+}
