@@ -2,6 +2,17 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Schedulers;
 
+/// <summary>How a class handles <c>rescale_betas_zero_snr</c>.</summary>
+public enum ZeroSnr
+{
+    /// <summary>The class has no such option (the key is ignored).</summary>
+    NotSupported,
+    /// <summary>DDIM, DDPM: rescale β so that ᾱ_T = 0.</summary>
+    Rescale,
+    /// <summary>Euler, Euler-ancestral: rescale, then ᾱ_T = 2⁻²⁴ so that σ_max stays finite.</summary>
+    RescaleWithSigmaFloor,
+}
+
 /// <summary>
 /// The training noise schedule every scheduler starts from: β_t, ᾱ_t = Π(1-β) and σ_t = ((1-ᾱ_t)/ᾱ_t)^½,
 /// t = 0 … num_train_timesteps-1, all float32 as diffusers holds them. β and ᾱ are computed with the same
@@ -31,10 +42,11 @@ public sealed class NoiseSchedule
     public static float SigmaFromAlphaCumprod(float alphaCumprod) => MathF.Sqrt((1f - alphaCumprod) / alphaCumprod);
 
     /// <summary>Builds β and ᾱ from the config keys <c>num_train_timesteps</c>, <c>beta_start</c>, <c>beta_end</c>,
-    /// <c>beta_schedule</c>, <c>trained_betas</c> and <c>rescale_betas_zero_snr</c>; the defaults are the calling
-    /// class's (most diffusers schedulers: 0.0001, 0.02, "linear"; Heun/KDPM2: 0.00085, 0.012, "linear").</summary>
+    /// <c>beta_schedule</c>, <c>trained_betas</c> and (where the class has it, <paramref name="zeroSnr"/>)
+    /// <c>rescale_betas_zero_snr</c>; the defaults are the calling class's (most diffusers schedulers: 0.0001, 0.02,
+    /// "linear"; Heun/KDPM2: 0.00085, 0.012, "linear").</summary>
     public static NoiseSchedule FromConfig(SchedulerConfig config, double defaultBetaStart = 0.0001, double defaultBetaEnd = 0.02,
-        bool supportsZeroSnr = false)
+        ZeroSnr zeroSnr = ZeroSnr.NotSupported)
     {
         int numTrain = config.GetInt("num_train_timesteps", 1000);
         if (numTrain < 2)
@@ -57,11 +69,14 @@ public sealed class NoiseSchedule
                 _ => throw new NotSupportedException($"beta_schedule '{schedule}' is not supported (linear, scaled_linear, squaredcos_cap_v2, or trained_betas)"),
             };
 
-        if (supportsZeroSnr && config.GetBool("rescale_betas_zero_snr", false))
+        bool rescale = zeroSnr != ZeroSnr.NotSupported && config.GetBool("rescale_betas_zero_snr", false);
+        if (rescale)
             betas = RescaleZeroTerminalSnr(betas);
 
-        var alphasCumprod = (1.0 - betas).cumprod(0);
-        return new NoiseSchedule(betas.data<float>().ToArray(), alphasCumprod.data<float>().ToArray());
+        var alphasCumprod = (1.0 - betas).cumprod(0).data<float>().ToArray();
+        if (rescale && zeroSnr == ZeroSnr.RescaleWithSigmaFloor)
+            alphasCumprod[^1] = MathF.Pow(2, -24); // ᾱ_T = 0 would make σ_max infinite: fp16's smallest subnormal instead
+        return new NoiseSchedule(betas.data<float>().ToArray(), alphasCumprod);
     }
 
     /// <summary>Glide's cosine schedule: ᾱ(t) = cos²((t+0.008)/1.008 · π/2), β_i = min(1 - ᾱ(i+1/N)/ᾱ(i/N), 0.999),

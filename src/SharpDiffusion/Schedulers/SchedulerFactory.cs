@@ -16,6 +16,9 @@ public static class SchedulerFactory
     {
         ["LMSDiscreteScheduler"] = c => new LMSDiscreteScheduler(c),
         ["PNDMScheduler"] = c => new PNDMScheduler(c),
+        ["DDIMScheduler"] = c => new DDIMScheduler(c),
+        ["EulerDiscreteScheduler"] = c => new EulerDiscreteScheduler(c),
+        ["EulerAncestralDiscreteScheduler"] = c => new EulerAncestralDiscreteScheduler(c),
     };
 
     static readonly Dictionary<string, object> NoOverrides = new();
@@ -33,10 +36,18 @@ public static class SchedulerFactory
         N("lms", "LMSDiscreteScheduler", "linear multistep (k-diffusion)"),
         N("lms_karras", "LMSDiscreteScheduler", "lms with Karras sigmas", Karras),
         N("pndm", "PNDMScheduler", "pseudo numerical methods (Runge-Kutta warm-up unless the config skips it)"),
+        N("ddim", "DDIMScheduler", "denoising diffusion implicit models (eta 0: deterministic)"),
+        N("euler", "EulerDiscreteScheduler", "Euler's method on the probability-flow ODE"),
+        N("euler_karras", "EulerDiscreteScheduler", "euler with Karras sigmas", Karras),
+        N("euler_a", "EulerAncestralDiscreteScheduler", "ancestral Euler (adds fresh noise every step)"),
+        N("euler_ancestral", "EulerAncestralDiscreteScheduler", "same as euler_a"),
         A("LMS", "LMSDiscreteScheduler"),
         A("LMS Karras", "LMSDiscreteScheduler", Karras),
         // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
         A("PLMS", "PNDMScheduler", new() { ["skip_prk_steps"] = true }),
+        A("DDIM", "DDIMScheduler"),
+        A("Euler", "EulerDiscreteScheduler"),
+        A("Euler a", "EulerAncestralDiscreteScheduler"),
     ];
 
     /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>
@@ -75,6 +86,9 @@ public static class SchedulerFactory
         {
             LMSDiscreteScheduler => "LMS" + suffix,
             PNDMScheduler => "PLMS",
+            DDIMScheduler => "DDIM",
+            EulerDiscreteScheduler => "Euler",
+            EulerAncestralDiscreteScheduler => "Euler a",
             _ => scheduler.Name,
         };
     }
