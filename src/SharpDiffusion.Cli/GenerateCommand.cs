@@ -22,6 +22,8 @@ public static class GenerateCommand
           --seed N                 seed of the CPU generator (default: random, written into the PNG)
           --scheduler NAME         sampler by diffusers class or AUTOMATIC1111 name, case-insensitive;
                                    'list' prints them (default: the model's own scheduler)
+          --scheduler-option K=V   override a scheduler_config.json key, e.g. timestep_spacing=trailing,
+                                   use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)
           --images-per-prompt N    images for each prompt (default: 1)
           --output FILE.png        output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)
           --variant NAME           weight variant, e.g. fp16 for *.fp16.safetensors (default: none)
@@ -67,6 +69,7 @@ public static class GenerateCommand
             Seed = cl.Long("seed"),
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
             Scheduler = schedulerName,
+            SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
         };
         string output = cl.String("output") ?? "out.png";
         var load = new LoadOptions
@@ -85,7 +88,7 @@ public static class GenerateCommand
         var clock = Stopwatch.StartNew();
         using var pipeline = Progress.Status("Loading model", () => StableDiffusionPipeline.FromPretrained(model, load));
         var (width, height) = pipeline.Validate(options);
-        var scheduler = pipeline.CreateScheduler(options.Scheduler); // fail on a bad name before any work
+        var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
         Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.NumInferenceSteps} steps, {scheduler.Name}");
 
         using var result = Progress.Run(options.NumInferenceSteps, report => pipeline.Generate(options, report));
@@ -123,6 +126,28 @@ public static class GenerateCommand
             throw new UsageException($"--images-per-prompt must be at least 1; got {o.NumImagesPerPrompt}.");
         if (o.Scheduler is { } s && !SchedulerFactory.ValidNames.Contains(s.Trim(), StringComparer.OrdinalIgnoreCase))
             throw new UsageException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
+    }
+
+    /// <summary>"key=value" pairs; values that read as a bool or a number become one, the rest stay strings.</summary>
+    static Dictionary<string, object?> ParseSchedulerOptions(IReadOnlyList<string> pairs)
+    {
+        var result = new Dictionary<string, object?>();
+        foreach (var pair in pairs)
+        {
+            int eq = pair.IndexOf('=');
+            if (eq <= 0)
+                throw new UsageException($"--scheduler-option expects KEY=VALUE, got '{pair}'.");
+            string key = pair[..eq].Trim(), value = pair[(eq + 1)..].Trim();
+            result[key] = value.ToLowerInvariant() switch
+            {
+                "true" => true,
+                "false" => false,
+                "null" or "none" => null,
+                _ when double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) => d,
+                _ => value,
+            };
+        }
+        return result;
     }
 
     static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch

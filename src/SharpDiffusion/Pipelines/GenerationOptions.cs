@@ -31,6 +31,10 @@ public sealed record GenerationOptions
     /// <summary>Scheduler name (diffusers class, short or AUTOMATIC1111 name); null = the model's own.</summary>
     public string? Scheduler { get; init; }
 
+    /// <summary>Scheduler config keys to override, as diffusers' <c>from_config(config, key=value)</c>
+    /// (e.g. timestep_spacing, use_karras_sigmas, prediction_type, steps_offset).</summary>
+    public IReadOnlyDictionary<string, object?>? SchedulerOptions { get; init; }
+
     /// <summary>The negative prompt that pairs with prompt <paramref name="i"/>.</summary>
     public string NegativePromptFor(int i) => NegativePrompts switch
     {

@@ -59,8 +59,13 @@ public sealed class StableDiffusionPipeline : IDisposable
     public int DefaultSize => (Unet.Config.SampleSize ?? 64) * VaeScaleFactor;
 
     /// <summary>The scheduler a call uses: the named one, else the model's own, both from the model's config.</summary>
-    public IScheduler CreateScheduler(string? name) =>
-        name is null ? SchedulerFactory.FromConfig(SchedulerConfig) : SchedulerFactory.Create(name, SchedulerConfig);
+    public IScheduler CreateScheduler(string? name, IReadOnlyDictionary<string, object?>? overrides = null)
+    {
+        var config = SchedulerConfig;
+        foreach (var (key, value) in overrides ?? new Dictionary<string, object?>())
+            config = config.With(key, value);
+        return name is null ? SchedulerFactory.FromConfig(config) : SchedulerFactory.Create(name, config);
+    }
 
     /// <summary>Validates options before any work, with messages that say how to fix them.</summary>
     public (int Width, int Height) Validate(GenerationOptions o)
@@ -118,7 +123,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
     {
         var (width, height) = Validate(options);
-        var scheduler = CreateScheduler(options.Scheduler);
+        var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         long seed = options.Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
         var clock = Stopwatch.StartNew();
         using var inference = inference_mode();

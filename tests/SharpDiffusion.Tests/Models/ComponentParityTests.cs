@@ -10,12 +10,13 @@ public class ComponentParityTests(ITestOutputHelper output)
     static string ModelDir(string model, string component) => Golden.Path("models", model, component);
 
     [Theory]
-    [InlineData("tiny-sd")]
-    [InlineData("small-sd15")]
-    public void Text_encoder_matches_transformers(string model)
+    [InlineData("tiny-sd", "text_encoder/tiny-sd.safetensors")]
+    [InlineData("small-sd15", "text_encoder/small-sd15.safetensors")]
+    [InlineData("tiny-sd2", "sd2/text_encoder_tiny-sd2.safetensors")] // exact GELU, pad id 0
+    public void Text_encoder_matches_transformers(string model, string goldenFile)
     {
         using var _ = inference_mode();
-        var golden = Golden.Load("text_encoder", $"{model}.safetensors");
+        var golden = Golden.Load(goldenFile.Split('/'));
         using var encoder = ComponentLoader.LoadTextEncoder(ModelDir(model, "text_encoder"));
         var result = encoder.Run(golden["input_ids"], keepHiddenStates: true);
         double worst = Golden.AssertClose(result.LastHiddenState, golden["last_hidden_state"], what: "last_hidden_state");
@@ -27,13 +28,14 @@ public class ComponentParityTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("tiny-sd", "square")]
-    [InlineData("small-sd15", "square")]
-    [InlineData("small-sd15", "nonsquare")]
-    public void UNet_matches_diffusers(string model, string shape)
+    [InlineData("tiny-sd", "unet/tiny-sd_square.safetensors")]
+    [InlineData("small-sd15", "unet/small-sd15_square.safetensors")]
+    [InlineData("small-sd15", "unet/small-sd15_nonsquare.safetensors")]
+    [InlineData("tiny-sd2", "sd2/unet_tiny-sd2.safetensors")] // per-block heads, linear projection, upcast_attention
+    public void UNet_matches_diffusers(string model, string goldenFile)
     {
         using var _ = inference_mode();
-        var golden = Golden.Load("unet", $"{model}_{shape}.safetensors");
+        var golden = Golden.Load(goldenFile.Split('/'));
         using var unet = ComponentLoader.LoadUNet(ModelDir(model, "unet"));
         var sample = golden["sample"];
         var context = golden["encoder_hidden_states"];
@@ -50,7 +52,7 @@ public class ComponentParityTests(ITestOutputHelper output)
         double worst = 0;
         foreach (var (key, t) in cases)
             worst = Math.Max(worst, Golden.AssertClose(unet.Forward(sample, t, context), golden[key], what: key));
-        output.WriteLine($"{model} {shape} UNet max |diff| {worst:E3}");
+        output.WriteLine($"{goldenFile} UNet max |diff| {worst:E3}");
     }
 
     [Theory]
