@@ -13,10 +13,12 @@ namespace SharpDiffusion.Cli
             Usage:
               SharpDiffusion.Cli generate --model DIR --prompt TEXT [options]
               SharpDiffusion.Cli generate --scheduler list
+              SharpDiffusion.Cli bench [options]
               SharpDiffusion.Cli --help
 
             Commands:
               generate    Generate images from a prompt with a diffusers model folder.
+              bench       Time a full-size SD 1.5 (random weights or --model DIR) part by part.
             """;
 
         public static int Run(string[] args)
@@ -25,6 +27,7 @@ namespace SharpDiffusion.Cli
             {
                 Console.WriteLine(Usage);
                 Console.WriteLine(GenerateCommand.Help);
+                Console.WriteLine(Bench.BenchCommand.Help);
                 return args.Length == 0 ? 2 : 0;
             }
             try
@@ -32,7 +35,8 @@ namespace SharpDiffusion.Cli
                 return args[0] switch
                 {
                     "generate" => GenerateCommand.Run(args[1..]),
-                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate. See --help."),
+                    "bench" => Bench.BenchCommand.Run(args[1..]),
+                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, bench. See --help."),
                 };
             }
             catch (UsageException e)

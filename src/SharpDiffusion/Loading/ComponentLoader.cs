@@ -14,6 +14,8 @@ public sealed record LoadOptions
     public string Device { get; init; } = "cpu";
     /// <summary>Compute dtype; weights stored in another dtype are converted once at load.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
+    /// <summary>Convolution weights in channels-last layout (the fast oneDNN path on CPU; same results to rounding).</summary>
+    public bool ChannelsLast { get; init; } = true;
 }
 
 /// <summary>Builds each diffusers/transformers component from its folder (config.json + safetensors).</summary>
@@ -58,6 +60,7 @@ public static class ComponentLoader
         foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
         if (options.DType != ScalarType.Float32) model.to(options.DType);
         if (options.Device != "cpu") model.to(new Device(options.Device));
+        if (options.ChannelsLast) Models.MemoryLayout.UseChannelsLast(model);
         return model;
     }
 }

@@ -4,14 +4,15 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Loading;
 
-/// <summary>Writes tensors as a safetensors file (keys sorted, 8-byte aligned header), atomically.</summary>
+/// <summary>Writes tensors as a safetensors file (keys sorted, 8-byte aligned header), streaming one tensor at
+/// a time, to a temporary file that is renamed into place at the end.</summary>
 public static class SafetensorsWriter
 {
-    static readonly Dictionary<ScalarType, string> Names = new()
+    static readonly Dictionary<ScalarType, (string Name, int Size)> DTypes = new()
     {
-        [ScalarType.Float64] = "F64", [ScalarType.Float32] = "F32", [ScalarType.Float16] = "F16", [ScalarType.BFloat16] = "BF16",
-        [ScalarType.Int64] = "I64", [ScalarType.Int32] = "I32", [ScalarType.Int16] = "I16", [ScalarType.Int8] = "I8",
-        [ScalarType.Byte] = "U8", [ScalarType.Bool] = "BOOL",
+        [ScalarType.Float64] = ("F64", 8), [ScalarType.Float32] = ("F32", 4), [ScalarType.Float16] = ("F16", 2),
+        [ScalarType.BFloat16] = ("BF16", 2), [ScalarType.Int64] = ("I64", 8), [ScalarType.Int32] = ("I32", 4),
+        [ScalarType.Int16] = ("I16", 2), [ScalarType.Int8] = ("I8", 1), [ScalarType.Byte] = ("U8", 1), [ScalarType.Bool] = ("BOOL", 1),
     };
 
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
@@ -20,16 +21,13 @@ public static class SafetensorsWriter
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
-        var blobs = new List<byte[]>();
         foreach (var (name, t) in ordered)
         {
-            if (!Names.TryGetValue(t.dtype, out var dtype))
+            if (!DTypes.TryGetValue(t.dtype, out var info))
                 throw new NotSupportedException($"Cannot write tensor '{name}' of dtype {t.dtype}");
-            using var cpu = t.detach().cpu().contiguous();
-            var bytes = cpu.bytes.ToArray();
-            header[name] = new { dtype, shape = t.shape, data_offsets = new[] { offset, offset + bytes.Length } };
-            offset += bytes.Length;
-            blobs.Add(bytes);
+            long length = t.numel() * info.Size;
+            header[name] = new { dtype = info.Name, shape = t.shape, data_offsets = new[] { offset, offset + length } };
+            offset += length;
         }
         var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
         int padded = (json.Length + 7) / 8 * 8;
@@ -38,12 +36,34 @@ public static class SafetensorsWriter
         json.CopyTo(headerBytes, 0);
 
         string temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        try
         {
-            stream.Write(BitConverter.GetBytes((ulong)padded));
-            stream.Write(headerBytes);
-            foreach (var blob in blobs) stream.Write(blob);
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            {
+                stream.Write(BitConverter.GetBytes((ulong)padded));
+                stream.Write(headerBytes);
+                foreach (var (_, t) in ordered)
+                {
+                    using var cpu = t.detach().cpu().contiguous();
+                    stream.Write(cpu.bytes);
+                }
+            }
+            File.Move(temp, path, overwrite: true);
         }
-        File.Move(temp, path, overwrite: true);
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    /// <summary>A module's parameters and buffers by state-dict name, optionally cast.</summary>
+    public static void SaveModule(string path, nn.Module module, ScalarType? dtype = null)
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, p) in module.named_parameters()) tensors[name] = dtype is { } d ? p.to(d) : p;
+        foreach (var (name, b) in module.named_buffers()) tensors[name] = b;
+        Save(path, tensors);
+        if (dtype is not null)
+            foreach (var (name, p) in module.named_parameters()) tensors[name].Dispose();
     }
 }

@@ -31,7 +31,9 @@ public sealed class ClipAttention : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1], d = x.shape[2];
         Tensor Heads(Tensor y) => y.view(b, t, _heads, d / _heads).transpose(1, 2); // [B, H, T, d]
-        var attended = F.scaled_dot_product_attention(Heads(_q.call(x)), Heads(_k.call(x)), Heads(_v.call(x)), is_casual: true);
+        var (q, k, v) = (Heads(_q.call(x)), Heads(_k.call(x)), Heads(_v.call(x)));
+        Diagnostics.FlopCounter.AddAttention(q, k);
+        var attended = F.scaled_dot_product_attention(q, k, v, is_casual: true);
         var merged = attended.transpose(1, 2).reshape(b, t, d);
         return _out.call(merged).MoveToOuterDisposeScope();
     }

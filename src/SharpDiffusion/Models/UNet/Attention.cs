@@ -46,6 +46,7 @@ public sealed class Attention : Module<Tensor, Tensor?, Tensor>
             // upcast_attention: scores in float32 (a no-op for float32 models).
             (q, k, v) = (q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32));
         }
+        Diagnostics.FlopCounter.AddAttention(q, k);
         var attended = F.scaled_dot_product_attention(q, k, v).to(dtype); // [B, H, N, d]
         long b = attended.shape[0], n = attended.shape[2];
         var merged = attended.transpose(1, 2).reshape(b, n, -1);

@@ -49,5 +49,6 @@ public sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
 
     static Tensor ToTokens(Tensor t) => t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1]);
 
-    static Tensor ToImage(Tensor t, long h, long w) => t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2).contiguous();
+    // [B, HW, C] → [B, C, H, W] with channels-last strides: no copy, and the layout the fast conv path wants.
+    static Tensor ToImage(Tensor t, long h, long w) => t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2);
 }

@@ -35,7 +35,9 @@ public sealed class VaeAttention : Module<Tensor, Tensor>
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         var tokens = _groupNorm.call(x).view(b, c, h * w).transpose(1, 2); // [B, HW, C]
         Tensor OneHead(Tensor t) => t.unsqueeze(1);                          // [B, 1, HW, C]
-        var attended = F.scaled_dot_product_attention(OneHead(_toQ.call(tokens)), OneHead(_toK.call(tokens)), OneHead(_toV.call(tokens)));
+        var (q, k, v) = (OneHead(_toQ.call(tokens)), OneHead(_toK.call(tokens)), OneHead(_toV.call(tokens)));
+        Diagnostics.FlopCounter.AddAttention(q, k);
+        var attended = F.scaled_dot_product_attention(q, k, v);
         var output = _toOut.call(attended.squeeze(1));                      // [B, HW, C]
         output = output.transpose(1, 2).reshape(b, c, h, w);
         return (output + x).MoveToOuterDisposeScope();

@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using System.Globalization;
+using SharpDiffusion.Diagnostics;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Models.Clip;
+using SharpDiffusion.Models.UNet;
+using SharpDiffusion.Models.Vae;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Cli.Bench;
+
+/// <summary>
+/// `bench`: a full-size SD 1.5 (random weights, or a real folder) timed part by part at a chosen size and dtype,
+/// with FLOPs, achieved GFLOP/s, peak RSS, load time, and a roofline measured in the same run.
+/// </summary>
+public static class BenchCommand
+{
+    public const string Help = """
+        bench options:
+          --model DIR              a diffusers SD folder to time (default: full-size SD 1.5 architecture, random weights)
+          --width N, --height N    image size (default: 512x512)
+          --dtype LIST             float32, bfloat16 or both, comma-separated (default: float32,bfloat16)
+          --steps N                timed UNet steps; the median is reported (default: 3)
+          --total-steps N          steps in the reported total (default: 20)
+          --channels-last BOOL     channels-last conv weights (default: true)
+          --threads N              libtorch threads (default: all cores)
+          --skip-vae               do not time the VAE decode
+          --skip-roofline          do not measure the kernel roofline
+        """;
+
+    sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
+        double TotalSeconds, long PeakBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
+
+    public static int Run(string[] args)
+    {
+        if (args.Contains("--help")) { Console.WriteLine(Help); return 0; }
+        var cl = new CommandLine(args, new HashSet<string> { "skip-vae", "skip-roofline" });
+        string? model = cl.String("model");
+        int width = cl.Int("width") ?? 512, height = cl.Int("height") ?? 512;
+        var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(ParseDType).ToList();
+        int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
+        bool channelsLast = (cl.String("channels-last") ?? "true").ToLowerInvariant() is "true" or "1" or "yes" or "on";
+        int threads = cl.Int("threads") ?? Environment.ProcessorCount;
+        bool skipVae = cl.Flag("skip-vae"), skipRoofline = cl.Flag("skip-roofline");
+        cl.RejectUnknown();
+        if (width % 8 != 0 || height % 8 != 0) throw new UsageException("--width and --height must be multiples of 8.");
+        if (steps < 1) throw new UsageException("--steps must be at least 1.");
+        TorchRuntime.Initialize(threads);
+
+        Console.WriteLine($"SharpDiffusion bench: {CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
+                          $"{width}x{height}, CFG batch 2, channels-last {channelsLast}");
+
+        string? temp = null;
+        try
+        {
+            if (model is null)
+            {
+                temp = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}");
+                var clock = Stopwatch.StartNew();
+                Console.WriteLine("Writing a random-weight SD 1.5 folder (fp32 safetensors) ...");
+                RandomModelFolder.Write(temp, ScalarType.Float32);
+                Console.WriteLine($"  written in {clock.Elapsed.TotalSeconds:F1}s to {temp}");
+                model = temp;
+            }
+
+            if (!skipRoofline)
+                foreach (var dtype in dtypes)
+                {
+                    Console.WriteLine($"Roofline ({Name(dtype)}):");
+                    foreach (var r in Roofline.Measure(dtype))
+                        Console.WriteLine($"  {r.Kernel,-30} {r.Path,-22} {r.GFlops,8:F1} GFLOP/s");
+                }
+
+            var rows = dtypes.Select(d => Measure(model, d, width, height, steps, totalSteps, channelsLast, skipVae)).ToList();
+            PrintTable(rows, totalSteps);
+        }
+        finally
+        {
+            if (temp is not null && Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+        return 0;
+    }
+
+    static Row Measure(string modelDir, ScalarType dtype, int width, int height, int steps, int totalSteps, bool channelsLast, bool skipVae)
+    {
+        Console.WriteLine($"Measuring {Name(dtype)} ...");
+        GC.Collect();
+        ProcessMemory.ResetPeak();
+        var folder = DiffusersFolder.Open(modelDir);
+        var options = new LoadOptions { DType = dtype, ChannelsLast = channelsLast };
+
+        var clock = Stopwatch.StartNew();
+        using var textEncoder = ComponentLoader.LoadTextEncoder(folder.Component("text_encoder"), options);
+        using var unet = ComponentLoader.LoadUNet(folder.Component("unet"), options);
+        using var vae = ComponentLoader.LoadVae(folder.Component("vae"), options);
+        double load = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"  load {load:F1}s");
+
+        using var _ = inference_mode();
+        int f = vae.Config.ScaleFactor;
+        using var ids = randint(0, textEncoder.Config.VocabSize, [2, 77], dtype: ScalarType.Int64);
+        long textFlops;
+        using (var counter = new FlopCounter(textEncoder))
+        {
+            using var warm = textEncoder.call(ids);
+            textFlops = counter.Total;
+        }
+        double text = Roofline.Time(() => { using var h = textEncoder.call(ids); }, 3);
+        Console.WriteLine($"  text encoder {text * 1000:F0} ms");
+
+        using var context = randn([2, 77, unet.Config.CrossAttentionDim[0]]).to(dtype);
+        using var latents = randn([2, unet.Config.InChannels, height / f, width / f]).to(dtype);
+        long stepFlops;
+        string split;
+        using (var counter = new FlopCounter(unet))
+        {
+            using var warm = unet.Forward(latents, 500f, context); // warm-up call, counted
+            stepFlops = counter.Total;
+            split = $"conv {counter.Conv / 1e12:F2} + linear {counter.Linear / 1e12:F2} + attention {counter.Attention / 1e12:F2} TFLOP";
+        }
+        var times = new List<double>();
+        for (int i = 0; i < steps; i++)
+        {
+            var stepClock = Stopwatch.StartNew();
+            using var noise = unet.Forward(latents, 999f - 50 * i, context);
+            times.Add(stepClock.Elapsed.TotalSeconds);
+            Console.WriteLine($"  UNet step {i + 1}/{steps}: {times[^1]:F2}s");
+        }
+        double step = Roofline.Median(times);
+
+        double vaeSeconds = 0;
+        long vaeFlops = 0;
+        if (!skipVae)
+        {
+            using var z = randn([1, vae.Config.LatentChannels, height / f, width / f]).to(dtype);
+            using var counter = new FlopCounter(vae);
+            var vaeClock = Stopwatch.StartNew();
+            using var image = vae.Decode(z);
+            vaeSeconds = vaeClock.Elapsed.TotalSeconds;
+            vaeFlops = counter.Total;
+            Console.WriteLine($"  VAE decode {vaeSeconds:F2}s");
+        }
+        double total = text + totalSteps * step + vaeSeconds;
+        return new Row(Name(dtype), load, text, step, vaeSeconds, total, ProcessMemory.PeakResidentBytes ?? 0,
+            textFlops, stepFlops, vaeFlops, split);
+    }
+
+    static void PrintTable(List<Row> rows, int totalSteps)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine();
+        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s) | VAE decode s (GFLOP/s) | total {totalSteps} steps s | peak RSS GB |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            Console.WriteLine(string.Create(inv,
+                $"| {r.DType} | {r.LoadSeconds:F1} | {r.TextSeconds * 1000:F0} | {r.StepSeconds:F2} ({r.StepFlops / r.StepSeconds / 1e9:F0}) | " +
+                $"{r.VaeSeconds:F2} ({(r.VaeSeconds > 0 ? r.VaeFlops / r.VaeSeconds / 1e9 : 0):F0}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} |"));
+        var first = rows[0];
+        Console.WriteLine(string.Create(inv, $"FLOPs: text encoder {first.TextFlops / 1e12:F3} TFLOP (2 prompts), UNet step {first.StepFlops / 1e12:F2} TFLOP ({first.StepSplit}), VAE decode {first.VaeFlops / 1e12:F2} TFLOP"));
+        foreach (var r in rows.Skip(1))
+            Console.WriteLine(string.Create(inv, $"{r.DType} vs {first.DType}: UNet step x{first.StepSeconds / r.StepSeconds:F2}, " +
+                $"VAE decode x{(r.VaeSeconds > 0 ? first.VaeSeconds / r.VaeSeconds : 0):F2}, total x{first.TotalSeconds / r.TotalSeconds:F2}"));
+    }
+
+    static string CpuName()
+    {
+        try
+        {
+            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+        }
+        catch (IOException) { return "unknown CPU"; }
+    }
+
+    static string Name(ScalarType t) => t switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
+
+    static ScalarType ParseDType(string name) => name.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "float16" or "fp16" => ScalarType.Float16,
+        _ => throw new UsageException($"--dtype takes float32, bfloat16 or float16; got '{name}'."),
+    };
+}

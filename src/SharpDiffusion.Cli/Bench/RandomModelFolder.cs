@@ -1,0 +1,44 @@
+using SharpDiffusion.Loading;
+using SharpDiffusion.Models;
+using SharpDiffusion.Models.Clip;
+using SharpDiffusion.Models.UNet;
+using SharpDiffusion.Models.Vae;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Cli.Bench;
+
+/// <summary>A full-size SD 1.5 architecture with random weights, written as a diffusers folder so the
+/// benchmark measures the same loading path as a real download.</summary>
+public static class RandomModelFolder
+{
+    public static void Write(string root, ScalarType diskType)
+    {
+        Directory.CreateDirectory(root);
+        File.WriteAllText(Path.Combine(root, "model_index.json"), """
+            {"_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+            """);
+        Component(root, "scheduler", StableDiffusion15.SchedulerConfig, "scheduler_config.json");
+
+        manual_seed(0);
+        string dir = Component(root, "text_encoder", StableDiffusion15.TextEncoderConfig);
+        using (var te = new ClipTextModel(ClipTextConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
+            SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), te, diskType);
+
+        dir = Component(root, "unet", StableDiffusion15.UNetConfig);
+        using (var unet = new UNet2DConditionModel(UNet2DConditionConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
+            SafetensorsWriter.SaveModule(Path.Combine(dir, "diffusion_pytorch_model.safetensors"), unet, diskType);
+
+        dir = Component(root, "vae", StableDiffusion15.VaeConfig);
+        using (var vae = new AutoencoderKL(AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
+            SafetensorsWriter.SaveModule(Path.Combine(dir, "diffusion_pytorch_model.safetensors"), vae, diskType);
+    }
+
+    static string Component(string root, string name, string config, string file = "config.json")
+    {
+        string dir = Path.Combine(root, name);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, file), config);
+        return dir;
+    }
+}

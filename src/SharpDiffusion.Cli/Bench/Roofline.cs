@@ -1,0 +1,59 @@
+using System.Diagnostics;
+using SharpDiffusion.Models;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpDiffusion.Cli.Bench;
+
+/// <summary>The best rate libtorch reaches here for the two kernels SD spends its time in, per layout path.</summary>
+public static class Roofline
+{
+    public sealed record Result(string Kernel, string Path, double GFlops);
+
+    /// <summary>Median seconds of <paramref name="runs"/> calls after one warm-up.</summary>
+    public static double Time(Action work, int runs)
+    {
+        work();
+        var times = new List<double>();
+        for (int i = 0; i < runs; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            work();
+            times.Add(clock.Elapsed.TotalSeconds);
+        }
+        return Median(times);
+    }
+
+    public static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        int n = sorted.Count;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+
+    public static List<Result> Measure(ScalarType dtype, int runs = 3)
+    {
+        using var _ = inference_mode();
+        var results = new List<Result>();
+
+        // SD's most common conv: 320→320, 3×3, on 2×320×64×64 (batch 2 = CFG at 512×512).
+        using var x = randn([2, 320, 64, 64]).to(dtype);
+        using var w = (randn([320, 320, 3, 3]) * 0.02).to(dtype);
+        using var b = zeros(320).to(dtype);
+        double convFlops = 2.0 * 2 * 320 * 64 * 64 * 320 * 9;
+        using var xCl = MemoryLayout.ToChannelsLast(x);
+        using var wCl = MemoryLayout.ToChannelsLast(w);
+        foreach (var (path, input, weight) in new[] { ("default (NCHW)", x, w), ("channels-last weight", x, wCl), ("channels-last", xCl, wCl) })
+        {
+            double s = Time(() => { using var y = F.conv2d(input, weight, b, padding: [1, 1]); }, runs);
+            results.Add(new Result("conv 3x3 320->320 @64x64 x2", path, convFlops / s / 1e9));
+        }
+
+        using var m1 = randn([2048, 2048]).to(dtype);
+        using var m2 = randn([2048, 2048]).to(dtype);
+        double mmFlops = 2.0 * 2048 * 2048 * 2048;
+        double mm = Time(() => { using var y = matmul(m1, m2); }, runs);
+        results.Add(new Result("matmul 2048^3", "default", mmFlops / mm / 1e9));
+        return results;
+    }
+}
