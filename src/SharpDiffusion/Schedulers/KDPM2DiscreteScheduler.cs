@@ -52,7 +52,7 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
         var result = new List<float> { ts[0] };
         for (int k = 1; k < n; k++)
         {
-            result.Add(MidpointTimestep(interpol[k]));
+            result.Add(SigmaMath.SigmaToTFloat32(interpol[k], NoiseSchedule));
             result.Add(ts[k]);
         }
         return [.. result];
@@ -67,19 +67,7 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
     }
 
     /// <summary>[a_0, a_1, a_1, …, a_n, a_n, a_n]: diffusers' cat(a[:1], a[1:].repeat_interleave(2), a[-1:]).</summary>
-    static float[] Interleave(float[] a) => [a[0], .. a[1..].SelectMany(x => new[] { x, x }), a[^1]];
-
-    /// <summary>The timestep of a midpoint σ: diffusers' σ→t on a float32 σ, with the interpolation weight in
-    /// float32 (it runs on torch tensors there).</summary>
-    float MidpointTimestep(float sigma)
-    {
-        var logSigmas = NoiseSchedule.LogSigmas;
-        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
-        int count = logSigmas.Count(l => logSigma - l >= 0);
-        int low = Math.Clamp(count - 1, 0, logSigmas.Length - 2), high = low + 1;
-        float w = Math.Clamp((logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[high]), 0f, 1f);
-        return (float)((1f - w) * (double)low + w * (double)high);
-    }
+    internal static float[] Interleave(float[] a) => [a[0], .. a[1..].SelectMany(x => new[] { x, x }), a[^1]];
 
     protected override void ResetState()
     {

@@ -23,6 +23,7 @@ public static class SchedulerFactory
         ["DDPMScheduler"] = c => new DDPMScheduler(c),
         ["HeunDiscreteScheduler"] = c => new HeunDiscreteScheduler(c),
         ["KDPM2DiscreteScheduler"] = c => new KDPM2DiscreteScheduler(c),
+        ["KDPM2AncestralDiscreteScheduler"] = c => new KDPM2AncestralDiscreteScheduler(c),
         ["UniPCMultistepScheduler"] = c => new UniPCMultistepScheduler(c),
     };
 
@@ -60,6 +61,8 @@ public static class SchedulerFactory
         N("kdpm2", "KDPM2DiscreteScheduler", "DPM-2 midpoint method (2 model calls per step)"),
         N("dpm2", "KDPM2DiscreteScheduler", "same as kdpm2"),
         N("kdpm2_karras", "KDPM2DiscreteScheduler", "kdpm2 with Karras sigmas", Karras),
+        N("kdpm2_a", "KDPM2AncestralDiscreteScheduler", "ancestral DPM-2 (draws noise; 2 model calls per step)"),
+        N("dpm2_a", "KDPM2AncestralDiscreteScheduler", "same as kdpm2_a"),
         N("unipc", "UniPCMultistepScheduler", "UniPC predictor-corrector (bh2, order 2)"),
         A("LMS", "LMSDiscreteScheduler"),
         A("LMS Karras", "LMSDiscreteScheduler", Karras),
@@ -71,6 +74,8 @@ public static class SchedulerFactory
         A("Heun", "HeunDiscreteScheduler"),
         A("DPM2", "KDPM2DiscreteScheduler"),
         A("DPM2 Karras", "KDPM2DiscreteScheduler", Karras),
+        A("DPM2 a", "KDPM2AncestralDiscreteScheduler"),
+        A("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler", Karras),
         A("DPM++ 2M", "DPMSolverMultistepScheduler", Dpmpp2M),
         A("DPM++ 2M Karras", "DPMSolverMultistepScheduler", Dpmpp2MKarras),
         A("DPM++ 2M SDE", "DPMSolverMultistepScheduler", Dpmpp2MSde),
@@ -119,6 +124,7 @@ public static class SchedulerFactory
             EulerAncestralDiscreteScheduler => "Euler a",
             HeunDiscreteScheduler => "Heun",
             KDPM2DiscreteScheduler => "DPM2" + suffix,
+            KDPM2AncestralDiscreteScheduler => "DPM2 a" + suffix,
             DPMSolverMultistepScheduler { AlgorithmType: "sde-dpmsolver++", SolverOrder: 2 } => "DPM++ 2M SDE" + suffix,
             DPMSolverMultistepScheduler { AlgorithmType: "dpmsolver++", SolverOrder: 2 } => "DPM++ 2M" + suffix,
             UniPCMultistepScheduler => "UniPC",

@@ -41,6 +41,18 @@ public static class SigmaMath
         return (1 - w) * low + w * high;
     }
 
+    /// <summary><see cref="SigmaToT"/> for a float32 σ held in a torch tensor (KDPM2's midpoints): there diffusers'
+    /// numpy code runs on tensors, so ln σ and the interpolation weight are float32.</summary>
+    public static float SigmaToTFloat32(float sigma, NoiseSchedule schedule)
+    {
+        var logSigmas = schedule.LogSigmas;
+        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
+        int count = logSigmas.Count(l => logSigma - l >= 0);
+        int low = Math.Clamp(count - 1, 0, logSigmas.Length - 2), high = low + 1;
+        float w = Math.Clamp((logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[high]), 0f, 1f);
+        return (float)((1f - w) * (double)low + w * (double)high);
+    }
+
     /// <summary>x / (σ²+1)^½: the model sees unit-variance input (float32 scalar as diffusers' 0-d tensor).</summary>
     public static Tensor ScaleInput(Tensor sample, float sigma) => sample / MathF.Sqrt(sigma * sigma + 1f);
 
