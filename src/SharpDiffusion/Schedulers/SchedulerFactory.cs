@@ -128,7 +128,7 @@ public static class SchedulerFactory
             DPMSolverMultistepScheduler { AlgorithmType: "sde-dpmsolver++", SolverOrder: 2 } => "DPM++ 2M SDE" + suffix,
             DPMSolverMultistepScheduler { AlgorithmType: "dpmsolver++", SolverOrder: 2 } => "DPM++ 2M" + suffix,
             UniPCMultistepScheduler => "UniPC",
-            _ => scheduler.Name,
+            _ => Names.FirstOrDefault(n => !n.IsA1111 && n.ClassName == scheduler.Name && n.Overrides.Count == 0)?.Name ?? scheduler.Name,
         };
     }
 }

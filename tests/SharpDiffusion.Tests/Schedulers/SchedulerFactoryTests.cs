@@ -67,4 +67,11 @@ public class SchedulerFactoryTests
         var scheduler = SchedulerFactory.Create(a1111, SchedulerGolden.Sd14Config());
         Assert.Equal(a1111, SchedulerFactory.A1111Name(scheduler));
     }
+
+    [Fact]
+    public void A1111Name_falls_back_to_the_short_name()
+    {
+        var ddpm = SchedulerFactory.Names.Single(n => n.ClassName == "DDPMScheduler");
+        Assert.Equal(ddpm.Name, SchedulerFactory.A1111Name(SchedulerFactory.Create("DDPMScheduler", SchedulerConfig.Empty)));
+    }
 }
