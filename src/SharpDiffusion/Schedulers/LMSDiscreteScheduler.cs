@@ -70,9 +70,11 @@ public sealed class LMSDiscreteScheduler : SchedulerBase
         }
 
         int order = Math.Min(i + 1, LmsOrder);
-        // Newest derivative first: c_0·d_i + c_1·d_{i-1} + ...
+        // Newest derivative first: c_0·d_i + c_1·d_{i-1} + ... When sampling starts mid-schedule (img2img) the
+        // history is shorter than the order: diffusers still builds the order-i+1 basis over the earlier σ's but
+        // zips it with the derivatives it has, so only the leading coefficients are used. We do the same.
         Tensor? update = null;
-        for (int k = 0; k < order; k++)
+        for (int k = 0; k < Math.Min(order, _derivatives.Count); k++)
         {
             double coeff = LmsCoefficient(order, i, k);
             var term = _derivatives[^(k + 1)] * coeff;

@@ -19,10 +19,20 @@ public static class SchedulerFactory
         ["DDIMScheduler"] = c => new DDIMScheduler(c),
         ["EulerDiscreteScheduler"] = c => new EulerDiscreteScheduler(c),
         ["EulerAncestralDiscreteScheduler"] = c => new EulerAncestralDiscreteScheduler(c),
+        ["DPMSolverMultistepScheduler"] = c => new DPMSolverMultistepScheduler(c),
+        ["DDPMScheduler"] = c => new DDPMScheduler(c),
+        ["HeunDiscreteScheduler"] = c => new HeunDiscreteScheduler(c),
+        ["KDPM2DiscreteScheduler"] = c => new KDPM2DiscreteScheduler(c),
+        ["KDPM2AncestralDiscreteScheduler"] = c => new KDPM2AncestralDiscreteScheduler(c),
+        ["UniPCMultistepScheduler"] = c => new UniPCMultistepScheduler(c),
     };
 
     static readonly Dictionary<string, object> NoOverrides = new();
     static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2M = new() { ["algorithm_type"] = "dpmsolver++", ["solver_order"] = 2 };
+    static readonly Dictionary<string, object> Dpmpp2MKarras = new(Dpmpp2M) { ["use_karras_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
+    static readonly Dictionary<string, object> Dpmpp2MSdeKarras = new(Dpmpp2MSde) { ["use_karras_sigmas"] = true };
 
     static SchedulerName N(string name, string cls, string description, Dictionary<string, object>? overrides = null) =>
         new(name, cls, description, overrides ?? NoOverrides, IsA1111: false);
@@ -41,6 +51,19 @@ public static class SchedulerFactory
         N("euler_karras", "EulerDiscreteScheduler", "euler with Karras sigmas", Karras),
         N("euler_a", "EulerAncestralDiscreteScheduler", "ancestral Euler (adds fresh noise every step)"),
         N("euler_ancestral", "EulerAncestralDiscreteScheduler", "same as euler_a"),
+        N("dpmpp_2m", "DPMSolverMultistepScheduler", "DPM-Solver++(2M) multistep", Dpmpp2M),
+        N("dpmpp_2m_karras", "DPMSolverMultistepScheduler", "dpmpp_2m with Karras sigmas", Dpmpp2MKarras),
+        N("dpmpp_2m_sde", "DPMSolverMultistepScheduler", "SDE variant of DPM-Solver++(2M) (draws noise)", Dpmpp2MSde),
+        N("dpmpp_2m_sde_karras", "DPMSolverMultistepScheduler", "dpmpp_2m_sde with Karras sigmas", Dpmpp2MSdeKarras),
+        N("ddpm", "DDPMScheduler", "ancestral DDPM sampling (draws noise)"),
+        N("heun", "HeunDiscreteScheduler", "Heun's 2nd-order method (2 model calls per step)"),
+        N("heun_karras", "HeunDiscreteScheduler", "heun with Karras sigmas", Karras),
+        N("kdpm2", "KDPM2DiscreteScheduler", "DPM-2 midpoint method (2 model calls per step)"),
+        N("dpm2", "KDPM2DiscreteScheduler", "same as kdpm2"),
+        N("kdpm2_karras", "KDPM2DiscreteScheduler", "kdpm2 with Karras sigmas", Karras),
+        N("kdpm2_a", "KDPM2AncestralDiscreteScheduler", "ancestral DPM-2 (draws noise; 2 model calls per step)"),
+        N("dpm2_a", "KDPM2AncestralDiscreteScheduler", "same as kdpm2_a"),
+        N("unipc", "UniPCMultistepScheduler", "UniPC predictor-corrector (bh2, order 2)"),
         A("LMS", "LMSDiscreteScheduler"),
         A("LMS Karras", "LMSDiscreteScheduler", Karras),
         // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
@@ -48,6 +71,16 @@ public static class SchedulerFactory
         A("DDIM", "DDIMScheduler"),
         A("Euler", "EulerDiscreteScheduler"),
         A("Euler a", "EulerAncestralDiscreteScheduler"),
+        A("Heun", "HeunDiscreteScheduler"),
+        A("DPM2", "KDPM2DiscreteScheduler"),
+        A("DPM2 Karras", "KDPM2DiscreteScheduler", Karras),
+        A("DPM2 a", "KDPM2AncestralDiscreteScheduler"),
+        A("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler", Karras),
+        A("DPM++ 2M", "DPMSolverMultistepScheduler", Dpmpp2M),
+        A("DPM++ 2M Karras", "DPMSolverMultistepScheduler", Dpmpp2MKarras),
+        A("DPM++ 2M SDE", "DPMSolverMultistepScheduler", Dpmpp2MSde),
+        A("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", Dpmpp2MSdeKarras),
+        A("UniPC", "UniPCMultistepScheduler"),
     ];
 
     /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>
@@ -89,7 +122,13 @@ public static class SchedulerFactory
             DDIMScheduler => "DDIM",
             EulerDiscreteScheduler => "Euler",
             EulerAncestralDiscreteScheduler => "Euler a",
-            _ => scheduler.Name,
+            HeunDiscreteScheduler => "Heun",
+            KDPM2DiscreteScheduler => "DPM2" + suffix,
+            KDPM2AncestralDiscreteScheduler => "DPM2 a" + suffix,
+            DPMSolverMultistepScheduler { AlgorithmType: "sde-dpmsolver++", SolverOrder: 2 } => "DPM++ 2M SDE" + suffix,
+            DPMSolverMultistepScheduler { AlgorithmType: "dpmsolver++", SolverOrder: 2 } => "DPM++ 2M" + suffix,
+            UniPCMultistepScheduler => "UniPC",
+            _ => Names.FirstOrDefault(n => !n.IsA1111 && n.ClassName == scheduler.Name && n.Overrides.Count == 0)?.Name ?? scheduler.Name,
         };
     }
 }

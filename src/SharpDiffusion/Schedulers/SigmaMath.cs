@@ -41,6 +41,18 @@ public static class SigmaMath
         return (1 - w) * low + w * high;
     }
 
+    /// <summary><see cref="SigmaToT"/> for a float32 σ held in a torch tensor (KDPM2's midpoints): there diffusers'
+    /// numpy code runs on tensors, so ln σ and the interpolation weight are float32.</summary>
+    public static float SigmaToTFloat32(float sigma, NoiseSchedule schedule)
+    {
+        var logSigmas = schedule.LogSigmas;
+        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
+        int count = logSigmas.Count(l => logSigma - l >= 0);
+        int low = Math.Clamp(count - 1, 0, logSigmas.Length - 2), high = low + 1;
+        float w = Math.Clamp((logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[high]), 0f, 1f);
+        return (float)((1f - w) * (double)low + w * (double)high);
+    }
+
     /// <summary>x / (σ²+1)^½: the model sees unit-variance input (float32 scalar as diffusers' 0-d tensor).</summary>
     public static Tensor ScaleInput(Tensor sample, float sigma) => sample / MathF.Sqrt(sigma * sigma + 1f);
 
@@ -60,4 +72,23 @@ public static class SigmaMath
         "sample" or "original_sample" => modelOutput.alias(),
         _ => throw new ArgumentException($"prediction_type '{predictionType}' must be one of 'epsilon', 'v_prediction' or 'sample'"),
     };
+
+    /// <summary>VP coefficients of a k-diffusion σ: α_t = 1/(σ²+1)^½, σ_t = σ·α_t (so x_t = α_t·x_0 + σ_t·ε).</summary>
+    public static (float Alpha, float Sigma) AlphaSigma(float sigma)
+    {
+        float alpha = 1f / MathF.Sqrt(sigma * sigma + 1f);
+        return (alpha, sigma * alpha);
+    }
+
+    /// <summary>Half log-SNR λ = ln α_t - ln σ_t, in float32 as diffusers computes it.</summary>
+    public static float Lambda(float sigma)
+    {
+        var (alpha, sigmaT) = AlphaSigma(sigma);
+        return MathF.Log(alpha) - MathF.Log(sigmaT);
+    }
+
+    /// <summary>eˣ - 1 rounded to float32 (torch.expm1 on a float32 scalar); double precision keeps it exact
+    /// enough for |x| ≳ 1e-5, the series below.</summary>
+    public static float Expm1(float x) =>
+        Math.Abs(x) < 1e-5f ? (float)(x + 0.5 * (double)x * x) : (float)(Math.Exp(x) - 1.0);
 }

@@ -19,7 +19,12 @@ public class SchedulerFactoryTests
         var entry = SchedulerFactory.Names.FirstOrDefault(n => n.Name == name);
         Assert.Equal(entry?.ClassName ?? name, scheduler.Name);
         foreach (var (key, value) in entry?.Overrides ?? new Dictionary<string, object>())
-            Assert.Equal(value, scheduler.Config.GetBool(key, !(bool)value));
+            Assert.Equal(value, value switch
+            {
+                bool b => scheduler.Config.GetBool(key, !b),
+                int => scheduler.Config.GetInt(key, -1),
+                _ => (object)scheduler.Config.GetString(key, ""),
+            });
         scheduler.SetTimesteps(10);
         Assert.NotEmpty(scheduler.Timesteps);
     }
@@ -61,5 +66,12 @@ public class SchedulerFactoryTests
     {
         var scheduler = SchedulerFactory.Create(a1111, SchedulerGolden.Sd14Config());
         Assert.Equal(a1111, SchedulerFactory.A1111Name(scheduler));
+    }
+
+    [Fact]
+    public void A1111Name_falls_back_to_the_short_name()
+    {
+        var ddpm = SchedulerFactory.Names.Single(n => n.ClassName == "DDPMScheduler");
+        Assert.Equal(ddpm.Name, SchedulerFactory.A1111Name(SchedulerFactory.Create("DDPMScheduler", SchedulerConfig.Empty)));
     }
 }
