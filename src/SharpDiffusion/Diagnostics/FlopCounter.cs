@@ -21,8 +21,10 @@ public sealed class FlopCounter : IDisposable
 
     public FlopCounter(params Module[] models)
     {
-        foreach (var model in models)
-        foreach (var (_, module) in model.named_modules())
+        // TorchSharp's named_modules() lists a submodule under its registered name and again under its field
+        // name, and leaves out the root: collect each module once.
+        var modules = models.SelectMany(m => m.named_modules().Select(x => x.module).Prepend(m)).Distinct();
+        foreach (var module in modules)
         {
             switch (module)
             {

@@ -18,33 +18,43 @@ public sealed record LoadOptions
     public bool ChannelsLast { get; init; } = true;
 }
 
-/// <summary>Builds each diffusers/transformers component from its folder (config.json + safetensors).</summary>
+/// <summary>
+/// Builds each diffusers/transformers component from its folder (config.json + safetensors). The model is
+/// built on the meta device (no memory, no random initialisation) and each stored tensor becomes its parameter
+/// directly in the requested dtype, device and layout.
+/// </summary>
 public static class ComponentLoader
 {
+    static readonly Device Meta = new("meta");
+
     public static ClipTextModel LoadTextEncoder(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
         var config = ClipTextConfig.From(JsonConfig.Load(ConfigPath(dir)));
-        var model = new ClipTextModel(config);
+        var model = Build(() => new ClipTextModel(config));
         // position_ids was a non-persistent buffer that older transformers versions saved anyway.
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "model", options.Variant), ignore: k => k.EndsWith("position_ids", StringComparison.Ordinal));
-        return Finish(model, options);
+        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "model", options.Variant), Placement(options, convs: false),
+            ignore: k => k.EndsWith("position_ids", StringComparison.Ordinal));
+        return Finish(model);
     }
 
     public static UNet2DConditionModel LoadUNet(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
-        var model = new UNet2DConditionModel(UNet2DConditionConfig.From(JsonConfig.Load(ConfigPath(dir))));
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant));
-        return Finish(model, options);
+        var config = UNet2DConditionConfig.From(JsonConfig.Load(ConfigPath(dir)));
+        var model = Build(() => new UNet2DConditionModel(config));
+        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant), Placement(options, convs: true));
+        return Finish(model);
     }
 
     public static AutoencoderKL LoadVae(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
-        var model = new AutoencoderKL(AutoencoderKLConfig.From(JsonConfig.Load(ConfigPath(dir))));
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant), rename: VaeAttention.RenameLegacyKey);
-        return Finish(model, options);
+        var config = AutoencoderKLConfig.From(JsonConfig.Load(ConfigPath(dir)));
+        var model = Build(() => new AutoencoderKL(config));
+        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant), Placement(options, convs: true),
+            rename: VaeAttention.RenameLegacyKey);
+        return Finish(model);
     }
 
     static string ConfigPath(string dir)
@@ -54,13 +64,17 @@ public static class ComponentLoader
         return Path.Combine(dir, "config.json");
     }
 
-    static T Finish<T>(T model, LoadOptions options) where T : nn.Module
+    static T Build<T>(Func<T> construct)
+    {
+        using var _ = Models.Layers.Placement(Meta);
+        return construct();
+    }
+
+    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && o.ChannelsLast);
+
+    static T Finish<T>(T model) where T : nn.Module
     {
         model.eval();
-        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
-        if (options.DType != ScalarType.Float32) model.to(options.DType);
-        if (options.Device != "cpu") model.to(new Device(options.Device));
-        if (options.ChannelsLast) Models.MemoryLayout.UseChannelsLast(model);
         return model;
     }
 }

@@ -35,19 +35,17 @@ public sealed class SafetensorsFile : IDisposable
     };
 
     readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
     readonly long _dataStart;
 
     public string Path { get; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, long dataStart,
+    SafetensorsFile(string path, MemoryMappedFile? map, long dataStart,
         Dictionary<string, SafetensorsEntry> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
         _map = map;
-        _view = view;
         _dataStart = dataStart;
         Tensors = tensors;
         Metadata = metadata;
@@ -75,10 +73,9 @@ public sealed class SafetensorsFile : IDisposable
         var (tensors, metadata) = ParseHeader(path, headerBytes, dataLength);
 
         if (dataLength == 0)
-            return new SafetensorsFile(path, null, null, dataStart, tensors, metadata);
+            return new SafetensorsFile(path, null, dataStart, tensors, metadata);
         var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        var view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-        return new SafetensorsFile(path, map, view, dataStart, tensors, metadata);
+        return new SafetensorsFile(path, map, dataStart, tensors, metadata);
     }
 
     static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -142,7 +139,8 @@ public sealed class SafetensorsFile : IDisposable
 
     public bool Contains(string name) => Tensors.ContainsKey(name);
 
-    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype (one copy out of the mapping).</summary>
+    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype: one copy out of a view of just that
+    /// tensor's bytes, unmapped right after, so the file's pages do not stay resident beside the weights.</summary>
     public Tensor Load(string name)
     {
         if (!Tensors.TryGetValue(name, out var entry))
@@ -156,24 +154,20 @@ public sealed class SafetensorsFile : IDisposable
 
     unsafe void CopyInto(Tensor tensor, long begin, long length)
     {
+        if (length > int.MaxValue)
+            throw new NotSupportedException($"Tensor of {length} bytes in {Path} is larger than 2 GiB");
+        using var view = _map!.CreateViewAccessor(_dataStart + begin, length, MemoryMappedFileAccess.Read);
         byte* basePtr = null;
-        _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
         try
         {
-            byte* source = basePtr + _view.PointerOffset + _dataStart + begin;
-            if (length > int.MaxValue)
-                throw new NotSupportedException($"Tensor of {length} bytes in {Path} is larger than 2 GiB");
-            tensor.bytes = new Span<byte>(source, (int)length);
+            tensor.bytes = new Span<byte>(basePtr + view.PointerOffset, (int)length);
         }
         finally
         {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
         }
     }
 
-    public void Dispose()
-    {
-        _view?.Dispose();
-        _map?.Dispose();
-    }
+    public void Dispose() => _map?.Dispose();
 }

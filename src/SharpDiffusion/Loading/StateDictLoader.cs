@@ -1,23 +1,32 @@
 using System.Text;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpDiffusion.Loading;
 
+/// <summary>How stored weights become parameters: compute dtype, device and convolution layout.</summary>
+public sealed record WeightPlacement(ScalarType DType, Device Device, bool ChannelsLastConvs)
+{
+    public static WeightPlacement Cpu32 { get; } = new(ScalarType.Float32, new Device("cpu"), ChannelsLastConvs: false);
+}
+
 /// <summary>
-/// Fills a module's parameters and buffers from safetensors files by name. Every stored tensor must land in a
-/// parameter of the same name and shape and every parameter must be filled; otherwise the error lists the
-/// differences by name. Values are converted to the parameter's dtype and device as they are copied.
+/// Fills a module's parameters from safetensors files by name. Every stored tensor must land in a parameter of
+/// the same name and shape and every parameter must be filled; otherwise the error lists the differences by name.
+/// Each stored tensor becomes a new parameter in the placement's dtype, device and layout, one tensor at a time,
+/// so a model built on the meta device never holds more than its final weights plus one tensor in flight.
 /// </summary>
 public static class StateDictLoader
 {
     /// <param name="rename">maps a stored key to our name (older layouts); null = identity.</param>
     /// <param name="ignore">stored keys that are known and safely skipped (e.g. position_ids).</param>
-    public static void Load(nn.Module module, IReadOnlyList<SafetensorsFile> files, Func<string, string>? rename = null,
-        Func<string, bool>? ignore = null)
+    public static void Load(nn.Module module, IReadOnlyList<SafetensorsFile> files, WeightPlacement? placement = null,
+        Func<string, string>? rename = null, Func<string, bool>? ignore = null)
     {
-        var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, p) in module.named_parameters()) targets[name] = p;
-        foreach (var (name, b) in module.named_buffers()) targets[name] = b;
+        placement ??= WeightPlacement.Cpu32;
+        var targets = module.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
+        owners[""] = module;
 
         var filled = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -36,19 +45,18 @@ public static class StateDictLoader
                     unexpected.Add(entry.Name);
                     continue;
                 }
-                using var stored = file.Load(entry.Name);
-                var source = stored;
+                long[] shape = entry.Shape;
                 // Very old VAE checkpoints store attention projections as 1×1 convs.
-                if (stored.dim() == 4 && target.dim() == 2 && stored.shape[2] == 1 && stored.shape[3] == 1)
-                    source = stored.squeeze(-1).squeeze(-1);
-                if (!source.shape.SequenceEqual(target.shape))
+                bool squeeze = shape.Length == 4 && target.dim() == 2 && shape[2] == 1 && shape[3] == 1;
+                if (squeeze) shape = shape[..2];
+                if (!shape.SequenceEqual(target.shape))
                 {
-                    mismatched.Add($"{entry.Name}: stored [{string.Join(", ", source.shape)}], model [{string.Join(", ", target.shape)}]");
+                    mismatched.Add($"{entry.Name}: stored [{string.Join(", ", entry.Shape)}], model [{string.Join(", ", target.shape)}]");
                     continue;
                 }
-                target.copy_(source);
+                int dot = name.LastIndexOf('.');
+                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], Place(file, entry.Name, squeeze, placement), name);
                 filled.Add(name);
-                if (!ReferenceEquals(source, stored)) source.Dispose();
             }
         }
 
@@ -62,6 +70,41 @@ public static class StateDictLoader
         Append(report, "in the file but not in the model", unexpected);
         report.Append("\nCheck that config.json belongs to these weights (a mismatched or truncated download?).");
         throw new InvalidDataException(report.ToString());
+    }
+
+    // The stored tensor as the parameter it becomes: squeezed, cast, moved, channels-last for conv kernels.
+    static Parameter Place(SafetensorsFile file, string key, bool squeeze, WeightPlacement placement)
+    {
+        var t = file.Load(key);
+        if (squeeze) t = Swap(t, t.squeeze(-1).squeeze(-1));
+        if (t.dtype != placement.DType) t = Swap(t, t.to(placement.DType));
+        if (t.device != placement.Device) t = Swap(t, t.to(placement.Device));
+        if (placement.ChannelsLastConvs && t.dim() == 4) t = Swap(t, Models.MemoryLayout.ToChannelsLast(t));
+        return new Parameter(t, requires_grad: false);
+    }
+
+    static Tensor Swap(Tensor old, Tensor replacement)
+    {
+        if (!ReferenceEquals(old, replacement)) old.Dispose();
+        return replacement;
+    }
+
+    // TorchSharp layers keep their parameters in fields behind typed setters: assign through them.
+    static void Assign(nn.Module owner, string leaf, Parameter p, string name)
+    {
+        switch (owner, leaf)
+        {
+            case (Linear l, "weight"): l.weight = p; break;
+            case (Linear l, "bias"): l.bias = p; break;
+            case (Conv2d c, "weight"): c.weight = p; break;
+            case (Conv2d c, "bias"): c.bias = p; break;
+            case (GroupNorm g, "weight"): g.weight = p; break;
+            case (GroupNorm g, "bias"): g.bias = p; break;
+            case (LayerNorm n, "weight"): n.weight = p; break;
+            case (LayerNorm n, "bias"): n.bias = p; break;
+            case (Embedding e, "weight"): e.weight = p; break;
+            default: throw new NotSupportedException($"Cannot load parameter '{name}' into a {owner.GetType().Name}");
+        }
     }
 
     static void Append(StringBuilder report, string title, List<string> names)

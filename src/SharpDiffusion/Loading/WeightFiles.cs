@@ -47,14 +47,14 @@ public static class WeightFiles
     }
 
     /// <summary>Opens the files, loads them into the module, closes them.</summary>
-    public static void LoadInto(TorchSharp.torch.nn.Module module, IReadOnlyList<string> paths, Func<string, string>? rename = null,
-        Func<string, bool>? ignore = null)
+    public static void LoadInto(TorchSharp.torch.nn.Module module, IReadOnlyList<string> paths, WeightPlacement? placement = null,
+        Func<string, string>? rename = null, Func<string, bool>? ignore = null)
     {
         var files = new List<SafetensorsFile>();
         try
         {
             foreach (var p in paths) files.Add(SafetensorsFile.Open(p));
-            StateDictLoader.Load(module, files, rename, ignore);
+            StateDictLoader.Load(module, files, placement, rename, ignore);
         }
         finally
         {

@@ -16,10 +16,10 @@ public sealed class ClipAttention : Module<Tensor, Tensor>
         if (hidden % heads != 0)
             throw new ArgumentException($"hidden_size {hidden} is not divisible by num_attention_heads {heads}");
         _heads = heads;
-        _q = Linear(hidden, hidden);
-        _k = Linear(hidden, hidden);
-        _v = Linear(hidden, hidden);
-        _out = Linear(hidden, hidden);
+        _q = Layers.Linear(hidden, hidden);
+        _k = Layers.Linear(hidden, hidden);
+        _v = Layers.Linear(hidden, hidden);
+        _out = Layers.Linear(hidden, hidden);
         register_module("q_proj", _q);
         register_module("k_proj", _k);
         register_module("v_proj", _v);

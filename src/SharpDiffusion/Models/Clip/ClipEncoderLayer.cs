@@ -14,9 +14,9 @@ public sealed class ClipEncoderLayer : Module<Tensor, Tensor>
     public ClipEncoderLayer(ClipTextConfig config) : base(nameof(ClipEncoderLayer))
     {
         _attention = new ClipAttention(config.HiddenSize, config.NumAttentionHeads);
-        _norm1 = LayerNorm(config.HiddenSize, config.LayerNormEps);
+        _norm1 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         _mlp = new ClipMlp(config);
-        _norm2 = LayerNorm(config.HiddenSize, config.LayerNormEps);
+        _norm2 = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         register_module("self_attn", _attention);
         register_module("layer_norm1", _norm1);
         register_module("mlp", _mlp);
@@ -41,8 +41,8 @@ public sealed class ClipMlp : Module<Tensor, Tensor>
     public ClipMlp(ClipTextConfig config) : base(nameof(ClipMlp))
     {
         _act = Activations.ByName(config.HiddenAct);
-        _fc1 = Linear(config.HiddenSize, config.IntermediateSize);
-        _fc2 = Linear(config.IntermediateSize, config.HiddenSize);
+        _fc1 = Layers.Linear(config.HiddenSize, config.IntermediateSize);
+        _fc2 = Layers.Linear(config.IntermediateSize, config.HiddenSize);
         register_module("fc1", _fc1);
         register_module("fc2", _fc2);
     }

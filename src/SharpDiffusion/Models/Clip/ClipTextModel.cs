@@ -43,7 +43,7 @@ sealed class ClipTextTransformer : Module
         _config = config;
         _embeddings = new ClipTextEmbeddings(config);
         _encoder = new ClipEncoder(config);
-        _finalNorm = LayerNorm(config.HiddenSize, config.LayerNormEps);
+        _finalNorm = Layers.LayerNorm(config.HiddenSize, config.LayerNormEps);
         register_module("embeddings", _embeddings);
         register_module("encoder", _encoder);
         register_module("final_layer_norm", _finalNorm);
@@ -90,8 +90,8 @@ sealed class ClipTextEmbeddings : Module<Tensor, Tensor>
 
     public ClipTextEmbeddings(ClipTextConfig config) : base(nameof(ClipTextEmbeddings))
     {
-        _token = Embedding(config.VocabSize, config.HiddenSize);
-        _position = Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
+        _token = Layers.Embedding(config.VocabSize, config.HiddenSize);
+        _position = Layers.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         register_module("token_embedding", _token);
         register_module("position_embedding", _position);
     }

@@ -22,10 +22,10 @@ public sealed class Attention : Module<Tensor, Tensor?, Tensor>
         _upcast = upcastAttention;
         int inner = heads * headDim;
         int contextDim = crossAttentionDim ?? queryDim;
-        _toQ = Linear(queryDim, inner, hasBias: bias);
-        _toK = Linear(contextDim, inner, hasBias: bias);
-        _toV = Linear(contextDim, inner, hasBias: bias);
-        _toOut = Linear(inner, queryDim, hasBias: true);
+        _toQ = Layers.Linear(queryDim, inner, hasBias: bias);
+        _toK = Layers.Linear(contextDim, inner, hasBias: bias);
+        _toV = Layers.Linear(contextDim, inner, hasBias: bias);
+        _toOut = Layers.Linear(inner, queryDim, hasBias: true);
         register_module("to_q", _toQ);
         register_module("to_k", _toK);
         register_module("to_v", _toV);

@@ -21,11 +21,11 @@ public sealed class BasicTransformerBlock : Module<Tensor, Tensor, Tensor>
         : base(nameof(BasicTransformerBlock))
     {
         _onlyCrossAttention = onlyCrossAttention;
-        _norm1 = LayerNorm(dim, 1e-5);
+        _norm1 = Layers.LayerNorm(dim, 1e-5);
         _attn1 = new Attention(dim, onlyCrossAttention ? crossAttentionDim : null, heads, headDim, upcastAttention: upcastAttention);
-        _norm2 = LayerNorm(dim, 1e-5);
+        _norm2 = Layers.LayerNorm(dim, 1e-5);
         _attn2 = new Attention(dim, crossAttentionDim, heads, headDim, upcastAttention: upcastAttention);
-        _norm3 = LayerNorm(dim, 1e-5);
+        _norm3 = Layers.LayerNorm(dim, 1e-5);
         _ff = new FeedForward(dim);
         register_module("norm1", _norm1);
         register_module("attn1", _attn1);
@@ -53,8 +53,8 @@ public sealed class FeedForward : Module<Tensor, Tensor>
     public FeedForward(int dim, int mult = 4) : base(nameof(FeedForward))
     {
         int inner = dim * mult;
-        _proj = Linear(dim, inner * 2);
-        _out = Linear(inner, dim);
+        _proj = Layers.Linear(dim, inner * 2);
+        _out = Layers.Linear(inner, dim);
         var geglu = new GegluProjection(_proj);
         register_module("net", new ModuleList<Module>(geglu, Dropout(0.0), _out));
     }

@@ -15,7 +15,7 @@ public sealed class Downsample2D : Module<Tensor, Tensor>
     public Downsample2D(int channels, int outChannels, int padding) : base(nameof(Downsample2D))
     {
         _padding = padding;
-        _conv = Conv2d(channels, outChannels, 3, stride: 2, padding: padding);
+        _conv = Layers.Conv2d(channels, outChannels, 3, stride: 2, padding: padding);
         register_module("conv", _conv);
     }
 

@@ -22,22 +22,22 @@ public sealed class ResnetBlock2D : Module<Tensor, Tensor?, Tensor>
         : base(nameof(ResnetBlock2D))
     {
         _outputScaleFactor = outputScaleFactor;
-        _norm1 = GroupNorm(groups, inChannels, eps);
-        _conv1 = Conv2d(inChannels, outChannels, 3, padding: 1);
-        _norm2 = GroupNorm(groups, outChannels, eps);
-        _conv2 = Conv2d(outChannels, outChannels, 3, padding: 1);
+        _norm1 = Layers.GroupNorm(groups, inChannels, eps);
+        _conv1 = Layers.Conv2d(inChannels, outChannels, 3, padding: 1);
+        _norm2 = Layers.GroupNorm(groups, outChannels, eps);
+        _conv2 = Layers.Conv2d(outChannels, outChannels, 3, padding: 1);
         register_module("norm1", _norm1);
         register_module("conv1", _conv1);
         if (tembChannels is int t)
         {
-            _timeEmbProj = Linear(t, outChannels);
+            _timeEmbProj = Layers.Linear(t, outChannels);
             register_module("time_emb_proj", _timeEmbProj);
         }
         register_module("norm2", _norm2);
         register_module("conv2", _conv2);
         if (inChannels != outChannels)
         {
-            _convShortcut = Conv2d(inChannels, outChannels, 1);
+            _convShortcut = Layers.Conv2d(inChannels, outChannels, 1);
             register_module("conv_shortcut", _convShortcut);
         }
     }

@@ -33,8 +33,8 @@ public sealed class TimestepEmbedding : Module<Tensor, Tensor>
 
     public TimestepEmbedding(int inChannels, int timeEmbedDim) : base(nameof(TimestepEmbedding))
     {
-        _linear1 = Linear(inChannels, timeEmbedDim);
-        _linear2 = Linear(timeEmbedDim, timeEmbedDim);
+        _linear1 = Layers.Linear(inChannels, timeEmbedDim);
+        _linear2 = Layers.Linear(timeEmbedDim, timeEmbedDim);
         register_module("linear_1", _linear1);
         register_module("linear_2", _linear2);
     }

@@ -20,11 +20,11 @@ public sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
     {
         _linearProjection = useLinearProjection;
         int inner = heads * headDim;
-        _norm = GroupNorm(groups, inChannels, 1e-6);
-        _projIn = useLinearProjection ? Linear(inChannels, inner) : Conv2d(inChannels, inner, 1);
+        _norm = Layers.GroupNorm(groups, inChannels, 1e-6);
+        _projIn = useLinearProjection ? Layers.Linear(inChannels, inner) : Layers.Conv2d(inChannels, inner, 1);
         _blocks = new ModuleList<BasicTransformerBlock>(Enumerable.Range(0, layers)
             .Select(_ => new BasicTransformerBlock(inner, heads, headDim, crossAttentionDim, onlyCrossAttention, upcastAttention)).ToArray());
-        _projOut = useLinearProjection ? Linear(inner, inChannels) : Conv2d(inner, inChannels, 1);
+        _projOut = useLinearProjection ? Layers.Linear(inner, inChannels) : Layers.Conv2d(inner, inChannels, 1);
         register_module("norm", _norm);
         register_module("proj_in", _projIn);
         register_module("transformer_blocks", _blocks);

@@ -27,7 +27,7 @@ public sealed class UNet2DConditionModel : Module
         int levels = c.BlockOutChannels.Length;
         var s = new UNetBlockSettings(c.TimeEmbedDim, c.NormNumGroups, c.NormEps, c.UseLinearProjection, c.UpcastAttention);
 
-        _convIn = Conv2d(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
+        _convIn = Layers.Conv2d(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
         _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim);
 
         var down = new List<UNetDownBlock>();
@@ -71,8 +71,8 @@ public sealed class UNet2DConditionModel : Module
         }
         _upBlocks = new ModuleList<UNetUpBlock>(up.ToArray());
 
-        _convNormOut = GroupNorm(c.NormNumGroups, c.BlockOutChannels[0], c.NormEps);
-        _convOut = Conv2d(c.BlockOutChannels[0], c.OutChannels, c.ConvOutKernel, padding: (c.ConvOutKernel - 1) / 2);
+        _convNormOut = Layers.GroupNorm(c.NormNumGroups, c.BlockOutChannels[0], c.NormEps);
+        _convOut = Layers.Conv2d(c.BlockOutChannels[0], c.OutChannels, c.ConvOutKernel, padding: (c.ConvOutKernel - 1) / 2);
 
         register_module("conv_in", _convIn);
         register_module("time_embedding", _timeEmbedding);

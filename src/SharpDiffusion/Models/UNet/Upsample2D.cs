@@ -13,7 +13,7 @@ public sealed class Upsample2D : Module<Tensor, long[]?, Tensor>
 
     public Upsample2D(int channels, int outChannels) : base(nameof(Upsample2D))
     {
-        _conv = Conv2d(channels, outChannels, 3, padding: 1);
+        _conv = Layers.Conv2d(channels, outChannels, 3, padding: 1);
         register_module("conv", _conv);
     }
 

@@ -55,8 +55,8 @@ public sealed class AutoencoderKL : Module
         int latent = config.LatentChannels;
         _encoder = new VaeEncoder(config);
         _decoder = new VaeDecoder(config);
-        _quantConv = Conv2d(2 * latent, 2 * latent, 1);
-        _postQuantConv = Conv2d(latent, latent, 1);
+        _quantConv = Layers.Conv2d(2 * latent, 2 * latent, 1);
+        _postQuantConv = Layers.Conv2d(latent, latent, 1);
         register_module("encoder", _encoder);
         register_module("decoder", _decoder);
         register_module("quant_conv", _quantConv);
@@ -93,12 +93,12 @@ sealed class VaeEncoder : Module<Tensor, Tensor>
     public VaeEncoder(AutoencoderKLConfig c) : base("Encoder")
     {
         var ch = c.BlockOutChannels;
-        _convIn = Conv2d(c.InChannels, ch[0], 3, padding: 1);
+        _convIn = Layers.Conv2d(c.InChannels, ch[0], 3, padding: 1);
         _downBlocks = new ModuleList<DownEncoderBlock2D>(Enumerable.Range(0, ch.Length)
             .Select(i => new DownEncoderBlock2D(i == 0 ? ch[0] : ch[i - 1], ch[i], c.LayersPerBlock, c.NormNumGroups, i < ch.Length - 1)).ToArray());
         _midBlock = new VaeMidBlock(ch[^1], c.NormNumGroups, c.MidBlockAddAttention);
-        _convNormOut = GroupNorm(c.NormNumGroups, ch[^1], 1e-6);
-        _convOut = Conv2d(ch[^1], 2 * c.LatentChannels, 3, padding: 1); // double_z: mean and logvar
+        _convNormOut = Layers.GroupNorm(c.NormNumGroups, ch[^1], 1e-6);
+        _convOut = Layers.Conv2d(ch[^1], 2 * c.LatentChannels, 3, padding: 1); // double_z: mean and logvar
         register_module("conv_in", _convIn);
         register_module("down_blocks", _downBlocks);
         register_module("mid_block", _midBlock);
@@ -126,12 +126,12 @@ sealed class VaeDecoder : Module<Tensor, Tensor>
     public VaeDecoder(AutoencoderKLConfig c) : base("Decoder")
     {
         var reversed = c.BlockOutChannels.Reverse().ToArray();
-        _convIn = Conv2d(c.LatentChannels, reversed[0], 3, padding: 1);
+        _convIn = Layers.Conv2d(c.LatentChannels, reversed[0], 3, padding: 1);
         _midBlock = new VaeMidBlock(reversed[0], c.NormNumGroups, c.MidBlockAddAttention);
         _upBlocks = new ModuleList<UpDecoderBlock2D>(Enumerable.Range(0, reversed.Length)
             .Select(i => new UpDecoderBlock2D(i == 0 ? reversed[0] : reversed[i - 1], reversed[i], c.LayersPerBlock + 1, c.NormNumGroups, i < reversed.Length - 1)).ToArray());
-        _convNormOut = GroupNorm(c.NormNumGroups, c.BlockOutChannels[0], 1e-6);
-        _convOut = Conv2d(c.BlockOutChannels[0], c.OutChannels, 3, padding: 1);
+        _convNormOut = Layers.GroupNorm(c.NormNumGroups, c.BlockOutChannels[0], 1e-6);
+        _convOut = Layers.Conv2d(c.BlockOutChannels[0], c.OutChannels, 3, padding: 1);
         register_module("conv_in", _convIn);
         register_module("mid_block", _midBlock);
         register_module("up_blocks", _upBlocks);

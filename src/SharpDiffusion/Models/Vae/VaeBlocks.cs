@@ -17,11 +17,11 @@ public sealed class VaeAttention : Module<Tensor, Tensor>
 
     public VaeAttention(int channels, int groups, double eps) : base("Attention")
     {
-        _groupNorm = GroupNorm(groups, channels, eps);
-        _toQ = Linear(channels, channels);
-        _toK = Linear(channels, channels);
-        _toV = Linear(channels, channels);
-        _toOut = Linear(channels, channels);
+        _groupNorm = Layers.GroupNorm(groups, channels, eps);
+        _toQ = Layers.Linear(channels, channels);
+        _toK = Layers.Linear(channels, channels);
+        _toV = Layers.Linear(channels, channels);
+        _toOut = Layers.Linear(channels, channels);
         register_module("group_norm", _groupNorm);
         register_module("to_q", _toQ);
         register_module("to_k", _toK);

@@ -1,0 +1,44 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Models;
+
+/// <summary>
+/// The layer constructors every model uses, so a loader can build a model where its parameters cost nothing:
+/// inside <see cref="Placement"/> with the <c>meta</c> device, layers get shape-only parameters (no memory, no
+/// random initialisation) that loading then replaces with the stored weights, already in the compute dtype.
+/// The placement is per thread, so parallel code elsewhere is unaffected.
+/// </summary>
+public static class Layers
+{
+    [ThreadStatic] static Device? _device;
+    [ThreadStatic] static ScalarType? _dtype;
+
+    /// <summary>Layers built on this thread until the result is disposed go to <paramref name="device"/>.</summary>
+    public static IDisposable Placement(Device? device, ScalarType? dtype = null)
+    {
+        var previous = (_device, _dtype);
+        (_device, _dtype) = (device, dtype);
+        return new Restore(() => (_device, _dtype) = previous);
+    }
+
+    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true) =>
+        nn.Linear(inFeatures, outFeatures, hasBias, _device, _dtype);
+
+    public static Conv2d Conv2d(long inChannels, long outChannels, long kernelSize, long stride = 1, long padding = 0) =>
+        nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, device: _device, dtype: _dtype);
+
+    public static GroupNorm GroupNorm(long groups, long channels, double eps) =>
+        nn.GroupNorm(groups, channels, eps, device: _device, dtype: _dtype);
+
+    public static LayerNorm LayerNorm(long dim, double eps) =>
+        nn.LayerNorm(dim, eps, device: _device, dtype: _dtype);
+
+    public static Embedding Embedding(long count, long dim) =>
+        nn.Embedding(count, dim, device: _device, dtype: _dtype);
+
+    sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
+    }
+}
