@@ -26,6 +26,7 @@ public static class GenerateCommand
                                    use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)
           --images-per-prompt N    images for each prompt (default: 1)
           --output FILE.png        output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)
+          --vae-tiling             decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off)
           --variant NAME           weight variant, e.g. fp16 for *.fp16.safetensors (default: none)
           --device NAME            cpu or cuda (default: cpu)
           --dtype NAME             float32, bfloat16 or float16 compute (default: float32)
@@ -39,7 +40,7 @@ public static class GenerateCommand
             Console.WriteLine(Help);
             return 0;
         }
-        var cl = new CommandLine(args, new HashSet<string>());
+        var cl = new CommandLine(args, new HashSet<string> { "vae-tiling" });
         if (cl.Positionals.Count > 0)
             throw new UsageException($"Unexpected argument '{cl.Positionals[0]}'. Options start with --; see --help.");
 
@@ -70,6 +71,7 @@ public static class GenerateCommand
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
             Scheduler = schedulerName,
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
+            VaeTiling = cl.Flag("vae-tiling"),
         };
         string output = cl.String("output") ?? "out.png";
         var load = new LoadOptions

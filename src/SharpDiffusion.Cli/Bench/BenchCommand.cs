@@ -26,15 +26,17 @@ public static class BenchCommand
           --threads N              libtorch threads (default: all cores)
           --skip-vae               do not time the VAE decode
           --skip-roofline          do not measure the kernel roofline
+        Each dtype is measured in a fresh child process, so its peak RSS is its own.
         """;
 
-    sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
+    public sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
         double TotalSeconds, long PeakBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
 
     public static int Run(string[] args)
     {
         if (args.Contains("--help")) { Console.WriteLine(Help); return 0; }
         var cl = new CommandLine(args, new HashSet<string> { "skip-vae", "skip-roofline" });
+        string? report = cl.String("report"); // internal: a child measures one dtype and writes its row here
         string? model = cl.String("model");
         int width = cl.Int("width") ?? 512, height = cl.Int("height") ?? 512;
         var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
@@ -47,6 +49,13 @@ public static class BenchCommand
         if (width % 8 != 0 || height % 8 != 0) throw new UsageException("--width and --height must be multiples of 8.");
         if (steps < 1) throw new UsageException("--steps must be at least 1.");
         TorchRuntime.Initialize(threads);
+
+        if (report is not null)
+        {
+            var row = Measure(model ?? throw new UsageException("--report needs --model"), dtypes.Single(), width, height, steps, totalSteps, channelsLast, skipVae);
+            File.WriteAllText(report, System.Text.Json.JsonSerializer.Serialize(row));
+            return 0;
+        }
 
         Console.WriteLine($"SharpDiffusion bench: {CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
                           $"{width}x{height}, CFG batch 2, channels-last {channelsLast}");
@@ -72,7 +81,7 @@ public static class BenchCommand
                         Console.WriteLine($"  {r.Kernel,-30} {r.Path,-22} {r.GFlops,8:F1} GFLOP/s");
                 }
 
-            var rows = dtypes.Select(d => Measure(model, d, width, height, steps, totalSteps, channelsLast, skipVae)).ToList();
+            var rows = dtypes.Select(d => MeasureInChild(model, d, args)).ToList();
             PrintTable(rows, totalSteps);
         }
         finally
@@ -80,6 +89,33 @@ public static class BenchCommand
             if (temp is not null && Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         }
         return 0;
+    }
+
+    // Runs this same command for one dtype in a new process: peak RSS then belongs to that measurement alone.
+    static Row MeasureInChild(string modelDir, ScalarType dtype, string[] args)
+    {
+        string report = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}-{Name(dtype)}.json");
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+            start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
+        start.ArgumentList.Add("bench");
+        var passOn = new CommandLine(args, new HashSet<string> { "skip-vae", "skip-roofline" });
+        foreach (var key in new[] { "width", "height", "steps", "total-steps", "channels-last", "threads" })
+            if (passOn.String(key) is { } value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value); }
+        if (passOn.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
+        foreach (var a in new[] { "--model", modelDir, "--dtype", Name(dtype), "--report", report }) start.ArgumentList.Add(a);
+        using var child = Process.Start(start)!;
+        child.WaitForExit();
+        try
+        {
+            if (child.ExitCode != 0 || !File.Exists(report))
+                throw new InvalidOperationException($"The {Name(dtype)} measurement failed (exit code {child.ExitCode}).");
+            return System.Text.Json.JsonSerializer.Deserialize<Row>(File.ReadAllText(report))!;
+        }
+        finally
+        {
+            File.Delete(report);
+        }
     }
 
     static Row Measure(string modelDir, ScalarType dtype, int width, int height, int steps, int totalSteps, bool channelsLast, bool skipVae)

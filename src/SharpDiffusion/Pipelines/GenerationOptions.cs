@@ -35,6 +35,10 @@ public sealed record GenerationOptions
     /// (e.g. timestep_spacing, use_karras_sigmas, prediction_type, steps_offset).</summary>
     public IReadOnlyDictionary<string, object?>? SchedulerOptions { get; init; }
 
+    /// <summary>Decode the latents in overlapping tiles (diffusers' enable_vae_tiling): flat memory for large images
+    /// (1024×1024 and up) at the price of tiny blending differences.</summary>
+    public bool VaeTiling { get; init; }
+
     /// <summary>The negative prompt that pairs with prompt <paramref name="i"/>.</summary>
     public string NegativePromptFor(int i) => NegativePrompts switch
     {

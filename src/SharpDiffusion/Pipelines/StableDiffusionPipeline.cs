@@ -110,10 +110,11 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Latents → image in [0, 1], [B, H, W, 3] float32 on the CPU.</summary>
-    public Tensor DecodeLatents(Tensor latents)
+    public Tensor DecodeLatents(Tensor latents, bool tiled = false)
     {
         using var scope = NewDisposeScope();
-        var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(DType)).to(ScalarType.Float32);
+        var z = (latents / Vae.Config.ScalingFactor).to(DType);
+        var decoded = (tiled ? TiledDecoder.Decode(Vae, z) : Vae.Decode(z)).to(ScalarType.Float32);
         var image = (decoded / 2 + 0.5).clamp(0.0, 1.0);
         return image.permute(0, 2, 3, 1).contiguous().cpu().MoveToOuterDisposeScope();
     }
@@ -161,7 +162,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
 
         progress?.Invoke(new GenerationProgress("decode", timesteps.Count, timesteps.Count, clock.Elapsed));
-        var imageFloat = DecodeLatents(latents);
+        var imageFloat = DecodeLatents(latents, options.VaeTiling);
         var images = ToImages(imageFloat, prompts, negatives);
         progress?.Invoke(new GenerationProgress("done", timesteps.Count, timesteps.Count, clock.Elapsed));
         return new GenerationResult
