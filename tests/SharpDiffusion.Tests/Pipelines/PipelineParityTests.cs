@@ -32,16 +32,11 @@ public class PipelineParityTests(ITestOutputHelper output)
         return source.EnumerateObject().Where(p => !p.Name.StartsWith('_')).ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
     }
 
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void Pipeline_matches_diffusers(string file)
+    /// <summary>The pipeline call the reference made, as the manifest records it.</summary>
+    internal static GenerationOptions Options(JsonElement info)
     {
-        var info = GoldenManifest.Info(file);
         var kwargs = info.GetProperty("kwargs");
-        var golden = Golden.Load(file.Split('/'));
-        var pipeline = Pipeline(info.GetProperty("model").GetString()!);
-
-        var options = new GenerationOptions
+        return new GenerationOptions
         {
             Prompts = GoldenManifest.Strings(kwargs.GetProperty("prompt")),
             NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? GoldenManifest.Strings(n) : null,
@@ -54,6 +49,16 @@ public class PipelineParityTests(ITestOutputHelper output)
             Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString(),
             SchedulerOptions = SchedulerOverrides(info.GetProperty("scheduler")),
         };
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Pipeline_matches_diffusers(string file)
+    {
+        var info = GoldenManifest.Info(file);
+        var golden = Golden.Load(file.Split('/'));
+        var pipeline = Pipeline(info.GetProperty("model").GetString()!);
+        var options = Options(info);
 
         using var _ = inference_mode();
         if (golden.TryGetValue("prompt_input_ids", out var expectedIds))
