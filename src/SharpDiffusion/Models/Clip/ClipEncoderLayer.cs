@@ -26,8 +26,8 @@ public sealed class ClipEncoderLayer : Module<Tensor, Tensor>
     public override Tensor forward(Tensor h) // [B, T, D]
     {
         using var scope = NewDisposeScope();
-        h = h + _attention.call(_norm1.call(h));
-        h = h + _mlp.call(_norm2.call(h));
+        h = Reuse.Add(_attention.call(_norm1.call(h)), h);
+        h = Reuse.Add(_mlp.call(_norm2.call(h)), h);
         return h.MoveToOuterDisposeScope();
     }
 }

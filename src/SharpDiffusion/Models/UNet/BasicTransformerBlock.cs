@@ -38,9 +38,9 @@ public sealed class BasicTransformerBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor context) // h [B, N, C], context [B, 77, Cc]
     {
         using var scope = NewDisposeScope();
-        h = _attn1.call(_norm1.call(h), _onlyCrossAttention ? context : null) + h;
-        h = _attn2.call(_norm2.call(h), context) + h;
-        h = _ff.call(_norm3.call(h)) + h;
+        h = Reuse.Add(_attn1.call(_norm1.call(h), _onlyCrossAttention ? context : null), h);
+        h = Reuse.Add(_attn2.call(_norm2.call(h), context), h);
+        h = Reuse.Add(_ff.call(_norm3.call(h)), h);
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -63,7 +63,7 @@ public sealed class FeedForward : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var both = _proj.call(x).chunk(2, -1);
-        var gated = both[0] * F.gelu(both[1]);
+        var gated = Reuse.Mul(F.gelu(both[1]), both[0]);
         return _out.call(gated).MoveToOuterDisposeScope();
     }
 

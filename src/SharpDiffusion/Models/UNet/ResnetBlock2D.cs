@@ -45,12 +45,12 @@ public sealed class ResnetBlock2D : Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor x, Tensor? temb) // x [B, Cin, H, W], temb [B, T]
     {
         using var scope = NewDisposeScope();
-        var h = _conv1.call(F.silu(_norm1.call(x)));
+        var h = _conv1.call(Reuse.Silu(_norm1.call(x)));
         if (_timeEmbProj is not null && temb is not null)
-            h = h + _timeEmbProj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1); // [B, Cout, 1, 1]
-        h = _conv2.call(F.silu(_norm2.call(h)));
+            h = Reuse.Add(h, _timeEmbProj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1)); // + [B, Cout, 1, 1]
+        h = _conv2.call(Reuse.Silu(_norm2.call(h)));
         var shortcut = _convShortcut is null ? x : _convShortcut.call(x);
-        var output = shortcut + h;
+        var output = Reuse.Add(h, shortcut);
         if (_outputScaleFactor != 1.0)
             output = output / _outputScaleFactor;
         return output.MoveToOuterDisposeScope();

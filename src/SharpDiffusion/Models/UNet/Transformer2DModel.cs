@@ -44,7 +44,7 @@ public sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
         var output = _linearProjection
             ? ToImage(_projOut.call(tokens), h, w)
             : _projOut.call(ToImage(tokens, h, w));
-        return (output + x).MoveToOuterDisposeScope();
+        return Reuse.Add(output, x).MoveToOuterDisposeScope();
     }
 
     static Tensor ToTokens(Tensor t) => t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1]);

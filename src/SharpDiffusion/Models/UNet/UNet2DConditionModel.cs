@@ -128,7 +128,7 @@ public sealed class UNet2DConditionModel : Module
             h = block.Forward(h, blockSkips, emb, encoderHiddenStates, upsampleSize);
         }
 
-        var output = _convOut.call(F.silu(_convNormOut.call(h)));
+        var output = _convOut.call(Reuse.Silu(_convNormOut.call(h)));
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -112,7 +112,7 @@ sealed class VaeEncoder : Module<Tensor, Tensor>
         var h = _convIn.call(x);
         foreach (var block in _downBlocks) h = block.call(h);
         h = _midBlock.call(h);
-        return _convOut.call(F.silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
+        return _convOut.call(Reuse.Silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -144,6 +144,6 @@ sealed class VaeDecoder : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var h = _midBlock.call(_convIn.call(z));
         foreach (var block in _upBlocks) h = block.call(h);
-        return _convOut.call(F.silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
+        return _convOut.call(Reuse.Silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
     }
 }

@@ -40,7 +40,7 @@ public sealed class VaeAttention : Module<Tensor, Tensor>
         var attended = F.scaled_dot_product_attention(q, k, v);
         var output = _toOut.call(attended.squeeze(1));                      // [B, HW, C]
         output = output.transpose(1, 2).reshape(b, c, h, w);
-        return (output + x).MoveToOuterDisposeScope();
+        return Reuse.Add(output, x).MoveToOuterDisposeScope();
     }
 
     /// <summary>Maps the pre-0.14 diffusers names (query/key/value/proj_attn) that older VAE files still use.</summary>

@@ -1,0 +1,21 @@
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpDiffusion.Models;
+
+/// <summary>
+/// Element-wise steps that overwrite a freshly computed temporary instead of allocating another one: fewer
+/// passes over memory in inference. While autograd records (training) they stay out of place, since an
+/// in-place write could clobber a tensor saved for the backward pass.
+/// </summary>
+static class Reuse
+{
+    /// <summary><paramref name="fresh"/> + <paramref name="other"/>, written into <paramref name="fresh"/> when allowed.</summary>
+    public static Tensor Add(Tensor fresh, Tensor other) => is_grad_enabled() ? fresh + other : fresh.add_(other);
+
+    /// <summary><paramref name="fresh"/> · <paramref name="other"/>, written into <paramref name="fresh"/> when allowed.</summary>
+    public static Tensor Mul(Tensor fresh, Tensor other) => is_grad_enabled() ? fresh * other : fresh.mul_(other);
+
+    /// <summary>silu(<paramref name="fresh"/>), in place when allowed.</summary>
+    public static Tensor Silu(Tensor fresh) => F.silu(fresh, inplace: !is_grad_enabled());
+}
