@@ -49,10 +49,35 @@ public class ComponentParityTests(ITestOutputHelper output)
             ("out_t832_5_tensor", tensor(832.5f)),
             ("out_per_sample", golden["timesteps_per_sample"]),
         };
-        double worst = 0;
+        double worst = 0, worstRelative = 0;
         foreach (var (key, t) in cases)
-            worst = Math.Max(worst, Golden.AssertClose(unet.Forward(sample, t, context), golden[key], what: key));
-        output.WriteLine($"{goldenFile} UNet max |diff| {worst:E3}");
+        {
+            double diff = Golden.AssertClose(unet.Forward(sample, t, context), golden[key], what: key);
+            worst = Math.Max(worst, diff);
+            worstRelative = Math.Max(worstRelative, diff / Golden.MaxAbs(golden[key]));
+        }
+        output.WriteLine($"{goldenFile} UNet max |diff| {worst:E3} ({worstRelative:E2} of max |expected|)");
+    }
+
+    /// <summary>
+    /// In small-sd15 the UNet's last level is 1×1 with two channels per GroupNorm group, which amplifies fp32
+    /// rounding (our fp32 result differs from the fp32 reference by up to ~8e-5 of its scale there). Computed in
+    /// float64, the model must agree with the reference to the reference's own fp32 rounding (the golden
+    /// README's float64 study: ≤ 2.8e-6 relative), which shows the gap is rounding, not a formula.
+    /// </summary>
+    [Theory]
+    [InlineData("small-sd15", "unet/small-sd15_square.safetensors")]
+    [InlineData("small-sd15", "unet/small-sd15_nonsquare.safetensors")]
+    [InlineData("tiny-sd2", "sd2/unet_tiny-sd2.safetensors")]
+    public void UNet_in_float64_matches_to_the_references_own_rounding(string model, string goldenFile)
+    {
+        using var _ = inference_mode();
+        var golden = Golden.Load(goldenFile.Split('/'));
+        using var unet = ComponentLoader.LoadUNet(ModelDir(model, "unet"), new LoadOptions { DType = ScalarType.Float64 });
+        var sample = golden["sample"].to(ScalarType.Float64);
+        var context = golden["encoder_hidden_states"].to(ScalarType.Float64);
+        foreach (var (key, t) in new[] { ("out_t999", tensor(999L)), ("out_t1", tensor(1L)), ("out_t500_5", tensor(500.5f)) })
+            Golden.AssertClose(unet.Forward(sample, t, context), golden[key], rel: 1e-5, abs: 1e-7, what: key);
     }
 
     [Theory]
