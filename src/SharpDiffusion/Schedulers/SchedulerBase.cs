@@ -111,6 +111,13 @@ public abstract class SchedulerBase : IScheduler, IDisposable
         return new ArgumentException($"{Name}: timestep {timestep} is not in the schedule ({list}).", "timestep");
     }
 
+    /// <summary>For samplers written for ε and v predictions only (the ancestral and KDPM2 ones).</summary>
+    protected void RequireEpsilonOrVPrediction()
+    {
+        if (PredictionType is not ("epsilon" or "v_prediction"))
+            throw new NotSupportedException($"{Name}: prediction_type '{PredictionType}' is not supported (epsilon or v_prediction).");
+    }
+
     /// <summary>Keeps a tensor beyond the caller's dispose scope (history buffers); the scheduler disposes it.</summary>
     protected static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
 

@@ -12,6 +12,43 @@ public static class SigmaMath
     public static double[] InterpolateSigmas(IReadOnlyList<double> timesteps, NoiseSchedule schedule) =>
         timesteps.Select(t => NumPy.Interp(t, schedule.Sigmas)).ToArray();
 
+    /// <summary>The schedule of the discrete k-diffusion samplers (Euler, Euler ancestral, LMS, Heun, KDPM2): the
+    /// spaced timesteps (fractional for linspace, stored in float32 as diffusers does), σ interpolated at them,
+    /// and with <paramref name="useKarrasSigmas"/> Karras σ's over [σ_min, σ_max] of that range (or the given
+    /// bounds, Euler's sigma_min/sigma_max) with the timesteps of those σ's, rounded to integers when
+    /// <paramref name="roundKarrasTimesteps"/> (the KDPM2 samplers) and fractional otherwise.
+    /// Returns n timesteps and n+1 float32 σ's ending in 0.</summary>
+    public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
+        bool useKarrasSigmas, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
+    {
+        var timesteps = TimestepSpacing.Descending(spacing, schedule.NumTrainTimesteps, n, stepsOffset, roundLinspace: false)
+            .Select(t => (double)(float)t).ToArray();
+        var sigmas = InterpolateSigmas(timesteps, schedule);
+        if (useKarrasSigmas)
+        {
+            sigmas = KarrasSigmas(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], n);
+            timesteps = sigmas.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
+        }
+        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), 0f]);
+    }
+
+    /// <summary>The schedule of DPM-Solver and UniPC for their spaced <paramref name="timesteps"/>: σ interpolated
+    /// at them followed by σ(t=0) (the last step ends there, not at 0); with <paramref name="useKarrasSigmas"/>
+    /// Karras σ's over the whole training range, the last one repeated, and their rounded timesteps.
+    /// Returns n timesteps and n+1 float32 σ's.</summary>
+    public static (float[] Timesteps, float[] Sigmas) MultistepSchedule(NoiseSchedule schedule, double[] timesteps, int n, bool useKarrasSigmas)
+    {
+        float[] trainSigmas = schedule.Sigmas;
+        if (useKarrasSigmas)
+        {
+            var karras = KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
+            timesteps = karras.Select(s => Math.Round(SigmaToT(s, schedule))).ToArray();
+            return ([.. timesteps.Select(t => (float)t)], [.. karras.Select(s => (float)s), (float)karras[^1]]);
+        }
+        var sigmas = InterpolateSigmas(timesteps, schedule);
+        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), trainSigmas[0]]);
+    }
+
     /// <summary>Karras et al. 2022, eq. 5 with ρ = 7: σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ.</summary>
     public static double[] KarrasSigmas(double sigmaMin, double sigmaMax, int n)
     {
@@ -61,6 +98,13 @@ public static class SigmaMath
     {
         float max = sigmas.Max();
         return spacing is TimestepSpacing.Linspace or TimestepSpacing.Trailing ? max : MathF.Sqrt(max * max + 1f);
+    }
+
+    /// <summary>x_0 + σ·ε: a clean sample noised to level σ (img2img, inpainting).</summary>
+    public static Tensor AddNoise(Tensor original, Tensor noise, float sigma)
+    {
+        using var scope = NewDisposeScope();
+        return (original + noise * sigma).MoveToOuterDisposeScope();
     }
 
     /// <summary>x̂_0 from the model output at noise level σ for the x = x_0 + σ·ε parameterisation:
