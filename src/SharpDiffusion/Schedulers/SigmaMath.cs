@@ -124,12 +124,46 @@ public static class SigmaMath
         return (alpha, sigma * alpha);
     }
 
-    /// <summary>Half log-SNR λ = ln α_t - ln σ_t, in float32 as diffusers computes it.</summary>
+    /// <summary>Half log-SNR λ = ln α_t - ln σ_t of a k-diffusion σ, in float32 as diffusers computes it.</summary>
     public static float Lambda(float sigma)
     {
         var (alpha, sigmaT) = AlphaSigma(sigma);
-        return MathF.Log(alpha) - MathF.Log(sigmaT);
+        return Lambda(alpha, sigmaT);
     }
+
+    /// <summary>Half log-SNR λ = ln α_t - ln σ_t from the VP coefficients, in float32.</summary>
+    public static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);
+
+    /// <summary>α_t·x_0 + σ_t·ε with the VP coefficients of the k-diffusion σ (DPM-Solver, UniPC).</summary>
+    public static Tensor AddNoiseVp(Tensor original, Tensor noise, float sigma)
+    {
+        var (alphaT, sigmaT) = AlphaSigma(sigma);
+        using var scope = NewDisposeScope();
+        return (alphaT * original + sigmaT * noise).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>x̂_0 from the model output for x_t = α_t·x_0 + σ_t·ε (data prediction of DPM-Solver++ and UniPC):
+    /// epsilon: (x - σ_t·ε)/α_t; sample: the output itself; v_prediction: α_t·x - σ_t·v.</summary>
+    public static Tensor PredictDataVp(string scheduler, string predictionType, Tensor modelOutput, Tensor sample, float alphaT, float sigmaT) => predictionType switch
+    {
+        "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
+        "sample" => modelOutput.alias(),
+        "v_prediction" => alphaT * sample - sigmaT * modelOutput,
+        _ => throw BadVpPrediction(scheduler, predictionType),
+    };
+
+    /// <summary>ε̂ from the model output for x_t = α_t·x_0 + σ_t·ε (noise prediction of DPM-Solver and UniPC):
+    /// epsilon: the output itself; sample: (x - α_t·x̂_0)/σ_t; v_prediction: α_t·v + σ_t·x.</summary>
+    public static Tensor PredictNoiseVp(string scheduler, string predictionType, Tensor modelOutput, Tensor sample, float alphaT, float sigmaT) => predictionType switch
+    {
+        "epsilon" => modelOutput.alias(),
+        "sample" => (sample - alphaT * modelOutput) / sigmaT,
+        "v_prediction" => alphaT * modelOutput + sigmaT * sample,
+        _ => throw BadVpPrediction(scheduler, predictionType),
+    };
+
+    static ArgumentException BadVpPrediction(string scheduler, string predictionType) =>
+        new($"{scheduler}: prediction_type '{predictionType}' must be one of 'epsilon', 'sample' or 'v_prediction'");
 
     /// <summary>eˣ - 1 rounded to float32 (torch.expm1 on a float32 scalar); double precision keeps it exact
     /// enough for |x| ≳ 1e-5, the series below.</summary>
