@@ -37,6 +37,10 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// <summary>Steps requested in the last <see cref="SetTimesteps"/> (0 before).</summary>
     public int NumInferenceSteps { get; private set; }
 
+    /// <summary>T/n (integer division): how far apart the inference timesteps of the ᾱ-based schedulers
+    /// (DDIM, DDPM, PNDM) are, so t - T/n is the timestep after t.</summary>
+    protected int StepRatio => NumTrainTimesteps / NumInferenceSteps;
+
     /// <summary>Index into <see cref="Timesteps"/> of the next step, set by the first
     /// <see cref="ScaleModelInput"/> or <see cref="Step"/> after <see cref="SetTimesteps"/>.</summary>
     protected int? StepIndex { get; set; }
