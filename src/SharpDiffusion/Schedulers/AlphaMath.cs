@@ -16,6 +16,16 @@ public static class AlphaMath
         return noisy.MoveToOuterDisposeScope();
     }
 
+    /// <summary>ᾱ at <paramref name="t"/> and at the following inference timestep <paramref name="prevT"/> (for the
+    /// step past t = 0, which has none, <paramref name="finalAlphaCumprod"/>), with β̄ = 1 - ᾱ of both.</summary>
+    public static (float AlphaProd, float AlphaProdPrev, float BetaProd, float BetaProdPrev) StepAlphas(
+        NoiseSchedule schedule, int t, int prevT, float finalAlphaCumprod)
+    {
+        float alphaProd = schedule.AlphasCumprod[t];
+        float alphaProdPrev = prevT >= 0 ? schedule.AlphasCumprod[prevT] : finalAlphaCumprod;
+        return (alphaProd, alphaProdPrev, 1f - alphaProd, 1f - alphaProdPrev);
+    }
+
     /// <summary>(x̂_0, ε̂) from the model output at ᾱ_t: epsilon: x̂_0 = (x - √(1-ᾱ)·ε)/√ᾱ;
     /// sample: ε̂ = (x - √ᾱ·x̂_0)/√(1-ᾱ); v_prediction: x̂_0 = √ᾱ·x - √(1-ᾱ)·v, ε̂ = √ᾱ·v + √(1-ᾱ)·x.</summary>
     public static (Tensor PredOriginal, Tensor PredEpsilon) Predict(string predictionType, Tensor modelOutput, Tensor sample, float alphaProd)

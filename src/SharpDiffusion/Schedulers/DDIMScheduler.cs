@@ -12,11 +12,7 @@ public sealed class DDIMScheduler : SchedulerBase
     readonly string _spacing;
     readonly int _stepsOffset;
     readonly float _finalAlphaCumprod;
-    readonly bool _clipSample;
-    readonly float _clipSampleRange;
-    readonly bool _thresholding;
-    readonly double _dynamicThresholdingRatio;
-    readonly double _sampleMaxValue;
+    readonly SampleClipping _clipping;
 
     public DDIMScheduler(SchedulerConfig config) : base(config, NoiseSchedule.FromConfig(config, zeroSnr: ZeroSnr.Rescale))
     {
@@ -24,11 +20,7 @@ public sealed class DDIMScheduler : SchedulerBase
         _stepsOffset = config.GetInt("steps_offset", 0);
         // The last step has no ᾱ_{t-1}: 1 (set_alpha_to_one) or ᾱ_0 (SD's configs).
         _finalAlphaCumprod = config.GetBool("set_alpha_to_one", true) ? 1f : NoiseSchedule.AlphasCumprod[0];
-        _clipSample = config.GetBool("clip_sample", true);
-        _clipSampleRange = (float)config.GetDouble("clip_sample_range", 1.0);
-        _thresholding = config.GetBool("thresholding", false);
-        _dynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
-        _sampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+        _clipping = SampleClipping.FromConfig(config);
     }
 
     public override string Name => "DDIMScheduler";
@@ -50,18 +42,11 @@ public sealed class DDIMScheduler : SchedulerBase
     {
         RequireInSchedule(timestep);
         int t = (int)timestep;
-        int prevT = t - NumTrainTimesteps / NumInferenceSteps;
-        float alphaProd = NoiseSchedule.AlphasCumprod[t];
-        float alphaProdPrev = prevT >= 0 ? NoiseSchedule.AlphasCumprod[prevT] : _finalAlphaCumprod;
-        float betaProd = 1f - alphaProd;
-        float betaProdPrev = 1f - alphaProdPrev;
+        var (alphaProd, alphaProdPrev, betaProd, betaProdPrev) = AlphaMath.StepAlphas(NoiseSchedule, t, t - StepRatio, _finalAlphaCumprod);
 
         using var scope = NewDisposeScope();
         var (predOriginal, predEpsilon) = AlphaMath.Predict(PredictionType, modelOutput, sample, alphaProd);
-        if (_thresholding)
-            predOriginal = AlphaMath.Threshold(predOriginal, _dynamicThresholdingRatio, _sampleMaxValue);
-        else if (_clipSample)
-            predOriginal = predOriginal.clamp(-_clipSampleRange, _clipSampleRange);
+        predOriginal = _clipping.Apply(predOriginal);
 
         float variance = betaProdPrev / betaProd * (1f - alphaProd / alphaProdPrev);
         float stdDev = Eta * MathF.Sqrt(variance);

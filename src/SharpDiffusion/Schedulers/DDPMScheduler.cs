@@ -12,10 +12,7 @@ public sealed class DDPMScheduler : SchedulerBase
     readonly string _spacing;
     readonly int _stepsOffset;
     readonly string _varianceType;
-    readonly bool _clipSample;
-    readonly float _clipSampleRange;
-    readonly bool _thresholding;
-    readonly double _dynamicThresholdingRatio, _sampleMaxValue;
+    readonly SampleClipping _clipping;
 
     public DDPMScheduler(SchedulerConfig config) : base(config, NoiseSchedule.FromConfig(config, zeroSnr: ZeroSnr.Rescale))
     {
@@ -24,11 +21,7 @@ public sealed class DDPMScheduler : SchedulerBase
         _varianceType = config.GetString("variance_type", "fixed_small");
         if (_varianceType is not ("fixed_small" or "fixed_small_log" or "fixed_large" or "learned" or "learned_range"))
             throw new NotSupportedException($"DDPMScheduler: variance_type '{_varianceType}' is not supported.");
-        _clipSample = config.GetBool("clip_sample", true);
-        _clipSampleRange = (float)config.GetDouble("clip_sample_range", 1.0);
-        _thresholding = config.GetBool("thresholding", false);
-        _dynamicThresholdingRatio = config.GetDouble("dynamic_thresholding_ratio", 0.995);
-        _sampleMaxValue = config.GetDouble("sample_max_value", 1.0);
+        _clipping = SampleClipping.FromConfig(config);
     }
 
     public override string Name => "DDPMScheduler";
@@ -43,11 +36,7 @@ public sealed class DDPMScheduler : SchedulerBase
     {
         RequireInSchedule(timestep);
         int t = (int)timestep;
-        int prevT = t - NumTrainTimesteps / NumInferenceSteps;
-        float alphaProd = NoiseSchedule.AlphasCumprod[t];
-        float alphaProdPrev = prevT >= 0 ? NoiseSchedule.AlphasCumprod[prevT] : 1f;
-        float betaProd = 1f - alphaProd;
-        float betaProdPrev = 1f - alphaProdPrev;
+        var (alphaProd, alphaProdPrev, betaProd, betaProdPrev) = AlphaMath.StepAlphas(NoiseSchedule, t, t - StepRatio, finalAlphaCumprod: 1f);
         float currentAlpha = alphaProd / alphaProdPrev;
         float currentBeta = 1f - currentAlpha;
 
@@ -60,10 +49,7 @@ public sealed class DDPMScheduler : SchedulerBase
         }
 
         var (predOriginal, _) = AlphaMath.Predict(PredictionType, modelOutput, sample, alphaProd);
-        if (_thresholding)
-            predOriginal = AlphaMath.Threshold(predOriginal, _dynamicThresholdingRatio, _sampleMaxValue);
-        else if (_clipSample)
-            predOriginal = predOriginal.clamp(-_clipSampleRange, _clipSampleRange);
+        predOriginal = _clipping.Apply(predOriginal);
 
         float predOriginalCoeff = MathF.Sqrt(alphaProdPrev) * currentBeta / betaProd;
         float currentSampleCoeff = MathF.Sqrt(currentAlpha) * betaProdPrev / betaProd;

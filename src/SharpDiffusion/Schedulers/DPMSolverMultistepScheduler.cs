@@ -66,20 +66,9 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     {
         // Skip the steps whose λ falls below lambda_min_clipped (for cosine schedules); none by default.
         int lastTimestep = NumTrainTimesteps - ClippedCount();
-        var timesteps = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, lastTimestep);
-        float[] trainSigmas = NoiseSchedule.Sigmas;
-        if (_useKarrasSigmas)
-        {
-            var sigmas = SigmaMath.KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
-            timesteps = sigmas.Select(s => Math.Round(SigmaMath.SigmaToT(s, NoiseSchedule))).ToArray();
-            _sigmas = [.. sigmas.Select(s => (float)s), (float)sigmas[^1]];
-        }
-        else
-        {
-            var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-            _sigmas = [.. sigmas.Select(s => (float)s), trainSigmas[0]]; // ends at σ(t=0), not 0
-        }
-        return [.. timesteps.Select(t => (float)t)];
+        var spaced = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, lastTimestep);
+        (var timesteps, _sigmas) = SigmaMath.MultistepSchedule(NoiseSchedule, spaced, n, _useKarrasSigmas);
+        return timesteps;
     }
 
     /// <summary>searchsorted(λ ascending, lambda_min_clipped): how many λ_t lie below the clip.</summary>
@@ -88,7 +77,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         var acp = NoiseSchedule.AlphasCumprod;
         int count = 0;
         foreach (float a in acp)
-            if (MathF.Log(MathF.Sqrt(a)) - MathF.Log(MathF.Sqrt(1f - a)) < _lambdaMinClipped)
+            if (SigmaMath.Lambda(MathF.Sqrt(a), MathF.Sqrt(1f - a)) < _lambdaMinClipped)
                 count++;
         return count;
     }
@@ -141,37 +130,22 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         bool dataPrediction = _algorithm is "dpmsolver++" or "sde-dpmsolver++";
         if (dataPrediction)
         {
-            var x0 = PredictionType switch
-            {
-                "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
-                "sample" => modelOutput.alias(),
-                "v_prediction" => alphaT * sample - sigmaT * modelOutput,
-                _ => throw BadPrediction(),
-            };
+            var x0 = SigmaMath.PredictDataVp(Name, PredictionType, modelOutput, sample, alphaT, sigmaT);
             return _thresholding ? AlphaMath.Threshold(x0, _dynamicThresholdingRatio, _sampleMaxValue) : x0;
         }
-        var epsilon = PredictionType switch
-        {
-            "epsilon" => modelOutput.alias(),
-            "sample" => (sample - alphaT * modelOutput) / sigmaT,
-            "v_prediction" => alphaT * modelOutput + sigmaT * sample,
-            _ => throw BadPrediction(),
-        };
+        var epsilon = SigmaMath.PredictNoiseVp(Name, PredictionType, modelOutput, sample, alphaT, sigmaT);
         if (!_thresholding)
             return epsilon;
         var thresholded = AlphaMath.Threshold((sample - sigmaT * epsilon) / alphaT, _dynamicThresholdingRatio, _sampleMaxValue);
         return (sample - alphaT * thresholded) / sigmaT;
     }
 
-    ArgumentException BadPrediction() =>
-        new($"DPMSolverMultistepScheduler: prediction_type '{PredictionType}' must be one of 'epsilon', 'sample' or 'v_prediction'");
-
     /// <summary>One step of DPM-Solver-1 (= DDIM for ++): from σ_i to σ_{i+1}.</summary>
     Tensor FirstOrderUpdate(Tensor m0, Tensor sample, Tensor? noise, int i)
     {
         var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[i + 1]);
         var (alphaS, sigmaS) = SigmaMath.AlphaSigma(_sigmas[i]);
-        float h = Lambda(alphaT, sigmaT) - Lambda(alphaS, sigmaS);
+        float h = SigmaMath.Lambda(alphaT, sigmaT) - SigmaMath.Lambda(alphaS, sigmaS);
         return _algorithm switch
         {
             "dpmsolver++" => sigmaT / sigmaS * sample - alphaT * (MathF.Exp(-h) - 1f) * m0,
@@ -189,7 +163,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[i + 1]);
         var (alphaS0, sigmaS0) = SigmaMath.AlphaSigma(_sigmas[i]);
         var (alphaS1, sigmaS1) = SigmaMath.AlphaSigma(_sigmas[i - 1]);
-        float lambdaT = Lambda(alphaT, sigmaT), lambdaS0 = Lambda(alphaS0, sigmaS0), lambdaS1 = Lambda(alphaS1, sigmaS1);
+        float lambdaT = SigmaMath.Lambda(alphaT, sigmaT), lambdaS0 = SigmaMath.Lambda(alphaS0, sigmaS0), lambdaS1 = SigmaMath.Lambda(alphaS1, sigmaS1);
         Tensor m0 = _modelOutputs[^1]!, m1 = _modelOutputs[^2]!;
         float h = lambdaT - lambdaS0, h0 = lambdaS0 - lambdaS1;
         float r0 = h0 / h;
@@ -234,8 +208,8 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         var (alphaS0, sigmaS0) = SigmaMath.AlphaSigma(_sigmas[i]);
         var (alphaS1, sigmaS1) = SigmaMath.AlphaSigma(_sigmas[i - 1]);
         var (alphaS2, sigmaS2) = SigmaMath.AlphaSigma(_sigmas[i - 2]);
-        float lambdaT = Lambda(alphaT, sigmaT), lambdaS0 = Lambda(alphaS0, sigmaS0);
-        float lambdaS1 = Lambda(alphaS1, sigmaS1), lambdaS2 = Lambda(alphaS2, sigmaS2);
+        float lambdaT = SigmaMath.Lambda(alphaT, sigmaT), lambdaS0 = SigmaMath.Lambda(alphaS0, sigmaS0);
+        float lambdaS1 = SigmaMath.Lambda(alphaS1, sigmaS1), lambdaS2 = SigmaMath.Lambda(alphaS2, sigmaS2);
         Tensor m0 = _modelOutputs[^1]!, m1 = _modelOutputs[^2]!, m2 = _modelOutputs[^3]!;
         float h = lambdaT - lambdaS0, h0 = lambdaS0 - lambdaS1, h1 = lambdaS1 - lambdaS2;
         float r0 = h0 / h, r1 = h1 / h;
@@ -252,13 +226,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
                - sigmaT * ((MathF.Exp(h) - 1f - h) / (h * h) - 0.5f) * d2;
     }
 
-    static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);
-
     /// <summary>α_t·x_0 + σ_t·ε with α_t, σ_t from the step's σ.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[IndexForTimestep(timestep)]);
-        using var scope = NewDisposeScope();
-        return (alphaT * original + sigmaT * noise).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoiseVp(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

@@ -17,8 +17,7 @@ public sealed class EulerAncestralDiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        if (PredictionType is not ("epsilon" or "v_prediction"))
-            throw new NotSupportedException($"EulerAncestralDiscreteScheduler: prediction_type '{PredictionType}' is not supported (epsilon or v_prediction).");
+        RequireEpsilonOrVPrediction();
     }
 
     public override string Name => "EulerAncestralDiscreteScheduler";
@@ -27,10 +26,8 @@ public sealed class EulerAncestralDiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps.Select(t => (double)t).ToArray(), NoiseSchedule);
-        _sigmas = [.. sigmas.Select(s => (float)s), 0f];
+        (var timesteps, _sigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            useKarrasSigmas: false, roundKarrasTimesteps: false);
         return timesteps;
     }
 
@@ -57,10 +54,6 @@ public sealed class EulerAncestralDiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

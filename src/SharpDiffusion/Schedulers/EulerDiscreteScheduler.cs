@@ -45,18 +45,11 @@ public sealed class EulerDiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (double)(float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-        if (_useKarrasSigmas)
-        {
-            sigmas = SigmaMath.KarrasSigmas(_sigmaMin ?? sigmas[^1], _sigmaMax ?? sigmas[0], n);
-            timesteps = sigmas.Select(s => SigmaMath.SigmaToT(s, NoiseSchedule)).ToArray();
-        }
-        _sigmas = [.. sigmas.Select(s => (float)s), 0f];
+        (var timesteps, _sigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            _useKarrasSigmas, roundKarrasTimesteps: false, _sigmaMin, _sigmaMax);
         return _continuousTimesteps
             ? _sigmas[..^1].Select(s => 0.25f * MathF.Log(s)).ToArray()
-            : timesteps.Select(t => (float)t).ToArray();
+            : timesteps;
     }
 
     public override Tensor ScaleModelInput(Tensor sample, float timestep) =>
@@ -87,10 +80,6 @@ public sealed class EulerDiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

@@ -41,17 +41,9 @@ public sealed class HeunDiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (double)(float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-        if (_useKarrasSigmas)
-        {
-            sigmas = SigmaMath.KarrasSigmas(sigmas[^1], sigmas[0], n);
-            timesteps = sigmas.Select(s => SigmaMath.SigmaToT(s, NoiseSchedule)).ToArray();
-        }
-        _distinctSigmas = [.. sigmas.Select(s => (float)s), 0f];
+        (var ts, _distinctSigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            _useKarrasSigmas, roundKarrasTimesteps: false);
         _sigmas = [_distinctSigmas[0], .. _distinctSigmas[1..^1].SelectMany(s => new[] { s, s }), 0f];
-        var ts = timesteps.Select(t => (float)t).ToArray();
         return [ts[0], .. ts[1..].SelectMany(t => new[] { t, t })];
     }
 
@@ -100,10 +92,6 @@ public sealed class HeunDiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

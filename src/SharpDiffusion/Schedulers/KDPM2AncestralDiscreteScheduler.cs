@@ -21,8 +21,7 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
         _useKarrasSigmas = config.GetBool("use_karras_sigmas", false);
-        if (PredictionType is not ("epsilon" or "v_prediction"))
-            throw new NotSupportedException($"KDPM2AncestralDiscreteScheduler: prediction_type '{PredictionType}' is not supported (epsilon or v_prediction).");
+        RequireEpsilonOrVPrediction();
     }
 
     public override string Name => "KDPM2AncestralDiscreteScheduler";
@@ -35,29 +34,14 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (double)(float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-        if (_useKarrasSigmas)
-        {
-            sigmas = SigmaMath.KarrasSigmas(sigmas[^1], sigmas[0], n);
-            timesteps = sigmas.Select(s => Math.Round(SigmaMath.SigmaToT(s, NoiseSchedule))).ToArray();
-        }
-        float[] distinct = [.. sigmas.Select(s => (float)s), 0f];
+        var (ts, distinct) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            _useKarrasSigmas, roundKarrasTimesteps: true);
         var (up, down, interpol) = AncestralSigmas(distinct);
         _sigmas = KDPM2DiscreteScheduler.Interleave(distinct);
         _sigmasUp = KDPM2DiscreteScheduler.Interleave(up);
         _sigmasDown = KDPM2DiscreteScheduler.Interleave(down);
         _sigmasInterpol = KDPM2DiscreteScheduler.Interleave(interpol);
-
-        var ts = timesteps.Select(t => (float)t).ToArray();
-        var result = new List<float> { ts[0] };
-        for (int k = 1; k < n; k++)
-        {
-            result.Add(SigmaMath.SigmaToTFloat32(interpol[k - 1], NoiseSchedule));
-            result.Add(ts[k]);
-        }
-        return [.. result];
+        return KDPM2DiscreteScheduler.WithMidpointTimesteps(ts, interpol, NoiseSchedule);
     }
 
     /// <summary>σ_up = √(σ_{k+1}²(σ_k² - σ_{k+1}²)/σ_k²), σ_down = √(σ_{k+1}² - σ_up²) and the geometric midpoint of
@@ -120,10 +104,6 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

@@ -21,8 +21,7 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
         _useKarrasSigmas = config.GetBool("use_karras_sigmas", false);
-        if (PredictionType is not ("epsilon" or "v_prediction"))
-            throw new NotSupportedException($"KDPM2DiscreteScheduler: prediction_type '{PredictionType}' is not supported (epsilon or v_prediction).");
+        RequireEpsilonOrVPrediction();
     }
 
     public override string Name => "KDPM2DiscreteScheduler";
@@ -35,24 +34,22 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (double)(float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-        if (_useKarrasSigmas)
-        {
-            sigmas = SigmaMath.KarrasSigmas(sigmas[^1], sigmas[0], n);
-            timesteps = sigmas.Select(s => Math.Round(SigmaMath.SigmaToT(s, NoiseSchedule))).ToArray();
-        }
-        float[] distinct = [.. sigmas.Select(s => (float)s), 0f];                 // n+1
+        var (ts, distinct) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            _useKarrasSigmas, roundKarrasTimesteps: true);                        // n, n+1
         float[] interpol = GeometricMidpoints(distinct);                           // n+1, [0] unused
         _sigmas = Interleave(distinct);
         _sigmasInterpol = Interleave(interpol);
+        return WithMidpointTimesteps(ts, interpol[1..], NoiseSchedule);
+    }
 
-        var ts = timesteps.Select(t => (float)t).ToArray();
+    /// <summary>[t_0, t(σ_mid,1), t_1, t(σ_mid,2), t_2, …, t_{n-1}]: the timesteps with the float32 timestep of each
+    /// midpoint σ before the step it ends (<paramref name="midpoints"/>[k-1] lies between σ_{k-1} and σ_k).</summary>
+    internal static float[] WithMidpointTimesteps(float[] ts, float[] midpoints, NoiseSchedule schedule)
+    {
         var result = new List<float> { ts[0] };
-        for (int k = 1; k < n; k++)
+        for (int k = 1; k < ts.Length; k++)
         {
-            result.Add(SigmaMath.SigmaToTFloat32(interpol[k], NoiseSchedule));
+            result.Add(SigmaMath.SigmaToTFloat32(midpoints[k - 1], schedule));
             result.Add(ts[k]);
         }
         return [.. result];
@@ -112,10 +109,6 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

@@ -32,16 +32,9 @@ public sealed class LMSDiscreteScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.Descending(_spacing, NumTrainTimesteps, n, _stepsOffset, roundLinspace: false)
-            .Select(t => (double)(float)t).ToArray();
-        var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-        if (_useKarrasSigmas)
-        {
-            sigmas = SigmaMath.KarrasSigmas(sigmas[^1], sigmas[0], n);
-            timesteps = sigmas.Select(s => SigmaMath.SigmaToT(s, NoiseSchedule)).ToArray();
-        }
-        _sigmas = [.. sigmas.Select(s => (float)s), 0f];
-        return timesteps.Select(t => (float)t).ToArray();
+        (var timesteps, _sigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
+            _useKarrasSigmas, roundKarrasTimesteps: false);
+        return timesteps;
     }
 
     protected override void ResetState()
@@ -110,10 +103,6 @@ public sealed class LMSDiscreteScheduler : SchedulerBase
     }
 
     /// <summary>x_0 + σ(t)·ε.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        float sigma = _sigmas[IndexForTimestep(timestep)];
-        using var scope = NewDisposeScope();
-        return (original + noise * sigma).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoise(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }

@@ -37,8 +37,6 @@ public sealed class PNDMScheduler : SchedulerBase
     public bool SkipPrkSteps => _skipPrkSteps;
     public override float InitNoiseSigma => 1f;
 
-    int StepRatio => NumTrainTimesteps / NumInferenceSteps;
-
     protected override float[] ComputeTimesteps(int n)
     {
         // Ascending integer timesteps; the spacing rules are the DDIM ones.
@@ -176,10 +174,7 @@ public sealed class PNDMScheduler : SchedulerBase
     /// x_{t-δ} = √(ᾱ_{t-δ}/ᾱ_t)·x_t - (ᾱ_{t-δ} - ᾱ_t)·ε / (ᾱ_t·√(1-ᾱ_{t-δ}) + √(ᾱ_t(1-ᾱ_t)ᾱ_{t-δ})).</summary>
     Tensor PrevSample(Tensor sample, int timestep, int prevTimestep, Tensor modelOutput)
     {
-        float alphaProd = NoiseSchedule.AlphasCumprod[timestep];
-        float alphaProdPrev = prevTimestep >= 0 ? NoiseSchedule.AlphasCumprod[prevTimestep] : _finalAlphaCumprod;
-        float betaProd = 1f - alphaProd;
-        float betaProdPrev = 1f - alphaProdPrev;
+        var (alphaProd, alphaProdPrev, betaProd, betaProdPrev) = AlphaMath.StepAlphas(NoiseSchedule, timestep, prevTimestep, _finalAlphaCumprod);
 
         if (PredictionType == "v_prediction")
             modelOutput = MathF.Sqrt(alphaProd) * modelOutput + MathF.Sqrt(betaProd) * sample;

@@ -37,6 +37,10 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// <summary>Steps requested in the last <see cref="SetTimesteps"/> (0 before).</summary>
     public int NumInferenceSteps { get; private set; }
 
+    /// <summary>T/n (integer division): how far apart the inference timesteps of the ᾱ-based schedulers
+    /// (DDIM, DDPM, PNDM) are, so t - T/n is the timestep after t.</summary>
+    protected int StepRatio => NumTrainTimesteps / NumInferenceSteps;
+
     /// <summary>Index into <see cref="Timesteps"/> of the next step, set by the first
     /// <see cref="ScaleModelInput"/> or <see cref="Step"/> after <see cref="SetTimesteps"/>.</summary>
     protected int? StepIndex { get; set; }
@@ -109,6 +113,13 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     {
         string list = string.Join(", ", _timesteps.Take(8)) + (_timesteps.Length > 8 ? ", ..." : "");
         return new ArgumentException($"{Name}: timestep {timestep} is not in the schedule ({list}).", "timestep");
+    }
+
+    /// <summary>For samplers written for ε and v predictions only (the ancestral and KDPM2 ones).</summary>
+    protected void RequireEpsilonOrVPrediction()
+    {
+        if (PredictionType is not ("epsilon" or "v_prediction"))
+            throw new NotSupportedException($"{Name}: prediction_type '{PredictionType}' is not supported (epsilon or v_prediction).");
     }
 
     /// <summary>Keeps a tensor beyond the caller's dispose scope (history buffers); the scheduler disposes it.</summary>

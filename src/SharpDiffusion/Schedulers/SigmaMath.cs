@@ -12,6 +12,43 @@ public static class SigmaMath
     public static double[] InterpolateSigmas(IReadOnlyList<double> timesteps, NoiseSchedule schedule) =>
         timesteps.Select(t => NumPy.Interp(t, schedule.Sigmas)).ToArray();
 
+    /// <summary>The schedule of the discrete k-diffusion samplers (Euler, Euler ancestral, LMS, Heun, KDPM2): the
+    /// spaced timesteps (fractional for linspace, stored in float32 as diffusers does), σ interpolated at them,
+    /// and with <paramref name="useKarrasSigmas"/> Karras σ's over [σ_min, σ_max] of that range (or the given
+    /// bounds, Euler's sigma_min/sigma_max) with the timesteps of those σ's, rounded to integers when
+    /// <paramref name="roundKarrasTimesteps"/> (the KDPM2 samplers) and fractional otherwise.
+    /// Returns n timesteps and n+1 float32 σ's ending in 0.</summary>
+    public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
+        bool useKarrasSigmas, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
+    {
+        var timesteps = TimestepSpacing.Descending(spacing, schedule.NumTrainTimesteps, n, stepsOffset, roundLinspace: false)
+            .Select(t => (double)(float)t).ToArray();
+        var sigmas = InterpolateSigmas(timesteps, schedule);
+        if (useKarrasSigmas)
+        {
+            sigmas = KarrasSigmas(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], n);
+            timesteps = sigmas.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
+        }
+        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), 0f]);
+    }
+
+    /// <summary>The schedule of DPM-Solver and UniPC for their spaced <paramref name="timesteps"/>: σ interpolated
+    /// at them followed by σ(t=0) (the last step ends there, not at 0); with <paramref name="useKarrasSigmas"/>
+    /// Karras σ's over the whole training range, the last one repeated, and their rounded timesteps.
+    /// Returns n timesteps and n+1 float32 σ's.</summary>
+    public static (float[] Timesteps, float[] Sigmas) MultistepSchedule(NoiseSchedule schedule, double[] timesteps, int n, bool useKarrasSigmas)
+    {
+        float[] trainSigmas = schedule.Sigmas;
+        if (useKarrasSigmas)
+        {
+            var karras = KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
+            timesteps = karras.Select(s => Math.Round(SigmaToT(s, schedule))).ToArray();
+            return ([.. timesteps.Select(t => (float)t)], [.. karras.Select(s => (float)s), (float)karras[^1]]);
+        }
+        var sigmas = InterpolateSigmas(timesteps, schedule);
+        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), trainSigmas[0]]);
+    }
+
     /// <summary>Karras et al. 2022, eq. 5 with ρ = 7: σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ.</summary>
     public static double[] KarrasSigmas(double sigmaMin, double sigmaMax, int n)
     {
@@ -63,6 +100,13 @@ public static class SigmaMath
         return spacing is TimestepSpacing.Linspace or TimestepSpacing.Trailing ? max : MathF.Sqrt(max * max + 1f);
     }
 
+    /// <summary>x_0 + σ·ε: a clean sample noised to level σ (img2img, inpainting).</summary>
+    public static Tensor AddNoise(Tensor original, Tensor noise, float sigma)
+    {
+        using var scope = NewDisposeScope();
+        return (original + noise * sigma).MoveToOuterDisposeScope();
+    }
+
     /// <summary>x̂_0 from the model output at noise level σ for the x = x_0 + σ·ε parameterisation:
     /// epsilon: x - σ·ε; v_prediction: v·(-σ/(σ²+1)^½) + x/(σ²+1); sample: the output itself.</summary>
     public static Tensor PredictOriginal(string predictionType, Tensor modelOutput, Tensor sample, float sigma) => predictionType switch
@@ -80,12 +124,46 @@ public static class SigmaMath
         return (alpha, sigma * alpha);
     }
 
-    /// <summary>Half log-SNR λ = ln α_t - ln σ_t, in float32 as diffusers computes it.</summary>
+    /// <summary>Half log-SNR λ = ln α_t - ln σ_t of a k-diffusion σ, in float32 as diffusers computes it.</summary>
     public static float Lambda(float sigma)
     {
         var (alpha, sigmaT) = AlphaSigma(sigma);
-        return MathF.Log(alpha) - MathF.Log(sigmaT);
+        return Lambda(alpha, sigmaT);
     }
+
+    /// <summary>Half log-SNR λ = ln α_t - ln σ_t from the VP coefficients, in float32.</summary>
+    public static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);
+
+    /// <summary>α_t·x_0 + σ_t·ε with the VP coefficients of the k-diffusion σ (DPM-Solver, UniPC).</summary>
+    public static Tensor AddNoiseVp(Tensor original, Tensor noise, float sigma)
+    {
+        var (alphaT, sigmaT) = AlphaSigma(sigma);
+        using var scope = NewDisposeScope();
+        return (alphaT * original + sigmaT * noise).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>x̂_0 from the model output for x_t = α_t·x_0 + σ_t·ε (data prediction of DPM-Solver++ and UniPC):
+    /// epsilon: (x - σ_t·ε)/α_t; sample: the output itself; v_prediction: α_t·x - σ_t·v.</summary>
+    public static Tensor PredictDataVp(string scheduler, string predictionType, Tensor modelOutput, Tensor sample, float alphaT, float sigmaT) => predictionType switch
+    {
+        "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
+        "sample" => modelOutput.alias(),
+        "v_prediction" => alphaT * sample - sigmaT * modelOutput,
+        _ => throw BadVpPrediction(scheduler, predictionType),
+    };
+
+    /// <summary>ε̂ from the model output for x_t = α_t·x_0 + σ_t·ε (noise prediction of DPM-Solver and UniPC):
+    /// epsilon: the output itself; sample: (x - α_t·x̂_0)/σ_t; v_prediction: α_t·v + σ_t·x.</summary>
+    public static Tensor PredictNoiseVp(string scheduler, string predictionType, Tensor modelOutput, Tensor sample, float alphaT, float sigmaT) => predictionType switch
+    {
+        "epsilon" => modelOutput.alias(),
+        "sample" => (sample - alphaT * modelOutput) / sigmaT,
+        "v_prediction" => alphaT * modelOutput + sigmaT * sample,
+        _ => throw BadVpPrediction(scheduler, predictionType),
+    };
+
+    static ArgumentException BadVpPrediction(string scheduler, string predictionType) =>
+        new($"{scheduler}: prediction_type '{predictionType}' must be one of 'epsilon', 'sample' or 'v_prediction'");
 
     /// <summary>eˣ - 1 rounded to float32 (torch.expm1 on a float32 scalar); double precision keeps it exact
     /// enough for |x| ≳ 1e-5, the series below.</summary>

@@ -54,20 +54,9 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
 
     protected override float[] ComputeTimesteps(int n)
     {
-        var timesteps = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, NumTrainTimesteps);
-        float[] trainSigmas = NoiseSchedule.Sigmas;
-        if (_useKarrasSigmas)
-        {
-            var sigmas = SigmaMath.KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
-            timesteps = sigmas.Select(s => Math.Round(SigmaMath.SigmaToT(s, NoiseSchedule))).ToArray();
-            _sigmas = [.. sigmas.Select(s => (float)s), (float)sigmas[^1]];
-        }
-        else
-        {
-            var sigmas = SigmaMath.InterpolateSigmas(timesteps, NoiseSchedule);
-            _sigmas = [.. sigmas.Select(s => (float)s), trainSigmas[0]];
-        }
-        return [.. timesteps.Select(t => (float)t)];
+        var spaced = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, NumTrainTimesteps);
+        (var timesteps, _sigmas) = SigmaMath.MultistepSchedule(NoiseSchedule, spaced, n, _useKarrasSigmas);
+        return timesteps;
     }
 
     protected override void ResetState()
@@ -115,26 +104,11 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
         var (alphaT, sigmaT) = SigmaMath.AlphaSigma(sigma);
         if (_predictX0)
         {
-            var x0 = PredictionType switch
-            {
-                "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
-                "sample" => modelOutput.alias(),
-                "v_prediction" => alphaT * sample - sigmaT * modelOutput,
-                _ => throw BadPrediction(),
-            };
+            var x0 = SigmaMath.PredictDataVp(Name, PredictionType, modelOutput, sample, alphaT, sigmaT);
             return _thresholding ? AlphaMath.Threshold(x0, _dynamicThresholdingRatio, _sampleMaxValue) : x0;
         }
-        return PredictionType switch
-        {
-            "epsilon" => modelOutput.alias(),
-            "sample" => (sample - alphaT * modelOutput) / sigmaT,
-            "v_prediction" => alphaT * modelOutput + sigmaT * sample,
-            _ => throw BadPrediction(),
-        };
+        return SigmaMath.PredictNoiseVp(Name, PredictionType, modelOutput, sample, alphaT, sigmaT);
     }
-
-    ArgumentException BadPrediction() =>
-        new($"UniPCMultistepScheduler: prediction_type '{PredictionType}' must be one of 'epsilon', 'sample' or 'v_prediction'");
 
     /// <summary>The B(h)-dependent linear system of UniPC: R_{pk} = r_k^{p-1} (r = λ-ratios of the history,
     /// then 1), b_p = h·φ_{p+1}(h)·p!/B(h) with φ from the recursion φ_{k+1} = (φ_k - 1/k!)/h.</summary>
@@ -168,29 +142,44 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
         return rho.data<float>().ToArray();
     }
 
-    /// <summary>UniP: x_{i+1} = (σ_{i+1}/σ_i)·x_i - α_{i+1}·hφ_1·m_0 - α_{i+1}·B(h)·Σ_k ρ_k·D_k (data prediction).</summary>
-    Tensor PredictorUpdate(Tensor x, int order, int i)
+    /// <summary>What UniP and UniC share for the step from σ[s] to σ[s+1], with m_0 the newest stored output: α, σ at
+    /// both ends, h = λ_{s+1} - λ_s, and for the order-1 older outputs m_k the λ-ratios r_k = (λ(σ[s-k]) - λ_s)/h and
+    /// divided differences D_k = (m_k - m_0)/r_k.</summary>
+    (float AlphaT, float SigmaT, float AlphaS0, float SigmaS0, float H, float[] Rks, Tensor[] D1s) StepTerms(int s, int order)
     {
-        var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[i + 1]);
-        var (alphaS0, sigmaS0) = SigmaMath.AlphaSigma(_sigmas[i]);
-        float lambdaS0 = Lambda(alphaS0, sigmaS0);
-        float h = Lambda(alphaT, sigmaT) - lambdaS0;
+        var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[s + 1]);
+        var (alphaS0, sigmaS0) = SigmaMath.AlphaSigma(_sigmas[s]);
+        float lambdaS0 = SigmaMath.Lambda(alphaS0, sigmaS0);
+        float h = SigmaMath.Lambda(alphaT, sigmaT) - lambdaS0;
         Tensor m0 = _modelOutputs[^1]!;
 
         var rks = new float[order - 1];
         var d1s = new Tensor[order - 1];
         for (int k = 1; k < order; k++)
         {
-            var (alphaSi, sigmaSi) = SigmaMath.AlphaSigma(_sigmas[i - k]);
-            rks[k - 1] = (Lambda(alphaSi, sigmaSi) - lambdaS0) / h;
+            var (alphaSk, sigmaSk) = SigmaMath.AlphaSigma(_sigmas[s - k]);
+            rks[k - 1] = (SigmaMath.Lambda(alphaSk, sigmaSk) - lambdaS0) / h;
             d1s[k - 1] = (_modelOutputs[^(k + 1)]! - m0) / rks[k - 1];
         }
+        return (alphaT, sigmaT, alphaS0, sigmaS0, h, rks, d1s);
+    }
+
+    /// <summary>The first-order (DDIM-like) part of both updates: (σ_t/σ_s)·x - α_t·hφ_1·m_0 with data prediction,
+    /// (α_t/α_s)·x - σ_t·hφ_1·m_0 with noise prediction.</summary>
+    Tensor FirstOrderTerm(Tensor x, float alphaT, float sigmaT, float alphaS0, float sigmaS0, float hPhi1, Tensor m0) =>
+        _predictX0
+            ? sigmaT / sigmaS0 * x - alphaT * hPhi1 * m0
+            : alphaT / alphaS0 * x - sigmaT * hPhi1 * m0;
+
+    /// <summary>UniP: x_{i+1} = (σ_{i+1}/σ_i)·x_i - α_{i+1}·hφ_1·m_0 - α_{i+1}·B(h)·Σ_k ρ_k·D_k (data prediction).</summary>
+    Tensor PredictorUpdate(Tensor x, int order, int i)
+    {
+        var (alphaT, sigmaT, alphaS0, sigmaS0, h, rks, d1s) = StepTerms(i, order);
+        Tensor m0 = _modelOutputs[^1]!;
         var (allRks, b, hPhi1, bh) = Coefficients(h, rks, order);
         float[] rhos = d1s.Length == 0 ? [] : order == 2 ? [0.5f] : Solve(allRks, b, order - 1);
 
-        var xt = _predictX0
-            ? sigmaT / sigmaS0 * x - alphaT * hPhi1 * m0
-            : alphaT / alphaS0 * x - sigmaT * hPhi1 * m0;
+        var xt = FirstOrderTerm(x, alphaT, sigmaT, alphaS0, sigmaS0, hPhi1, m0);
         if (d1s.Length == 0)
             return xt;
         var predRes = WeightedSum(rhos, d1s);
@@ -200,26 +189,12 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
     /// <summary>UniC: redo the last step from x_{i-1} with the model output at x_i included (ρ from the full system).</summary>
     Tensor CorrectorUpdate(Tensor modelT, Tensor lastSample, int order, int i)
     {
-        var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[i]);
-        var (alphaS0, sigmaS0) = SigmaMath.AlphaSigma(_sigmas[i - 1]);
-        float lambdaS0 = Lambda(alphaS0, sigmaS0);
-        float h = Lambda(alphaT, sigmaT) - lambdaS0;
+        var (alphaT, sigmaT, alphaS0, sigmaS0, h, rks, d1s) = StepTerms(i - 1, order);
         Tensor m0 = _modelOutputs[^1]!;
-
-        var rks = new float[order - 1];
-        var d1s = new Tensor[order - 1];
-        for (int k = 1; k < order; k++)
-        {
-            var (alphaSi, sigmaSi) = SigmaMath.AlphaSigma(_sigmas[i - (k + 1)]);
-            rks[k - 1] = (Lambda(alphaSi, sigmaSi) - lambdaS0) / h;
-            d1s[k - 1] = (_modelOutputs[^(k + 1)]! - m0) / rks[k - 1];
-        }
         var (allRks, b, hPhi1, bh) = Coefficients(h, rks, order);
         float[] rhos = order == 1 ? [0.5f] : Solve(allRks, b, order);
 
-        var xt = _predictX0
-            ? sigmaT / sigmaS0 * lastSample - alphaT * hPhi1 * m0
-            : alphaT / alphaS0 * lastSample - sigmaT * hPhi1 * m0;
+        var xt = FirstOrderTerm(lastSample, alphaT, sigmaT, alphaS0, sigmaS0, hPhi1, m0);
         var d1t = modelT - m0;
         var correction = rhos[^1] * d1t;
         if (d1s.Length > 0)
@@ -236,13 +211,7 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
         return sum;
     }
 
-    static float Lambda(float alpha, float sigma) => MathF.Log(alpha) - MathF.Log(sigma);
-
     /// <summary>α_t·x_0 + σ_t·ε with α_t, σ_t from the step's σ.</summary>
-    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep)
-    {
-        var (alphaT, sigmaT) = SigmaMath.AlphaSigma(_sigmas[IndexForTimestep(timestep)]);
-        using var scope = NewDisposeScope();
-        return (alphaT * original + sigmaT * noise).MoveToOuterDisposeScope();
-    }
+    public override Tensor AddNoise(Tensor original, Tensor noise, float timestep) =>
+        SigmaMath.AddNoiseVp(original, noise, _sigmas[IndexForTimestep(timestep)]);
 }
