@@ -43,6 +43,35 @@ public class ModelFolderTests
     }
 
     [Fact]
+    public void Legacy_vae_attention_names_and_conv_shaped_projections_load()
+    {
+        // VAEs saved before diffusers 0.14 (e.g. the SD v1-4/v1-5 downloads) name the mid-block attention
+        // query/key/value/proj_attn; some store those projections as 1×1 conv kernels.
+        using var dir = new TempDir();
+        CopyDir(Golden.Path("models", "tiny-sd", "vae"), dir.Path);
+        string weights = Path.Combine(dir.Path, "diffusion_pytorch_model.safetensors");
+        using (var file = SafetensorsFile.Open(weights))
+        {
+            var legacy = file.Tensors.Keys.ToDictionary(
+                k => k.Replace(".to_q.", ".query.").Replace(".to_k.", ".key.").Replace(".to_v.", ".value.").Replace(".to_out.0.", ".proj_attn."),
+                k =>
+                {
+                    var t = file.Load(k);
+                    return k.Contains(".attentions.") && k.EndsWith(".weight") && t.dim() == 2 ? t.unsqueeze(-1).unsqueeze(-1) : t;
+                });
+            Assert.Contains(legacy.Keys, k => k.Contains(".proj_attn."));
+            SafetensorsWriter.Save(weights + ".legacy", legacy);
+        }
+        File.Move(weights + ".legacy", weights, overwrite: true);
+
+        using var _ = TorchSharp.torch.inference_mode();
+        using var vae = ComponentLoader.LoadVae(dir.Path);
+        using var reference = ComponentLoader.LoadVae(Golden.Path("models", "tiny-sd", "vae"));
+        var z = Golden.Load("vae", "tiny-sd_square.safetensors")["decode_in_z"];
+        Assert.Equal(0.0, Golden.MaxAbsDiff(vae.Decode(z), reference.Decode(z)));
+    }
+
+    [Fact]
     public void Fp16_variant_loads_and_matches_fp32_weights_to_half_precision()
     {
         using var dir = new TempDir();
