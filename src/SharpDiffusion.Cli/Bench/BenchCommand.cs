@@ -30,7 +30,7 @@ public static class BenchCommand
         """;
 
     public sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
-        double TotalSeconds, long PeakBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
+        double TotalSeconds, long PeakBytes, long PeakBeforeVaeBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
 
     public static int Run(string[] args)
     {
@@ -165,6 +165,7 @@ public static class BenchCommand
         }
         double step = Roofline.Median(times);
 
+        long peakBeforeVae = ProcessMemory.PeakResidentBytes ?? 0;
         double vaeSeconds = 0;
         long vaeFlops = 0;
         if (!skipVae)
@@ -179,19 +180,19 @@ public static class BenchCommand
         }
         double total = text + totalSteps * step + vaeSeconds;
         return new Row(Name(dtype), load, text, step, vaeSeconds, total, ProcessMemory.PeakResidentBytes ?? 0,
-            textFlops, stepFlops, vaeFlops, split);
+            peakBeforeVae, textFlops, stepFlops, vaeFlops, split);
     }
 
     static void PrintTable(List<Row> rows, int totalSteps)
     {
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine();
-        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s) | VAE decode s (GFLOP/s) | total {totalSteps} steps s | peak RSS GB |");
+        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s) | VAE decode s (GFLOP/s) | total {totalSteps} steps s | peak RSS GB (before VAE) |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
             Console.WriteLine(string.Create(inv,
                 $"| {r.DType} | {r.LoadSeconds:F1} | {r.TextSeconds * 1000:F0} | {r.StepSeconds:F2} ({r.StepFlops / r.StepSeconds / 1e9:F0}) | " +
-                $"{r.VaeSeconds:F2} ({(r.VaeSeconds > 0 ? r.VaeFlops / r.VaeSeconds / 1e9 : 0):F0}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} |"));
+                $"{r.VaeSeconds:F2} ({(r.VaeSeconds > 0 ? r.VaeFlops / r.VaeSeconds / 1e9 : 0):F0}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} ({r.PeakBeforeVaeBytes / 1e9:F2}) |"));
         var first = rows[0];
         Console.WriteLine(string.Create(inv, $"FLOPs: text encoder {first.TextFlops / 1e12:F3} TFLOP (2 prompts), UNet step {first.StepFlops / 1e12:F2} TFLOP ({first.StepSplit}), VAE decode {first.VaeFlops / 1e12:F2} TFLOP"));
         foreach (var r in rows.Skip(1))

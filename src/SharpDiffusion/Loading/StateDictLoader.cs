@@ -73,20 +73,22 @@ public static class StateDictLoader
     }
 
     // The stored tensor as the parameter it becomes: squeezed, cast, moved, channels-last for conv kernels.
+    // Every intermediate is disposed here: an undisposed view would keep the stored copy alive until the GC ran.
     static Parameter Place(SafetensorsFile file, string key, bool squeeze, WeightPlacement placement)
     {
-        var t = file.Load(key);
-        if (squeeze) t = Swap(t, t.squeeze(-1).squeeze(-1));
-        if (t.dtype != placement.DType) t = Swap(t, t.to(placement.DType));
-        if (t.device != placement.Device) t = Swap(t, t.to(placement.Device));
-        if (placement.ChannelsLastConvs && t.dim() == 4) t = Swap(t, Models.MemoryLayout.ToChannelsLast(t));
-        return new Parameter(t, requires_grad: false);
-    }
-
-    static Tensor Swap(Tensor old, Tensor replacement)
-    {
-        if (!ReferenceEquals(old, replacement)) old.Dispose();
-        return replacement;
+        Tensor placed;
+        using (var scope = NewDisposeScope())
+        {
+            var t = file.Load(key);
+            if (squeeze) t = t.squeeze(-1).squeeze(-1);
+            if (t.dtype != placement.DType) t = t.to(placement.DType);
+            if (t.device != placement.Device) t = t.to(placement.Device);
+            if (placement.ChannelsLastConvs && t.dim() == 4) t = Models.MemoryLayout.ToChannelsLast(t);
+            placed = t.MoveToOuterDisposeScope();
+        }
+        var parameter = new Parameter(placed, requires_grad: false);
+        placed.Dispose(); // the parameter holds its own reference to the storage
+        return parameter;
     }
 
     // TorchSharp layers keep their parameters in fields behind typed setters: assign through them.

@@ -12,7 +12,12 @@ namespace SharpDiffusion.Models;
 public static class MemoryLayout
 {
     /// <summary>The same values with channels-last (NHWC) strides; 4-d tensors only.</summary>
-    public static Tensor ToChannelsLast(Tensor t) => t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+    public static Tensor ToChannelsLast(Tensor t)
+    {
+        using var nhwc = t.permute(0, 2, 3, 1);
+        using var packed = nhwc.contiguous();
+        return packed.permute(0, 3, 1, 2); // a view: keeps the packed storage alive, not the input's
+    }
 
     public static bool IsChannelsLast(Tensor t) =>
         t.dim() == 4 && t.stride(1) == 1 && t.stride(3) == t.shape[1] && t.stride(2) == t.shape[1] * t.shape[3];
