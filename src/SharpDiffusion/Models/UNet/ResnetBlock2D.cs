@@ -45,14 +45,13 @@ public sealed class ResnetBlock2D : Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor x, Tensor? temb) // x [B, Cin, H, W], temb [B, T]
     {
         using var scope = NewDisposeScope();
-        var h = _conv1.call(Reuse.Silu(_norm1.call(x)));
+        var h = Reuse.Silu(_norm1.call(x)).Then(_conv1.call);
         if (_timeEmbProj is not null && temb is not null)
             h = Reuse.Add(h, _timeEmbProj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1)); // + [B, Cout, 1, 1]
-        h = _conv2.call(Reuse.Silu(_norm2.call(h)));
-        var shortcut = _convShortcut is null ? x : _convShortcut.call(x);
-        var output = Reuse.Add(h, shortcut);
+        h = h.Then(_norm2.call).Then(Reuse.Silu).Then(_conv2.call);
+        var output = _convShortcut is null ? Reuse.Add(h, x) : Reuse.Add(h, _convShortcut.call(x));
         if (_outputScaleFactor != 1.0)
-            output = output / _outputScaleFactor;
+            output = output.Then(o => o / _outputScaleFactor);
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -67,7 +67,7 @@ public sealed class AutoencoderKL : Module
     public Tensor Decode(Tensor z)
     {
         using var scope = NewDisposeScope();
-        return _decoder.call(_postQuantConv.call(z)).MoveToOuterDisposeScope();
+        return _postQuantConv.call(z).Then(_decoder.call).MoveToOuterDisposeScope();
     }
 
     /// <summary>image [B, in, H, W] → the posterior over latents (before the scaling factor).</summary>
@@ -110,9 +110,9 @@ sealed class VaeEncoder : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = _convIn.call(x);
-        foreach (var block in _downBlocks) h = block.call(h);
-        h = _midBlock.call(h);
-        return _convOut.call(Reuse.Silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
+        foreach (var block in _downBlocks) h = h.Then(block.call);
+        h = h.Then(_midBlock.call).Then(_convNormOut.call).Then(Reuse.Silu).Then(_convOut.call);
+        return h.MoveToOuterDisposeScope();
     }
 }
 
@@ -142,8 +142,9 @@ sealed class VaeDecoder : Module<Tensor, Tensor>
     public override Tensor forward(Tensor z)
     {
         using var scope = NewDisposeScope();
-        var h = _midBlock.call(_convIn.call(z));
-        foreach (var block in _upBlocks) h = block.call(h);
-        return _convOut.call(Reuse.Silu(_convNormOut.call(h))).MoveToOuterDisposeScope();
+        var h = _convIn.call(z).Then(_midBlock.call);
+        foreach (var block in _upBlocks) h = h.Then(block.call);
+        h = h.Then(_convNormOut.call).Then(Reuse.Silu).Then(_convOut.call);
+        return h.MoveToOuterDisposeScope();
     }
 }

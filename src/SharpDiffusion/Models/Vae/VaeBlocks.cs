@@ -71,8 +71,8 @@ public sealed class VaeMidBlock : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         h = _resnets[0].call(h, null);
         if (_attentions is not null)
-            h = _attentions[0].call(h);
-        return _resnets[1].call(h, null).MoveToOuterDisposeScope();
+            h = h.Then(_attentions[0].call);
+        return h.Then(t => _resnets[1].call(t, null)).MoveToOuterDisposeScope();
     }
 }
 
@@ -97,8 +97,9 @@ public sealed class DownEncoderBlock2D : Module<Tensor, Tensor>
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        foreach (var resnet in _resnets) h = resnet.call(h, null);
-        if (_downsamplers is not null) h = _downsamplers[0].call(h);
+        var input = h;
+        foreach (var resnet in _resnets) h = h.Then(t => resnet.call(t, null), disposeInput: !ReferenceEquals(h, input));
+        if (_downsamplers is not null) h = h.Then(_downsamplers[0].call, disposeInput: !ReferenceEquals(h, input));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -124,8 +125,9 @@ public sealed class UpDecoderBlock2D : Module<Tensor, Tensor>
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        foreach (var resnet in _resnets) h = resnet.call(h, null);
-        if (_upsamplers is not null) h = _upsamplers[0].call(h, null);
+        var input = h;
+        foreach (var resnet in _resnets) h = h.Then(t => resnet.call(t, null), disposeInput: !ReferenceEquals(h, input));
+        if (_upsamplers is not null) h = h.Then(t => _upsamplers[0].call(t, null), disposeInput: !ReferenceEquals(h, input));
         return h.MoveToOuterDisposeScope();
     }
 }
