@@ -166,6 +166,7 @@ public static class BenchCommand
         double step = Roofline.Median(times);
 
         long peakBeforeVae = ProcessMemory.PeakResidentBytes ?? 0;
+        NativeHeap.Trim(); // as the pipeline does between the denoising loop and the decode
         double vaeSeconds = 0;
         long vaeFlops = 0;
         if (!skipVae)

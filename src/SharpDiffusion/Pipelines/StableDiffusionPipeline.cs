@@ -161,6 +161,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             progress?.Invoke(new GenerationProgress("denoise", i + 1, timesteps.Count, clock.Elapsed));
         }
 
+        Diagnostics.NativeHeap.Trim(); // the UNet's freed activations, before the VAE's large ones
         progress?.Invoke(new GenerationProgress("decode", timesteps.Count, timesteps.Count, clock.Elapsed));
         var imageFloat = DecodeLatents(latents, options.VaeTiling);
         var images = ToImages(imageFloat, prompts, negatives);
