@@ -13,10 +13,12 @@ namespace SharpDiffusion.Cli
             Usage:
               SharpDiffusion.Cli generate --model DIR --prompt TEXT [options]
               SharpDiffusion.Cli generate --scheduler list
+              SharpDiffusion.Cli train [options]
               SharpDiffusion.Cli --help
 
             Commands:
-              generate    Generate images from a prompt with a diffusers model folder.
+              generate    Generate images from a prompt with a diffusers model folder (default: the shipped sharp-shapes model).
+              train       Train the small shapes text-to-image model and save it as a diffusers folder.
             """;
 
         public static int Run(string[] args)
@@ -32,7 +34,8 @@ namespace SharpDiffusion.Cli
                 return args[0] switch
                 {
                     "generate" => GenerateCommand.Run(args[1..]),
-                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate. See --help."),
+                    "train" => TrainCommand.Run(args[1..]),
+                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, train. See --help."),
                 };
             }
             catch (UsageException e)
