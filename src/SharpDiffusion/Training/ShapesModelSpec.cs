@@ -23,9 +23,10 @@ public sealed record ShapesModelSpec
     public int[] UNetChannels { get; init; } = [64, 128, 128];
     public int UNetLayersPerBlock { get; init; } = 1;
     public int UNetHeads { get; init; } = 4;
-    public int UNetGroups { get; init; } = 32;
+    // Few channels per group erase per-image colour offsets (16 groups of 16 channels is instance norm), so groups hold ≥ 4.
+    public int UNetGroups { get; init; } = 16;
     public int[] VaeChannels { get; init; } = [16, 32, 64, 64];
-    public int VaeGroups { get; init; } = 16;
+    public int VaeGroups { get; init; } = 4;
     public int LatentChannels { get; init; } = 4;
 
     /// <summary>The model committed as models/sharp-shapes: 64×64 images, 8×8×4 latents.</summary>
@@ -35,8 +36,8 @@ public sealed record ShapesModelSpec
     public static ShapesModelSpec Micro { get; } = new()
     {
         TextHidden = 16, TextLayers = 1, TextHeads = 2, TextIntermediate = 32,
-        UNetChannels = [16, 32], UNetHeads = 2, UNetGroups = 8,
-        VaeChannels = [8, 8, 8, 8], VaeGroups = 4,
+        UNetChannels = [16, 32], UNetHeads = 2, UNetGroups = 4,
+        VaeChannels = [8, 8, 8, 8], VaeGroups = 2,
     };
 
     public int VaeFactor => 1 << (VaeChannels.Length - 1);

@@ -88,6 +88,7 @@ public sealed class ShapesTrainer
         _clock.Restart();
 
         var tokenizer = ClipTokenizer.FromDirectory(_o.TokenizerDir);
+        manual_seed(_o.Seed); // the initial weights (a resumed run overwrites them from its checkpoint)
         using var vae = _o.Spec.CreateVae();
         TrainVae(vae, cancellation);
         var (means, stds, captions) = EncodeDataset(vae, cancellation);
@@ -153,7 +154,9 @@ public sealed class ShapesTrainer
             using var file = SafetensorsFile.Open(weights);
             TrainingCheckpoint.Restore(file, "model", Named(vae).Select(p => (p.Item1, (Tensor)p.Item2)));
         }
-        if (_state.VaeDone) return;
+        // Once the dataset is encoded the VAE is frozen; otherwise a larger --vae-steps continues it.
+        if (_state.LatentsDone || _state.VaeStep >= _o.VaeSteps) return;
+        if (_state.VaeStep == 0) StartWithSmallPosteriorNoise(vae);
 
         vae.train();
         var parameters = vae.parameters().ToList();
@@ -196,11 +199,20 @@ public sealed class ShapesTrainer
                 TrainingCheckpoint.Save(weights, TrainingCheckpoint.Prefixed("model", Named(vae).Select(p => (p.Item1, (Tensor)p.Item2))));
                 optimizer.save_state_dict(optimizerPath);
                 _state.VaeStep = step + 1;
-                _state.VaeDone = last;
                 SaveState();
             }
         }
         vae.eval();
+    }
+
+    /// <summary>A fresh encoder predicts log σ² ≈ 0, so the decoder first sees latents buried in unit noise and learns
+    /// only the mean image for hundreds of steps. Starting quant_conv's log-variance bias at −6 (σ ≈ 0.05) lets
+    /// reconstruction start at once; the KL term still pulls σ toward 1.</summary>
+    static void StartWithSmallPosteriorNoise(AutoencoderKL vae)
+    {
+        using var _ = no_grad();
+        var bias = vae.named_parameters().First(p => p.name == "quant_conv.bias").parameter; // [2·latent]: mean, then log σ²
+        bias[TensorIndex.Slice(vae.Config.LatentChannels)].fill_(-6.0);
     }
 
     // Learning rate falls to 10% along a half cosine over the last 30% of the steps.
@@ -276,7 +288,7 @@ public sealed class ShapesTrainer
             ema.Load(shadows);
             foreach (var t in shadows.Values) t.Dispose();
         }
-        if (_state.DenoiserDone) return ema;
+        if (_state.DenoiserStep >= _o.DenoiserSteps) return ema; // a larger --steps continues a finished run
 
         unet.train();
         textEncoder.train();
@@ -334,7 +346,6 @@ public sealed class ShapesTrainer
                 TrainingCheckpoint.Save(weights, tensors);
                 optimizer.save_state_dict(optimizerPath);
                 _state.DenoiserStep = step + 1;
-                _state.DenoiserDone = last;
                 SaveState();
             }
         }

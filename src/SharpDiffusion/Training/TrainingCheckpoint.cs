@@ -8,11 +8,9 @@ namespace SharpDiffusion.Training;
 public sealed record TrainingState
 {
     public int VaeStep { get; set; }
-    public bool VaeDone { get; set; }
     public bool LatentsDone { get; set; }
     public double ScalingFactor { get; set; } = 1.0;
     public int DenoiserStep { get; set; }
-    public bool DenoiserDone { get; set; }
     /// <summary>Wall time spent so far across all sessions of the run.</summary>
     public double ElapsedSeconds { get; set; }
     public string? Spec { get; set; }
