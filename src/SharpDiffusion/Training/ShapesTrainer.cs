@@ -85,6 +85,7 @@ public sealed class ShapesTrainer
         if (_state.Spec != _o.Spec.ToJson())
             throw new InvalidOperationException($"The run in {_o.WorkDir} was started with another model spec; use a new --work folder.");
         _previousSeconds = _state.ElapsedSeconds;
+        ForgetLossRowsAfterCheckpoint();
         _clock.Restart();
 
         var tokenizer = ClipTokenizer.FromDirectory(_o.TokenizerDir);
@@ -129,6 +130,20 @@ public sealed class ShapesTrainer
         using var w = File.AppendText(_o.LossCsv);
         if (header) w.WriteLine("stage,step,loss,lr,wall_seconds");
         w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{stage},{step},{loss:G6},{lr:G4},{Elapsed.TotalSeconds:F1}"));
+    }
+
+    /// <summary>An interrupted session logged steps its last checkpoint does not hold; the resumed run repeats them.</summary>
+    void ForgetLossRowsAfterCheckpoint()
+    {
+        if (_o.LossCsv is null || !File.Exists(_o.LossCsv)) return;
+        var kept = File.ReadAllLines(_o.LossCsv).Where((line, i) =>
+        {
+            if (i == 0) return true;
+            var f = line.Split(',');
+            int step = int.Parse(f[1], CultureInfo.InvariantCulture);
+            return f[0] == "vae" ? step <= _state.VaeStep : step <= _state.DenoiserStep;
+        });
+        TrainingCheckpoint.WriteAtomically(_o.LossCsv, string.Join("\n", kept) + "\n");
     }
 
     /// <summary>Scenes → [B, 3, H, W] in [-1, 1].</summary>
