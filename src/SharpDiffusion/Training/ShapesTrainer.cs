@@ -342,7 +342,12 @@ public sealed class ShapesTrainer
                     if (dropped[b]) captionIds[b].copy_(emptyIds[0]);
                 var context = textEncoder.call(captionIds);                                   // [B, 77, D]
                 var prediction = unet.Forward(noisy, t.to(ScalarType.Float32), context);
-                var loss = F.mse_loss(prediction, noise);
+                // ε-MSE per sample, weighted by 1/ᾱ_t (normalised over the batch). The unweighted loss gives the x₀ error at
+                // high noise a weight ᾱ/(1−ᾱ) ≈ 0.005, so a short run never learns what to draw from the caption alone and
+                // samples keep the initial noise's pattern; 1/ᾱ is the weighting v-prediction's loss implies.
+                var perSample = (prediction - noise).square().mean([1, 2, 3]);               // [B]
+                var weight = 1.0 / a.view(batch);
+                var loss = (perSample * weight).sum() / weight.sum();
                 optimizer.zero_grad();
                 loss.backward();
                 nn.utils.clip_grad_norm_(parameters, _o.GradientClip);
