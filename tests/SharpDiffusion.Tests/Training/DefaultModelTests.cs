@@ -4,6 +4,8 @@ using SharpDiffusion.Training;
 
 namespace SharpDiffusion.Tests.Training;
 
+// One collection: these tests set libtorch\'s global thread count, and the resume check compares floats across runs.
+[Collection("Training")]
 public class DefaultModelTests
 {
     [Fact]

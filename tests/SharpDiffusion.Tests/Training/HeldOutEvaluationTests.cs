@@ -5,6 +5,8 @@ using Xunit.Abstractions;
 namespace SharpDiffusion.Tests.Training;
 
 /// <summary>Judges the pictures of the shipped model (models/sharp-shapes) for prompts it never saw in training.</summary>
+// One collection: these tests set libtorch\'s global thread count, and the resume check compares floats across runs.
+[Collection("Training")]
 public class HeldOutEvaluationTests(ITestOutputHelper output)
 {
     const long Seed = 1234;

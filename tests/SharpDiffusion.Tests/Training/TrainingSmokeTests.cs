@@ -7,6 +7,8 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Tests.Training;
 
+// One collection: these tests set libtorch\'s global thread count, and the resume check compares floats across runs.
+[Collection("Training")]
 public class TrainingSmokeTests(ITestOutputHelper output)
 {
     static string TokenizerDir => Golden.Path("clip-tokenizer");
