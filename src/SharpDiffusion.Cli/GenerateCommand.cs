@@ -13,11 +13,13 @@ public static class GenerateCommand
     public const string Help = """
         generate options:
           --model DIR              diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
+                                   (default: the shipped models/sharp-shapes)
           --prompt TEXT            the prompt; repeat for several prompts (one batch)
           --negative-prompt TEXT   given once: applies to every prompt; given as often as --prompt: paired in order (default: "")
           --width N, --height N    image size in pixels, multiples of 8 (default: the model's, 512 for SD 1.5)
-          --steps N                denoising steps (default: 50)
-          --guidance X             classifier-free guidance scale; <= 1 turns guidance off (default: 7.5)
+          --steps N                denoising steps (default: the model's generation_defaults.json, else 50)
+          --guidance X             classifier-free guidance scale; <= 1 turns guidance off
+                                   (default: the model's generation_defaults.json, else 7.5)
           --guidance-rescale X     diffusers' guidance_rescale, 0..1 (default: 0)
           --seed N                 seed of the CPU generator (default: random, written into the PNG)
           --scheduler NAME         sampler by diffusers class or AUTOMATIC1111 name, case-insensitive;
@@ -51,7 +53,10 @@ public static class GenerateCommand
             return 0;
         }
 
-        string model = cl.String("model") ?? throw new UsageException("--model DIR is required: a diffusers model folder.");
+        // Without --model: the shipped model, with the sampling settings it recommends (generation_defaults.json).
+        string model = cl.String("model") ?? DefaultModel.Locate()
+            ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
+        var modelDefaults = SharpDiffusion.Training.GenerationDefaults.Load(model);
         var prompts = cl.All("prompt");
         if (prompts.Count == 0)
             throw new UsageException("--prompt TEXT is required.");
@@ -64,8 +69,8 @@ public static class GenerateCommand
             NegativePrompts = negatives,
             Width = cl.Int("width"),
             Height = cl.Int("height"),
-            NumInferenceSteps = cl.Int("steps") ?? 50,
-            GuidanceScale = cl.Double("guidance") ?? 7.5,
+            NumInferenceSteps = cl.Int("steps") ?? modelDefaults?.NumInferenceSteps ?? 50,
+            GuidanceScale = cl.Double("guidance") ?? modelDefaults?.GuidanceScale ?? 7.5,
             GuidanceRescale = cl.Double("guidance-rescale") ?? 0,
             Seed = cl.Long("seed"),
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,

@@ -14,11 +14,15 @@ namespace SharpDiffusion.Cli
               SharpDiffusion.Cli generate --model DIR --prompt TEXT [options]
               SharpDiffusion.Cli generate --scheduler list
               SharpDiffusion.Cli bench [options]
+              SharpDiffusion.Cli train [options]
+              SharpDiffusion.Cli evaluate [options]
               SharpDiffusion.Cli --help
 
             Commands:
-              generate    Generate images from a prompt with a diffusers model folder.
+              generate    Generate images from a prompt with a diffusers model folder (default: the shipped sharp-shapes model).
               bench       Time a full-size SD 1.5 (random weights or --model DIR) part by part.
+              train       Train the small shapes text-to-image model and save it as a diffusers folder.
+              evaluate    Judge a shapes model's pictures for held-out prompts (colour, position, size, shape).
             """;
 
         public static int Run(string[] args)
@@ -28,6 +32,8 @@ namespace SharpDiffusion.Cli
                 Console.WriteLine(Usage);
                 Console.WriteLine(GenerateCommand.Help);
                 Console.WriteLine(Bench.BenchCommand.Help);
+                Console.WriteLine(TrainCommand.Help);
+                Console.WriteLine(EvaluateCommand.Help);
                 return args.Length == 0 ? 2 : 0;
             }
             try
@@ -36,7 +42,9 @@ namespace SharpDiffusion.Cli
                 {
                     "generate" => GenerateCommand.Run(args[1..]),
                     "bench" => Bench.BenchCommand.Run(args[1..]),
-                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, bench. See --help."),
+                    "train" => TrainCommand.Run(args[1..]),
+                    "evaluate" => EvaluateCommand.Run(args[1..]),
+                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, bench, train, evaluate. See --help."),
                 };
             }
             catch (UsageException e)

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Tests.Cli;
 
 /// <summary>The CLI end to end, in process: files, metadata, exit codes, one-line errors.</summary>
-[Collection("Console")]
+[Collection(ProcessWide.Settings)]
 public class GenerateCommandTests
 {
     static readonly string TinySd = Golden.Path("models", "tiny-sd");
