@@ -22,32 +22,16 @@ public static class RandomModelFolder
 
         manual_seed(0);
         string dir = Component(root, "text_encoder", StableDiffusion15.TextEncoderConfig);
-        using (var te = Initialised(new ClipTextModel(ClipTextConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json"))))))
+        using (var te = new ClipTextModel(ClipTextConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
             SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), te, diskType);
 
         dir = Component(root, "unet", StableDiffusion15.UNetConfig);
-        using (var unet = Initialised(new UNet2DConditionModel(UNet2DConditionConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json"))))))
+        using (var unet = new UNet2DConditionModel(UNet2DConditionConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
             SafetensorsWriter.SaveModule(Path.Combine(dir, "diffusion_pytorch_model.safetensors"), unet, diskType);
 
         dir = Component(root, "vae", StableDiffusion15.VaeConfig);
-        using (var vae = Initialised(new AutoencoderKL(AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json"))))))
+        using (var vae = new AutoencoderKL(AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
             SafetensorsWriter.SaveModule(Path.Combine(dir, "diffusion_pytorch_model.safetensors"), vae, diskType);
-    }
-
-    // TorchSharp leaves norm parameters uninitialised; garbage there could mean NaNs or denormals that distort
-    // timings. Real checkpoints hold values near 1 and 0.
-    static T Initialised<T>(T model) where T : TorchSharp.torch.nn.Module
-    {
-        using var _ = no_grad();
-        foreach (var (_, module) in model.named_modules())
-        {
-            switch (module)
-            {
-                case TorchSharp.Modules.GroupNorm g: g.weight?.fill_(1); g.bias?.zero_(); break;
-                case TorchSharp.Modules.LayerNorm l: l.weight?.fill_(1); l.bias?.zero_(); break;
-            }
-        }
-        return model;
     }
 
     static string Component(string root, string name, string config, string file = "config.json")

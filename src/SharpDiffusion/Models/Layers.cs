@@ -28,8 +28,18 @@ public static class Layers
     public static Conv2d Conv2d(long inChannels, long outChannels, long kernelSize, long stride = 1, long padding = 0) =>
         nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, device: _device, dtype: _dtype);
 
-    public static GroupNorm GroupNorm(long groups, long channels, double eps) =>
-        nn.GroupNorm(groups, channels, eps, device: _device, dtype: _dtype);
+    /// <summary>TorchSharp 0.107 leaves GroupNorm's affine parameters uninitialised (torch.empty: garbage, NaN,
+    /// denormals); PyTorch starts them at weight 1, bias 0, and so do we. Loading overwrites them anyway.</summary>
+    public static GroupNorm GroupNorm(long groups, long channels, double eps)
+    {
+        var norm = nn.GroupNorm(groups, channels, eps, device: _device, dtype: _dtype);
+        using (no_grad())
+        {
+            norm.weight?.fill_(1.0);
+            norm.bias?.zero_();
+        }
+        return norm;
+    }
 
     public static LayerNorm LayerNorm(long dim, double eps) =>
         nn.LayerNorm(dim, eps, device: _device, dtype: _dtype);

@@ -123,25 +123,11 @@ public sealed record ShapesModelSpec
         ["prediction_type"] = "epsilon",
     };
 
-    public ClipTextModel CreateTextEncoder() => Initialized(new ClipTextModel(ClipTextConfig.From(Parsed(TextEncoderConfig(), "text_encoder"))));
+    public ClipTextModel CreateTextEncoder() => new ClipTextModel(ClipTextConfig.From(Parsed(TextEncoderConfig(), "text_encoder")));
 
-    public UNet2DConditionModel CreateUNet() => Initialized(new UNet2DConditionModel(UNet2DConditionConfig.From(Parsed(UNetConfig(), "unet"))));
+    public UNet2DConditionModel CreateUNet() => new UNet2DConditionModel(UNet2DConditionConfig.From(Parsed(UNetConfig(), "unet")));
 
-    public AutoencoderKL CreateVae() => Initialized(new AutoencoderKL(AutoencoderKLConfig.From(Parsed(VaeConfig(1.0), "vae"))));
-
-    /// <summary>TorchSharp 0.107 leaves GroupNorm's affine parameters uninitialised (torch.empty); PyTorch starts them at
-    /// weight 1, bias 0. Loading weights overwrites them, so only fresh models need this.</summary>
-    static T Initialized<T>(T model) where T : TorchSharp.torch.nn.Module
-    {
-        using var _ = TorchSharp.torch.no_grad();
-        foreach (var (_, module) in model.named_modules())
-            if (module is TorchSharp.Modules.GroupNorm norm)
-            {
-                norm.weight?.fill_(1.0);
-                norm.bias?.zero_();
-            }
-        return model;
-    }
+    public AutoencoderKL CreateVae() => new AutoencoderKL(AutoencoderKLConfig.From(Parsed(VaeConfig(1.0), "vae")));
 
     // Through text, exactly as the saved config.json will be read.
     static JsonConfig Parsed(JsonObject json, string name) => JsonConfig.Parse(json.ToJsonString(), name);
