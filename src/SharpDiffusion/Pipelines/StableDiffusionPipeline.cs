@@ -125,6 +125,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
+        using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
         long seed = options.Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
         var clock = Stopwatch.StartNew();
         using var inference = inference_mode();
