@@ -56,14 +56,13 @@ public static class SafetensorsWriter
         }
     }
 
-    /// <summary>A module's parameters and buffers by state-dict name, optionally cast.</summary>
-    public static void SaveModule(string path, nn.Module module, ScalarType? dtype = null)
+    /// <summary>A module's parameters and buffers by state-dict name, optionally cast (e.g. to float16).</summary>
+    public static void SaveModule(string path, nn.Module module, ScalarType? dtype = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        using var scope = NewDisposeScope();
         var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, p) in module.named_parameters()) tensors[name] = dtype is { } d ? p.to(d) : p;
-        foreach (var (name, b) in module.named_buffers()) tensors[name] = b;
-        Save(path, tensors);
-        if (dtype is not null)
-            foreach (var (name, p) in module.named_parameters()) tensors[name].Dispose();
+        foreach (var (name, p) in module.named_parameters()) tensors[name] = dtype is { } d ? p.detach().to(d) : p.detach();
+        foreach (var (name, b) in module.named_buffers()) tensors[name] = dtype is { } d ? b.detach().to(d) : b.detach();
+        Save(path, tensors, metadata);
     }
 }

@@ -80,13 +80,6 @@ public static class ShapesModelFolder
 
     static void Write(string path, JsonObject json) => TrainingCheckpoint.WriteAtomically(path, json.ToJsonString(GenerationDefaults.Indented));
 
-    /// <summary>Parameters and buffers by state-dict name, as float16.</summary>
-    static void SaveHalf(string path, nn.Module module)
-    {
-        using var scope = NewDisposeScope();
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, p) in module.named_parameters()) tensors[name] = p.detach().to(ScalarType.Float16);
-        foreach (var (name, b) in module.named_buffers()) tensors[name] = b.detach().to(ScalarType.Float16);
-        SafetensorsWriter.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
-    }
+    static void SaveHalf(string path, nn.Module module) =>
+        SafetensorsWriter.SaveModule(path, module, ScalarType.Float16, new Dictionary<string, string> { ["format"] = "pt" });
 }
