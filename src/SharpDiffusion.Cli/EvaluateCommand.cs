@@ -12,6 +12,7 @@ public static class EvaluateCommand
           --steps N, --guidance X  sampling (default: the model's generation_defaults.json)
           --seed N                 seed of the batch (default: 1234)
           --verbose                print every prompt with what was read back from its picture
+          --threads N              CPU threads for libtorch (default: all cores)
         """;
 
     public static int Run(string[] args)
@@ -24,8 +25,10 @@ public static class EvaluateCommand
         double guidance = cl.Double("guidance") ?? defaults?.GuidanceScale ?? 2;
         long seed = cl.Long("seed") ?? 1234;
         bool verbose = cl.Flag("verbose");
+        int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         cl.RejectUnknown();
-        TorchRuntime.Initialize();
+        if (threads < 1) throw new UsageException("--threads must be at least 1.");
+        TorchRuntime.Initialize(threads);
 
         using var pipe = StableDiffusionPipeline.FromPretrained(model);
         var prompts = new ShapeDataset().HeldOutPrompts();

@@ -74,4 +74,14 @@ public static class ShapeVocabulary
 public sealed record HeldOutCombination(string Color, ShapeKind Shape, ShapePosition Position);
 
 /// <summary>An evaluation prompt built from a held-out combination, with the scene it asks for.</summary>
-public sealed record HeldOutPrompt(string Prompt, HeldOutCombination Combination, ShapeSize Size, NamedColor Background);
+public sealed record HeldOutPrompt(string Prompt, HeldOutCombination Combination, ShapeSize Size, NamedColor Background)
+{
+    /// <summary>The picture the prompt asks for: its shape at the position's anchor, with the middle half-size of its size class.</summary>
+    public Scene ExpectedScene()
+    {
+        var (x, y) = ShapeVocabulary.Anchor(Combination.Position);
+        var (rMin, rMax) = ShapeVocabulary.RadiusRange(Size);
+        var shape = new SceneObject(Combination.Shape, ShapeVocabulary.Color(Combination.Color), Size, Combination.Position, x, y, (rMin + rMax) / 2);
+        return new Scene([shape], Background, Prompt);
+    }
+}

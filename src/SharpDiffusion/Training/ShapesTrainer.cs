@@ -13,7 +13,8 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace SharpDiffusion.Training;
 
-/// <summary>Everything a training run is told. Steps are totals: a resumed run continues to them.</summary>
+/// <summary>Everything a training run is told. Steps are totals: a resumed run continues to them.
+/// The defaults are the recipe of the shipped models/sharp-shapes.</summary>
 public sealed record TrainingOptions
 {
     public required string WorkDir { get; init; }
@@ -24,17 +25,17 @@ public sealed record TrainingOptions
     public ShapeDataset.Options Dataset { get; init; } = new();
     public int Seed { get; init; } = 1;
 
-    public int VaeSteps { get; init; } = 600;
+    public int VaeSteps { get; init; } = 1600;
     public int VaeBatch { get; init; } = 16;
     public double VaeLearningRate { get; init; } = 1e-3;
     /// <summary>Weight of the KL term (mean per latent element) against the per-pixel reconstruction loss.</summary>
     public double KlWeight { get; init; } = 1e-4;
 
     /// <summary>Scenes encoded once after the VAE stage; the denoiser samples from them.</summary>
-    public int DatasetSize { get; init; } = 12000;
-    public int DenoiserSteps { get; init; } = 3000;
+    public int DatasetSize { get; init; } = 20000;
+    public int DenoiserSteps { get; init; } = 8000;
     public int DenoiserBatch { get; init; } = 32;
-    public double DenoiserLearningRate { get; init; } = 3e-4;
+    public double DenoiserLearningRate { get; init; } = 4e-4;
     public int WarmupSteps { get; init; } = 100;
     public double WeightDecay { get; init; } = 0.01;
     public double EmaDecay { get; init; } = 0.999;

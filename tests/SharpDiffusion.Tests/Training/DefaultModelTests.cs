@@ -25,6 +25,13 @@ public class DefaultModelTests
         Assert.Contains("Model: sharp-shapes", text);
         Assert.Contains($"Steps: {defaults.NumInferenceSteps},", text);
         Assert.Contains($"CFG scale: {defaults.GuidanceScale.ToString(System.Globalization.CultureInfo.InvariantCulture)},", text);
+
+        // And it draws what the README's first command asks for.
+        var (width, height, rgb) = PngFile.Decode(png);
+        Assert.Equal((ShapeVocabulary.ImageSize, ShapeVocabulary.ImageSize), (width, height));
+        var reading = SceneJudge.Read(rgb);
+        Assert.Equal("blue", reading.Background.Name);
+        Assert.Equal("red", reading.Color?.Name);
     }
 
     static string PngTextChunks(byte[] png) => System.Text.Encoding.Latin1.GetString(png);
