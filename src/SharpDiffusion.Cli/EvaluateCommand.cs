@@ -33,12 +33,12 @@ public static class EvaluateCommand
         using var pipe = StableDiffusionPipeline.FromPretrained(model);
         var prompts = new ShapeDataset().HeldOutPrompts();
         Console.WriteLine($"{prompts.Count} held-out prompts, {steps} steps, seed {seed}:");
-        Console.WriteLine("| guidance | colour | position | size | shape | background |");
-        Console.WriteLine("|---|---|---|---|---|---|");
+        Console.WriteLine("| guidance | colour | position | size | shape | background | all but shape |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (double g in new[] { guidance, 1.0 })
         {
             var r = HeldOutEvaluation.Evaluate(pipe, prompts, g, steps, seed, verbose ? Console.WriteLine : null);
-            Console.WriteLine($"| {g} | {r.Color:P0} | {r.Position:P0} | {r.Size:P0} | {r.Shape:P0} | {r.Background:P0} |");
+            Console.WriteLine($"| {g} | {r.Color:P0} | {r.Position:P0} | {r.Size:P0} | {r.Shape:P0} | {r.Background:P0} | {r.Complete:P0} |");
         }
         return 0;
     }

@@ -17,6 +17,9 @@ public sealed class ShapeDataset
         public double SayPosition { get; init; } = 0.75;
         public double SaySize { get; init; } = 0.75;
         public double SayBackground { get; init; } = 0.8;
+        /// <summary>Of the captions that name the background, the share written "… on a blue background" rather than
+        /// "…, on a blue background": people leave the comma out.</summary>
+        public double BackgroundWithoutComma { get; init; } = 0.5;
         public float PositionJitter { get; init; } = 3f;
     }
 
@@ -46,7 +49,13 @@ public sealed class ShapeDataset
         while (true)
         {
             var scene = Draw(rng);
-            if (!scene.Objects.Any(IsHeldOut)) return scene;
+            if (scene.Objects.Any(IsHeldOut)) continue;
+            // Drawn after the scene is accepted, so the comma choice changes no scene, only how its caption is written.
+            bool withoutComma = rng.NextDouble() < Settings.BackgroundWithoutComma;
+            string withComma = ShapeVocabulary.BackgroundPhrase(scene.Background);
+            return withoutComma && scene.Caption.EndsWith(withComma, StringComparison.Ordinal)
+                ? scene with { Caption = scene.Caption[..^withComma.Length] + ShapeVocabulary.BackgroundPhrase(scene.Background, comma: false) }
+                : scene;
         }
     }
 

@@ -17,7 +17,7 @@ public sealed record Scene(IReadOnlyList<SceneObject> Objects, NamedColor Backgr
 
 /// <summary>The vocabulary of the synthetic dataset and the small English grammar its captions follow:
 /// <code>
-/// caption  := object [" and " object] [", on a " colour " background"]
+/// caption  := object [" and " object] [[","] " on a " colour " background"]
 /// object   := "a " [size " "] colour " " shape [" " position]
 /// size     := small | large
 /// colour   := red | orange | yellow | green | blue | purple | white | black
@@ -67,7 +67,7 @@ public static class ShapeVocabulary
     public static string ObjectPhrase(ShapeKind shape, NamedColor color, ShapeSize? size, ShapePosition? position) =>
         "a " + (size is { } s ? Word(s) + " " : "") + color.Name + " " + Word(shape) + (position is { } p ? " " + Phrase(p) : "");
 
-    public static string BackgroundPhrase(NamedColor background) => $", on a {background.Name} background";
+    public static string BackgroundPhrase(NamedColor background, bool comma = true) => $"{(comma ? "," : "")} on a {background.Name} background";
 }
 
 /// <summary>A (colour, shape, position) combination: the unit the held-out set is made of.</summary>

@@ -30,13 +30,14 @@ public class ShapeDatasetTests(ITestOutputHelper output)
     [Fact]
     public void Captions_follow_the_grammar_and_agree_with_the_scene()
     {
-        int sized = 0, placed = 0, backgrounds = 0, twoShapes = 0;
+        int sized = 0, placed = 0, backgrounds = 0, commas = 0, twoShapes = 0;
         foreach (var scene in Dataset.Samples(11, 0, 2000))
         {
             string caption = scene.Caption;
-            var bg = Regex.Match(caption, @", on a (\w+) background$");
+            var bg = Regex.Match(caption, @",? on a (\w+) background$");
             if (bg.Success)
             {
+                if (bg.Value.StartsWith(',')) commas++;
                 Assert.Equal(scene.Background.Name, bg.Groups[1].Value);
                 caption = caption[..bg.Index];
                 backgrounds++;
@@ -65,10 +66,29 @@ public class ShapeDatasetTests(ITestOutputHelper output)
             }
             Assert.True(positionsSaid.All(p => p) || positionsSaid.All(p => !p), $"two-shape captions state both positions or neither: {scene.Caption}");
         }
-        output.WriteLine($"of 2000 captions: {sized} sizes, {placed} positions, {backgrounds} backgrounds stated; {twoShapes} two-shape scenes");
+        output.WriteLine($"of 2000 captions: {sized} sizes, {placed} positions, {backgrounds} backgrounds stated ({commas} after a comma); {twoShapes} two-shape scenes");
         // Every optional part is both said and left out somewhere.
         Assert.InRange(backgrounds, 1, 1999);
+        Assert.InRange(commas, 1, backgrounds - 1);
         Assert.InRange(twoShapes, 1, 1999);
+    }
+
+    [Fact]
+    public void The_background_comma_changes_only_how_a_caption_is_written()
+    {
+        // Scenes drawn with and without the comma option are the same scenes (so latents encoded before stay valid).
+        var commaOnly = new ShapeDataset(new ShapeDataset.Options { BackgroundWithoutComma = 0 });
+        int differing = 0;
+        for (int i = 0; i < 500; i++)
+        {
+            var a = commaOnly.Sample(5, i);
+            var b = Dataset.Sample(5, i);
+            Assert.Equal(a.Objects, b.Objects);
+            Assert.Equal(a.Background, b.Background);
+            Assert.Equal(a.Caption, b.Caption.Replace(" on a " + b.Background.Name + " background", ", on a " + b.Background.Name + " background").Replace(",,", ","));
+            if (a.Caption != b.Caption) differing++;
+        }
+        Assert.InRange(differing, 1, 499);
     }
 
     [Fact]
