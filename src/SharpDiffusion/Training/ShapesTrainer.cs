@@ -333,7 +333,7 @@ public sealed class ShapesTrainer
                 var index = tensor(rows);
                 var mean = means.index_select(0, index);
                 var std = stds.index_select(0, index);
-                var z = (mean + std * randn(mean.shape, generator: generator)) * scaling;       // [B, 4, 8, 8]
+                var z = (mean + std * randn(mean.shape, generator: generator)) * scaling;       // [B, 4, h, w]
                 var noise = randn(z.shape, generator: generator);
                 var t = randint(0, T, [batch], generator: generator, dtype: ScalarType.Int64);  // [B]
                 var a = alphasCumprod.index_select(0, t).view(batch, 1, 1, 1);
