@@ -38,7 +38,7 @@ public static class EvaluateCommand
         foreach (double g in new[] { guidance, 1.0 })
         {
             var r = HeldOutEvaluation.Evaluate(pipe, prompts, g, steps, seed, verbose ? Console.WriteLine : null);
-            Console.WriteLine($"| {g} | {r.Color:P0} | {r.Position:P0} | {r.Size:P0} | {r.Shape:P0} | {r.Background:P0} | {r.Complete:P0} |");
+            Console.WriteLine($"| {g} | {r.Color:P0} | {r.Position:P0} | {r.Size:P0} | {r.Shape:P0} | {r.Background:P0} | {r.AllButShape:P0} |");
         }
         return 0;
     }

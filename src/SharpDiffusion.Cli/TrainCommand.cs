@@ -13,7 +13,7 @@ public static class TrainCommand
           --tokenizer DIR          CLIP tokenizer files copied into the model (default: the shipped model's tokenizer/)
           --vae-steps N            VAE steps (default: 1600)
           --vae-batch N            VAE batch size (default: 16)
-          --steps N                UNet + text encoder steps (default: 8000)
+          --steps N                UNet + text encoder steps (default: 9000)
           --batch N                UNet batch size (default: 32)
           --lr X                   UNet + text encoder peak learning rate (default: 0.0004)
           --dataset-size N         scenes encoded to latents for the UNet stage (default: 20000)

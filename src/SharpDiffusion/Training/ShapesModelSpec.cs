@@ -23,14 +23,15 @@ public sealed record ShapesModelSpec
     public int[] UNetChannels { get; init; } = [32, 64, 128];
     public int UNetLayersPerBlock { get; init; } = 1;
     public int UNetHeads { get; init; } = 4;
-    // Few channels per group erase per-image colour offsets (16 groups of 16 channels is instance norm), so groups hold ≥ 4.
+    // Few channels per group erase per-image colour offsets (16 channels in 16 groups is instance norm), so groups hold ≥ 4:
+    // 32 channels in 8 groups.
     public int UNetGroups { get; init; } = 8;
     public int[] VaeChannels { get; init; } = [16, 32, 64];
     public int VaeGroups { get; init; } = 4;
     public int LatentChannels { get; init; } = 4;
 
     /// <summary>The model committed as models/sharp-shapes: 64×64 images, 16×16×4 latents (a VAE factor of 4: at 8, 8×8×4
-    /// latents, even a perfect latent decoded to the wrong colour for half the held-out prompts).</summary>
+    /// latents, the VAE's own encoding (posterior mean) of the exact pictures of the held-out prompts decoded to the wrong colour for half of them).</summary>
     public static ShapesModelSpec SharpShapes { get; } = new();
 
     /// <summary>A micro model for smoke tests (seconds per hundred steps).</summary>

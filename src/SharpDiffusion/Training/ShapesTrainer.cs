@@ -14,7 +14,8 @@ using F = TorchSharp.torch.nn.functional;
 namespace SharpDiffusion.Training;
 
 /// <summary>Everything a training run is told. Steps are totals: a resumed run continues to them.
-/// The defaults are the recipe of the shipped models/sharp-shapes.</summary>
+/// The defaults are the recipe of the shipped models/sharp-shapes, except that its run added the optional background
+/// comma (<see cref="ShapeDataset.Options.BackgroundWithoutComma"/>) only at denoiser step 8000.</summary>
 public sealed record TrainingOptions
 {
     public required string WorkDir { get; init; }
@@ -33,7 +34,7 @@ public sealed record TrainingOptions
 
     /// <summary>Scenes encoded once after the VAE stage; the denoiser samples from them.</summary>
     public int DatasetSize { get; init; } = 20000;
-    public int DenoiserSteps { get; init; } = 8000;
+    public int DenoiserSteps { get; init; } = 9000;
     public int DenoiserBatch { get; init; } = 32;
     public double DenoiserLearningRate { get; init; } = 4e-4;
     public int WarmupSteps { get; init; } = 100;
@@ -250,6 +251,7 @@ public sealed class ShapesTrainer
         if (_state.LatentsDone && File.Exists(path))
         {
             using var file = SafetensorsFile.Open(path);
+            File.WriteAllLines(captionsPath, captions); // as this run's captions are written (the scenes are the encoded ones)
             return (file.Load("mean"), file.Load("std"), captions);
         }
         vae.eval();

@@ -26,7 +26,7 @@ public class DefaultModelTests
         Assert.Contains($"Steps: {defaults.NumInferenceSteps},", text);
         Assert.Contains($"CFG scale: {defaults.GuidanceScale.ToString(System.Globalization.CultureInfo.InvariantCulture)},", text);
 
-        // And it draws what the README's first command asks for.
+        // And it draws what the README's first command asks for (here with seed 1).
         var (width, height, rgb) = PngFile.Decode(png);
         Assert.Equal((ShapeVocabulary.ImageSize, ShapeVocabulary.ImageSize), (width, height));
         var reading = SceneJudge.Read(rgb);
