@@ -22,11 +22,19 @@ public static class HeldOutEvaluation
             GuidanceScale = guidance,
             Seed = seed,
         });
+        return Score(prompts, result.Images.Select(image => image.Rgb).ToList(), log);
+    }
+
+    /// <summary>Judges <paramref name="images"/> (64×64 RGB bytes, one a prompt, in order) against what their prompts ask for.</summary>
+    public static MatchRates Score(IReadOnlyList<HeldOutPrompt> prompts, IReadOnlyList<byte[]> images, Action<string>? log = null)
+    {
+        if (images.Count != prompts.Count)
+            throw new ArgumentException($"{images.Count} images for {prompts.Count} prompts", nameof(images));
         int color = 0, position = 0, size = 0, shape = 0, background = 0, allButShape = 0;
         for (int i = 0; i < prompts.Count; i++)
         {
             var p = prompts[i];
-            var r = SceneJudge.Read(result.Images[i].Rgb);
+            var r = SceneJudge.Read(images[i]);
             bool c = r.Color?.Name == p.Combination.Color, pos = r.Position == p.Combination.Position,
                 s = r.Size == p.Size, sh = r.Shape == p.Combination.Shape, bg = r.Background == p.Background;
             color += c ? 1 : 0; position += pos ? 1 : 0; size += s ? 1 : 0; shape += sh ? 1 : 0; background += bg ? 1 : 0;

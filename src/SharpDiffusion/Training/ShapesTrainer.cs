@@ -186,7 +186,7 @@ public sealed class ShapesTrainer
         for (int step = _state.VaeStep; step < _o.VaeSteps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            double lr = _o.VaeLearningRate * Math.Min(1.0, (step + 1.0) / _o.WarmupSteps) * CosineTail(step, _o.VaeSteps);
+            double lr = LearningRate(_o.VaeLearningRate, step, _o.VaeSteps);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             double lossValue;
             using (var scope = NewDisposeScope())
@@ -231,6 +231,9 @@ public sealed class ShapesTrainer
         var bias = vae.named_parameters().First(p => p.name == "quant_conv.bias").parameter; // [2·latent]: mean, then log σ²
         bias[TensorIndex.Slice(vae.Config.LatentChannels)].fill_(-6.0);
     }
+
+    /// <summary>The learning rate of a step: a linear warm-up to <paramref name="peak"/>, then <see cref="CosineTail"/>.</summary>
+    double LearningRate(double peak, int step, int total) => peak * Math.Min(1.0, (step + 1.0) / _o.WarmupSteps) * CosineTail(step, total);
 
     // Learning rate falls to 10% along a half cosine over the last 30% of the steps.
     static double CosineTail(int step, int total)
@@ -322,7 +325,7 @@ public sealed class ShapesTrainer
         for (int step = _state.DenoiserStep; step < _o.DenoiserSteps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            double lr = _o.DenoiserLearningRate * Math.Min(1.0, (step + 1.0) / _o.WarmupSteps) * CosineTail(step, _o.DenoiserSteps);
+            double lr = LearningRate(_o.DenoiserLearningRate, step, _o.DenoiserSteps);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             double lossValue;
             using (var scope = NewDisposeScope())
