@@ -28,6 +28,21 @@ public static class GenerateCommand
                                    use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)
           --images-per-prompt N    images for each prompt (default: 1)
           --output FILE.png        output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)
+          --image FILE             start from this picture (PNG, JPEG or WebP): img2img, or inpainting with --mask.
+                                   Size: the image's own, rounded down to a multiple of 8; --width/--height resize
+                                   the image first (bicubic; one of them given: the other keeps the aspect ratio)
+          --mask FILE              inpainting mask: white (>= 50% grey) = repaint, black = keep; another size than
+                                   the image is resized to it (with a warning)
+          --strength X             0..1, how much of the schedule runs on the image; 1 = start from pure noise
+                                   (default: 0.75 for img2img, 1.0 for inpainting)
+          --mask-blur N            blur the mask by N pixels (Gaussian, as AUTOMATIC1111) (default: 0)
+          --invert-mask            repaint the black part instead of the white (default: off)
+          --paste-original         inpainting: put the original pixels back outside the (blurred) mask, so the
+                                   untouched part stays exactly as it was (AUTOMATIC1111 always does) (default: off)
+          --prompt-syntax NAME     plain: text as written, 77 tokens (diffusers); a1111: (word:1.3), (word), [word],
+                                   BREAK, any length in 75-token chunks (AUTOMATIC1111) (default: plain)
+          --clip-skip N            use the text encoder's N-th layer from the end (AUTOMATIC1111's meaning: 1 = last,
+                                   2 = penultimate) (default: 1)
           --vae-tiling             decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off)
           --variant NAME           weight variant, e.g. fp16 for *.fp16.safetensors (default: none)
           --device NAME            cpu or cuda (default: cpu)
@@ -42,7 +57,7 @@ public static class GenerateCommand
             Console.WriteLine(Help);
             return 0;
         }
-        var cl = new CommandLine(args, new HashSet<string> { "vae-tiling" });
+        var cl = new CommandLine(args, new HashSet<string> { "vae-tiling", "invert-mask", "paste-original" });
         if (cl.Positionals.Count > 0)
             throw new UsageException($"Unexpected argument '{cl.Positionals[0]}'. Options start with --; see --help.");
 
@@ -63,6 +78,9 @@ public static class GenerateCommand
         var negatives = cl.All("negative-prompt");
         if (negatives.Count > 1 && negatives.Count != prompts.Count)
             throw new UsageException($"Give --negative-prompt once (for all prompts) or once per --prompt ({prompts.Count}); got {negatives.Count}.");
+        string? imagePath = cl.String("image"), maskPath = cl.String("mask");
+        if (maskPath is not null && imagePath is null)
+            throw new UsageException("--mask needs --image: the picture to inpaint.");
         var options = new GenerationOptions
         {
             Prompts = prompts,
@@ -77,6 +95,12 @@ public static class GenerateCommand
             Scheduler = schedulerName,
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
             VaeTiling = cl.Flag("vae-tiling"),
+            Strength = cl.Double("strength"),
+            MaskBlur = cl.Int("mask-blur") ?? 0,
+            InvertMask = cl.Flag("invert-mask"),
+            PasteOriginal = cl.Flag("paste-original"),
+            PromptSyntax = ParsePromptSyntax(cl.String("prompt-syntax")),
+            ClipSkip = cl.Int("clip-skip") ?? 1,
         };
         string output = cl.String("output") ?? "out.png";
         var load = new LoadOptions
@@ -87,30 +111,45 @@ public static class GenerateCommand
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         cl.RejectUnknown();
-        CheckOutput(output);
-        CheckBeforeLoading(options);
         if (threads < 1) throw new UsageException("--threads must be at least 1.");
+        if (imagePath is null && (options.Strength is not null || cl.Int("mask-blur") is not null || options.InvertMask || options.PasteOriginal))
+            throw new UsageException("--strength, --mask-blur, --invert-mask and --paste-original need --image (and a mask for the last three).");
+        ImageOutput.CheckPath(output);
+        options = options with
+        {
+            Image = imagePath is null ? null : ImageFile.Load(imagePath),
+            MaskImage = maskPath is null ? null : ImageFile.Load(maskPath),
+        };
+        options.Validate(); // everything that needs no model, before loading gigabytes
         TorchRuntime.Initialize(threads);
 
         var clock = Stopwatch.StartNew();
         using var pipeline = Progress.Status("Loading model", () => StableDiffusionPipeline.FromPretrained(model, load));
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
-        Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.NumInferenceSteps} steps, {scheduler.Name}");
-
-        using var result = Progress.Run(options.NumInferenceSteps, report => pipeline.Generate(options, report));
-        var paths = OutputPaths(output, result.Images.Count);
-        for (int i = 0; i < result.Images.Count; i++)
+        string task = options.Task switch
         {
-            var image = result.Images[i];
-            string parameters = InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps,
-                SchedulerFactory.A1111Name(scheduler), options.GuidanceScale, result.Seed, result.Width, result.Height, pipeline.ModelName);
-            PngFile.Save(paths[i], image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = parameters });
-            Progress.Line($"Wrote {paths[i]}");
-        }
+            GenerationTask.TextToImage => "",
+            GenerationTask.ImageToImage => $", img2img at strength {options.EffectiveStrength:0.###}",
+            _ => $", inpainting at strength {options.EffectiveStrength:0.###}",
+        };
+        Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
+
+        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report));
+        foreach (var warning in result.Warnings)
+            Progress.Line($"warning: {warning}");
+        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName))
+            Progress.Line($"Wrote {path}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
     }
+
+    static PromptSyntax ParsePromptSyntax(string? name) => name?.ToLowerInvariant() switch
+    {
+        null or "plain" or "diffusers" => PromptSyntax.Plain,
+        "a1111" or "automatic1111" => PromptSyntax.A1111,
+        _ => throw new UsageException($"--prompt-syntax must be plain or a1111; got '{name}'."),
+    };
 
     static void PrintSchedulers()
     {
@@ -119,20 +158,6 @@ public static class GenerateCommand
             Console.WriteLine($"  {(n.IsA1111 ? $"\"{n.Name}\"" : n.Name),-24} {n.ClassName,-36} {(n.IsA1111 ? "AUTOMATIC1111 name" : n.Description)}");
         Console.WriteLine("The diffusers class names work too: " +
             string.Join(", ", SchedulerFactory.Names.Select(n => n.ClassName).Distinct().OrderBy(c => c)) + ".");
-    }
-
-    // Checks that need no model, so a typo fails at once instead of after loading gigabytes.
-    static void CheckBeforeLoading(GenerationOptions o)
-    {
-        foreach (var (name, value) in new[] { ("width", o.Width), ("height", o.Height) })
-            if (value is int v && (v <= 0 || v % 8 != 0))
-                throw new UsageException($"--{name} must be a positive multiple of 8; got {v}. Try {Math.Max(8, (int)Math.Round(v / 8.0) * 8)}.");
-        if (o.NumInferenceSteps < 1)
-            throw new UsageException($"--steps must be at least 1; got {o.NumInferenceSteps}.");
-        if (o.NumImagesPerPrompt < 1)
-            throw new UsageException($"--images-per-prompt must be at least 1; got {o.NumImagesPerPrompt}.");
-        if (o.Scheduler is { } s && !SchedulerFactory.ValidNames.Contains(s.Trim(), StringComparer.OrdinalIgnoreCase))
-            throw new UsageException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
     }
 
     /// <summary>"key=value" pairs; values that read as a bool or a number become one, the rest stay strings.</summary>
@@ -164,21 +189,4 @@ public static class GenerateCommand
         "float16" or "fp16" => ScalarType.Float16,
         _ => throw new UsageException($"--dtype must be float32, bfloat16 or float16; got '{name}'."),
     };
-
-    static void CheckOutput(string output)
-    {
-        if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
-            throw new UsageException($"--output must name a .png file; got '{output}'.");
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(output));
-        if (dir is not null && !Directory.Exists(dir))
-            throw new UsageException($"The output folder {dir} does not exist.");
-    }
-
-    /// <summary>FILE.png for one image; FILE-0.png, FILE-1.png, … in pipeline order for several.</summary>
-    public static IReadOnlyList<string> OutputPaths(string output, int count)
-    {
-        if (count == 1) return [output];
-        string stem = output[..^4];
-        return Enumerable.Range(0, count).Select(i => $"{stem}-{i}.png").ToList();
-    }
 }

@@ -26,22 +26,26 @@ public static class Progress
     }
 
     /// <summary>Runs <paramref name="work"/>, showing the pipeline's progress reports.</summary>
-    public static T Run<T>(int steps, Func<Action<GenerationProgress>, T> work)
+    public static T Run<T>(int steps, Func<IProgress<GenerationProgress>, T> work)
     {
         if (!Interactive)
         {
-            DateTime lastLine = DateTime.MinValue;
-            return work(p =>
+            return work(new SynchronousProgress<GenerationProgress>(p =>
             {
-                if (p.Stage != "denoise")
+                if (p.Stage != GenerationStage.Denoising)
                 {
-                    Console.WriteLine(p.Stage switch { "encode" => "Encoding prompt", "decode" => "Decoding latents", _ => $"Done in {p.Elapsed.TotalSeconds:F1}s" });
+                    Console.WriteLine(p.Stage switch
+                    {
+                        GenerationStage.Encoding => "Encoding prompt",
+                        GenerationStage.Decoding => "Decoding latents",
+                        _ => $"Done in {p.Elapsed.TotalSeconds:F1}s",
+                    });
                     return;
                 }
                 double rate = p.Step / Math.Max(p.Elapsed.TotalSeconds, 1e-9);
                 double eta = (p.TotalSteps - p.Step) / Math.Max(rate, 1e-9);
                 Console.WriteLine($"step {p.Step}/{p.TotalSteps}  {rate:F2} it/s  elapsed {p.Elapsed.TotalSeconds:F1}s  ETA {eta:F1}s");
-            });
+            }));
         }
 
         T result = default!;
@@ -52,16 +56,16 @@ public static class Progress
             .Start(ctx =>
             {
                 var task = ctx.AddTask("Denoising", maxValue: steps);
-                result = work(p =>
+                result = work(new SynchronousProgress<GenerationProgress>(p =>
                 {
                     switch (p.Stage)
                     {
-                        case "encode": task.Description = "Encoding prompt"; break;
-                        case "denoise": task.Description = "Denoising"; task.MaxValue = p.TotalSteps; task.Value = p.Step; break;
-                        case "decode": task.Description = "Decoding"; break;
+                        case GenerationStage.Encoding: task.Description = "Encoding prompt"; break;
+                        case GenerationStage.Denoising: task.Description = "Denoising"; task.MaxValue = p.TotalSteps; task.Value = p.Step; break;
+                        case GenerationStage.Decoding: task.Description = "Decoding"; break;
                         default: task.Description = "Done"; task.StopTask(); break;
                     }
-                });
+                }));
             });
         return result;
     }

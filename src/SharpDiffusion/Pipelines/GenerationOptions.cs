@@ -1,17 +1,39 @@
+using System.Globalization;
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Schedulers;
+using static TorchSharp.torch;
+
 namespace SharpDiffusion.Pipelines;
 
 /// <summary>
-/// Everything a user sets for one text-to-image call, named as diffusers names the pipeline's arguments.
+/// Everything a user sets for one call, named as diffusers names the pipelines' arguments. Which task runs
+/// follows from the inputs: no <see cref="Image"/> = text-to-image; an image = img2img; an image and a
+/// <see cref="MaskImage"/> = inpainting.
 /// </summary>
 public sealed record GenerationOptions
 {
-    /// <summary>One image batch per prompt (times <see cref="NumImagesPerPrompt"/>).</summary>
-    public required IReadOnlyList<string> Prompts { get; init; }
+    /// <summary>One image batch per prompt (times <see cref="NumImagesPerPrompt"/>). May be empty when
+    /// <see cref="PromptEmbeds"/> is given.</summary>
+    public IReadOnlyList<string> Prompts { get; init; } = [];
 
     /// <summary>None: "" for every prompt. One: applies to every prompt. As many as prompts: paired in order.</summary>
     public IReadOnlyList<string>? NegativePrompts { get; init; }
 
-    /// <summary>Pixels; default: the UNet's sample_size × the VAE's scale factor (512 for SD 1.5).</summary>
+    /// <summary>diffusers' <c>prompt_embeds</c>: text embeddings [B, T, D] used instead of encoding <see cref="Prompts"/>
+    /// (each row is one prompt; <see cref="NumImagesPerPrompt"/> repeats it). The caller keeps ownership.</summary>
+    public Tensor? PromptEmbeds { get; init; }
+
+    /// <summary>diffusers' <c>negative_prompt_embeds</c> [B, T, D]; with <see cref="PromptEmbeds"/> and guidance,
+    /// null means the encoded "" (as diffusers).</summary>
+    public Tensor? NegativePromptEmbeds { get; init; }
+
+    /// <summary>diffusers' <c>latents</c> for text-to-image: the initial noise [B·n, 4, h, w] (before init_noise_sigma)
+    /// instead of drawing it. The caller keeps ownership.</summary>
+    public Tensor? Latents { get; init; }
+
+    /// <summary>Pixels; default: text-to-image the UNet's sample_size × the VAE's scale factor (512 for SD 1.5);
+    /// img2img/inpainting the image's own size, rounded down to a multiple of 8. With an image, a given size
+    /// resizes the image first (one side given: the other keeps the aspect ratio).</summary>
     public int? Width { get; init; }
     public int? Height { get; init; }
 
@@ -39,6 +61,53 @@ public sealed record GenerationOptions
     /// (1024×1024 and up) at the price of tiny blending differences.</summary>
     public bool VaeTiling { get; init; }
 
+    /// <summary>How prompt text is read; <see cref="PromptSyntax.Plain"/> (diffusers) by default.</summary>
+    public PromptSyntax PromptSyntax { get; init; } = PromptSyntax.Plain;
+
+    /// <summary>AUTOMATIC1111's CLIP skip: 1 = the text encoder's last layer; n = the output of the n-th layer from
+    /// the end, through the final layer norm.</summary>
+    public int ClipSkip { get; init; } = 1;
+
+    /// <summary>img2img / inpainting: the picture to start from.</summary>
+    public RgbImage? Image { get; init; }
+
+    /// <summary>Inpainting: white (≥ 50% grey) = repaint, black = keep. Another size than the image is resized to it.</summary>
+    public RgbImage? MaskImage { get; init; }
+
+    /// <summary>How much of the schedule runs on the image: 1 = all of it (the image only seeds the noise), 0 = none.
+    /// Null: 0.75 for img2img (AUTOMATIC1111's default), 1.0 for inpainting (diffusers').</summary>
+    public double? Strength { get; init; }
+
+    /// <summary>Inpainting: Gaussian blur of the mask in pixels (AUTOMATIC1111's mask_blur; 0 = diffusers).</summary>
+    public int MaskBlur { get; init; }
+
+    /// <summary>Inpainting: repaint the black part instead of the white (AUTOMATIC1111's inpainting_mask_invert).</summary>
+    public bool InvertMask { get; init; }
+
+    /// <summary>Inpainting: paste the original pixels back outside the (blurred) mask, so what was not to be repainted
+    /// stays exactly as it was (AUTOMATIC1111 always does; diffusers does not: off by default).</summary>
+    public bool PasteOriginal { get; init; }
+
+    public const double DefaultImg2ImgStrength = 0.75;
+    public const double DefaultInpaintStrength = 1.0;
+    public const int MaxSide = 8192;
+    public const int MaxBatch = 128;
+    public const int MaxMaskBlur = 256;
+
+    public GenerationTask Task => Image is null ? GenerationTask.TextToImage
+        : MaskImage is null ? GenerationTask.ImageToImage : GenerationTask.Inpainting;
+
+    /// <summary>The strength this call uses (the task's default when unset); 1 for text-to-image.</summary>
+    public double EffectiveStrength => Task switch
+    {
+        GenerationTask.TextToImage => 1.0,
+        GenerationTask.ImageToImage => Strength ?? DefaultImg2ImgStrength,
+        _ => Strength ?? DefaultInpaintStrength,
+    };
+
+    /// <summary>Prompts in the batch (before <see cref="NumImagesPerPrompt"/>).</summary>
+    public int PromptCount => PromptEmbeds is { } e ? (int)e.shape[0] : Prompts.Count;
+
     /// <summary>The negative prompt that pairs with prompt <paramref name="i"/>.</summary>
     public string NegativePromptFor(int i) => NegativePrompts switch
     {
@@ -46,7 +115,59 @@ public sealed record GenerationOptions
         { Count: 1 } one => one[0],
         var list => list[i],
     };
+
+    /// <summary>UNet steps that run: img2img and inpainting cut the schedule to int(steps × strength), as diffusers.</summary>
+    public int DenoisingSteps => Task == GenerationTask.TextToImage
+        ? NumInferenceSteps
+        : Math.Min((int)(NumInferenceSteps * EffectiveStrength), NumInferenceSteps);
+
+    /// <summary>Checks everything that needs no model, with one-line messages that name the value and the fix.</summary>
+    public void Validate()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        if (PromptEmbeds is null && Prompts.Count == 0)
+            throw new ArgumentException("At least one prompt is needed (or prompt embeddings).");
+        if (PromptEmbeds is { } pe && pe.dim() != 3)
+            throw new ArgumentException($"Prompt embeddings must be [batch, tokens, dim]; got [{string.Join(", ", pe.shape)}].");
+        if (NegativePromptEmbeds is { } ne && (PromptEmbeds is null || !ne.shape.SequenceEqual(PromptEmbeds.shape)))
+            throw new ArgumentException("Negative prompt embeddings need prompt embeddings of the same shape.");
+        if (NegativePrompts is { Count: > 1 } n && n.Count != PromptCount)
+            throw new ArgumentException($"Give one negative prompt for all prompts, or one per prompt ({PromptCount}); got {n.Count}.");
+        foreach (var (name, value) in new[] { ("width", Width), ("height", Height) })
+            if (value is int v && (v <= 0 || v % 8 != 0 || v > MaxSide))
+                throw new ArgumentException($"The {name} must be a positive multiple of 8 up to {MaxSide}; got {v}. Try {Math.Clamp((int)Math.Round(v / 8.0) * 8, 8, MaxSide)}.");
+        if (NumInferenceSteps < 1)
+            throw new ArgumentException($"The number of steps must be at least 1; got {NumInferenceSteps}.");
+        if (NumImagesPerPrompt < 1)
+            throw new ArgumentException($"Images per prompt must be at least 1; got {NumImagesPerPrompt}.");
+        if ((long)PromptCount * NumImagesPerPrompt > MaxBatch)
+            throw new ArgumentException($"{PromptCount} prompts × {NumImagesPerPrompt} images is a batch of {(long)PromptCount * NumImagesPerPrompt}, more than {MaxBatch}; make several calls.");
+        if (!double.IsFinite(GuidanceScale))
+            throw new ArgumentException("The guidance scale must be a finite number.");
+        if (!double.IsFinite(GuidanceRescale) || GuidanceRescale < 0 || GuidanceRescale > 1)
+            throw new ArgumentException($"Guidance rescale must be between 0 and 1; got {GuidanceRescale.ToString(inv)}.");
+        if (Scheduler is { } s && !SchedulerFactory.ValidNames.Contains(s.Trim(), StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
+        if (ClipSkip < 1)
+            throw new ArgumentException($"Clip skip must be at least 1 (1 = the last layer); got {ClipSkip}.");
+        if (!Enum.IsDefined(PromptSyntax))
+            throw new ArgumentException($"Unknown prompt syntax {PromptSyntax}; use Plain or A1111.");
+        if (MaskImage is not null && Image is null)
+            throw new ArgumentException("A mask needs an image to inpaint; give the image too.");
+        if (Latents is not null && Image is not null)
+            throw new ArgumentException("Initial latents are for text-to-image; img2img and inpainting start from the image.");
+        if (Strength is double st && (!double.IsFinite(st) || st < 0 || st > 1))
+            throw new ArgumentException($"Strength must be between 0 and 1; got {st.ToString(inv)}.");
+        if (Image is not null && DenoisingSteps < 1)
+        {
+            double least = Math.Ceiling(100.0 / NumInferenceSteps) / 100;
+            throw new ArgumentException($"Strength {EffectiveStrength.ToString(inv)} with {NumInferenceSteps} steps runs no denoising step " +
+                $"(int({NumInferenceSteps} × {EffectiveStrength.ToString(inv)}) = 0); raise the strength to at least {least.ToString(inv)} or use more steps.");
+        }
+        if (MaskBlur < 0 || MaskBlur > MaxMaskBlur)
+            throw new ArgumentException($"Mask blur must be between 0 and {MaxMaskBlur} pixels; got {MaskBlur}.");
+    }
 }
 
-/// <summary>What the pipeline reports as it works.</summary>
-public sealed record GenerationProgress(string Stage, int Step, int TotalSteps, TimeSpan Elapsed);
+/// <summary>What a call does, decided by its inputs.</summary>
+public enum GenerationTask { TextToImage, ImageToImage, Inpainting }

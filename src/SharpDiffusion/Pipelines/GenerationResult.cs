@@ -13,7 +13,12 @@ public sealed class GenerationResult : IDisposable
 {
     public required IReadOnlyList<GeneratedImage> Images { get; init; }
     public required long Seed { get; init; }
+    /// <summary>The diffusers class name of the scheduler that ran.</summary>
     public required string SchedulerName { get; init; }
+    /// <summary>Its AUTOMATIC1111 name, as infotext writes it ("Euler a", "DPM++ 2M Karras").</summary>
+    public required string SamplerName { get; init; }
+    /// <summary>What the call changed or ignored and the user should know (a resized mask, a truncated prompt).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
     public required int Width { get; init; }
     public required int Height { get; init; }
     /// <summary>Final latents [B, 4, h, w] (before the scaling factor).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SharpDiffusion.Imaging;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
@@ -10,9 +11,11 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Pipelines;
 
 /// <summary>
-/// diffusers' StableDiffusionPipeline (SD 1.x/2.x text-to-image). It owns the order of the steps and nothing else:
-/// tokenize → encode [uncond, cond] → seeded latents × init_noise_sigma → per timestep: scale, UNet, guidance,
-/// scheduler step → VAE decode of latents / scaling_factor → [0, 1] → uint8.
+/// A loaded SD 1.x/2.x model and the order of the steps of every task diffusers has a pipeline for:
+/// text-to-image (StableDiffusionPipeline), img2img (StableDiffusionImg2ImgPipeline) and inpainting
+/// (StableDiffusionInpaintPipeline). <see cref="Generate"/> encodes the prompts, lets the task
+/// (<see cref="TextToImage"/>, <see cref="ImageToImage"/>, <see cref="Inpainting"/>) make its initial latents,
+/// timesteps and step hook, runs the shared <see cref="DenoisingLoop"/>, decodes and converts to uint8.
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -26,6 +29,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public string ModelName { get; }
     public Device Device { get; }
     public ScalarType DType { get; }
+    public PromptEncoder PromptEncoder { get; }
 
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
         SchedulerConfig schedulerConfig, string modelName, Device device, ScalarType dtype)
@@ -38,6 +42,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         ModelName = modelName;
         Device = device;
         DType = dtype;
+        PromptEncoder = new PromptEncoder(tokenizer, textEncoder, device);
     }
 
     /// <summary>Loads a diffusers folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/).</summary>
@@ -55,6 +60,9 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     public int VaeScaleFactor => Vae.Config.ScaleFactor;
 
+    /// <summary>Sizes must be multiples of this: 8, or the VAE's factor when larger.</summary>
+    public int SizeMultiple => Math.Max(8, VaeScaleFactor);
+
     /// <summary>diffusers' default size: unet.config.sample_size × vae_scale_factor.</summary>
     public int DefaultSize => (Unet.Config.SampleSize ?? 64) * VaeScaleFactor;
 
@@ -67,46 +75,56 @@ public sealed class StableDiffusionPipeline : IDisposable
         return name is null ? SchedulerFactory.FromConfig(config) : SchedulerFactory.Create(name, config);
     }
 
-    /// <summary>Validates options before any work, with messages that say how to fix them.</summary>
+    /// <summary>Validates options before any work (<see cref="GenerationOptions.Validate"/> plus what depends on the
+    /// model) and returns the size the call works at.</summary>
     public (int Width, int Height) Validate(GenerationOptions o)
     {
-        if (o.Prompts.Count == 0)
-            throw new ArgumentException("At least one prompt is needed.");
-        if (o.NegativePrompts is { Count: > 1 } n && n.Count != o.Prompts.Count)
-            throw new ArgumentException($"Give one negative prompt for all prompts, or one per prompt ({o.Prompts.Count}); got {n.Count}.");
-        int width = o.Width ?? DefaultSize, height = o.Height ?? DefaultSize;
-        int multiple = Math.Max(8, VaeScaleFactor);
-        if (width <= 0 || height <= 0 || width % multiple != 0 || height % multiple != 0)
-            throw new ArgumentException($"Width and height must be positive multiples of {multiple}; got {width}x{height}. Try {Round(width, multiple)}x{Round(height, multiple)}.");
-        if (o.NumInferenceSteps < 1)
-            throw new ArgumentException($"The number of steps must be at least 1; got {o.NumInferenceSteps}.");
-        if (o.NumImagesPerPrompt < 1)
-            throw new ArgumentException($"Images per prompt must be at least 1; got {o.NumImagesPerPrompt}.");
-        if (double.IsNaN(o.GuidanceScale) || double.IsInfinity(o.GuidanceScale))
-            throw new ArgumentException("The guidance scale must be a finite number.");
+        o.Validate();
+        int multiple = SizeMultiple;
+        var (width, height) = o.Image is { } image
+            ? ImageInputs.WorkingSize(image, o.Width, o.Height, multiple)
+            : (o.Width ?? DefaultSize, o.Height ?? DefaultSize);
+        if (width % multiple != 0 || height % multiple != 0)
+            throw new ArgumentException($"Width and height must be positive multiples of {multiple} for this model; got {width}x{height}. Try {Round(width, multiple)}x{Round(height, multiple)}.");
+        if (o.ClipSkip > TextEncoder.Config.NumHiddenLayers)
+            throw new ArgumentException($"Clip skip {o.ClipSkip} does not fit this text encoder of {TextEncoder.Config.NumHiddenLayers} layers; use 1 to {TextEncoder.Config.NumHiddenLayers}.");
+        if (o.Task == GenerationTask.Inpainting && Unet.Config.InChannels is not (4 or 9))
+            throw new NotSupportedException($"Inpainting needs a UNet with 9 input channels (an inpainting model) or 4; this one has {Unet.Config.InChannels}.");
+        if (o.Task != GenerationTask.Inpainting && Unet.Config.InChannels != 4)
+            throw new ArgumentException($"This is an inpainting model (UNet in_channels {Unet.Config.InChannels}): give an image and a mask.");
+        if (o.PromptEmbeds is { } pe && pe.shape[2] != Unet.Config.CrossAttentionDim[0])
+            throw new ArgumentException($"Prompt embeddings have {pe.shape[2]} channels; this model's UNet takes {Unet.Config.CrossAttentionDim[0]}.");
         return (width, height);
     }
 
     static int Round(int value, int multiple) => Math.Max(multiple, (int)Math.Round(value / (double)multiple) * multiple);
 
-    /// <summary>Text → last_hidden_state [B, 77, D] in the model dtype.</summary>
-    public Tensor EncodePrompt(IReadOnlyList<string> texts)
-    {
-        using var scope = NewDisposeScope();
-        using var ids = TokenIds(texts);
-        return TextEncoder.call(ids.to(Device)).MoveToOuterDisposeScope();
-    }
+    /// <summary>Text → last_hidden_state [B, 77, D] in the model dtype (plain syntax, diffusers).</summary>
+    public Tensor EncodePrompt(IReadOnlyList<string> texts) => PromptEncoder.EncodePlain(texts);
 
     /// <summary>Token ids [B, 77] int64 on the CPU.</summary>
     public Tensor TokenIds(IReadOnlyList<string> texts) => Tokenizer.EncodeBatch(texts);
 
-    /// <summary>The initial noise: one randn call for the whole batch on the CPU generator, in float32
-    /// (so a seed means the same image on every device), then moved.</summary>
-    public Tensor PrepareLatents(int batch, int height, int width, Generator generator)
+    /// <summary>Noise: one randn call on the CPU generator in float32 (so a seed means the same image on every
+    /// device, as diffusers' randn_tensor), then moved to the device.</summary>
+    public Tensor DrawNoise(long[] shape, Generator generator)
     {
-        int f = VaeScaleFactor;
-        using var noise = randn([batch, Unet.Config.InChannels, height / f, width / f], dtype: ScalarType.Float32, generator: generator);
+        using var noise = randn(shape, dtype: ScalarType.Float32, generator: generator);
         return noise.to(Device);
+    }
+
+    /// <summary>The initial noise of text-to-image [B, 4, h, w].</summary>
+    public Tensor PrepareLatents(int batch, int height, int width, Generator generator) =>
+        DrawNoise([batch, Unet.Config.InChannels, height / VaeScaleFactor, width / VaeScaleFactor], generator);
+
+    /// <summary>Image [1, 3, H, W] in [−1, 1] → scaling_factor · a sample of the VAE posterior, [1, 4, h, w] float32
+    /// (diffusers' retrieve_latents(sample_mode="sample") with the pipeline generator: one draw).</summary>
+    public Tensor EncodeImage(Tensor image, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        using var posterior = Vae.Encode(image.to(DType).to(Device));
+        var sample = posterior.Sample(generator).to(ScalarType.Float32);
+        return (sample * Vae.Config.ScalingFactor).MoveToOuterDisposeScope();
     }
 
     /// <summary>Latents → image in [0, 1], [B, H, W, 3] float32 on the CPU.</summary>
@@ -119,8 +137,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         return image.permute(0, 2, 3, 1).contiguous().cpu().MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs text-to-image. <paramref name="onStepEnd"/> sees (step index, latents after the step).</summary>
-    public GenerationResult Generate(GenerationOptions options, Action<GenerationProgress>? progress = null,
+    /// <summary>Runs the task the options ask for. <paramref name="onStepEnd"/> sees (step index, latents after the step).</summary>
+    public GenerationResult Generate(GenerationOptions options, IProgress<GenerationProgress>? progress = null,
         Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
     {
         var (width, height) = Validate(options);
@@ -128,55 +146,87 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
         long seed = options.Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
         var clock = Stopwatch.StartNew();
+        var warnings = new List<string>();
         using var inference = inference_mode();
 
-        int perPrompt = options.NumImagesPerPrompt;
-        var prompts = options.Prompts.SelectMany(p => Enumerable.Repeat(p, perPrompt)).ToList();
-        var negatives = options.Prompts.SelectMany((_, i) => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
-        bool guided = options.GuidanceScale > 1.0;
+        int perPrompt = options.NumImagesPerPrompt, count = options.PromptCount;
+        var prompts = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(PromptText(options, i), perPrompt)).ToList();
+        var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
+        var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
+        int steps = options.DenoisingSteps;
 
-        progress?.Invoke(new GenerationProgress("encode", 0, 0, clock.Elapsed));
-        using var context = guided ? EncodePrompt([.. negatives, .. prompts]) : EncodePrompt(prompts); // [(2)B, 77, D], uncond first
-
+        progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
+        using var context = EncodeConditioning(options, prompts, negatives, guidance.Enabled, warnings); // [(2)B, T, D], uncond first
         using var generator = new Generator((ulong)seed);
         scheduler.SetTimesteps(options.NumInferenceSteps);
-        using var noise = PrepareLatents(prompts.Count, height, width, generator);
-        var latents = noise * scheduler.InitNoiseSigma;
-
-        var timesteps = scheduler.Timesteps;
-        for (int i = 0; i < timesteps.Count; i++)
+        using var inputs = options.Image is null ? null : ImageInputs.Prepare(options, width, height, warnings);
+        using var start = options.Task switch
         {
-            cancellation.ThrowIfCancellationRequested();
-            float t = timesteps[i];
-            using (var step = NewDisposeScope())
-            {
-                var modelInput = scheduler.ScaleModelInput(guided ? cat([latents, latents], 0) : latents, t);
-                var noisePred = Unet.Forward(modelInput.to(DType), t, context).to(ScalarType.Float32);
-                if (guided)
-                    noisePred = Guidance.Apply(noisePred, options.GuidanceScale, options.GuidanceRescale);
-                var next = scheduler.Step(noisePred, t, latents, generator).MoveToOuterDisposeScope();
-                latents.Dispose();
-                latents = next;
-            }
-            onStepEnd?.Invoke(i, latents);
-            progress?.Invoke(new GenerationProgress("denoise", i + 1, timesteps.Count, clock.Elapsed));
-        }
+            GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator),
+            GenerationTask.ImageToImage => ImageToImage.Prepare(this, inputs!.Image, options.EffectiveStrength, scheduler,
+                options.NumInferenceSteps, prompts.Count, generator),
+            _ => Inpainting.Prepare(this, inputs!.Image, inputs.Mask!, options.EffectiveStrength, scheduler,
+                options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator),
+        };
+
+        var plan = new DenoisingPlan(scheduler, start.Timesteps, new Conditioning(context), guidance, generator, start.Hook);
+        var latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
+        {
+            onStepEnd?.Invoke(i, l);
+            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, start.Timesteps.Count, clock.Elapsed));
+        }, cancellation);
 
         Diagnostics.NativeHeap.Trim(); // the UNet's freed activations, before the VAE's large ones
-        progress?.Invoke(new GenerationProgress("decode", timesteps.Count, timesteps.Count, clock.Elapsed));
+        progress?.Report(new GenerationProgress(GenerationStage.Decoding, steps, steps, clock.Elapsed));
         var imageFloat = DecodeLatents(latents, options.VaeTiling);
+        if (options.PasteOriginal && inputs?.SoftMask is not null)
+        {
+            var pasted = inputs.PasteOriginal(imageFloat);
+            imageFloat.Dispose();
+            imageFloat = pasted;
+        }
         var images = ToImages(imageFloat, prompts, negatives);
-        progress?.Invoke(new GenerationProgress("done", timesteps.Count, timesteps.Count, clock.Elapsed));
+        progress?.Report(new GenerationProgress(GenerationStage.Done, steps, steps, clock.Elapsed));
         return new GenerationResult
         {
             Images = images,
             Seed = seed,
             SchedulerName = scheduler.Name,
+            SamplerName = SchedulerFactory.A1111Name(scheduler),
             Width = width,
             Height = height,
             Latents = latents,
             ImageFloat = imageFloat,
+            Warnings = warnings,
         };
+    }
+
+    static string PromptText(GenerationOptions o, int i) => o.PromptEmbeds is null ? o.Prompts[i] : (i < o.Prompts.Count ? o.Prompts[i] : "");
+
+    /// <summary>The text conditioning: the prompts encoded (or the caller's embeddings), each repeated per image,
+    /// with the unconditional rows first when guided: [(2)B, T, D] in the model dtype.</summary>
+    Tensor EncodeConditioning(GenerationOptions o, List<string> prompts, List<string> negatives, bool guided, List<string> warnings)
+    {
+        if (o.PromptEmbeds is not { } given)
+            return guided
+                ? PromptEncoder.EncodeGuided(negatives, prompts, o.PromptSyntax, o.ClipSkip, warnings)
+                : PromptEncoder.Encode(prompts, o.PromptSyntax, o.ClipSkip, warnings);
+
+        using var scope = NewDisposeScope();
+        var cond = given.to(DType).to(Device).repeat_interleave(o.NumImagesPerPrompt, 0);       // [B, T, D]
+        if (!guided)
+            return cond.MoveToOuterDisposeScope();
+        Tensor uncond;
+        if (o.NegativePromptEmbeds is { } negative)
+            uncond = negative.to(DType).to(Device).repeat_interleave(o.NumImagesPerPrompt, 0);
+        else
+        {
+            var empty = PromptEncoder.Encode(negatives, PromptSyntax.Plain, o.ClipSkip);          // [B, 77, D]
+            if (cond.shape[1] % empty.shape[1] != 0)
+                throw new ArgumentException($"Prompt embeddings of {cond.shape[1]} tokens need negative prompt embeddings of the same shape (the empty prompt is {empty.shape[1]}).");
+            uncond = empty.repeat(1, cond.shape[1] / empty.shape[1], 1);
+        }
+        return cat([uncond, cond], 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>uint8 = round(image·255), round half to even, as diffusers' numpy_to_pil.</summary>

@@ -29,6 +29,15 @@ public sealed class ClipTextModel : Module<Tensor, Tensor>
 
     /// <summary>All outputs; hidden states (embeddings, then each layer before the final norm) when asked.</summary>
     public ClipTextOutput Run(Tensor inputIds, bool keepHiddenStates = false) => _textModel.Run(inputIds, keepHiddenStates);
+
+    /// <summary>AUTOMATIC1111's CLIP skip: ids [B, T] → final_layer_norm(hidden_states[-clipSkip]) [B, T, D]; 1 is
+    /// last_hidden_state. The layers past the one used are not run.</summary>
+    public Tensor Encode(Tensor inputIds, int clipSkip = 1)
+    {
+        if (clipSkip < 1 || clipSkip > Config.NumHiddenLayers)
+            throw new ArgumentException($"Clip skip {clipSkip} does not fit a text encoder of {Config.NumHiddenLayers} layers; use 1 to {Config.NumHiddenLayers}.");
+        return clipSkip == 1 ? forward(inputIds) : _textModel.RunLayers(inputIds, Config.NumHiddenLayers + 1 - clipSkip);
+    }
 }
 
 sealed class ClipTextTransformer : Module
@@ -69,6 +78,16 @@ sealed class ClipTextTransformer : Module
         var last = _finalNorm.call(h);
         if (hiddenStates is null) h.Dispose();
         return new ClipTextOutput(last, Pool(last, inputIds), hiddenStates);
+    }
+
+    /// <summary>Embeddings, the first <paramref name="layers"/> encoder layers, the final norm: [B, T, D].</summary>
+    public Tensor RunLayers(Tensor inputIds, int layers)
+    {
+        using var scope = NewDisposeScope();
+        var h = _embeddings.call(inputIds);
+        foreach (var layer in _encoder.Layers.Take(layers))
+            h = layer.call(h);
+        return _finalNorm.call(h).MoveToOuterDisposeScope();
     }
 
     // transformers' rule: with the legacy eos_token_id == 2 the end token is the largest id (argmax);

@@ -84,17 +84,26 @@ public sealed class UNet2DConditionModel : Module
     }
 
     /// <summary>One timestep for the whole batch (float: LMS/Euler pass fractional timesteps).</summary>
-    public Tensor Forward(Tensor sample, float timestep, Tensor encoderHiddenStates)
+    public Tensor Forward(Tensor sample, float timestep, Conditioning conditioning)
     {
         using var t = tensor(timestep, ScalarType.Float32, sample.device);
-        return Forward(sample, t, encoderHiddenStates);
+        return Forward(sample, t, conditioning);
     }
+
+    /// <summary>One timestep for the whole batch, conditioned on text embeddings alone.</summary>
+    public Tensor Forward(Tensor sample, float timestep, Tensor encoderHiddenStates) =>
+        Forward(sample, timestep, new Conditioning(encoderHiddenStates));
+
+    /// <summary>Per-row timesteps, conditioned on text embeddings alone.</summary>
+    public Tensor Forward(Tensor sample, Tensor timesteps, Tensor encoderHiddenStates) =>
+        Forward(sample, timesteps, new Conditioning(encoderHiddenStates));
 
     /// <param name="sample">[B, in_channels, h, w] latents.</param>
     /// <param name="timesteps">a 0-d tensor, or one timestep per batch row [B].</param>
-    /// <param name="encoderHiddenStates">[B, 77, cross_attention_dim] text embeddings.</param>
-    public Tensor Forward(Tensor sample, Tensor timesteps, Tensor encoderHiddenStates)
+    /// <param name="conditioning">text embeddings [B, T, cross_attention_dim] (T = 77 per prompt chunk).</param>
+    public Tensor Forward(Tensor sample, Tensor timesteps, Conditioning conditioning)
     {
+        var encoderHiddenStates = conditioning.EncoderHiddenStates;
         if (sample.dim() != 4 || sample.shape[1] != Config.InChannels)
             throw new ArgumentException($"UNet sample must be [B, {Config.InChannels}, h, w], got [{string.Join(", ", sample.shape)}]");
         using var scope = NewDisposeScope();

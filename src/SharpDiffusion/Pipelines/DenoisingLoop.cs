@@ -1,0 +1,64 @@
+using SharpDiffusion.Models.UNet;
+using SharpDiffusion.Schedulers;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Pipelines;
+
+/// <summary>Classifier-free guidance settings: scale ≤ 1 runs the conditional pass alone.</summary>
+public sealed record GuidanceSettings(double Scale, double Rescale = 0)
+{
+    public bool Enabled => Scale > 1.0;
+}
+
+/// <summary>One run of the loop: the scheduler (after SetTimesteps), the timesteps to visit (all of them, or the tail
+/// img2img keeps), the conditioning ([(2)B, T, D] in the UNet's dtype, uncond rows first when guided), the generator
+/// ancestral samplers draw from, and the task's hook.</summary>
+public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Timesteps, Conditioning Conditioning,
+    GuidanceSettings Guidance, Generator Generator, IStepHook? Hook = null);
+
+/// <summary>
+/// The loop every task runs (text-to-image, img2img, inpainting): per timestep, scale → UNet → guidance → step.
+/// A task brings its initial latents, its timesteps and an <see cref="IStepHook"/>; the loop knows nothing else.
+/// </summary>
+public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
+{
+    /// <param name="latents">[B, 4, h, w] float32 initial latents, owned by the loop from here on.</param>
+    /// <param name="onStepEnd">sees (step index, latents after the step), as diffusers' callback_on_step_end.</param>
+    /// <returns>The final latents [B, 4, h, w] float32.</returns>
+    public Tensor Run(Tensor latents, DenoisingPlan plan, Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
+    {
+        try
+        {
+            for (int i = 0; i < plan.Timesteps.Count; i++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var next = Step(i, latents, plan);
+                latents.Dispose();
+                latents = next;
+                onStepEnd?.Invoke(i, latents);
+            }
+            return latents;
+        }
+        catch
+        {
+            latents.Dispose();
+            throw;
+        }
+    }
+
+    Tensor Step(int i, Tensor latents, DenoisingPlan plan)
+    {
+        using var scope = NewDisposeScope();
+        float t = plan.Timesteps[i];
+        bool guided = plan.Guidance.Enabled;
+        var scaled = plan.Scheduler.ScaleModelInput(guided ? cat([latents, latents], 0) : latents, t);
+        var modelInput = plan.Hook?.ExtendModelInput(scaled) ?? scaled;                      // [(2)B, C, h, w]
+        var noisePred = unet.Forward(modelInput.to(dtype), t, plan.Conditioning).to(ScalarType.Float32);
+        if (guided)
+            noisePred = Guidance.Apply(noisePred, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, 4, h, w]
+        var next = plan.Scheduler.Step(noisePred, t, latents, plan.Generator);
+        if (plan.Hook is not null)
+            next = plan.Hook.AfterStep(i, plan.Timesteps, next);
+        return next.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,18 @@
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Pipelines;
+
+/// <summary>
+/// What a task adds to the shared denoising loop, at the two points where diffusers' pipelines differ.
+/// Both default to doing nothing (text-to-image, img2img).
+/// </summary>
+public interface IStepHook
+{
+    /// <summary>The UNet input after the scheduler's scaling [(2)B, 4, h, w] → what the UNet takes
+    /// (inpainting UNets: [(2)B, 9, h, w] with the mask and the masked image's latents). Returns a new tensor or the same.</summary>
+    Tensor ExtendModelInput(Tensor scaledInput) => scaledInput;
+
+    /// <summary>After scheduler step <paramref name="index"/> (of <paramref name="timesteps"/>): latents [B, 4, h, w] →
+    /// the latents the next step starts from. Returns a new tensor or the same.</summary>
+    Tensor AfterStep(int index, IReadOnlyList<float> timesteps, Tensor latents) => latents;
+}

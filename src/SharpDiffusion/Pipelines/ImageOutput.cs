@@ -1,0 +1,47 @@
+using SharpDiffusion.Imaging;
+
+namespace SharpDiffusion.Pipelines;
+
+/// <summary>The files a call writes: one PNG per image with AUTOMATIC1111's "parameters" infotext, each written
+/// atomically; FILE.png for one image, FILE-0.png, FILE-1.png, … in pipeline order for several.</summary>
+public static class ImageOutput
+{
+    /// <summary>The infotext of one image of a call.</summary>
+    public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model) =>
+        InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName, options.GuidanceScale,
+            result.Seed, result.Width, result.Height, model,
+            denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
+            clipSkip: options.ClipSkip,
+            maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null);
+
+    /// <summary>Checks before any work that <paramref name="output"/> names a .png in an existing folder.</summary>
+    public static void CheckPath(string output)
+    {
+        if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"The output must name a .png file; got '{output}'.");
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(output));
+        if (dir is not null && !Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"The output folder {dir} does not exist; create it or choose another path.");
+    }
+
+    /// <summary>FILE.png for one image; FILE-0.png, FILE-1.png, … in pipeline order for several.</summary>
+    public static IReadOnlyList<string> Paths(string output, int count)
+    {
+        if (count == 1) return [output];
+        string stem = output[..^4];
+        return Enumerable.Range(0, count).Select(i => $"{stem}-{i}.png").ToList();
+    }
+
+    /// <summary>Writes every image of <paramref name="result"/>; returns the paths, in pipeline order.</summary>
+    public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model)
+    {
+        var paths = Paths(output, result.Images.Count);
+        for (int i = 0; i < result.Images.Count; i++)
+        {
+            var image = result.Images[i];
+            PngFile.Save(paths[i], image.Width, image.Height, image.Rgb,
+                new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model) });
+        }
+        return paths;
+    }
+}

@@ -1,0 +1,31 @@
+using SharpDiffusion.Schedulers;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Pipelines;
+
+/// <summary>
+/// diffusers' StableDiffusionImg2ImgPipeline: the image's latents, noised to the first timestep that
+/// <c>strength</c> keeps. Draws: (1) the VAE posterior sample [1, 4, h, w], (2) the noise [B, 4, h, w].
+/// </summary>
+public static class ImageToImage
+{
+    /// <summary>diffusers' get_timesteps: keep the last int(N·strength) steps (× the scheduler's order).</summary>
+    public static IReadOnlyList<float> CutTimesteps(IScheduler scheduler, int numInferenceSteps, double strength)
+    {
+        int initTimestep = Math.Min((int)(numInferenceSteps * strength), numInferenceSteps);
+        int tStart = Math.Max(numInferenceSteps - initTimestep, 0);
+        return scheduler.Timesteps.Skip(tStart * scheduler.Order).ToArray();
+    }
+
+    /// <param name="image">[1, 3, H, W] in [-1, 1].</param>
+    public static DenoisingStart Prepare(StableDiffusionPipeline pipe, Tensor image, double strength, IScheduler scheduler,
+        int numInferenceSteps, int batch, Generator generator)
+    {
+        var timesteps = CutTimesteps(scheduler, numInferenceSteps, strength);
+        using var scope = NewDisposeScope();
+        var clean = pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1);  // [B, 4, h, w]
+        var noise = pipe.DrawNoise(clean.shape, generator);
+        var latents = scheduler.AddNoise(clean, noise, timesteps[0]);              // no init_noise_sigma here
+        return new DenoisingStart(latents.MoveToOuterDisposeScope(), timesteps);
+    }
+}
