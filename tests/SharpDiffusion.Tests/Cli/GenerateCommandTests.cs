@@ -9,7 +9,7 @@ public class GenerateCommandTests
 {
     static readonly string TinySd = Golden.Path("models", "tiny-sd");
 
-    static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var (oldOut, oldErr) = (Console.Out, Console.Error);
         var (o, e) = (new StringWriter(), new StringWriter());
