@@ -99,6 +99,9 @@ public sealed class ClipTokenizer
         return tokens;
     }
 
+    /// <summary>The id of a vocabulary entry such as ",&lt;/w&gt;" (transformers' <c>get_vocab().get(token)</c>).</summary>
+    public bool TryGetTokenId(string token, out int id) => _tokenToId.TryGetValue(token, out id);
+
     /// <summary>Vocabulary ids of tokens; a token the vocabulary lacks maps to the unk id.</summary>
     public int[] ConvertTokensToIds(IEnumerable<string> tokens) =>
         tokens.Select(t => _tokenToId.GetValueOrDefault(t, UnkTokenId)).ToArray();
