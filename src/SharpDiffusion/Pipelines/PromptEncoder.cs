@@ -65,7 +65,17 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
     /// </summary>
     public Tensor EncodeA1111(IReadOnlyList<string> texts, int clipSkip = 1)
     {
-        throw new NotSupportedException("AUTOMATIC1111 prompt syntax is not available yet.");
+        var batch = new PromptChunker(tokenizer).ChunkBatch(texts); // every prompt padded to the same chunk count
+        using var scope = NewDisposeScope();
+        var chunks = new List<Tensor>();
+        for (int c = 0; c < batch[0].ChunkCount; c++)
+        {
+            var ids = stack(batch.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray())));   // [B, 77]
+            var weights = stack(batch.Select(p => tensor(p.Multipliers[c])));                        // [B, 77]
+            var z = textEncoder.Encode(ids.to(device), clipSkip);                                    // [B, 77, D]
+            chunks.Add(Emphasis.Original(z, weights).to(z.dtype));
+        }
+        return cat(chunks, 1).MoveToOuterDisposeScope();                                             // [B, 77·k, D]
     }
 
     static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";
