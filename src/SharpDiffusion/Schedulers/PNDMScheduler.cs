@@ -45,9 +45,10 @@ public sealed class PNDMScheduler : SchedulerBase
         int[] plms;
         if (_skipPrkSteps)
         {
-            // [t_0 … t_{n-2}, t_{n-2}, t_{n-1}] reversed: the second-largest timestep is evaluated twice.
+            // [t_0 … t_{n-2}, t_{n-2}, t_{n-1}] reversed: the second-largest timestep is evaluated twice
+            // (numpy's slices: with one step there is no t_{n-2}, and the schedule is just [t_0]).
             _prkTimesteps = [];
-            plms = [.. ascending[..^1], ascending[^2], ascending[^1]];
+            plms = [.. ascending[..^1], .. ascending.Length >= 2 ? [ascending[^2]] : Array.Empty<int>(), ascending[^1]];
             Array.Reverse(plms);
         }
         else

@@ -23,6 +23,28 @@ public class SchedulerValidationTests
         Assert.Contains("inference steps", e.Message);
     }
 
+    /// <summary>One step is a valid request (PNDM once indexed past its one-element schedule); the loop runs to the end.</summary>
+    [Theory, MemberData(nameof(Classes))]
+    public void One_step_schedules_run(string cls)
+    {
+        var scheduler = Create(cls);
+        scheduler.SetTimesteps(1);
+        Assert.NotEmpty(scheduler.Timesteps);
+        using var generator = new TorchSharp.torch.Generator(0);
+        var sample = TorchSharp.torch.ones(1, 4, 2, 2);
+        foreach (float t in scheduler.Timesteps)
+        {
+            using var scaled = scheduler.ScaleModelInput(sample, t);
+            using var output = TorchSharp.torch.zeros_like(sample);
+            var next = scheduler.Step(output, t, sample, generator);
+            sample.Dispose();
+            sample = next;
+        }
+        Assert.False(sample.isnan().any().item<bool>());
+        sample.Dispose();
+        (scheduler as IDisposable)?.Dispose();
+    }
+
     [Theory, MemberData(nameof(Classes))]
     public void More_steps_than_training_timesteps_is_out_of_range(string cls)
     {
