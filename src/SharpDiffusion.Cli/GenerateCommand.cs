@@ -71,7 +71,7 @@ public static class GenerateCommand
         // Without --model: the shipped model, with the sampling settings it recommends (generation_defaults.json).
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
-        var modelDefaults = SharpDiffusion.Training.GenerationDefaults.Load(model);
+        var modelDefaults = GenerationDefaults.Load(model);
         var prompts = cl.All("prompt");
         if (prompts.Count == 0)
             throw new UsageException("--prompt TEXT is required.");

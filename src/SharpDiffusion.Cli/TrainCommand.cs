@@ -1,3 +1,4 @@
+using SharpDiffusion.Loading;
 using SharpDiffusion.Training;
 using Spectre.Console;
 

@@ -1,3 +1,4 @@
+using SharpDiffusion.Configuration;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.Clip;

@@ -1,3 +1,4 @@
+using SharpDiffusion.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -6,17 +7,18 @@ namespace SharpDiffusion.Diagnostics;
 
 /// <summary>
 /// Counts the floating-point operations (multiply-add = 2) of convolutions, linear layers and attention
-/// matmuls while it is active. Convs and linears are counted by forward hooks; attention modules report
-/// their q·kᵀ and softmax·v products through <see cref="AddAttention"/>.
+/// matmuls of the given models while it is not disposed. Everything is counted through hooks on those model
+/// instances (forward hooks on convs and linears, <see cref="IAttentionModule"/> hooks for q·kᵀ and softmax·v),
+/// so counters on different models, or other models running meanwhile on other threads, do not mix.
 /// </summary>
 public sealed class FlopCounter : IDisposable
 {
-    static FlopCounter? _active;
     readonly List<Action> _removers = [];
+    long _conv, _linear, _attention;
 
-    public long Conv { get; private set; }
-    public long Linear { get; private set; }
-    public long Attention { get; private set; }
+    public long Conv => Interlocked.Read(ref _conv);
+    public long Linear => Interlocked.Read(ref _linear);
+    public long Attention => Interlocked.Read(ref _attention);
     public long Total => Conv + Linear + Attention;
 
     public FlopCounter(params Module[] models)
@@ -31,9 +33,8 @@ public sealed class FlopCounter : IDisposable
                 case Conv2d conv:
                     var convHook = conv.register_forward_hook((m, input, output) =>
                     {
-                        var c = (Conv2d)m;
-                        var w = c.weight!.shape; // [out, in/groups, kh, kw]
-                        Conv += 2 * output.numel() * w[1] * w[2] * w[3];
+                        var w = ((Conv2d)m).weight!.shape; // [out, in/groups, kh, kw]
+                        Interlocked.Add(ref _conv, 2 * output.numel() * w[1] * w[2] * w[3]);
                         return output;
                     });
                     _removers.Add(convHook.remove);
@@ -41,27 +42,25 @@ public sealed class FlopCounter : IDisposable
                 case TorchSharp.Modules.Linear linear:
                     var linearHook = linear.register_forward_hook((m, input, output) =>
                     {
-                        Linear += 2 * output.numel() * ((TorchSharp.Modules.Linear)m).weight!.shape[1];
+                        Interlocked.Add(ref _linear, 2 * output.numel() * ((TorchSharp.Modules.Linear)m).weight!.shape[1]);
                         return output;
                     });
                     _removers.Add(linearHook.remove);
                     break;
+                case IAttentionModule attention:
+                    _removers.Add(attention.RegisterAttentionHook(CountAttention).Dispose);
+                    break;
             }
         }
-        _active = this;
     }
 
-    /// <summary>Called by attention modules: q [B, H, N, d], k [B, H, M, d] → 2·B·H·N·M·d for each of the two products.</summary>
-    public static void AddAttention(Tensor q, Tensor k)
-    {
-        var counter = _active;
-        if (counter is null) return;
-        counter.Attention += 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3];
-    }
+    /// <summary>q [B, H, N, d], k [B, H, M, d] → 2·B·H·N·M·d for each of the two products.</summary>
+    void CountAttention(Tensor q, Tensor k) =>
+        Interlocked.Add(ref _attention, 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]);
 
     public void Dispose()
     {
         foreach (var remove in _removers) remove();
-        if (ReferenceEquals(_active, this)) _active = null;
+        _removers.Clear();
     }
 }

@@ -1,3 +1,4 @@
+using SharpDiffusion.Configuration;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;

@@ -34,11 +34,13 @@ public static class SchedulerFactory
     static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
     static readonly Dictionary<string, object> Dpmpp2MSdeKarras = new(Dpmpp2MSde) { ["use_karras_sigmas"] = true };
 
+    // Wrapped read-only: the tables are shared by every caller in the process, and a Dictionary behind an
+    // IReadOnlyDictionary can be cast back and changed.
     static SchedulerName N(string name, string cls, string description, Dictionary<string, object>? overrides = null) =>
-        new(name, cls, description, overrides ?? NoOverrides, IsA1111: false);
+        new(name, cls, description, (overrides ?? NoOverrides).AsReadOnly(), IsA1111: false);
 
     static SchedulerName A(string name, string cls, Dictionary<string, object>? overrides = null) =>
-        new(name, cls, "AUTOMATIC1111 sampler name", overrides ?? NoOverrides, IsA1111: true);
+        new(name, cls, "AUTOMATIC1111 sampler name", (overrides ?? NoOverrides).AsReadOnly(), IsA1111: true);
 
     /// <summary>Every accepted name except the class names themselves (for <c>--scheduler list</c>).</summary>
     public static IReadOnlyList<SchedulerName> Names { get; } =

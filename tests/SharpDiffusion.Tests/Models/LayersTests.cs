@@ -1,4 +1,4 @@
-using SharpDiffusion.Loading;
+using SharpDiffusion.Configuration;
 using SharpDiffusion.Models.UNet;
 using TorchSharp.Modules;
 

@@ -74,4 +74,14 @@ public class SchedulerFactoryTests
         var ddpm = SchedulerFactory.Names.Single(n => n.ClassName == "DDPMScheduler");
         Assert.Equal(ddpm.Name, SchedulerFactory.A1111Name(SchedulerFactory.Create("DDPMScheduler", SchedulerConfig.Empty)));
     }
+
+    [Fact]
+    public void The_shared_name_table_cannot_be_changed_by_a_caller()
+    {
+        // One table serves every caller in the process (a server's jobs): "DPM++ 2M Karras" must stay what it is.
+        var entry = SchedulerFactory.Names.Single(n => n.Name == "DPM++ 2M Karras");
+        var overrides = Assert.IsAssignableFrom<IDictionary<string, object>>(entry.Overrides);
+        Assert.Throws<NotSupportedException>(() => overrides["use_karras_sigmas"] = false);
+        Assert.All(SchedulerFactory.Names, n => Assert.IsNotType<Dictionary<string, object>>(n.Overrides));
+    }
 }

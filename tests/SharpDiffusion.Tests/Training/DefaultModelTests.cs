@@ -1,5 +1,6 @@
 using SharpDiffusion.Cli;
 using SharpDiffusion.Imaging;
+using SharpDiffusion.Loading;
 using SharpDiffusion.Training;
 
 namespace SharpDiffusion.Tests.Training;

@@ -1,4 +1,5 @@
 using SharpDiffusion.Cli;
+using SharpDiffusion.Loading;
 using SharpDiffusion.Pipelines;
 using SharpDiffusion.Training;
 using TorchSharp;

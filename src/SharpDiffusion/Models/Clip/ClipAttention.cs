@@ -6,9 +6,10 @@ using F = TorchSharp.torch.nn.functional;
 namespace SharpDiffusion.Models.Clip;
 
 /// <summary>CLIPAttention: multi-head self-attention with biased q/k/v/out projections and a causal mask.</summary>
-public sealed class ClipAttention : Module<Tensor, Tensor>
+public sealed class ClipAttention : Module<Tensor, Tensor>, IAttentionModule
 {
     readonly Linear _q, _k, _v, _out;
+    readonly AttentionHooks _attentionHooks = new();
     readonly int _heads;
 
     public ClipAttention(int hidden, int heads) : base(nameof(ClipAttention))
@@ -32,9 +33,11 @@ public sealed class ClipAttention : Module<Tensor, Tensor>
         long b = x.shape[0], t = x.shape[1], d = x.shape[2];
         Tensor Heads(Tensor y) => y.view(b, t, _heads, d / _heads).transpose(1, 2); // [B, H, T, d]
         var (q, k, v) = (Heads(_q.call(x)), Heads(_k.call(x)), Heads(_v.call(x)));
-        Diagnostics.FlopCounter.AddAttention(q, k);
+        _attentionHooks.Call(q, k);
         var attended = F.scaled_dot_product_attention(q, k, v, is_casual: true);
         var merged = attended.transpose(1, 2).reshape(b, t, d);
         return _out.call(merged).MoveToOuterDisposeScope();
     }
+
+    public IDisposable RegisterAttentionHook(Action<Tensor, Tensor> hook) => _attentionHooks.Add(hook);
 }

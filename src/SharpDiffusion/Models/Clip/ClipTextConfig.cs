@@ -1,4 +1,4 @@
-using SharpDiffusion.Loading;
+using SharpDiffusion.Configuration;
 
 namespace SharpDiffusion.Models.Clip;
 

@@ -9,9 +9,10 @@ namespace SharpDiffusion.Models.UNet;
 /// diffusers' Attention as used by SD: softmax(q·kᵀ/√d)·v over <c>heads</c> heads, with q from the query tokens and
 /// k, v from the context (self-attention when there is none), then to_out.0. Tokens are [B, N, C].
 /// </summary>
-public sealed class Attention : Module<Tensor, Tensor?, Tensor>
+public sealed class Attention : Module<Tensor, Tensor?, Tensor>, IAttentionModule
 {
     readonly Linear _toQ, _toK, _toV, _toOut;
+    readonly AttentionHooks _attentionHooks = new();
     readonly int _heads;
     readonly bool _upcast;
 
@@ -46,12 +47,14 @@ public sealed class Attention : Module<Tensor, Tensor?, Tensor>
             // upcast_attention: scores in float32 (a no-op for float32 models).
             (q, k, v) = (q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32));
         }
-        Diagnostics.FlopCounter.AddAttention(q, k);
+        _attentionHooks.Call(q, k);
         var attended = F.scaled_dot_product_attention(q, k, v).to(dtype); // [B, H, N, d]
         long b = attended.shape[0], n = attended.shape[2];
         var merged = attended.transpose(1, 2).reshape(b, n, -1);
         return _toOut.call(merged).MoveToOuterDisposeScope();
     }
+
+    public IDisposable RegisterAttentionHook(Action<Tensor, Tensor> hook) => _attentionHooks.Add(hook);
 
     Tensor SplitHeads(Tensor t) // [B, N, H·d] → [B, H, N, d]
     {

@@ -10,10 +10,11 @@ namespace SharpDiffusion.Models.Vae;
 /// The VAE's spatial self-attention (diffusers' Attention with group_norm, residual_connection, one head of
 /// all channels, biased projections): x + to_out(attention(group_norm(x))).
 /// </summary>
-public sealed class VaeAttention : Module<Tensor, Tensor>
+public sealed class VaeAttention : Module<Tensor, Tensor>, IAttentionModule
 {
     readonly GroupNorm _groupNorm;
     readonly Linear _toQ, _toK, _toV, _toOut;
+    readonly AttentionHooks _attentionHooks = new();
 
     public VaeAttention(int channels, int groups, double eps) : base("Attention")
     {
@@ -36,12 +37,14 @@ public sealed class VaeAttention : Module<Tensor, Tensor>
         var tokens = _groupNorm.call(x).view(b, c, h * w).transpose(1, 2); // [B, HW, C]
         Tensor OneHead(Tensor t) => t.unsqueeze(1);                          // [B, 1, HW, C]
         var (q, k, v) = (OneHead(_toQ.call(tokens)), OneHead(_toK.call(tokens)), OneHead(_toV.call(tokens)));
-        Diagnostics.FlopCounter.AddAttention(q, k);
+        _attentionHooks.Call(q, k);
         var attended = F.scaled_dot_product_attention(q, k, v);
         var output = _toOut.call(attended.squeeze(1));                      // [B, HW, C]
         output = output.transpose(1, 2).reshape(b, c, h, w);
         return Reuse.Add(output, x).MoveToOuterDisposeScope();
     }
+
+    public IDisposable RegisterAttentionHook(Action<Tensor, Tensor> hook) => _attentionHooks.Add(hook);
 
     /// <summary>Maps the pre-0.14 diffusers names (query/key/value/proj_attn) that older VAE files still use.</summary>
     public static string RenameLegacyKey(string key) => key

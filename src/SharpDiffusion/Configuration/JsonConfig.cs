@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace SharpDiffusion.Loading;
+namespace SharpDiffusion.Configuration;
 
 /// <summary>
 /// A component's config.json read the way diffusers/transformers read it: unknown keys are ignored,

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using SharpDiffusion.Loading;
+using SharpDiffusion.Configuration;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;

@@ -9,38 +9,10 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Training;
 
-/// <summary>The sampling settings a model recommends, kept in its folder as generation_defaults.json
-/// (not a diffusers file; diffusers ignores it).</summary>
-public sealed record GenerationDefaults
-{
-    public int NumInferenceSteps { get; init; } = 25;
-    public double GuidanceScale { get; init; } = 4.0;
-
-    public const string FileName = "generation_defaults.json";
-
-    public static GenerationDefaults? Load(string modelDir)
-    {
-        string path = Path.Combine(modelDir, FileName);
-        if (!File.Exists(path)) return null;
-        var node = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
-            ?? throw new InvalidDataException($"{path} is not a JSON object");
-        var d = new GenerationDefaults();
-        return new GenerationDefaults
-        {
-            NumInferenceSteps = node["num_inference_steps"]?.GetValue<int>() ?? d.NumInferenceSteps,
-            GuidanceScale = node["guidance_scale"]?.GetValue<double>() ?? d.GuidanceScale,
-        };
-    }
-
-    public void Save(string modelDir) => TrainingCheckpoint.WriteAtomically(Path.Combine(modelDir, FileName),
-        new JsonObject { ["num_inference_steps"] = NumInferenceSteps, ["guidance_scale"] = GuidanceScale }.ToJsonString(Indented));
-
-    internal static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
-}
-
 /// <summary>Writes a trained model as a standard diffusers folder with fp16 weights.</summary>
 public static class ShapesModelFolder
 {
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
     static readonly string[] TokenizerFiles = ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
 
     public static void Save(string dir, ShapesModelSpec spec, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
@@ -75,10 +47,10 @@ public static class ShapesModelFolder
         if (Path.GetFullPath(tokenizerDir) != Path.GetFullPath(Path.Combine(dir, "tokenizer")))
             foreach (var f in TokenizerFiles)
                 File.Copy(Path.Combine(tokenizerDir, f), Path.Combine(dir, "tokenizer", f), overwrite: true);
-        defaults.Save(dir);
+        TrainingCheckpoint.WriteAtomically(Path.Combine(dir, GenerationDefaults.FileName), defaults.ToJson());
     }
 
-    static void Write(string path, JsonObject json) => TrainingCheckpoint.WriteAtomically(path, json.ToJsonString(GenerationDefaults.Indented));
+    static void Write(string path, JsonObject json) => TrainingCheckpoint.WriteAtomically(path, json.ToJsonString(Indented));
 
     static void SaveHalf(string path, nn.Module module) =>
         SafetensorsWriter.SaveModule(path, module, ScalarType.Float16, new Dictionary<string, string> { ["format"] = "pt" });
