@@ -36,33 +36,34 @@ public static class ImageFile
             throw new InvalidDataException($"{name} could not be decoded ({result}); the file may be damaged.");
         if (result == SKCodecResult.IncompleteInput)
             throw new InvalidDataException($"{name} is truncated (the image data ends early); the file may be damaged.");
-        using var oriented = Orient(decoded, codec.EncodedOrigin);
-        return RgbImage.FromRgba(oriented.Width, oriented.Height, oriented.Bytes);
+        return Orient(RgbImage.FromRgba(decoded.Width, decoded.Height, decoded.GetPixelSpan()), codec.EncodedOrigin);
     }
 
-    // EXIF orientation: rotate/flip the stored pixels to how the camera meant them.
-    static SKBitmap Orient(SKBitmap source, SKEncodedOrigin origin)
+    /// <summary>EXIF orientation: the stored pixels turned/flipped to how the camera meant them. For each output pixel
+    /// (x, y) of the oriented picture, the stored pixel it comes from.</summary>
+    public static RgbImage Orient(RgbImage stored, SKEncodedOrigin origin)
     {
         if (origin is SKEncodedOrigin.TopLeft or SKEncodedOrigin.Default)
-            return source.Copy();
+            return stored;
+        int sw = stored.Width, sh = stored.Height;
         bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
-        int w = swap ? source.Height : source.Width, h = swap ? source.Width : source.Height;
-        var target = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul));
-        using var canvas = new SKCanvas(target);
-        canvas.SetMatrix(OriginMatrix(origin, source.Width, source.Height));
-        canvas.DrawBitmap(source, 0, 0);
-        return target;
+        int w = swap ? sh : sw, h = swap ? sw : sh;
+        var rgb = new byte[w * h * 3];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+            {
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (sw - 1 - x, y),           // mirrored
+                    SKEncodedOrigin.BottomRight => (sw - 1 - x, sh - 1 - y), // turned 180°
+                    SKEncodedOrigin.BottomLeft => (x, sh - 1 - y),         // flipped
+                    SKEncodedOrigin.LeftTop => (y, x),                     // transposed
+                    SKEncodedOrigin.RightTop => (y, sh - 1 - x),           // stored turned 90° anticlockwise
+                    SKEncodedOrigin.RightBottom => (sw - 1 - y, sh - 1 - x), // transversed
+                    _ => (sw - 1 - y, x),                                  // LeftBottom: stored turned 90° clockwise
+                };
+                Array.Copy(stored.Rgb, (sy * sw + sx) * 3, rgb, (y * w + x) * 3, 3);
+            }
+        return new RgbImage(w, h, rgb);
     }
-
-    static SKMatrix OriginMatrix(SKEncodedOrigin origin, int w, int h) => origin switch
-    {
-        SKEncodedOrigin.TopRight => new SKMatrix(-1, 0, w, 0, 1, 0, 0, 0, 1),
-        SKEncodedOrigin.BottomRight => new SKMatrix(-1, 0, w, 0, -1, h, 0, 0, 1),
-        SKEncodedOrigin.BottomLeft => new SKMatrix(1, 0, 0, 0, -1, h, 0, 0, 1),
-        SKEncodedOrigin.LeftTop => new SKMatrix(0, 1, 0, 1, 0, 0, 0, 0, 1),
-        SKEncodedOrigin.RightTop => new SKMatrix(0, -1, h, 1, 0, 0, 0, 0, 1),
-        SKEncodedOrigin.RightBottom => new SKMatrix(0, -1, h, -1, 0, w, 0, 0, 1),
-        SKEncodedOrigin.LeftBottom => new SKMatrix(0, 1, 0, -1, 0, w, 0, 0, 1),
-        _ => SKMatrix.Identity,
-    };
 }

@@ -76,6 +76,25 @@ public class GenerateCommandTests
     }
 
     [Fact]
+    public void A_long_prompt_is_truncated_with_a_warning_in_plain_syntax_and_read_whole_in_a1111_syntax()
+    {
+        using var dir = new TempDir();
+        string prompt = string.Join(", ", Enumerable.Repeat("a (red:1.2) cat", 40));
+        var (code, plainOut, err) = Run("generate", "--model", TinySd, "--prompt", prompt, "--steps", "2", "--seed", "1", "--output", dir.File("plain.png"));
+        Assert.True(code == 0, err);
+        Assert.Contains("warning: The prompt \"a (red:1.2) cat", plainOut);
+
+        (code, var a1111Out, err) = Run("generate", "--model", TinySd, "--prompt", prompt, "--prompt-syntax", "a1111", "--clip-skip", "2",
+            "--steps", "2", "--seed", "1", "--output", dir.File("a1111.png"));
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("warning:", a1111Out);
+        string parameters = PngFile.ReadText(File.ReadAllBytes(dir.File("a1111.png")))["parameters"];
+        Assert.StartsWith(prompt + "\n", parameters);
+        Assert.EndsWith("Model: tiny-sd, Clip skip: 2", parameters);
+        Assert.NotEqual(PngFile.Decode(dir.File("plain.png")).Rgb, PngFile.Decode(dir.File("a1111.png")).Rgb);
+    }
+
+    [Fact]
     public void Missing_model_folder_is_named()
     {
         var (code, _, err) = Run("generate", "--model", "/nonexistent/model", "--prompt", "x");

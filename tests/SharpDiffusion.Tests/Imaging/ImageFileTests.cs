@@ -14,11 +14,38 @@ public class ImageFileTests
         return image.Encode(format, quality).ToArray();
     }
 
+    /// <summary>An 8-bit RGBA PNG written byte by byte (colour type 6, filter 0), so no encoder can premultiply it.</summary>
+    static byte[] RgbaPng(byte[] rgba, int w, int h)
+    {
+        static void Chunk(Stream s, string type, byte[] data)
+        {
+            var typed = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+            s.Write(BitConverter.GetBytes(data.Length).Reverse().ToArray());
+            s.Write(typed);
+            s.Write(BitConverter.GetBytes(System.IO.Hashing.Crc32.HashToUInt32(typed)).Reverse().ToArray());
+        }
+        var raw = new MemoryStream();
+        for (int y = 0; y < h; y++)
+        {
+            raw.WriteByte(0);
+            raw.Write(rgba, y * w * 4, w * 4);
+        }
+        var compressed = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            z.Write(raw.ToArray());
+        var png = new MemoryStream();
+        png.Write([137, 80, 78, 71, 13, 10, 26, 10]);
+        Chunk(png, "IHDR", [.. BitConverter.GetBytes(w).Reverse(), .. BitConverter.GetBytes(h).Reverse(), 8, 6, 0, 0, 0]);
+        Chunk(png, "IDAT", compressed.ToArray());
+        Chunk(png, "IEND", []);
+        return png.ToArray();
+    }
+
     [Fact]
     public void Transparent_png_pixels_keep_their_colour_as_PIL_convert_RGB_does()
     {
         byte[] rgba = [200, 100, 50, 0, 10, 20, 30, 128, 255, 255, 255, 255, 1, 2, 3, 64];
-        var image = ImageFile.Decode(Encode(SKEncodedImageFormat.Png, SKAlphaType.Unpremul, rgba, 2, 2), "alpha.png");
+        var image = ImageFile.Decode(RgbaPng(rgba, 2, 2), "alpha.png");
         Assert.Equal(new byte[] { 200, 100, 50, 10, 20, 30, 255, 255, 255, 1, 2, 3 }, image.Rgb);
     }
 
@@ -35,6 +62,28 @@ public class ImageFileTests
         Assert.Equal((64, 64), (decoded.Width, decoded.Height));
         double meanError = decoded.Rgb.Zip(original.Rgb, (a, b) => Math.Abs(a - b)).Average();
         Assert.True(meanError < tolerance, $"{format}: mean error {meanError:F2} levels");
+    }
+
+    /// <summary>A camera JPEG stored sideways with EXIF orientation 6 ("rotate 90° clockwise to view") comes out upright,
+    /// as diffusers' load_image (PIL's exif_transpose) gives it.</summary>
+    [Fact]
+    public void Exif_orientation_is_applied()
+    {
+        const int w = 16, h = 8; // stored: left half red, right half blue
+        var rgba = new byte[w * h * 4];
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                (rgba[(y * w + x) * 4], rgba[(y * w + x) * 4 + 2], rgba[(y * w + x) * 4 + 3]) = (x < w / 2 ? (byte)255 : (byte)0, x < w / 2 ? (byte)0 : (byte)255, (byte)255);
+        var jpeg = Encode(SKEncodedImageFormat.Jpeg, SKAlphaType.Opaque, rgba, w, h);
+        byte[] tiff = [(byte)'M', (byte)'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
+        byte[] exif = [.. "Exif\0\0"u8, .. tiff];
+        byte[] app1 = [0xFF, 0xE1, (byte)((exif.Length + 2) >> 8), (byte)(exif.Length + 2), .. exif];
+        var image = ImageFile.Decode([.. jpeg[..2], .. app1, .. jpeg[2..]], "sideways.jpg");
+
+        Assert.Equal((h, w), (image.Width, image.Height));                 // 8 wide, 16 tall
+        byte[] Pixel(int x, int y) => image.Rgb[((y * image.Width + x) * 3)..((y * image.Width + x) * 3 + 3)];
+        Assert.True(Pixel(4, 3)[0] > 200 && Pixel(4, 3)[2] < 50, "top should be red");
+        Assert.True(Pixel(4, 12)[2] > 200 && Pixel(4, 12)[0] < 50, "bottom should be blue");
     }
 
     [Fact]
