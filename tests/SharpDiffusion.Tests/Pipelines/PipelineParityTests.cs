@@ -67,13 +67,20 @@ public class PipelineParityTests(ITestOutputHelper output)
         using (var embeds = pipeline.EncodePrompt(options.Prompts))
             Golden.AssertClose(embeds, golden["prompt_embeds"], what: "prompt_embeds");
 
+        var summary = GenerateAndCompare(pipeline, options, golden);
+        output.WriteLine($"{file}: {summary}");
+    }
+
+    /// <summary>Runs the call, checking the latents after every step against latents_steps (relative to their scale,
+    /// ~15 in magnitude over up to 20 steps), then image_float and image_uint8 (at most 1 level, in a handful of values).</summary>
+    internal static string GenerateAndCompare(StableDiffusionPipeline pipeline, GenerationOptions options, Dictionary<string, Tensor> golden)
+    {
         var latentSteps = golden["latents_steps"];
         double worstLatent = 0;
         int steps = 0;
         using var result = pipeline.Generate(options, onStepEnd: (i, latents) =>
         {
             steps++;
-            // Latents are ~15 in magnitude and go through up to 20 steps: compare relative to their scale.
             double diff = Golden.AssertClose(latents, latentSteps[i], rel: 1e-3, abs: 1e-4, what: $"latents after step {i}");
             worstLatent = Math.Max(worstLatent, diff / Golden.MaxAbs(latentSteps[i]));
         });
@@ -88,6 +95,6 @@ public class PipelineParityTests(ITestOutputHelper output)
         long differing = byteDiff.gt(0).sum().item<long>();
         Assert.True(maxLevel <= 1, $"uint8 image differs by {maxLevel} levels");
         Assert.True(differing <= Math.Max(4, bytes.numel() / 1000), $"{differing} uint8 values differ");
-        output.WriteLine($"{file}: latents max rel diff {worstLatent:E2}, image_float max |diff| {imageDiff:E2}, uint8 values differing {differing} (max {maxLevel})");
+        return $"{steps} steps, latents max rel diff {worstLatent:E2}, image_float max |diff| {imageDiff:E2}, uint8 values differing {differing} (max {maxLevel})";
     }
 }
