@@ -9,7 +9,17 @@ public sealed class DiffusersFolder
 
     public string Root { get; }
     public string ClassName { get; }
-    public string Name => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Root)));
+    /// <summary>The folder's name; for a Hugging Face cache snapshot (models--org--name/snapshots/&lt;sha&gt;) the repository's, org/name.</summary>
+    public string Name
+    {
+        get
+        {
+            var dir = new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Root)));
+            if (dir.Parent is { Name: "snapshots", Parent: { } repo } && repo.Name.StartsWith("models--", StringComparison.Ordinal))
+                return repo.Name["models--".Length..].Replace("--", "/");
+            return dir.Name;
+        }
+    }
 
     DiffusersFolder(string root, string className, Dictionary<string, string?> components)
     {

@@ -55,11 +55,13 @@ public sealed class SafetensorsFile : IDisposable
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"Safetensors file not found: {path}", path);
-        long fileLength = new FileInfo(path).Length;
+        // The stream's length, not FileInfo's: FileInfo measures a symbolic link itself (the Hugging Face cache stores
+        // every file as a link into blobs/), the stream the file it points to.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long fileLength = stream.Length;
         if (fileLength < 8)
             throw Corrupt(path, $"the file has {fileLength} bytes, fewer than the 8-byte header length");
 
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         Span<byte> lengthBytes = stackalloc byte[8];
         stream.ReadExactly(lengthBytes);
         ulong headerLength = BitConverter.ToUInt64(lengthBytes);
