@@ -21,7 +21,8 @@ public static class GenerateCommand
           --guidance X             classifier-free guidance scale; <= 1 turns guidance off
                                    (default: the model's generation_defaults.json, else 7.5)
           --guidance-rescale X     diffusers' guidance_rescale, 0..1 (default: 0)
-          --seed N                 seed of the CPU generator (default: random, written into the PNG)
+          --seed N                 seed of the CPU generator; -1 = random, as AUTOMATIC1111 (default: random,
+                                   written into the PNG)
           --scheduler NAME         sampler by diffusers class or AUTOMATIC1111 name, case-insensitive;
                                    'list' prints them (default: the model's own scheduler)
           --scheduler-option K=V   override a scheduler_config.json key, e.g. timestep_spacing=trailing,
@@ -114,7 +115,7 @@ public static class GenerateCommand
         if (threads < 1) throw new UsageException("--threads must be at least 1.");
         if (imagePath is null && (options.Strength is not null || cl.Int("mask-blur") is not null || options.InvertMask || options.PasteOriginal))
             throw new UsageException("--strength, --mask-blur, --invert-mask and --paste-original need --image (and a mask for the last three).");
-        ImageOutput.CheckPath(output);
+        ImageOutput.CheckPath(output, prompts.Count * Math.Max(1, options.NumImagesPerPrompt));
         options = options with
         {
             Image = imagePath is null ? null : ImageFile.Load(imagePath),
@@ -139,7 +140,7 @@ public static class GenerateCommand
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
         foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName))
-            Progress.Line($"Wrote {path}");
+            Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
     }

@@ -34,24 +34,8 @@ public static class PngFile
     }
 
     /// <summary>Writes the PNG atomically (temp file + rename).</summary>
-    public static void Save(string path, int width, int height, ReadOnlySpan<byte> rgb, IReadOnlyDictionary<string, string>? text = null)
-    {
-        var bytes = Encode(width, height, rgb, text);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"Output folder does not exist: {dir}");
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            File.WriteAllBytes(temp, bytes);
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    public static void Save(string path, int width, int height, ReadOnlySpan<byte> rgb, IReadOnlyDictionary<string, string>? text = null) =>
+        AtomicFiles.WriteAll([(path, Encode(width, height, rgb, text))]);
 
     /// <summary>Decodes a PNG/JPEG to RGB bytes.</summary>
     public static (int Width, int Height, byte[] Rgb) Decode(string path)

@@ -45,7 +45,8 @@ public sealed record GenerationOptions
     /// <summary>diffusers' guidance_rescale (0 = off); SD 2.x v-prediction models use ~0.7.</summary>
     public double GuidanceRescale { get; init; }
 
-    /// <summary>Seed of the CPU generator all noise is drawn from; null picks a random one (reported in the result).</summary>
+    /// <summary>Seed of the CPU generator all noise is drawn from; null or -1 (AUTOMATIC1111's "random") picks a random
+    /// one (reported in the result).</summary>
     public long? Seed { get; init; }
 
     public int NumImagesPerPrompt { get; init; } = 1;
@@ -116,6 +117,13 @@ public sealed record GenerationOptions
         var list => list[i],
     };
 
+    /// <summary>Values that are allowed but almost surely not meant, as warnings.</summary>
+    public IEnumerable<string> Advisories()
+    {
+        if (Math.Abs(GuidanceScale) > 50)
+            yield return $"A guidance scale of {GuidanceScale.ToString(CultureInfo.InvariantCulture)} is far outside the usual 1-20; expect a saturated or black image.";
+    }
+
     /// <summary>UNet steps that run: img2img and inpainting cut the schedule to int(steps × strength), as diffusers.</summary>
     public int DenoisingSteps => Task == GenerationTask.TextToImage
         ? NumInferenceSteps
@@ -148,6 +156,8 @@ public sealed record GenerationOptions
             throw new ArgumentException($"Guidance rescale must be between 0 and 1; got {GuidanceRescale.ToString(inv)}.");
         if (Scheduler is { } s && !SchedulerFactory.ValidNames.Contains(s.Trim(), StringComparer.OrdinalIgnoreCase))
             throw new ArgumentException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
+        if (Seed is < -1)
+            throw new ArgumentException($"The seed must be -1 (random) or a number from 0; got {Seed}.");
         if (ClipSkip < 1)
             throw new ArgumentException($"Clip skip must be at least 1 (1 = the last layer); got {ClipSkip}.");
         if (!Enum.IsDefined(PromptSyntax))

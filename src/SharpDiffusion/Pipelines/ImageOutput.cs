@@ -14,14 +14,16 @@ public static class ImageOutput
             clipSkip: options.ClipSkip,
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null);
 
-    /// <summary>Checks before any work that <paramref name="output"/> names a .png in an existing folder.</summary>
-    public static void CheckPath(string output)
+    /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
+    /// <paramref name="count"/> images, every numbered file).</summary>
+    public static void CheckPath(string output, int count = 1)
     {
+        if (Directory.Exists(output))
+            AtomicFiles.CheckWritable(output); // says it is a folder
         if (!output.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"The output must name a .png file; got '{output}'.");
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(output));
-        if (dir is not null && !Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"The output folder {dir} does not exist; create it or choose another path.");
+            throw new ArgumentException($"The output must name a .png file; got '{AtomicFiles.Printable(output)}'.");
+        foreach (var path in Paths(output, count))
+            AtomicFiles.CheckWritable(path);
     }
 
     /// <summary>FILE.png for one image; FILE-0.png, FILE-1.png, … in pipeline order for several.</summary>
@@ -32,16 +34,12 @@ public static class ImageOutput
         return Enumerable.Range(0, count).Select(i => $"{stem}-{i}.png").ToList();
     }
 
-    /// <summary>Writes every image of <paramref name="result"/>; returns the paths, in pipeline order.</summary>
+    /// <summary>Writes every image of <paramref name="result"/>, all or none; returns the paths, in pipeline order.</summary>
     public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model)
     {
         var paths = Paths(output, result.Images.Count);
-        for (int i = 0; i < result.Images.Count; i++)
-        {
-            var image = result.Images[i];
-            PngFile.Save(paths[i], image.Width, image.Height, image.Rgb,
-                new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model) });
-        }
+        AtomicFiles.WriteAll(result.Images.Select((image, i) => (paths[i], PngFile.Encode(image.Width, image.Height, image.Rgb,
+            new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model) }))).ToList());
         return paths;
     }
 }

@@ -144,9 +144,9 @@ public sealed class StableDiffusionPipeline : IDisposable
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
-        long seed = options.Seed ?? Random.Shared.NextInt64(0, uint.MaxValue);
+        long seed = options.Seed is >= 0 and long given ? given : Random.Shared.NextInt64(0, uint.MaxValue);
         var clock = Stopwatch.StartNew();
-        var warnings = new List<string>();
+        var warnings = options.Advisories().ToList();
         using var inference = inference_mode();
 
         int perPrompt = options.NumImagesPerPrompt, count = options.PromptCount;
