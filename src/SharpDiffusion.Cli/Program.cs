@@ -53,7 +53,8 @@ namespace SharpDiffusion.Cli
                 return 2;
             }
             catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException
-                                         or InvalidDataException or NotSupportedException or UnauthorizedAccessException or IOException)
+                                         or InvalidDataException or NotSupportedException or UnauthorizedAccessException or IOException
+                                         or InsufficientMemoryException)
             {
                 Console.Error.WriteLine($"error: {OneLine(e.Message)}");
                 return 2;

@@ -154,6 +154,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
+        bool tiled = options.VaeTiling || NeedsTiling(MemoryEstimate.For(this, prompts.Count, guidance.Enabled, width, height),
+            MemoryEstimate.AvailableBytes(), width, height, warnings);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
         using var context = EncodeConditioning(options, prompts, negatives, guidance.Enabled, warnings); // [(2)B, T, D], uncond first
@@ -178,7 +180,7 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         Diagnostics.NativeHeap.Trim(); // the UNet's freed activations, before the VAE's large ones
         progress?.Report(new GenerationProgress(GenerationStage.Decoding, steps, steps, clock.Elapsed));
-        var imageFloat = DecodeLatents(latents, options.VaeTiling);
+        var imageFloat = DecodeLatents(latents, tiled);
         if (options.PasteOriginal && inputs?.SoftMask is not null)
         {
             var pasted = inputs.PasteOriginal(imageFloat);
@@ -199,6 +201,21 @@ public sealed class StableDiffusionPipeline : IDisposable
             ImageFloat = imageFloat,
             Warnings = warnings,
         };
+    }
+
+    /// <summary>Refuses a call whose activations cannot fit in <paramref name="available"/> bytes; turns on tiled decoding
+    /// (with a warning) when only the whole-image decode does not fit.</summary>
+    internal static bool NeedsTiling(MemoryEstimate estimate, long? available, int width, int height, ICollection<string> warnings)
+    {
+        if (available is not long free || estimate.Peak(tiled: false) <= free)
+            return false;
+        string G(long b) => MemoryEstimate.Gigabytes(b);
+        if (estimate.Peak(tiled: true) > free)
+            throw new InsufficientMemoryException($"A {width}x{height} generation needs about {G(estimate.Peak(tiled: true))} for its activations " +
+                $"(UNet {G(estimate.UNetBytes)}, tiled VAE decode {G(estimate.TiledDecodeBytes)}) but {G(free)} is available; " +
+                "use a smaller size or fewer images, or bfloat16 compute.");
+        warnings.Add($"Decoding a {width}x{height} image whole needs about {G(estimate.DecodeBytes)} but {G(free)} is available: decoded in tiles instead (VAE tiling).");
+        return true;
     }
 
     static string PromptText(GenerationOptions o, int i) => o.PromptEmbeds is null ? o.Prompts[i] : (i < o.Prompts.Count ? o.Prompts[i] : "");
