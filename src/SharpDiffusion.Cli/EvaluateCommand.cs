@@ -28,7 +28,7 @@ public static class EvaluateCommand
         bool verbose = cl.Flag("verbose");
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         cl.RejectUnknown();
-        if (threads < 1) throw new UsageException("--threads must be at least 1.");
+        threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
 
         using var pipe = StableDiffusionPipeline.FromPretrained(model);

@@ -112,7 +112,7 @@ public static class GenerateCommand
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         cl.RejectUnknown();
-        if (threads < 1) throw new UsageException("--threads must be at least 1.");
+        threads = Threads.Check(threads);
         if (imagePath is null && (options.Strength is not null || cl.Int("mask-blur") is not null || options.InvertMask || options.PasteOriginal))
             throw new UsageException("--strength, --mask-blur, --invert-mask and --paste-original need --image (and a mask for the last three).");
         ImageOutput.CheckPath(output, prompts.Count * Math.Max(1, options.NumImagesPerPrompt));
@@ -136,7 +136,8 @@ public static class GenerateCommand
         };
         Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
 
-        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report));
+        using var interruption = new Interruption();
+        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
         foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName))

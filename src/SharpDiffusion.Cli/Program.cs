@@ -47,6 +47,11 @@ namespace SharpDiffusion.Cli
                     _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, bench, train, evaluate. See --help."),
                 };
             }
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("Interrupted: nothing was written.");
+                return 130;
+            }
             catch (UsageException e)
             {
                 Console.Error.WriteLine($"error: {e.Message}");

@@ -72,7 +72,7 @@ public static class TrainCommand
             if (value < 1) throw new UsageException($"--{name} must be at least 1; got {value}.");
         if (!File.Exists(Path.Combine(options.TokenizerDir, "vocab.json")))
             throw new UsageException($"{options.TokenizerDir} holds no CLIP tokenizer (vocab.json).");
-        TorchRuntime.Initialize(threads);
+        TorchRuntime.Initialize(Threads.Check(threads));
 
         var state = RunWithProgress(options);
         Progress.Line($"Saved {options.OutputDir} (latent scaling factor {state.ScalingFactor}); total training time {state.ElapsedSeconds / 60:F1} min");

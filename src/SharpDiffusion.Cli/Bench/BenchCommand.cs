@@ -48,6 +48,7 @@ public static class BenchCommand
         cl.RejectUnknown();
         if (width % 8 != 0 || height % 8 != 0) throw new UsageException("--width and --height must be multiples of 8.");
         if (steps < 1) throw new UsageException("--steps must be at least 1.");
+        threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
 
         if (report is not null)
