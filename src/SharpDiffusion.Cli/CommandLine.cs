@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace SharpDiffusion.Cli;
@@ -5,99 +7,79 @@ namespace SharpDiffusion.Cli;
 /// <summary>Thrown for bad command-line input: printed as one line, exit code 2.</summary>
 public sealed class UsageException(string message) : Exception(message);
 
-/// <summary>A small parser for "--name value", "--name=value", repeated options and flags.</summary>
+/// <summary>What an option's value is.</summary>
+public enum OptionKind { Text, Texts, Integer, Long, Number, Flag }
+
+/// <summary>One option of a command, as its help shows it: <c>--name VALUE  help (default: …)</c>.</summary>
+public sealed record OptionSpec(string Name, OptionKind Kind, string Help, string? ValueName = null, bool Hidden = false);
+
+/// <summary>
+/// The commands' options on System.CommandLine: each command declares a table of <see cref="OptionSpec"/>s; parsing,
+/// typed values with one-line errors, help and shell completion (the [suggest] directive) come from the library,
+/// and a command reads its values by name.
+/// </summary>
 public sealed class CommandLine
 {
-    readonly Dictionary<string, List<string>> _values = new(StringComparer.Ordinal);
-    readonly HashSet<string> _flags = new(StringComparer.Ordinal);
-    readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    readonly ParseResult _result;
+    readonly IReadOnlyDictionary<string, Option> _options;
 
-    public IReadOnlyList<string> Positionals { get; }
+    CommandLine(ParseResult result, IReadOnlyDictionary<string, Option> options) => (_result, _options) = (result, options);
 
-    public CommandLine(IEnumerable<string> args, IReadOnlySet<string> flagNames)
+    /// <summary>A command whose action gets the parsed values.</summary>
+    public static Command Define(string name, string description, IReadOnlyList<OptionSpec> specs, Func<CommandLine, int> run)
     {
-        var positionals = new List<string>();
-        var list = args.ToList();
-        for (int i = 0; i < list.Count; i++)
+        var command = new Command(name, description);
+        var options = specs.ToDictionary(s => s.Name, Create);
+        foreach (var option in options.Values)
+            command.Options.Add(option);
+        command.SetAction(result => run(new CommandLine(result, options)));
+        return command;
+    }
+
+    static Option Create(OptionSpec spec)
+    {
+        string name = "--" + spec.Name;
+        Option option = spec.Kind switch
         {
-            string a = list[i];
-            if (!a.StartsWith("--", StringComparison.Ordinal) || a == "--")
-            {
-                positionals.Add(a);
-                continue;
-            }
-            string name = a[2..], value;
-            int eq = name.IndexOf('=');
-            if (eq >= 0)
-            {
-                value = name[(eq + 1)..];
-                name = name[..eq];
-            }
-            else if (flagNames.Contains(name))
-            {
-                _flags.Add(name);
-                continue;
-            }
-            else if (i + 1 < list.Count)
-                value = list[++i];
-            else
-                throw new UsageException($"Option --{name} needs a value.");
-            if (!_values.TryGetValue(name, out var values))
-                _values[name] = values = [];
-            values.Add(value);
-        }
-        Positionals = positionals;
+            OptionKind.Text => new Option<string?>(name),
+            OptionKind.Texts => new Option<string[]>(name) { Arity = ArgumentArity.ZeroOrMore, AllowMultipleArgumentsPerToken = false },
+            OptionKind.Integer => new Option<int?>(name) { CustomParser = r => Parse<int>(r, name, "a whole number", int.TryParse) },
+            OptionKind.Long => new Option<long?>(name) { CustomParser = r => Parse<long>(r, name, "a whole number", long.TryParse) },
+            OptionKind.Number => new Option<double?>(name) { CustomParser = r => Parse<double>(r, name, "a number", TryParseFinite) },
+            _ => new Option<bool>(name),
+        };
+        option.Description = spec.Help;
+        option.HelpName = spec.ValueName;
+        option.Hidden = spec.Hidden;
+        return option;
     }
 
-    public bool Flag(string name)
+    delegate bool TryParser<T>(string text, NumberStyles styles, IFormatProvider provider, out T value);
+
+    static T? Parse<T>(ArgumentResult result, string name, string what, TryParser<T> parse) where T : struct
     {
-        _used.Add(name);
-        return _flags.Contains(name);
+        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        var styles = typeof(T) == typeof(double) ? NumberStyles.Float : NumberStyles.Integer;
+        if (parse(text, styles, CultureInfo.InvariantCulture, out T value))
+            return value;
+        result.AddError($"Option {name} expects {what}, got '{text}'.");
+        return null;
     }
 
-    public IReadOnlyList<string> All(string name)
-    {
-        _used.Add(name);
-        return _values.TryGetValue(name, out var v) ? v : [];
-    }
+    static bool TryParseFinite(string text, NumberStyles styles, IFormatProvider provider, out double value) =>
+        double.TryParse(text, styles, provider, out value) && double.IsFinite(value);
 
-    public string? String(string name)
-    {
-        var all = All(name);
-        if (all.Count > 1)
-            throw new UsageException($"Option --{name} was given {all.Count} times; give it once.");
-        return all.Count == 1 ? all[0] : null;
-    }
+    T Value<T>(string name) => _options.TryGetValue(name, out var option)
+        ? _result.GetValue((Option<T>)option)!
+        : throw new InvalidOperationException($"The command declares no option --{name}.");
 
-    public int? Int(string name)
-    {
-        string? s = String(name);
-        if (s is null) return null;
-        return int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
-            ? v : throw new UsageException($"Option --{name} expects a whole number, got '{s}'.");
-    }
+    public bool Flag(string name) => Value<bool>(name);
+    public IReadOnlyList<string> All(string name) => Value<string[]?>(name) ?? [];
+    public string? String(string name) => Value<string?>(name);
+    public int? Int(string name) => Value<int?>(name);
+    public long? Long(string name) => Value<long?>(name);
+    public double? Double(string name) => Value<double?>(name);
 
-    public long? Long(string name)
-    {
-        string? s = String(name);
-        if (s is null) return null;
-        return long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v)
-            ? v : throw new UsageException($"Option --{name} expects a whole number, got '{s}'.");
-    }
-
-    public double? Double(string name)
-    {
-        string? s = String(name);
-        if (s is null) return null;
-        return double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
-            ? v : throw new UsageException($"Option --{name} expects a number, got '{s}'.");
-    }
-
-    /// <summary>Rejects options nobody asked for (typos), naming them.</summary>
-    public void RejectUnknown()
-    {
-        var unknown = _values.Keys.Concat(_flags).Where(k => !_used.Contains(k)).ToList();
-        if (unknown.Count > 0)
-            throw new UsageException($"Unknown option{(unknown.Count > 1 ? "s" : "")}: {string.Join(", ", unknown.Select(u => "--" + u))}. See --help.");
-    }
+    /// <summary>Whether the user gave the option at all.</summary>
+    public bool Given(string name) => _options.TryGetValue(name, out var option) && _result.GetResult(option) is { Implicit: false };
 }

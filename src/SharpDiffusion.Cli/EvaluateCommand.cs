@@ -7,19 +7,18 @@ namespace SharpDiffusion.Cli;
 /// <summary>`evaluate`: held-out match rates of a shapes model, with its default guidance and without guidance.</summary>
 public static class EvaluateCommand
 {
-    public const string Help = """
-        evaluate options (judges a shapes model on the held-out prompts):
-          --model DIR              the model folder (default: the shipped sharp-shapes model)
-          --steps N, --guidance X  sampling (default: the model's generation_defaults.json)
-          --seed N                 seed of the batch (default: 1234)
-          --verbose                print every prompt with what was read back from its picture
-          --threads N              CPU threads for libtorch (default: all cores)
-        """;
+    public static readonly OptionSpec[] Options =
+    [
+        new("model", OptionKind.Text, "the model folder (default: the shipped sharp-shapes model)", "DIR"),
+        new("steps", OptionKind.Integer, "sampling steps (default: the model's generation_defaults.json)", "N"),
+        new("guidance", OptionKind.Number, "guidance scale (default: the model's generation_defaults.json)", "X"),
+        new("seed", OptionKind.Long, "seed of the batch (default: 1234)", "N"),
+        new("verbose", OptionKind.Flag, "print every prompt with what was read back from its picture"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch (default: all cores)", "N"),
+    ];
 
-    public static int Run(string[] args)
+    public static int Run(CommandLine cl)
     {
-        if (args.Contains("--help")) { Console.WriteLine(Help); return 0; }
-        var cl = new CommandLine(args, new HashSet<string> { "verbose" });
         string model = cl.String("model") ?? DefaultModel.Locate() ?? throw new UsageException("--model DIR is required (no shipped model found).");
         var defaults = GenerationDefaults.Load(model);
         int steps = cl.Int("steps") ?? defaults?.NumInferenceSteps ?? 25;
@@ -27,7 +26,6 @@ public static class EvaluateCommand
         long seed = cl.Long("seed") ?? 1234;
         bool verbose = cl.Flag("verbose");
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
-        cl.RejectUnknown();
         threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
 

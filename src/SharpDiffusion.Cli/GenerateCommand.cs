@@ -10,57 +10,38 @@ namespace SharpDiffusion.Cli;
 /// <summary>`generate`: parses options, shows progress, calls the library, writes PNGs with their parameters.</summary>
 public static class GenerateCommand
 {
-    public const string Help = """
-        generate options:
-          --model DIR              diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)
-                                   (default: the shipped models/sharp-shapes)
-          --prompt TEXT            the prompt; repeat for several prompts (one batch)
-          --negative-prompt TEXT   given once: applies to every prompt; given as often as --prompt: paired in order (default: "")
-          --width N, --height N    image size in pixels, multiples of 8 (default: the model's, 512 for SD 1.5)
-          --steps N                denoising steps (default: the model's generation_defaults.json, else 50)
-          --guidance X             classifier-free guidance scale; <= 1 turns guidance off
-                                   (default: the model's generation_defaults.json, else 7.5)
-          --guidance-rescale X     diffusers' guidance_rescale, 0..1 (default: 0)
-          --seed N                 seed of the CPU generator; -1 = random, as AUTOMATIC1111 (default: random,
-                                   written into the PNG)
-          --scheduler NAME         sampler by diffusers class or AUTOMATIC1111 name, case-insensitive;
-                                   'list' prints them (default: the model's own scheduler)
-          --scheduler-option K=V   override a scheduler_config.json key, e.g. timestep_spacing=trailing,
-                                   use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)
-          --images-per-prompt N    images for each prompt (default: 1)
-          --output FILE.png        output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)
-          --image FILE             start from this picture (PNG, JPEG or WebP): img2img, or inpainting with --mask.
-                                   Size: the image's own, rounded down to a multiple of 8; --width/--height resize
-                                   the image first (bicubic; one of them given: the other keeps the aspect ratio)
-          --mask FILE              inpainting mask: white (>= 50% grey) = repaint, black = keep; another size than
-                                   the image is resized to it (with a warning)
-          --strength X             0..1, how much of the schedule runs on the image; 1 = start from pure noise
-                                   (default: 0.75 for img2img, 1.0 for inpainting)
-          --mask-blur N            blur the mask by N pixels (Gaussian, as AUTOMATIC1111) (default: 0)
-          --invert-mask            repaint the black part instead of the white (default: off)
-          --paste-original         inpainting: put the original pixels back outside the (blurred) mask, so the
-                                   untouched part stays exactly as it was (AUTOMATIC1111 always does) (default: off)
-          --prompt-syntax NAME     plain: text as written, 77 tokens (diffusers); a1111: (word:1.3), (word), [word],
-                                   BREAK, any length in 75-token chunks (AUTOMATIC1111) (default: plain)
-          --clip-skip N            use the text encoder's N-th layer from the end (AUTOMATIC1111's meaning: 1 = last,
-                                   2 = penultimate) (default: 1)
-          --vae-tiling             decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off)
-          --variant NAME           weight variant, e.g. fp16 for *.fp16.safetensors (default: none)
-          --device NAME            cpu or cuda (default: cpu)
-          --dtype NAME             float32, bfloat16 or float16 compute (default: float32)
-          --threads N              CPU threads for libtorch (default: all cores)
-        """;
+    public static readonly OptionSpec[] Options =
+    [
+        new("model", OptionKind.Text, "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) (default: the shipped models/sharp-shapes)", "DIR"),
+        new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
+        new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
+        new("width", OptionKind.Integer, "image width in pixels, a multiple of 8 (default: the model's, 512 for SD 1.5; with --image: the image's)", "N"),
+        new("height", OptionKind.Integer, "image height in pixels, a multiple of 8 (default: as --width)", "N"),
+        new("steps", OptionKind.Integer, "denoising steps (default: the model's generation_defaults.json, else 50)", "N"),
+        new("guidance", OptionKind.Number, "classifier-free guidance scale; <= 1 turns guidance off (default: the model's generation_defaults.json, else 7.5)", "X"),
+        new("guidance-rescale", OptionKind.Number, "diffusers' guidance_rescale, 0..1 (default: 0)", "X"),
+        new("seed", OptionKind.Long, "seed of the CPU generator; -1 = random, as AUTOMATIC1111 (default: random, written into the PNG)", "N"),
+        new("scheduler", OptionKind.Text, "sampler by diffusers class or AUTOMATIC1111 name, case-insensitive; 'list' prints them (default: the model's own scheduler)", "NAME"),
+        new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)", "K=V"),
+        new("images-per-prompt", OptionKind.Integer, "images for each prompt (default: 1)", "N"),
+        new("output", OptionKind.Text, "output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)", "FILE.png"),
+        new("image", OptionKind.Text, "start from this picture (PNG, JPEG or WebP): img2img, or inpainting with --mask. Size: the image's own, rounded down to a multiple of 8; --width/--height resize the image first (bicubic; one of them given: the other keeps the aspect ratio)", "FILE"),
+        new("mask", OptionKind.Text, "inpainting mask: white (>= 50% grey) = repaint, black = keep; another size than the image is resized to it (with a warning)", "FILE"),
+        new("strength", OptionKind.Number, "0..1, how much of the schedule runs on the image; 1 = start from pure noise (default: 0.75 for img2img, 1.0 for inpainting)", "X"),
+        new("mask-blur", OptionKind.Integer, "blur the mask by N pixels (Gaussian, as AUTOMATIC1111) (default: 0)", "N"),
+        new("invert-mask", OptionKind.Flag, "repaint the black part instead of the white (default: off)"),
+        new("paste-original", OptionKind.Flag, "inpainting: put the original pixels back outside the (blurred) mask, so the untouched part stays exactly as it was (AUTOMATIC1111 always does) (default: off)"),
+        new("prompt-syntax", OptionKind.Text, "plain: text as written, 77 tokens (diffusers); a1111: (word:1.3), (word), [word], BREAK, any length in 75-token chunks (AUTOMATIC1111) (default: plain)", "NAME"),
+        new("clip-skip", OptionKind.Integer, "use the text encoder's N-th layer from the end (AUTOMATIC1111's meaning: 1 = last, 2 = penultimate) (default: 1)", "N"),
+        new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
+        new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
+        new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
+        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+    ];
 
-    public static int Run(string[] args)
+    public static int Run(CommandLine cl)
     {
-        if (args.Contains("--help") || args.Contains("-h"))
-        {
-            Console.WriteLine(Help);
-            return 0;
-        }
-        var cl = new CommandLine(args, new HashSet<string> { "vae-tiling", "invert-mask", "paste-original" });
-        if (cl.Positionals.Count > 0)
-            throw new UsageException($"Unexpected argument '{cl.Positionals[0]}'. Options start with --; see --help.");
 
         string? schedulerName = cl.String("scheduler");
         if (string.Equals(schedulerName, "list", StringComparison.OrdinalIgnoreCase))
@@ -111,9 +92,8 @@ public static class GenerateCommand
             DType = ParseDType(cl.String("dtype")),
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
-        cl.RejectUnknown();
         threads = Threads.Check(threads);
-        if (imagePath is null && (options.Strength is not null || cl.Int("mask-blur") is not null || options.InvertMask || options.PasteOriginal))
+        if (imagePath is null && (options.Strength is not null || cl.Given("mask-blur") || options.InvertMask || options.PasteOriginal))
             throw new UsageException("--strength, --mask-blur, --invert-mask and --paste-original need --image (and a mask for the last three).");
         ImageOutput.CheckPath(output, prompts.Count * Math.Max(1, options.NumImagesPerPrompt));
         options = options with

@@ -1,4 +1,5 @@
 using SharpDiffusion.Cli;
+using System.CommandLine;
 using Spectre.Console;
 
 return Cli.Run(args);
@@ -7,45 +8,32 @@ namespace SharpDiffusion.Cli
 {
     public static class Cli
     {
-        public const string Usage = """
-            SharpDiffusion: Stable Diffusion text-to-image in C#.
+        public const string Description = "SharpDiffusion: Stable Diffusion in C# (text-to-image, img2img, inpainting).";
 
-            Usage:
-              SharpDiffusion.Cli generate --model DIR --prompt TEXT [options]
-              SharpDiffusion.Cli generate --scheduler list
-              SharpDiffusion.Cli bench [options]
-              SharpDiffusion.Cli train [options]
-              SharpDiffusion.Cli evaluate [options]
-              SharpDiffusion.Cli --help
-
-            Commands:
-              generate    Generate images from a prompt with a diffusers model folder (default: the shipped sharp-shapes model).
-              bench       Time a full-size SD 1.5 (random weights or --model DIR) part by part.
-              train       Train the small shapes text-to-image model and save it as a diffusers folder.
-              evaluate    Judge a shapes model's pictures for held-out prompts (colour, position, size, shape).
-            """;
+        /// <summary>The command tree; help, typed option errors and shell completion ([suggest]) come from System.CommandLine.</summary>
+        public static RootCommand Commands() => new(Description)
+        {
+            CommandLine.Define("generate", "Generate images from a prompt (and an image, and a mask) with a diffusers model folder (default: the shipped sharp-shapes model).",
+                GenerateCommand.Options, GenerateCommand.Run),
+            CommandLine.Define("bench", "Time a full-size SD 1.5 (random weights or --model DIR) part by part.", Bench.BenchCommand.Options, Bench.BenchCommand.Run),
+            CommandLine.Define("train", "Train the small shapes text-to-image model and save it as a diffusers folder.", TrainCommand.Options, TrainCommand.Run),
+            CommandLine.Define("evaluate", "Judge a shapes model's pictures for held-out prompts (colour, position, size, shape).", EvaluateCommand.Options, EvaluateCommand.Run),
+        };
 
         public static int Run(string[] args)
         {
-            if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+            var root = Commands();
+            if (args.Length == 0 || args[0] == "help")
             {
-                Console.WriteLine(Usage);
-                Console.WriteLine(GenerateCommand.Help);
-                Console.WriteLine(Bench.BenchCommand.Help);
-                Console.WriteLine(TrainCommand.Help);
-                Console.WriteLine(EvaluateCommand.Help);
+                root.Parse(["--help"]).Invoke();
                 return args.Length == 0 ? 2 : 0;
             }
             try
             {
-                return args[0] switch
-                {
-                    "generate" => GenerateCommand.Run(args[1..]),
-                    "bench" => Bench.BenchCommand.Run(args[1..]),
-                    "train" => TrainCommand.Run(args[1..]),
-                    "evaluate" => EvaluateCommand.Run(args[1..]),
-                    _ => throw new UsageException($"Unknown command '{args[0]}'. Commands: generate, bench, train, evaluate. See --help."),
-                };
+                var parsed = root.Parse(args);
+                if (parsed.Errors.Count > 0)
+                    throw new UsageException($"{parsed.Errors[0].Message} See {string.Join(' ', args.Take(1))} --help.");
+                return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
             }
             catch (OperationCanceledException)
             {

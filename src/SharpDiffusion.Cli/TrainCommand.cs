@@ -7,36 +7,28 @@ namespace SharpDiffusion.Cli;
 /// <summary>`train`: trains the shapes text-to-image model (VAE, then UNet + text encoder) and saves a diffusers folder.</summary>
 public static class TrainCommand
 {
-    public const string Help = """
-        train options (a run resumes from the checkpoints in --work; step counts are totals):
-          --output DIR             where the diffusers model folder is written (default: models/sharp-shapes)
-          --work DIR               checkpoints, latents and state of the run (default: runs/sharp-shapes)
-          --tokenizer DIR          CLIP tokenizer files copied into the model (default: the shipped model's tokenizer/)
-          --vae-steps N            VAE steps (default: 1600)
-          --vae-batch N            VAE batch size (default: 16)
-          --steps N                UNet + text encoder steps (default: 9000)
-          --batch N                UNet batch size (default: 32)
-          --lr X                   UNet + text encoder peak learning rate (default: 0.0004)
-          --dataset-size N         scenes encoded to latents for the UNet stage (default: 20000)
-          --seed N                 dataset and noise seed (default: 1)
-          --checkpoint-every N     steps between checkpoints (default: 200)
-          --loss-csv FILE          append the per-step loss curve with wall times (default: none)
-          --sample-steps N         steps written to generation_defaults.json (default: 25)
-          --sample-guidance X      guidance written to generation_defaults.json (default: 4)
-          --micro                  a tiny architecture (smoke tests)
-          --threads N              CPU threads for libtorch (default: all cores)
-        """;
+    public static readonly OptionSpec[] Options =
+    [
+        new("output", OptionKind.Text, "where the diffusers model folder is written (default: models/sharp-shapes)", "DIR"),
+        new("work", OptionKind.Text, "checkpoints, latents and state of the run; a run resumes from them (default: runs/sharp-shapes)", "DIR"),
+        new("tokenizer", OptionKind.Text, "CLIP tokenizer files copied into the model (default: the shipped model's tokenizer/)", "DIR"),
+        new("vae-steps", OptionKind.Integer, "VAE steps, a total (default: 1600)", "N"),
+        new("vae-batch", OptionKind.Integer, "VAE batch size (default: 16)", "N"),
+        new("steps", OptionKind.Integer, "UNet + text encoder steps, a total (default: 9000)", "N"),
+        new("batch", OptionKind.Integer, "UNet batch size (default: 32)", "N"),
+        new("lr", OptionKind.Number, "UNet + text encoder peak learning rate (default: 0.0004)", "X"),
+        new("dataset-size", OptionKind.Integer, "scenes encoded to latents for the UNet stage (default: 20000)", "N"),
+        new("seed", OptionKind.Integer, "dataset and noise seed (default: 1)", "N"),
+        new("checkpoint-every", OptionKind.Integer, "steps between checkpoints (default: 200)", "N"),
+        new("loss-csv", OptionKind.Text, "append the per-step loss curve with wall times (default: none)", "FILE"),
+        new("sample-steps", OptionKind.Integer, "steps written to generation_defaults.json (default: 25)", "N"),
+        new("sample-guidance", OptionKind.Number, "guidance written to generation_defaults.json (default: 4)", "X"),
+        new("micro", OptionKind.Flag, "a tiny architecture (smoke tests)"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch (default: all cores)", "N"),
+    ];
 
-    public static int Run(string[] args)
+    public static int Run(CommandLine cl)
     {
-        if (args.Contains("--help") || args.Contains("-h"))
-        {
-            Console.WriteLine(Help);
-            return 0;
-        }
-        var cl = new CommandLine(args, new HashSet<string> { "micro" });
-        if (cl.Positionals.Count > 0)
-            throw new UsageException($"Unexpected argument '{cl.Positionals[0]}'. Options start with --; see train --help.");
         var d = new TrainingOptions { WorkDir = "", OutputDir = "", TokenizerDir = "" };
         string? tokenizer = cl.String("tokenizer");
         if (tokenizer is null)
@@ -66,7 +58,6 @@ public static class TrainCommand
             },
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
-        cl.RejectUnknown();
         foreach (var (name, value) in new[] { ("vae-steps", options.VaeSteps), ("vae-batch", options.VaeBatch), ("steps", options.DenoiserSteps),
                      ("batch", options.DenoiserBatch), ("dataset-size", options.DatasetSize), ("checkpoint-every", options.CheckpointEvery), ("threads", threads) })
             if (value < 1) throw new UsageException($"--{name} must be at least 1; got {value}.");

@@ -15,27 +15,26 @@ namespace SharpDiffusion.Cli.Bench;
 /// </summary>
 public static class BenchCommand
 {
-    public const string Help = """
-        bench options:
-          --model DIR              a diffusers SD folder to time (default: full-size SD 1.5 architecture, random weights)
-          --width N, --height N    image size (default: 512x512)
-          --dtype LIST             float32, bfloat16 or both, comma-separated (default: float32,bfloat16)
-          --steps N                timed UNet steps; the median is reported (default: 3)
-          --total-steps N          steps in the reported total (default: 20)
-          --channels-last BOOL     channels-last conv weights (default: true)
-          --threads N              libtorch threads (default: all cores)
-          --skip-vae               do not time the VAE decode
-          --skip-roofline          do not measure the kernel roofline
-        Each dtype is measured in a fresh child process, so its peak RSS is its own.
-        """;
+    public static readonly OptionSpec[] Options =
+    [
+        new("model", OptionKind.Text, "a diffusers SD folder to time (default: full-size SD 1.5 architecture, random weights)", "DIR"),
+        new("width", OptionKind.Integer, "image width (default: 512)", "N"),
+        new("height", OptionKind.Integer, "image height (default: 512)", "N"),
+        new("dtype", OptionKind.Text, "float32, bfloat16 or both, comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
+        new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
+        new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
+        new("channels-last", OptionKind.Text, "channels-last conv weights (default: true)", "BOOL"),
+        new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
+        new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
+        new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
+        new("report", OptionKind.Text, "internal: a child measures one dtype and writes its row here", "FILE", Hidden: true),
+    ];
 
     public sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
         double TotalSeconds, long PeakBytes, long PeakBeforeVaeBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
 
-    public static int Run(string[] args)
+    public static int Run(CommandLine cl)
     {
-        if (args.Contains("--help")) { Console.WriteLine(Help); return 0; }
-        var cl = new CommandLine(args, new HashSet<string> { "skip-vae", "skip-roofline" });
         string? report = cl.String("report"); // internal: a child measures one dtype and writes its row here
         string? model = cl.String("model");
         int width = cl.Int("width") ?? 512, height = cl.Int("height") ?? 512;
@@ -45,7 +44,6 @@ public static class BenchCommand
         bool channelsLast = (cl.String("channels-last") ?? "true").ToLowerInvariant() is "true" or "1" or "yes" or "on";
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         bool skipVae = cl.Flag("skip-vae"), skipRoofline = cl.Flag("skip-roofline");
-        cl.RejectUnknown();
         if (width % 8 != 0 || height % 8 != 0) throw new UsageException("--width and --height must be multiples of 8.");
         if (steps < 1) throw new UsageException("--steps must be at least 1.");
         threads = Threads.Check(threads);
@@ -82,7 +80,7 @@ public static class BenchCommand
                         Console.WriteLine($"  {r.Kernel,-30} {r.Path,-22} {r.GFlops,8:F1} GFLOP/s");
                 }
 
-            var rows = dtypes.Select(d => MeasureInChild(model, d, args)).ToList();
+            var rows = dtypes.Select(d => MeasureInChild(model, d, cl)).ToList();
             PrintTable(rows, totalSteps);
         }
         finally
@@ -93,17 +91,17 @@ public static class BenchCommand
     }
 
     // Runs this same command for one dtype in a new process: peak RSS then belongs to that measurement alone.
-    static Row MeasureInChild(string modelDir, ScalarType dtype, string[] args)
+    static Row MeasureInChild(string modelDir, ScalarType dtype, CommandLine cl)
     {
         string report = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}-{Name(dtype)}.json");
         var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
             start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
         start.ArgumentList.Add("bench");
-        var passOn = new CommandLine(args, new HashSet<string> { "skip-vae", "skip-roofline" });
-        foreach (var key in new[] { "width", "height", "steps", "total-steps", "channels-last", "threads" })
-            if (passOn.String(key) is { } value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value); }
-        if (passOn.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
+        foreach (var key in new[] { "width", "height", "steps", "total-steps", "threads" })
+            if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
+        if (cl.String("channels-last") is { } channelsLast) { start.ArgumentList.Add("--channels-last"); start.ArgumentList.Add(channelsLast); }
+        if (cl.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
         foreach (var a in new[] { "--model", modelDir, "--dtype", Name(dtype), "--report", report }) start.ArgumentList.Add(a);
         using var child = Process.Start(start)!;
         child.WaitForExit();

@@ -112,6 +112,35 @@ public class GenerateCommandTests
             Assert.Contains(option, output);
     }
 
+    [Theory]
+    [InlineData("generate")]
+    [InlineData("bench")]
+    [InlineData("train")]
+    [InlineData("evaluate")]
+    public void Every_command_documents_every_option_it_reads(string command)
+    {
+        var (code, output, _) = Run(command, "--help");
+        Assert.Equal(0, code);
+        var options = command switch
+        {
+            "generate" => SharpDiffusion.Cli.GenerateCommand.Options,
+            "bench" => SharpDiffusion.Cli.Bench.BenchCommand.Options,
+            "train" => SharpDiffusion.Cli.TrainCommand.Options,
+            _ => SharpDiffusion.Cli.EvaluateCommand.Options,
+        };
+        foreach (var option in options.Where(o => !o.Hidden))
+            Assert.Contains($"--{option.Name}", output);
+        Assert.DoesNotContain("--report", output);
+    }
+
+    [Fact]
+    public void Shell_completion_suggests_options()
+    {
+        var (code, output, _) = Run("[suggest:13]", "generate --ma");
+        Assert.Equal(0, code);
+        Assert.Equal(["--mask", "--mask-blur"], output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
     [Fact]
     public void Scheduler_list_names_the_samplers()
     {
