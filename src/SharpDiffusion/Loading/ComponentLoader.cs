@@ -31,10 +31,13 @@ public static class ComponentLoader
     public static ClipTextModel LoadTextEncoder(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
-        var config = ClipTextConfig.From(JsonConfig.Load(ConfigPath(dir)));
+        string configPath = ConfigPath(dir);
+        var config = ClipTextConfig.From(JsonConfig.Load(configPath));
+        var weights = WeightFiles.Find(dir, "model", options.Variant);
+        WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new ClipTextModel(config));
         // position_ids was a non-persistent buffer that older transformers versions saved anyway.
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "model", options.Variant), Placement(options, convs: false),
+        WeightFiles.LoadInto(model, weights, Placement(options, convs: false),
             ignore: k => k.EndsWith("position_ids", StringComparison.Ordinal));
         return Finish(model);
     }
@@ -42,18 +45,24 @@ public static class ComponentLoader
     public static UNet2DConditionModel LoadUNet(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
-        var config = UNet2DConditionConfig.From(JsonConfig.Load(ConfigPath(dir)));
+        string configPath = ConfigPath(dir);
+        var config = UNet2DConditionConfig.From(JsonConfig.Load(configPath));
+        var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
+        WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new UNet2DConditionModel(config));
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant), Placement(options, convs: true));
+        WeightFiles.LoadInto(model, weights, Placement(options, convs: true));
         return Finish(model);
     }
 
     public static AutoencoderKL LoadVae(string dir, LoadOptions? options = null)
     {
         options ??= new LoadOptions();
-        var config = AutoencoderKLConfig.From(JsonConfig.Load(ConfigPath(dir)));
+        string configPath = ConfigPath(dir);
+        var config = AutoencoderKLConfig.From(JsonConfig.Load(configPath));
+        var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
+        WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new AutoencoderKL(config));
-        WeightFiles.LoadInto(model, WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant), Placement(options, convs: true),
+        WeightFiles.LoadInto(model, weights, Placement(options, convs: true),
             rename: VaeAttention.RenameLegacyKey);
         return Finish(model);
     }

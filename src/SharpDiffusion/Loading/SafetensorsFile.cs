@@ -101,8 +101,11 @@ public sealed class SafetensorsFile : IDisposable
                             metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
                     continue;
                 }
-                tensors[property.Name] = ParseEntry(path, property.Name, property.Value, dataLength);
+                // JSON allows a repeated key; the later entry would silently win.
+                if (!tensors.TryAdd(property.Name, ParseEntry(path, property.Name, property.Value, dataLength)))
+                    throw Corrupt(path, $"tensor '{property.Name}' appears twice in the header");
             }
+            RequireDisjoint(path, tensors.Values);
             return (tensors, metadata);
         }
     }
@@ -126,7 +129,7 @@ public sealed class SafetensorsFile : IDisposable
             long count = 1;
             foreach (long d in shape)
                 count = d == 0 ? 0 : (count > long.MaxValue / d ? throw Corrupt(path, $"tensor '{name}' has an impossible shape") : count * d);
-            if (count * info.Size != end - begin)
+            if (count > end - begin || count * info.Size != end - begin)
                 throw Corrupt(path, $"tensor '{name}' of shape [{string.Join(", ", shape)}] {dtype} needs {count * info.Size} bytes but its data_offsets span {end - begin}");
             return new SafetensorsEntry(name, dtype, shape, begin, end);
         }
@@ -136,8 +139,21 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Two tensors sharing bytes would load as silently aliased (wrong) weights.</summary>
+    static void RequireDisjoint(string path, IEnumerable<SafetensorsEntry> entries)
+    {
+        SafetensorsEntry? previous = null;
+        foreach (var entry in entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin))
+        {
+            if (previous is not null && entry.Begin < previous.End)
+                throw Corrupt(path, $"tensors '{previous.Name}' [{previous.Begin}, {previous.End}) and '{entry.Name}' [{entry.Begin}, {entry.End}) overlap in the data section");
+            previous = entry;
+        }
+    }
+
+    // Names come from the file: control characters in them would break the one-line message.
     static InvalidDataException Corrupt(string path, string what) =>
-        new($"Corrupt safetensors file {path}: {what}. Re-download or re-save the file.");
+        new($"Corrupt safetensors file {path}: {string.Concat(what.Select(c => char.IsControl(c) ? ' ' : c))}. Re-download or re-save the file.");
 
     public bool Contains(string name) => Tensors.ContainsKey(name);
 

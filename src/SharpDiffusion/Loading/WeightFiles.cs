@@ -46,6 +46,26 @@ public static class WeightFiles
         return files;
     }
 
+    /// <summary>
+    /// Refuses, before the model is built, a config that describes more parameters than the weight files hold
+    /// values (every parameter must be filled from them): a wrong config, or one with a size such as
+    /// layers_per_block or num_hidden_layers far too large, would otherwise build millions of modules first.
+    /// </summary>
+    public static void RequireRoomFor(double minimumParameters, IReadOnlyList<string> paths, string configPath)
+    {
+        long stored = 0;
+        foreach (var path in paths)
+        {
+            using var file = SafetensorsFile.Open(path);
+            foreach (var entry in file.Tensors.Values)
+                stored += entry.ElementCount;   // bounded by the file's bytes, so no overflow
+        }
+        if (minimumParameters > stored)
+            throw new InvalidDataException($"Config {configPath} describes at least {minimumParameters:0} parameters but " +
+                $"{string.Join(", ", paths)} hold{(paths.Count == 1 ? "s" : "")} only {stored} values; the config does not belong to these weights " +
+                "or a size in it (channels, layers_per_block, num_hidden_layers) is far too large.");
+    }
+
     /// <summary>Opens the files, loads them into the module, closes them.</summary>
     public static void LoadInto(TorchSharp.torch.nn.Module module, IReadOnlyList<string> paths, WeightPlacement? placement = null,
         Func<string, string>? rename = null, Func<string, bool>? ignore = null)

@@ -62,6 +62,8 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     public string AlgorithmType => _algorithm;
     public bool UseKarrasSigmas => _useKarrasSigmas;
 
+    protected override bool NeedsDistinctTimesteps => true;
+
     protected override float[] ComputeTimesteps(int n)
     {
         // Skip the steps whose λ falls below lambda_min_clipped (for cosine schedules); none by default.

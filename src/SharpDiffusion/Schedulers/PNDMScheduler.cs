@@ -54,7 +54,7 @@ public sealed class PNDMScheduler : SchedulerBase
         else
         {
             if (n < PndmOrder)
-                throw new ArgumentOutOfRangeException(nameof(n), n, $"PNDMScheduler with skip_prk_steps=false needs at least {PndmOrder} steps.");
+                throw new ArgumentOutOfRangeException("numInferenceSteps", $"PNDMScheduler with skip_prk_steps=false needs at least {PndmOrder} steps, got {n}.");
             // Runge–Kutta on the last 4 timesteps with half steps: t, t-δ/2, t-δ/2, t-δ (δ = T/n).
             int half = NumTrainTimesteps / n / 2;
             var prk = ascending[^PndmOrder..].SelectMany(t => new[] { t, t + half }).ToArray();      // 8 values

@@ -48,12 +48,34 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     public void SetTimesteps(int numInferenceSteps)
     {
         if (numInferenceSteps < 1 || numInferenceSteps > NumTrainTimesteps)
-            throw new ArgumentOutOfRangeException(nameof(numInferenceSteps), numInferenceSteps,
-                $"{Name}: the number of inference steps must be between 1 and num_train_timesteps ({NumTrainTimesteps}).");
+            throw new ArgumentOutOfRangeException(nameof(numInferenceSteps),
+                $"{Name}: the number of inference steps must be between 1 and num_train_timesteps ({NumTrainTimesteps}), got {numInferenceSteps}.");
         NumInferenceSteps = numInferenceSteps;
         StepIndex = null;
         ResetState();
-        _timesteps = ComputeTimesteps(numInferenceSteps);
+        _timesteps = [];
+        _timesteps = RequireSteppable(ComputeTimesteps(numInferenceSteps), numInferenceSteps);
+    }
+
+    /// <summary>Multistep solvers divide by the log-SNR gap between consecutive steps, and find their place by the
+    /// timestep's value: a repeated timestep gives 0/0.</summary>
+    protected virtual bool NeedsDistinctTimesteps => false;
+
+    /// <summary>Refuses a schedule the numerics cannot step through, instead of an index error or NaN later:
+    /// "leading" with steps_offset reaches t = T at T steps (diffusers indexes ᾱ past its end there), and rounding
+    /// repeats timesteps near T steps.</summary>
+    float[] RequireSteppable(float[] timesteps, int n)
+    {
+        string spacing = Config.GetString("timestep_spacing", "");
+        string how = $"{Name}: {n} steps" + (spacing.Length > 0 ? $" with timestep_spacing '{spacing}'" : "");
+        foreach (float t in timesteps)
+            if (!(t >= 0 && t <= NumTrainTimesteps - 1))
+                throw new ArgumentOutOfRangeException("numInferenceSteps",
+                    $"{how} reach timestep {t}, outside the training range 0-{NumTrainTimesteps - 1}; use fewer steps or timestep_spacing 'trailing'.");
+        if (NeedsDistinctTimesteps && timesteps.Distinct().Count() != timesteps.Length)
+            throw new ArgumentOutOfRangeException("numInferenceSteps",
+                $"{how} repeat a timestep, which this multistep solver cannot step through; use fewer steps.");
+        return timesteps;
     }
 
     /// <summary>Builds the schedule for <paramref name="numInferenceSteps"/> (already validated) and returns the

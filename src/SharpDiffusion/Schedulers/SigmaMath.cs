@@ -66,10 +66,14 @@ public static class SigmaMath
         var logSigmas = schedule.LogSigmas;
         double logSigma = Math.Log(Math.Max(sigma, 1e-10));
         // low = the last training step with ln σ_t <= ln σ (the table increases with t), at most len-2.
-        int count = 0;
-        for (int i = 0; i < logSigmas.Length; i++)
-            if (logSigma - logSigmas[i] >= 0)
-                count++;
+        // count = how many entries are <= ln σ, by bisection (a linear scan made Karras schedules O(n·T)).
+        int lo = 0, hi = logSigmas.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (logSigma - logSigmas[mid] >= 0) lo = mid + 1; else hi = mid;
+        }
+        int count = lo;
         int low = Math.Clamp(count - 1, 0, logSigmas.Length - 2);
         int high = low + 1;
         float lowLog = logSigmas[low], highLog = logSigmas[high];

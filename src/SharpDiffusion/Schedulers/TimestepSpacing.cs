@@ -40,9 +40,10 @@ public static class TimestepSpacing
         };
     }
 
-    /// <summary>round(arange(start, 0, -T/n)) - 1.</summary>
+    /// <summary>round(arange(start, 0, -T/n)) - 1, n of them: when T/n is inexact, arange's length
+    /// ceil(-start/(-T/n)) can come out as n+1 with a last value near 0, i.e. timestep -1 (numpy and diffusers too).</summary>
     static double[] TrailingDescending(int start, int numTrainTimesteps, int n) =>
-        NumPy.Arange(start, 0, -(double)numTrainTimesteps / n).Select(x => Math.Round(x) - 1).ToArray();
+        NumPy.Arange(start, 0, -(double)numTrainTimesteps / n).Take(n).Select(x => Math.Round(x) - 1).ToArray();
 
     static ArgumentException Unsupported(string spacing) =>
         new($"timestep_spacing '{spacing}' is not supported; choose one of 'linspace', 'leading' or 'trailing'");

@@ -52,6 +52,8 @@ public sealed class UniPCMultistepScheduler : SchedulerBase
     public override float InitNoiseSigma => 1f;
     public bool UseKarrasSigmas => _useKarrasSigmas;
 
+    protected override bool NeedsDistinctTimesteps => true;
+
     protected override float[] ComputeTimesteps(int n)
     {
         var spaced = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, NumTrainTimesteps);

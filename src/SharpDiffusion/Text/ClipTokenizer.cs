@@ -72,9 +72,10 @@ public sealed class ClipTokenizer
     {
         string vocabPath = ClipTokenizerFiles.RequireFile(tokenizerDir, ClipTokenizerFiles.VocabFile);
         string mergesPath = ClipTokenizerFiles.RequireFile(tokenizerDir, ClipTokenizerFiles.MergesFile);
+        var vocab = ClipTokenizerFiles.ReadVocab(vocabPath);
         return new ClipTokenizer(
-            ClipTokenizerFiles.ReadVocab(vocabPath),
-            ClipTokenizerFiles.ReadMerges(mergesPath),
+            vocab,
+            ClipTokenizerFiles.ReadMerges(mergesPath, vocab),
             ClipTokenizerFiles.ReadSettings(tokenizerDir));
     }
 

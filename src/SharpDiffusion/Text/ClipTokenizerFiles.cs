@@ -41,29 +41,64 @@ static class ClipTokenizerFiles
         return path;
     }
 
+    /// <summary>token -> id; refused unless every byte of the byte-level alphabet is an entry (otherwise text
+    /// would silently become unknown tokens) and every id is >= 0.</summary>
     public static Dictionary<string, int> ReadVocab(string path)
     {
-        using var stream = File.OpenRead(path);
-        return JsonSerializer.Deserialize<Dictionary<string, int>>(stream)
-            ?? throw new InvalidDataException($"{path} is not a JSON object of token -> id");
+        Dictionary<string, int>? vocab;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(stream);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path} is not a JSON object of token -> integer id ({OneLine(e.Message)})", e);
+        }
+        if (vocab is null)
+            throw new InvalidDataException($"{path} is not a JSON object of token -> integer id");
+        if (vocab.FirstOrDefault(p => p.Value < 0) is { Key: not null } negative)
+            throw new InvalidDataException($"{path}: token '{Shown(negative.Key)}' has the negative id {negative.Value}");
+        if (ByteLevelAlphabet.Characters.FirstOrDefault(c => !vocab.ContainsKey(c.ToString())) is var missing && missing != default)
+            throw new InvalidDataException($"{path} has {vocab.Count} entries and lacks the byte-level symbol '{missing}'; " +
+                "a CLIP vocabulary has all 256 (a truncated or wrong file?)");
+        return vocab;
     }
 
-    public static List<(string Left, string Right)> ReadMerges(string path)
+    /// <summary>
+    /// The merge rules; refused when there are none, or when a rule's parts or result are not vocabulary entries
+    /// (CLIP's vocabulary is the byte alphabet plus the result of every merge, so such a rule means the two files
+    /// do not belong together and tokens would silently be wrong).
+    /// </summary>
+    public static List<(string Left, string Right)> ReadMerges(string path, IReadOnlyDictionary<string, int> vocab)
     {
         // Python's text mode turns CRLF (as in some published copies) and CR into LF; the file is then stripped and split.
         string text = File.ReadAllText(path).Replace("\r\n", "\n").Replace('\r', '\n');
         string[] lines = text.Trim().Split('\n');
         var merges = new List<(string, string)>(Math.Min(lines.Length, MaxMerges));
+        int lineNumber = 1;
         foreach (string line in lines.Skip(1).Take(MaxMerges))
         {
+            lineNumber++;
             // A line that is not two symbols can never match a pair of adjacent symbols; dropping it keeps the
             // relative order (and so the outcome) of the others.
             string[] parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length == 2)
-                merges.Add((parts[0], parts[1]));
+            if (parts.Length != 2)
+                continue;
+            foreach (string symbol in (string[])[parts[0], parts[1], parts[0] + parts[1]])
+                if (!vocab.ContainsKey(symbol))
+                    throw new InvalidDataException($"{path} line {lineNumber}: the merge '{Shown(line)}' uses or makes '{Shown(symbol)}', " +
+                        "which vocab.json does not have; the two files do not belong together");
+            merges.Add((parts[0], parts[1]));
         }
+        if (merges.Count == 0)
+            throw new InvalidDataException($"{path} has no merge rules (a header line, then one 'left right' pair per line, is expected)");
         return merges;
     }
+
+    static string Shown(string s) => s.Length > 40 ? OneLine(s[..37]) + "..." : OneLine(s);
+
+    static string OneLine(string s) => string.Concat(s.Select(c => char.IsControl(c) ? ' ' : c));
 
     /// <summary>
     /// tokenizer_config.json first, then special_tokens_map.json on top (transformers' <c>from_pretrained</c> lets
@@ -77,8 +112,13 @@ static class ClipTokenizerFiles
             string path = Path.Combine(directory, name);
             if (!File.Exists(path))
                 continue;
-            using var document = JsonDocument.Parse(File.ReadAllText(path));
+            JsonDocument document;
+            try { document = JsonDocument.Parse(File.ReadAllText(path)); }
+            catch (JsonException e) { throw new InvalidDataException($"{path} is not valid JSON ({OneLine(e.Message)})", e); }
+            using var _ = document;
             var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{path} is not a JSON object");
             settings = settings with
             {
                 ModelMaxLength = ReadMaxLength(root, path) ?? settings.ModelMaxLength,

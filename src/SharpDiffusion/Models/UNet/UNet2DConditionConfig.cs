@@ -38,15 +38,33 @@ public sealed record UNet2DConditionConfig
     /// <summary>How much the UNet downsamples: 2^(levels − 1).</summary>
     public int DownFactor => 1 << (BlockOutChannels.Length - 1);
 
+    /// <summary>Channel counts above this are refused as config errors (SDXL's largest is 1280; this keeps
+    /// products such as the time embedding's 4·channels inside int).</summary>
+    public const int MaxChannels = 1 << 16;
+
+    static readonly string[] DownTypes = ["CrossAttnDownBlock2D", "DownBlock2D"];
+    static readonly string[] UpTypes = ["CrossAttnUpBlock2D", "UpBlock2D"];
+
+    /// <summary>Reads and validates every key before anything is built: types, ranges, divisibility (GroupNorm
+    /// groups and attention heads must divide each block's channels) and per-block list lengths.</summary>
     public static UNet2DConditionConfig From(JsonConfig c)
     {
         var d = new UNet2DConditionConfig();
-        var blockOut = c.GetIntArray("block_out_channels", d.BlockOutChannels);
+        var blockOut = c.GetIntArray("block_out_channels", d.BlockOutChannels, 1, MaxChannels);
         var down = c.GetStringArray("down_block_types", d.DownBlockTypes);
         var up = c.GetStringArray("up_block_types", d.UpBlockTypes);
         int n = down.Length;
-        if (blockOut.Length != n || up.Length != n)
-            throw new InvalidDataException($"Config {c.Source}: block_out_channels ({blockOut.Length}), down_block_types ({n}) and up_block_types ({up.Length}) must have the same length");
+        if (blockOut.Length == 0)
+            throw c.Invalid("block_out_channels", blockOut, "it must list at least one block");
+        if (blockOut.Length > 16)
+            throw c.Invalid("block_out_channels", blockOut, "it has more than 16 blocks (each halves the resolution)");
+        if (n != blockOut.Length)
+            throw c.Invalid("down_block_types", down, $"it must have one entry per block_out_channels entry ({blockOut.Length})");
+        if (up.Length != n)
+            throw c.Invalid("up_block_types", up, $"it must have one entry per block_out_channels entry ({blockOut.Length})");
+        foreach (var (key, types, allowed) in new[] { ("down_block_types", down, DownTypes), ("up_block_types", up, UpTypes) })
+            if (types.FirstOrDefault(t => !allowed.Contains(t)) is { } bad)
+                throw new NotSupportedException($"Config {c.Source}: '{key}' contains '{bad}', which is not supported ({string.Join(", ", allowed)} are).");
 
         Unsupported(c, "class_embed_type");
         Unsupported(c, "addition_embed_type");
@@ -59,38 +77,72 @@ public sealed record UNet2DConditionConfig
             throw new NotSupportedException($"Config {c.Source}: resnet_time_scale_shift '{c.GetString("resnet_time_scale_shift", "")}' is not supported (only 'default')");
         if (c.GetString("act_fn", "silu") != "silu")
             throw new NotSupportedException($"Config {c.Source}: act_fn '{c.GetString("act_fn", "")}' is not supported (only 'silu')");
+        string mid = c.GetString("mid_block_type", d.MidBlockType);
+        if (mid != "UNetMidBlock2DCrossAttn")
+            throw new NotSupportedException($"Config {c.Source}: mid_block_type '{mid}' is not supported (only 'UNetMidBlock2DCrossAttn')");
+
+        int groups = c.GetInt("norm_num_groups", 32, 1, MaxChannels);
+        foreach (int ch in blockOut)
+            if (ch % groups != 0)
+                throw c.Invalid("norm_num_groups", groups, $"it must divide every block_out_channels entry ({ch} is not a multiple; GroupNorm splits channels into equal groups)");
 
         // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (a historical misnomer).
-        var heads = c.Has("num_attention_heads")
-            ? c.GetPerBlockInt("num_attention_heads", 8, n)
-            : c.GetPerBlockInt("attention_head_dim", 8, n);
+        string headsKey = c.Has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
+        var heads = c.GetPerBlockInt(headsKey, 8, n, 1, MaxChannels);
+        for (int i = 0; i < n; i++)
+            if (blockOut[i] % heads[i] != 0)
+                throw c.Invalid(headsKey, c.IsArray(headsKey) ? heads : heads[i], $"the heads must divide block {i}'s {blockOut[i]} channels");
+
+        int[] kernels = [c.GetInt("conv_in_kernel", 3, 1, 15), c.GetInt("conv_out_kernel", 3, 1, 15)];
+        foreach (var (key, k) in new[] { ("conv_in_kernel", kernels[0]), ("conv_out_kernel", kernels[1]) })
+            if (k % 2 == 0)
+                throw c.Invalid(key, k, "it must be odd (the padding (k-1)/2 keeps the size only for odd kernels)");
 
         return new UNet2DConditionConfig
         {
-            SampleSize = c.Has("sample_size") ? c.GetInt("sample_size", 0) : null,
-            InChannels = c.GetInt("in_channels", d.InChannels),
-            OutChannels = c.GetInt("out_channels", d.OutChannels),
+            SampleSize = c.Has("sample_size") ? c.GetInt("sample_size", 0, 1, 1 << 16) : null,
+            InChannels = c.GetInt("in_channels", d.InChannels, 1, MaxChannels),
+            OutChannels = c.GetInt("out_channels", d.OutChannels, 1, MaxChannels),
             CenterInputSample = c.GetBool("center_input_sample", false),
             FlipSinToCos = c.GetBool("flip_sin_to_cos", true),
             FreqShift = c.GetDouble("freq_shift", 0),
             DownBlockTypes = down,
-            MidBlockType = c.GetString("mid_block_type", d.MidBlockType),
+            MidBlockType = mid,
             UpBlockTypes = up,
             BlockOutChannels = blockOut,
-            LayersPerBlock = c.GetPerBlockInt("layers_per_block", 2, n),
-            DownsamplePadding = c.GetInt("downsample_padding", 1),
-            MidBlockScaleFactor = c.GetDouble("mid_block_scale_factor", 1),
-            NormNumGroups = c.GetInt("norm_num_groups", 32),
-            NormEps = c.GetDouble("norm_eps", 1e-5),
-            CrossAttentionDim = c.GetPerBlockInt("cross_attention_dim", 1280, n),
-            TransformerLayersPerBlock = c.GetPerBlockInt("transformer_layers_per_block", 1, n),
+            LayersPerBlock = c.GetPerBlockInt("layers_per_block", 2, n, 1, 1000),
+            DownsamplePadding = c.GetInt("downsample_padding", 1, 0, 1),
+            MidBlockScaleFactor = c.GetDouble("mid_block_scale_factor", 1, above: 0),
+            NormNumGroups = groups,
+            NormEps = c.GetDouble("norm_eps", 1e-5, above: 0),
+            CrossAttentionDim = c.GetPerBlockInt("cross_attention_dim", 1280, n, 1, MaxChannels),
+            TransformerLayersPerBlock = c.GetPerBlockInt("transformer_layers_per_block", 1, n, 1, 1000),
             NumAttentionHeads = heads,
             OnlyCrossAttention = c.GetPerBlockBool("only_cross_attention", false, n),
             UseLinearProjection = c.GetBool("use_linear_projection", false),
             UpcastAttention = c.GetBool("upcast_attention", false),
-            ConvInKernel = c.GetInt("conv_in_kernel", 3),
-            ConvOutKernel = c.GetInt("conv_out_kernel", 3),
+            ConvInKernel = kernels[0],
+            ConvOutKernel = kernels[1],
         };
+    }
+
+    /// <summary>A lower bound on the parameter count (the second 3×3 convolution of every resnet and the self-attention q/k/v/out
+    /// projections of every transformer layer), in double so absurd configs cannot overflow; used to refuse a
+    /// config that describes far more parameters than its weight file holds before building it.</summary>
+    public double MinimumParameterCount()
+    {
+        double total = 0;
+        for (int i = 0; i < BlockOutChannels.Length; i++)
+        {
+            // Level i: L down resnets and L+1 up resnets whose second 3×3 conv is ch → ch.
+            double ch = BlockOutChannels[i], layers = LayersPerBlock[i];
+            total += (2 * layers + 1) * 9 * ch * ch;
+            if (DownBlockTypes[i] == "CrossAttnDownBlock2D")
+                total += layers * TransformerLayersPerBlock[i] * 4 * ch * ch;
+            if (UpBlockTypes[^(i + 1)] == "CrossAttnUpBlock2D")
+                total += (layers + 1) * TransformerLayersPerBlock[i] * 4 * ch * ch;
+        }
+        return total;
     }
 
     static void Unsupported(JsonConfig c, string key)
