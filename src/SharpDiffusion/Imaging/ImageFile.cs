@@ -6,8 +6,9 @@ namespace SharpDiffusion.Imaging;
 /// applied (as diffusers' <c>load_image</c>), alpha dropped without compositing.</summary>
 public static class ImageFile
 {
-    /// <summary>Images larger than this many pixels are refused before decoding (a 16384² picture).</summary>
-    public const long MaxPixels = 16384L * 16384;
+    /// <summary>Images larger than this many pixels are refused before decoding (8192², 64 megapixels: larger than any
+    /// size a generation takes, and a bound on what a small file claiming a huge size can make us allocate).</summary>
+    public const long MaxPixels = 8192L * 8192;
 
     public static RgbImage Load(string path)
     {

@@ -55,6 +55,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         var unet = ComponentLoader.LoadUNet(folder.Component("unet"), options);
         var vae = ComponentLoader.LoadVae(folder.Component("vae"), options);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
+        if (tokenizer.VocabSize > textEncoder.Config.VocabSize)
+        {
+            textEncoder.Dispose(); unet.Dispose(); vae.Dispose();
+            throw new InvalidDataException($"{Path.Combine(folder.Component("tokenizer"), "vocab.json")} has {tokenizer.VocabSize} tokens but the text encoder " +
+                $"embeds {textEncoder.Config.VocabSize} (text_encoder/config.json vocab_size): the tokenizer belongs to another model.");
+        }
         return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, folder.Name, new Device(options.Device), options.DType);
     }
 

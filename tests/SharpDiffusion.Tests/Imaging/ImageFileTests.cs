@@ -42,6 +42,19 @@ public class ImageFileTests
     }
 
     [Fact]
+    public void A_small_file_claiming_a_huge_picture_is_refused_before_decoding()
+    {
+        var png = RgbaPng(new byte[4 * 4 * 4], 4, 4);
+        // IHDR's width and height (bytes 16..23) claim 20000x20000 for the same tiny data.
+        byte[] huge = [.. png[..16], 0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, .. png[24..]];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(huge.AsSpan(29), System.IO.Hashing.Crc32.HashToUInt32(huge.AsSpan(12, 17)));
+        long before = GC.GetTotalMemory(false);
+        var e = Assert.Throws<InvalidDataException>(() => ImageFile.Decode(huge, "huge.png"));
+        Assert.Contains("huge.png is 20000x20000, more than 67 megapixels", e.Message);
+        Assert.True(GC.GetTotalMemory(false) - before < 100_000_000);
+    }
+
+    [Fact]
     public void Transparent_png_pixels_keep_their_colour_as_PIL_convert_RGB_does()
     {
         byte[] rgba = [200, 100, 50, 0, 10, 20, 30, 128, 255, 255, 255, 255, 1, 2, 3, 64];
