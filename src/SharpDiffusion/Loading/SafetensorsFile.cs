@@ -16,7 +16,7 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, l
 /// (<c>dtype</c>, <c>shape</c>, <c>data_offsets</c> relative to the data section, optional <c>__metadata__</c>),
 /// then raw little-endian data. Every offset is validated against the file size before any data is touched.
 /// </summary>
-public sealed class SafetensorsFile : IDisposable
+public sealed class SafetensorsFile : ITensorFile
 {
     const long MaxHeaderBytes = 100L << 20; // the format's own limit is 100 MB
 
@@ -40,6 +40,8 @@ public sealed class SafetensorsFile : IDisposable
     public string Path { get; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
+    public IReadOnlyList<TensorHeader> Headers => _headers ??= Tensors.Values.Select(e => new TensorHeader(e.Name, e.Shape)).ToList();
+    List<TensorHeader>? _headers;
 
     SafetensorsFile(string path, MemoryMappedFile? map, long dataStart,
         Dictionary<string, SafetensorsEntry> tensors, Dictionary<string, string> metadata)

@@ -11,7 +11,7 @@ public sealed record WeightPlacement(ScalarType DType, Device Device, bool Chann
 }
 
 /// <summary>
-/// Fills a module's parameters from safetensors files by name. Every stored tensor must land in a parameter of
+/// Fills a module's parameters from tensor files (safetensors, torch pickles) by name. Every stored tensor must land in a parameter of
 /// the same name and shape and every parameter must be filled; otherwise the error lists the differences by name.
 /// Each stored tensor becomes a new parameter in the placement's dtype, device and layout, one tensor at a time,
 /// so a model built on the meta device never holds more than its final weights plus one tensor in flight.
@@ -20,7 +20,7 @@ public static class StateDictLoader
 {
     /// <param name="rename">maps a stored key to our name (older layouts); null = identity.</param>
     /// <param name="ignore">stored keys that are known and safely skipped (e.g. position_ids).</param>
-    public static void Load(nn.Module module, IReadOnlyList<SafetensorsFile> files, WeightPlacement? placement = null,
+    public static void Load(nn.Module module, IReadOnlyList<ITensorFile> files, WeightPlacement? placement = null,
         Func<string, string>? rename = null, Func<string, bool>? ignore = null)
     {
         placement ??= WeightPlacement.Cpu32;
@@ -36,7 +36,7 @@ public static class StateDictLoader
         using (no_grad())
         {
             foreach (var file in files)
-            foreach (var entry in file.Tensors.Values)
+            foreach (var entry in file.Headers)
             {
                 if (ignore?.Invoke(entry.Name) == true) continue;
                 string name = rename?.Invoke(entry.Name) ?? entry.Name;
@@ -74,7 +74,7 @@ public static class StateDictLoader
 
     // The stored tensor as the parameter it becomes: squeezed, cast, moved, channels-last for conv kernels.
     // Every intermediate is disposed here: an undisposed view would keep the stored copy alive until the GC ran.
-    static Parameter Place(SafetensorsFile file, string key, bool squeeze, WeightPlacement placement)
+    static Parameter Place(ITensorFile file, string key, bool squeeze, WeightPlacement placement)
     {
         Tensor placed;
         using (var scope = NewDisposeScope())

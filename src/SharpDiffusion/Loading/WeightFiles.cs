@@ -70,7 +70,7 @@ public static class WeightFiles
     public static void LoadInto(TorchSharp.torch.nn.Module module, IReadOnlyList<string> paths, WeightPlacement? placement = null,
         Func<string, string>? rename = null, Func<string, bool>? ignore = null)
     {
-        var files = new List<SafetensorsFile>();
+        var files = new List<ITensorFile>();
         try
         {
             foreach (var p in paths) files.Add(SafetensorsFile.Open(p));
