@@ -4,7 +4,8 @@ namespace SharpDiffusion.Loading;
 
 /// <summary>
 /// Finds a component's weight files the way diffusers/transformers name them: <c>{stem}.safetensors</c>,
-/// <c>{stem}.{variant}.safetensors</c>, or a sharded <c>{stem}.safetensors.index.json</c>.
+/// <c>{stem}.{variant}.safetensors</c>, or a sharded <c>{stem}.safetensors.index.json</c>; failing those, the same as
+/// PyTorch pickles (<c>{stem}.bin</c>, <c>{stem}.bin.index.json</c>).
 /// </summary>
 public static class WeightFiles
 {
@@ -22,16 +23,21 @@ public static class WeightFiles
         if (File.Exists(index))
             return Shards(index, componentDir);
 
+        // What older diffusers/transformers save_pretrained wrote (safe_serialization=False): torch pickles, read
+        // without running anything from them (TorchPickleFile).
         string pickle = Path.Combine(componentDir, name + ".bin");
         if (File.Exists(pickle))
-            throw new NotSupportedException($"{pickle} is a PyTorch pickle; only safetensors weights are supported. " +
-                "Convert it once (e.g. diffusers' save_pretrained(..., safe_serialization=True)) or download the .safetensors files.");
+            return [pickle];
+
+        string pickleIndex = Path.Combine(componentDir, name + ".bin.index.json");
+        if (File.Exists(pickleIndex))
+            return Shards(pickleIndex, componentDir);
 
         var present = Directory.GetFiles(componentDir, "*.safetensors").Select(Path.GetFileName).ToArray();
         string hint = present.Length > 0
             ? $" Found: {string.Join(", ", present)}" + (variant is null ? " (pass the variant, e.g. --variant fp16)" : "")
             : "";
-        throw new FileNotFoundException($"No weights named {name}.safetensors in {componentDir}.{hint}", single);
+        throw new FileNotFoundException($"No weights named {name}.safetensors (or {name}.bin) in {componentDir}.{hint}", single);
     }
 
     static IReadOnlyList<string> Shards(string indexPath, string dir)
@@ -56,9 +62,9 @@ public static class WeightFiles
         long stored = 0;
         foreach (var path in paths)
         {
-            using var file = SafetensorsFile.Open(path);
-            foreach (var entry in file.Tensors.Values)
-                stored += entry.ElementCount;   // bounded by the file's bytes, so no overflow
+            using var file = TensorFileOpener.Open(path);
+            foreach (var header in file.Headers)
+                stored += header.ElementCount;   // each checked against the file's bytes when it was opened, so no overflow
         }
         if (minimumParameters > stored)
             throw new InvalidDataException($"Config {configPath} describes at least {minimumParameters:0} parameters but " +
@@ -73,7 +79,7 @@ public static class WeightFiles
         var files = new List<ITensorFile>();
         try
         {
-            foreach (var p in paths) files.Add(SafetensorsFile.Open(p));
+            foreach (var p in paths) files.Add(TensorFileOpener.Open(p));
             StateDictLoader.Load(module, files, placement, rename, ignore);
         }
         finally

@@ -6,7 +6,7 @@ namespace SharpDiffusion.Tests.Loading;
 /// <summary>Loading real folders: variants, and errors that name the file and the fix.</summary>
 public class ModelFolderTests
 {
-    static void CopyDir(string from, string to)
+    internal static void CopyDir(string from, string to)
     {
         Directory.CreateDirectory(to);
         foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));

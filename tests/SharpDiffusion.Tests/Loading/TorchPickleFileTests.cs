@@ -1,0 +1,208 @@
+using System.IO.Compression;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Pipelines;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Tests.Loading;
+
+/// <summary>Issue 11, item 2: torch.save checkpoints read without running anything from them.</summary>
+public class TorchPickleFileTests
+{
+    /// <summary>Same shape and dtype, every element equal.</summary>
+    static bool Same(Tensor actual, Tensor expected)
+    {
+        if (actual.dtype != expected.dtype || !actual.shape.SequenceEqual(expected.shape)) return false;
+        using var equal = actual.eq(expected).all();
+        return equal.item<bool>();
+    }
+
+    static void AssertOneLineNaming(Exception e, string path)
+    {
+        Assert.Contains(path, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Single_file_ckpt_holds_the_same_tensors_as_the_safetensors()
+    {
+        using var ckpt = TorchPickleFile.Open(Golden.Path("single_file", "small-sd15.ckpt"));
+        using var st = SafetensorsFile.Open(Golden.Path("single_file", "small-sd15.safetensors"));
+        Assert.True(ckpt.HasStateDict);
+        Assert.Equal(996, ckpt.Headers.Count);
+        Assert.Equal(st.Headers.Select(h => h.Name), ckpt.Headers.Select(h => h.Name));
+        foreach (var header in ckpt.Headers)
+        {
+            using var scope = NewDisposeScope();
+            Assert.Equal(st.Tensors[header.Name].Shape, header.Shape);
+            var actual = ckpt.Load(header.Name);
+            var expected = st.Load(header.Name);
+            Assert.Equal(expected.dtype, actual.dtype);
+            Assert.True(Same(actual, expected), header.Name);
+        }
+    }
+
+    [Fact]
+    public void A1111_embedding_pt_reads_string_to_param_and_name()
+    {
+        using var pt = TorchPickleFile.Open(Golden.Path("textual_inversion", "cat-toy-2v_a1111.pt"));
+        var expected = Golden.Load("textual_inversion", "cat-toy-2v_a1111_emb_params.safetensors")["emb_params"];
+        Assert.False(pt.HasStateDict);
+        Assert.Equal(["string_to_param.*"], pt.Headers.Select(h => h.Name));
+        using var actual = pt.Load("string_to_param.*");   // a torch.nn.Parameter (_rebuild_parameter)
+        Assert.Equal([2L, 64L], actual.shape);
+        Assert.True(Same(actual, expected));
+        Assert.Equal("cat-toy-2v", pt.Values["name"]);
+        Assert.Equal(1000L, pt.Values["step"]);
+        Assert.Equal(265L, pt.Values["string_to_token.*"]);
+    }
+
+    [Theory]
+    [InlineData("os", "system", false)]
+    [InlineData("posix", "system", false)]
+    [InlineData("builtins", "eval", true)]
+    public void Pickle_calling_a_forbidden_global_is_refused_and_never_run(string module, string name, bool stackGlobal)
+    {
+        using var temp = new TempDir();
+        string marker = temp.File("pwned");
+        string command = module == "builtins" ? $"open('{marker}', 'w')" : $"touch '{marker}'";
+        var pickle = new PickleBuilder().Proto(stackGlobal ? 4 : 2);
+        if (stackGlobal)
+            pickle.String(module).String(name).Op(0x93);   // STACK_GLOBAL
+        else
+            pickle.Global(module, name);
+        byte[] bytes = pickle.String(command).Op(0x85).Op('R').Stop().ToArray();   // TUPLE1, REDUCE
+        string path = temp.File("evil.ckpt");
+        TorchCheckpointWriter.WriteArchive(path, bytes, []);
+
+        var e = Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(path));
+        Assert.Contains($"{module}.{name}", e.Message);
+        Assert.Contains("refused", e.Message);
+        AssertOneLineNaming(e, path);
+        Assert.False(File.Exists(marker));
+    }
+
+    [Fact]
+    public void Views_sharing_one_storage_load_as_contiguous_copies_in_their_dtypes()
+    {
+        using var temp = new TempDir();
+        // Storage 0: 12 floats 0..11. "a" = all of it as [3, 4]; "b" = a transposed window [2, 3] from element 2.
+        var pickle = new PickleBuilder().Proto(2).EmptyDict().Mark()
+            .String("a").Tensor("FloatStorage", "0", 12, 0, [3, 4], [4, 1])
+            .String("b").Tensor("FloatStorage", "0", 12, 2, [2, 3], [1, 4])
+            .String("scalar").Tensor("FloatStorage", "0", 12, 5, [], [])
+            .Op('u').Stop().ToArray();
+        using var values = arange(12, dtype: float32);
+        string path = temp.File("views.pt");
+        TorchCheckpointWriter.WriteArchive(path, pickle, [("0", values.bytes.ToArray())]);
+
+        using var file = TorchPickleFile.Open(path);
+        using var a = file.Load("a");
+        using var b = file.Load("b");
+        using var scalar = file.Load("scalar");
+        using var expectedB = tensor(new float[] { 2, 6, 10, 3, 7, 11 }).reshape(2, 3);
+        Assert.True(Same(a, values.reshape(3, 4)));
+        Assert.True(Same(b, expectedB));
+        Assert.True(b.is_contiguous());
+        Assert.Equal(5f, scalar.item<float>());
+
+        string typed = temp.File("dtypes.bin");
+        var tensors = TorchCheckpointWriter.StorageTypes.Keys.Select(dt => ($"t.{dt}", (arange(6, dtype: float64) - 2).to(dt).reshape(2, 3))).ToList();
+        TorchCheckpointWriter.Write(typed, tensors);
+        using var typedFile = TorchPickleFile.Open(typed);
+        foreach (var (name, expected) in tensors)
+        {
+            using var actual = typedFile.Load(name);
+            Assert.Equal(expected.dtype, actual.dtype);
+            Assert.True(Same(actual, expected), name);
+            expected.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Truncated_zip_is_refused_naming_the_file()
+    {
+        using var temp = new TempDir();
+        byte[] whole = File.ReadAllBytes(Golden.Path("textual_inversion", "cat-toy-2v_a1111.pt"));
+        string path = temp.File("truncated.pt");
+        File.WriteAllBytes(path, whole[..(whole.Length / 2)]);
+        AssertOneLineNaming(Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(path)), path);
+    }
+
+    [Fact]
+    public void File_that_is_not_a_pickle_is_refused_naming_the_file()
+    {
+        using var temp = new TempDir();
+        string path = temp.File("notes.ckpt");
+        File.WriteAllText(path, "this is not a checkpoint\n");
+        AssertOneLineNaming(Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(path)), path);
+    }
+
+    [Fact]
+    public void Garbage_data_pkl_is_refused_naming_the_file()
+    {
+        using var temp = new TempDir();
+        var rng = new Random(11);
+        for (int i = 0; i < 20; i++)
+        {
+            var garbage = new byte[rng.Next(1, 300)];
+            rng.NextBytes(garbage);
+            if (i % 2 == 0) { garbage[0] = 0x80; garbage[1] = 2; }   // a plausible start, then noise
+            string path = temp.File($"garbage{i}.ckpt");
+            TorchCheckpointWriter.WriteArchive(path, garbage, []);
+            AssertOneLineNaming(Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(path)), path);
+        }
+    }
+
+    [Fact]
+    public void Storage_shorter_than_its_tensor_is_refused_naming_the_file()
+    {
+        using var temp = new TempDir();
+        var pickle = new PickleBuilder().Proto(2).EmptyDict().String("w").Tensor("FloatStorage", "0", 16, 0, [4, 4], [4, 1]).Op('s').Stop().ToArray();
+        string path = temp.File("short.bin");
+        TorchCheckpointWriter.WriteArchive(path, pickle, [("0", new byte[40])]);
+        var e = Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(path));
+        AssertOneLineNaming(e, path);
+        Assert.Contains("storage 0", e.Message);
+    }
+
+    [Fact]
+    public void Diffusers_folder_with_bin_weights_loads_identical_weights()
+    {
+        using var temp = new TempDir();
+        string source = Golden.Path("models", "tiny-sd");
+        ModelFolderTests.CopyDir(source, temp.Path);
+        foreach (var (component, stem) in new[] { ("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model") })
+        {
+            string dir = Path.Combine(temp.Path, component);
+            string safetensors = Path.Combine(dir, stem + ".safetensors");
+            using (var st = SafetensorsFile.Open(safetensors))
+            {
+                var tensors = st.Headers.Select(h => (h.Name, st.Load(h.Name))).ToList();
+                TorchCheckpointWriter.Write(Path.Combine(dir, stem + ".bin"), tensors, archive: stem);
+                foreach (var (_, t) in tensors) t.Dispose();
+            }
+            File.Delete(safetensors);
+        }
+
+        var options = new LoadOptions { ChannelsLast = false };
+        AssertSameWeights(ComponentLoader.LoadUNet(Path.Combine(source, "unet"), options), ComponentLoader.LoadUNet(Path.Combine(temp.Path, "unet"), options));
+        AssertSameWeights(ComponentLoader.LoadVae(Path.Combine(source, "vae"), options), ComponentLoader.LoadVae(Path.Combine(temp.Path, "vae"), options));
+        AssertSameWeights(ComponentLoader.LoadTextEncoder(Path.Combine(source, "text_encoder"), options),
+            ComponentLoader.LoadTextEncoder(Path.Combine(temp.Path, "text_encoder"), options));
+        using var pipeline = StableDiffusionPipeline.FromPretrained(temp.Path);
+    }
+
+    static void AssertSameWeights(nn.Module expected, nn.Module actual)
+    {
+        using (expected)
+        using (actual)
+        {
+            var a = actual.state_dict();
+            var e = expected.state_dict();
+            Assert.Equal(e.Keys, a.Keys);
+            foreach (var (name, t) in e)
+                Assert.True(Same(a[name], t), name);
+        }
+    }
+}
