@@ -137,6 +137,7 @@ public class FuzzTests(ITestOutputHelper output)
         Configs(rng, tally, temp, casesPerComponent: 40);
         TokenizerFiles(rng, tally, temp, casesPerFile: 20);
         Images(rng, tally, casesPerFormat: 50);
+        TorchCheckpoints(rng, tally, temp, cases: 80);
 
         foreach (var (kind, (cases, valid, refused)) in tally.Kinds)
             output.WriteLine($"{kind}: {cases} cases, {valid} valid, {refused} refused cleanly");
@@ -173,6 +174,74 @@ public class FuzzTests(ITestOutputHelper output)
                 using var st = SafetensorsFile.Open(file);
                 foreach (var name in st.Tensors.Keys)
                     st.Load(name).Dispose();
+            });
+        }
+    }
+
+    /// <summary>A small torch.save checkpoint (12 VAE tensors in a state_dict) mutated
+    /// as a whole file (bits, truncation, overwritten runs) or inside its data.pkl (the zip rebuilt around it).</summary>
+    static void TorchCheckpoints(Random rng, Tally tally, TempDir temp, int cases)
+    {
+        string seedPath = temp.File("seed.ckpt");
+        using (var st = SafetensorsFile.Open(Path.Combine(TinySd, "vae", "diffusion_pytorch_model.safetensors")))
+        {
+            var tensors = st.Headers.Take(12).Select(h => (h.Name, st.Load(h.Name))).ToList();
+            Loading.TorchCheckpointWriter.Write(seedPath, tensors, inStateDict: true);
+            foreach (var (_, t) in tensors) t.Dispose();
+        }
+        byte[] seed = File.ReadAllBytes(seedPath);
+        byte[] pickle;
+        using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(seed)))
+        using (var s = zip.GetEntry("archive/data.pkl")!.Open())
+        using (var copy = new MemoryStream())
+        {
+            s.CopyTo(copy);
+            pickle = copy.ToArray();
+        }
+        for (int i = 0; i < cases; i++)
+        {
+            string file = temp.File($"case{i}.ckpt");
+            string what;
+            bool inPickle = rng.Next(2) == 0;
+            byte[] bytes = (byte[])(inPickle ? pickle : seed).Clone();
+            switch (rng.Next(3))
+            {
+                case 0:
+                    int flips = rng.Next(1, 9);
+                    for (int k = 0; k < flips; k++) bytes[rng.Next(bytes.Length)] ^= (byte)(1 << rng.Next(8));
+                    what = $"{flips} bits flipped";
+                    break;
+                case 1:
+                    bytes = bytes[..rng.Next(bytes.Length)];
+                    what = $"truncated to {bytes.Length}";
+                    break;
+                default:
+                    int start = rng.Next(bytes.Length), length = rng.Next(1, 16);
+                    Array.Fill(bytes, (byte)rng.Next(256), start, Math.Min(length, bytes.Length - start));
+                    what = $"{length} bytes overwritten at {start}";
+                    break;
+            }
+            if (inPickle)
+            {
+                what = "data.pkl: " + what;
+                var storages = new List<(string, byte[])>();
+                using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(seed)))
+                    foreach (var entry in zip.Entries.Where(e => e.FullName.StartsWith("archive/data/")))
+                    {
+                        using var s = entry.Open();
+                        using var copy = new MemoryStream();
+                        s.CopyTo(copy);
+                        storages.Add((entry.FullName["archive/data/".Length..], copy.ToArray()));
+                    }
+                Loading.TorchCheckpointWriter.WriteArchive(file, bytes, storages);
+            }
+            else
+                File.WriteAllBytes(file, bytes);
+            tally.Run("torch checkpoint", what, file, () =>
+            {
+                using var ckpt = TorchPickleFile.Open(file);
+                foreach (var header in ckpt.Headers)
+                    ckpt.Load(header.Name).Dispose();
             });
         }
     }

@@ -64,7 +64,10 @@ public sealed class TorchPickleFile : ITensorFile
 
             ZipArchive zip;
             try { zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false); }
-            catch (InvalidDataException e) { throw Corrupt(path, $"the zip archive is unreadable ({e.Message}; truncated?)"); }
+            catch (Exception e) when (e is InvalidDataException or IOException or ArgumentException or NotSupportedException)
+            {
+                throw Corrupt(path, $"the zip archive is unreadable ({e.Message}; truncated?)");
+            }
             try
             {
                 return Read(path, zip);
@@ -99,7 +102,7 @@ public sealed class TorchPickleFile : ITensorFile
             using var s = pickleEntry.Open();
             s.ReadExactly(pickle);
         }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
+        catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException)
         {
             throw Corrupt(path, $"data.pkl cannot be read ({e.Message})");
         }
@@ -183,8 +186,8 @@ public sealed class TorchPickleFile : ITensorFile
             throw Corrupt(path, $"tensor '{name}' of shape [{string.Join(", ", t.Shape)}] reaches element {lastIndex} of storage {t.Storage.Key}, which has {t.Storage.ElementCount}");
         var entry = zip.GetEntry(prefix + "data/" + t.Storage.Key)
             ?? throw Corrupt(path, $"storage {t.Storage.Key} of tensor '{name}' is missing from the archive");
-        if (entry.Length < (lastIndex + 1) * elementSize)
-            throw Corrupt(path, $"storage {t.Storage.Key} holds {entry.Length} bytes but tensor '{name}' needs {(lastIndex + 1) * elementSize} (truncated?)");
+        if (lastIndex >= entry.Length / elementSize)
+            throw Corrupt(path, $"storage {t.Storage.Key} holds {entry.Length} bytes but tensor '{name}' needs {lastIndex + 1} elements of {elementSize} bytes (truncated?)");
         // Only an expanded (stride 0) view could have more elements than its storage holds: none in a state dict,
         // and refusing it bounds what a file can make us allocate by what it holds.
         if (count > entry.Length / elementSize)
@@ -217,7 +220,7 @@ public sealed class TorchPickleFile : ITensorFile
             Skip(s, first * type.ElementSize);
             s.ReadExactly(bytes);
         }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
+        catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException)
         {
             throw Corrupt(Path, $"storage {t.Storage.Key} of tensor '{name}' cannot be read ({e.Message})");
         }
