@@ -137,7 +137,7 @@ public class FuzzTests(ITestOutputHelper output)
         Configs(rng, tally, temp, casesPerComponent: 40);
         TokenizerFiles(rng, tally, temp, casesPerFile: 20);
         Images(rng, tally, casesPerFormat: 50);
-        TorchCheckpoints(rng, tally, temp, cases: 80);
+        TorchCheckpoints(rng, tally, temp, cases: 120);
 
         foreach (var (kind, (cases, valid, refused)) in tally.Kinds)
             output.WriteLine($"{kind}: {cases} cases, {valid} valid, {refused} refused cleanly");
@@ -178,18 +178,19 @@ public class FuzzTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>A small torch.save checkpoint (12 VAE tensors in a state_dict) mutated
-    /// as a whole file (bits, truncation, overwritten runs) or inside its data.pkl (the zip rebuilt around it).</summary>
+    /// <summary>A small torch.save checkpoint (12 VAE tensors in a state_dict) mutated as a whole file (bits, truncation,
+    /// overwritten runs), inside its data.pkl (the zip rebuilt around it), or in the legacy non-zip format.</summary>
     static void TorchCheckpoints(Random rng, Tally tally, TempDir temp, int cases)
     {
-        string seedPath = temp.File("seed.ckpt");
+        string seedPath = temp.File("seed.ckpt"), legacyPath = temp.File("seed-legacy.pt");
         using (var st = SafetensorsFile.Open(Path.Combine(TinySd, "vae", "diffusion_pytorch_model.safetensors")))
         {
             var tensors = st.Headers.Take(12).Select(h => (h.Name, st.Load(h.Name))).ToList();
             Loading.TorchCheckpointWriter.Write(seedPath, tensors, inStateDict: true);
+            Loading.TorchCheckpointWriter.WriteLegacy(legacyPath, tensors);
             foreach (var (_, t) in tensors) t.Dispose();
         }
-        byte[] seed = File.ReadAllBytes(seedPath);
+        byte[] seed = File.ReadAllBytes(seedPath), legacySeed = File.ReadAllBytes(legacyPath);
         byte[] pickle;
         using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(seed)))
         using (var s = zip.GetEntry("archive/data.pkl")!.Open())
@@ -202,8 +203,9 @@ public class FuzzTests(ITestOutputHelper output)
         {
             string file = temp.File($"case{i}.ckpt");
             string what;
-            bool inPickle = rng.Next(2) == 0;
-            byte[] bytes = (byte[])(inPickle ? pickle : seed).Clone();
+            int form = rng.Next(3);   // 0: inside data.pkl, 1: the zip file, 2: the legacy (non-zip) file
+            bool inPickle = form == 0;
+            byte[] bytes = (byte[])(form switch { 0 => pickle, 1 => seed, _ => legacySeed }).Clone();
             switch (rng.Next(3))
             {
                 case 0:
@@ -236,7 +238,10 @@ public class FuzzTests(ITestOutputHelper output)
                 Loading.TorchCheckpointWriter.WriteArchive(file, bytes, storages);
             }
             else
+            {
+                if (form == 2) what = "legacy: " + what;
                 File.WriteAllBytes(file, bytes);
+            }
             tally.Run("torch checkpoint", what, file, () =>
             {
                 using var ckpt = TorchPickleFile.Open(file);

@@ -18,8 +18,7 @@ public sealed class TorchPickleFile : ITensorFile
     const long MaxPickleBytes = 1L << 30;
     const int MaxDepth = 64;
 
-    readonly ZipArchive _zip;
-    readonly string _dataFolder;
+    readonly IStorages _storages;
     readonly Dictionary<string, TorchTensorRef> _tensors;
 
     public string Path { get; }
@@ -31,12 +30,11 @@ public sealed class TorchPickleFile : ITensorFile
     /// <summary>Strings, integers, floats and booleans of the pickle under their dotted names (tensors excluded).</summary>
     public IReadOnlyDictionary<string, object> Values { get; }
 
-    TorchPickleFile(string path, ZipArchive zip, string dataFolder, Dictionary<string, TorchTensorRef> tensors,
+    TorchPickleFile(string path, IStorages storages, Dictionary<string, TorchTensorRef> tensors,
         List<TensorHeader> headers, bool hasStateDict, Dictionary<string, object> values)
     {
         Path = path;
-        _zip = zip;
-        _dataFolder = dataFolder;
+        _storages = storages;
         _tensors = tensors;
         Headers = headers;
         HasStateDict = hasStateDict;
@@ -45,6 +43,35 @@ public sealed class TorchPickleFile : ITensorFile
 
     static InvalidDataException Corrupt(string path, string what) =>
         new($"Corrupt PyTorch checkpoint {path}: {string.Concat(what.Select(c => char.IsControl(c) ? ' ' : c))}. Re-download or re-save the file.");
+
+    /// <summary>Where each storage's raw bytes are: its byte length (-1 when absent) and a stream of them.</summary>
+    interface IStorages : IDisposable
+    {
+        long Length(string key);
+        Stream Open(string key);
+    }
+
+    sealed class ZipStorages(ZipArchive zip, string folder) : IStorages
+    {
+        public long Length(string key) => zip.GetEntry(folder + key)?.Length ?? -1;
+        public Stream Open(string key) => zip.GetEntry(folder + key)!.Open();
+        public void Dispose() => zip.Dispose();
+    }
+
+    /// <summary>The legacy format: after the pickles, each storage as an int64 element count and its bytes.</summary>
+    sealed class LegacyStorages(string path, Dictionary<string, (long Offset, long Length)> ranges) : IStorages
+    {
+        public long Length(string key) => ranges.TryGetValue(key, out var r) ? r.Length : -1;
+
+        public Stream Open(string key)
+        {
+            var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            stream.Position = ranges[key].Offset;
+            return stream;
+        }
+
+        public void Dispose() { }
+    }
 
     public static TorchPickleFile Open(string path)
     {
@@ -56,11 +83,13 @@ public sealed class TorchPickleFile : ITensorFile
             Span<byte> magic = stackalloc byte[2];
             int got = stream.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
             stream.Position = 0;
+            if (got == 2 && magic[0] == 0x80)
+            {
+                using (stream)
+                    return ReadLegacy(path, stream);
+            }
             if (got < 2 || magic[0] != (byte)'P' || magic[1] != (byte)'K')
-                throw got >= 2 && magic[0] == 0x80
-                    ? new NotSupportedException($"{path} is a PyTorch checkpoint in the legacy (pre-1.6, non-zip) format, which is not supported; " +
-                        "re-save it with a current torch.save or as .safetensors.")
-                    : Corrupt(path, "not a zip archive, so not a torch.save checkpoint (truncated, or another format?)");
+                throw Corrupt(path, "neither a zip archive nor a pickle, so not a torch.save checkpoint (truncated, or another format?)");
 
             ZipArchive zip;
             try { zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false); }
@@ -70,7 +99,7 @@ public sealed class TorchPickleFile : ITensorFile
             }
             try
             {
-                return Read(path, zip);
+                return ReadZip(path, zip);
             }
             catch
             {
@@ -85,7 +114,7 @@ public sealed class TorchPickleFile : ITensorFile
         }
     }
 
-    static TorchPickleFile Read(string path, ZipArchive zip)
+    static TorchPickleFile ReadZip(string path, ZipArchive zip)
     {
         // The archive folder is the name the file was saved under (or "archive"): find data.pkl rather than guess it.
         var pickles = zip.Entries.Where(e => e.FullName == "data.pkl" || e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal)).ToList();
@@ -106,10 +135,82 @@ public sealed class TorchPickleFile : ITensorFile
         {
             throw Corrupt(path, $"data.pkl cannot be read ({e.Message})");
         }
+        return FromRoot(path, RestrictedUnpickler.Load(pickle, path), new ZipStorages(zip, prefix + "data/"));
+    }
 
-        object? root = RestrictedUnpickler.Load(pickle, path);
+    /// <summary>torch.save before 1.6 (<c>_use_new_zipfile_serialization=False</c>): five pickles in a row (magic
+    /// number, protocol 1001, sys_info, the object, the storage keys), then the storages in key order, each an int64
+    /// element count and the little-endian bytes.</summary>
+    static TorchPickleFile ReadLegacy(string path, FileStream stream)
+    {
+        long fileLength = stream.Length;
+        for (long size = Math.Min(fileLength, 1L << 20); ; size = Math.Min(fileLength, size * 4))
+        {
+            if (size > MaxPickleBytes)
+                throw Corrupt(path, "the pickles before the storages are larger than 1 GiB");
+            var head = new byte[size];
+            stream.Position = 0;
+            stream.ReadExactly(head);
+            bool partial = size < fileLength;
+            try
+            {
+                object? magic = RestrictedUnpickler.Load(head, 0, path, partial, out int at);
+                if (!(magic is System.Numerics.BigInteger m && m == System.Numerics.BigInteger.Parse("119547037146038801333356")))
+                    throw Corrupt(path, "a pickle that is not a torch.save checkpoint (no magic number)");
+                if (RestrictedUnpickler.Load(head, at, path, partial, out at) is not 1001L)
+                    throw Corrupt(path, "an unknown legacy protocol version");
+                if (RestrictedUnpickler.Load(head, at, path, partial, out at) is OrderedDictionary<object, object?> info
+                    && info.TryGetValue("little_endian", out var little) && little is false)
+                    throw new NotSupportedException($"{path} was saved on a big-endian machine, which is not supported; re-save it as .safetensors.");
+                object? root = RestrictedUnpickler.Load(head, at, path, partial, out at);
+                if (RestrictedUnpickler.Load(head, at, path, partial, out at) is not List<object?> keys || keys.Any(k => k is not string))
+                    throw Corrupt(path, "the storage key list is missing");
+
+                var types = new Dictionary<string, TorchStorageType>();
+                CollectStorages(root, types, 0);
+                var ranges = new Dictionary<string, (long, long)>();
+                long offset = at;
+                foreach (string key in keys.Cast<string>())
+                {
+                    if (!types.TryGetValue(key, out var type))
+                        throw Corrupt(path, $"storage {key} is listed but no tensor names its type");
+                    if (offset + 8 > fileLength)
+                        throw Corrupt(path, $"the file ends before storage {key} (truncated?)");
+                    Span<byte> count = stackalloc byte[8];
+                    stream.Position = offset;
+                    stream.ReadExactly(count);
+                    long elements = BitConverter.ToInt64(count);
+                    if (elements < 0 || elements > (fileLength - offset - 8) / type.ElementSize)
+                        throw Corrupt(path, $"storage {key} claims {elements} elements but the file ends first (truncated?)");
+                    ranges[key] = (offset + 8, elements * type.ElementSize);
+                    offset += 8 + elements * type.ElementSize;
+                }
+                return FromRoot(path, root, new LegacyStorages(path, ranges));
+            }
+            catch (RestrictedUnpickler.NeedMoreDataException) when (partial)
+            {
+            }
+        }
+    }
+
+    /// <summary>Every storage the object graph names, with its type (the legacy format needs the element sizes to
+    /// find where each storage starts).</summary>
+    static void CollectStorages(object? node, Dictionary<string, TorchStorageType> types, int depth)
+    {
+        if (depth > MaxDepth) return;
+        switch (node)
+        {
+            case TorchTensorRef t: types[t.Storage.Key] = t.Storage.Type; break;
+            case OrderedDictionary<object, object?> d: foreach (var v in d.Values) CollectStorages(v, types, depth + 1); break;
+            case List<object?> l: foreach (var v in l) CollectStorages(v, types, depth + 1); break;
+            case object?[] a: foreach (var v in a) CollectStorages(v, types, depth + 1); break;
+        }
+    }
+
+    static TorchPickleFile FromRoot(string path, object? root, IStorages storages)
+    {
         if (root is not OrderedDictionary<object, object?> top)
-            throw Corrupt(path, "data.pkl does not hold a dict of tensors");
+            throw Corrupt(path, "the pickle does not hold a dict of tensors");
 
         var tensors = new Dictionary<string, TorchTensorRef>(StringComparer.Ordinal);
         var headers = new List<TensorHeader>();
@@ -128,8 +229,8 @@ public sealed class TorchPickleFile : ITensorFile
             Flatten(path, top, "", tensors, headers, values, 0);
 
         foreach (var (name, t) in tensors)
-            RequireStorageHolds(path, zip, prefix, name, t);
-        return new TorchPickleFile(path, zip, prefix + "data/", tensors, headers, hasStateDict, values);
+            RequireStorageHolds(path, storages, name, t);
+        return new TorchPickleFile(path, storages, tensors, headers, hasStateDict, values);
     }
 
     static void Flatten(string path, OrderedDictionary<object, object?> dict, string prefix, Dictionary<string, TorchTensorRef> tensors,
@@ -166,7 +267,7 @@ public sealed class TorchPickleFile : ITensorFile
 
     /// <summary>A view's last element must lie inside its storage, and the storage file must hold it: checked from
     /// the zip directory before anything is read, so a wrong shape is refused instead of allocated.</summary>
-    static void RequireStorageHolds(string path, ZipArchive zip, string prefix, string name, TorchTensorRef t)
+    static void RequireStorageHolds(string path, IStorages storages, string name, TorchTensorRef t)
     {
         long count = 1, lastIndex = t.Offset;
         foreach (var (size, stride) in t.Shape.Zip(t.Stride))
@@ -184,13 +285,14 @@ public sealed class TorchPickleFile : ITensorFile
         long elementSize = t.Storage.Type.ElementSize;
         if (lastIndex >= t.Storage.ElementCount)
             throw Corrupt(path, $"tensor '{name}' of shape [{string.Join(", ", t.Shape)}] reaches element {lastIndex} of storage {t.Storage.Key}, which has {t.Storage.ElementCount}");
-        var entry = zip.GetEntry(prefix + "data/" + t.Storage.Key)
-            ?? throw Corrupt(path, $"storage {t.Storage.Key} of tensor '{name}' is missing from the archive");
-        if (lastIndex >= entry.Length / elementSize)
-            throw Corrupt(path, $"storage {t.Storage.Key} holds {entry.Length} bytes but tensor '{name}' needs {lastIndex + 1} elements of {elementSize} bytes (truncated?)");
+        long length = storages.Length(t.Storage.Key);
+        if (length < 0)
+            throw Corrupt(path, $"storage {t.Storage.Key} of tensor '{name}' is missing from the file");
+        if (lastIndex >= length / elementSize)
+            throw Corrupt(path, $"storage {t.Storage.Key} holds {length} bytes but tensor '{name}' needs {lastIndex + 1} elements of {elementSize} bytes (truncated?)");
         // Only an expanded (stride 0) view could have more elements than its storage holds: none in a state dict,
         // and refusing it bounds what a file can make us allocate by what it holds.
-        if (count > entry.Length / elementSize)
+        if (count > length / elementSize)
             throw Corrupt(path, $"tensor '{name}' of shape [{string.Join(", ", t.Shape)}] has more elements than its storage {t.Storage.Key} holds");
     }
 
@@ -213,10 +315,9 @@ public sealed class TorchPickleFile : ITensorFile
             throw new NotSupportedException($"Tensor '{name}' of {byteLength} bytes in {Path} is larger than 2 GiB");
 
         var bytes = new byte[byteLength];
-        var entry = _zip.GetEntry(_dataFolder + t.Storage.Key)!;
         try
         {
-            using var s = entry.Open();
+            using var s = _storages.Open(t.Storage.Key);
             Skip(s, first * type.ElementSize);
             s.ReadExactly(bytes);
         }
@@ -262,5 +363,5 @@ public sealed class TorchPickleFile : ITensorFile
         }
     }
 
-    public void Dispose() => _zip.Dispose();
+    public void Dispose() => _storages.Dispose();
 }

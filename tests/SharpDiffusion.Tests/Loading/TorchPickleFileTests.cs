@@ -120,6 +120,37 @@ public class TorchPickleFileTests
     }
 
     [Fact]
+    public void Legacy_non_zip_checkpoint_reads_the_same_tensors()
+    {
+        using var temp = new TempDir();
+        using var st = SafetensorsFile.Open(Golden.Path("models", "tiny-sd", "vae", "diffusion_pytorch_model.safetensors"));
+        var tensors = st.Headers.Take(30).Select(h => (h.Name, st.Load(h.Name))).ToList();
+        tensors.Add(("half", tensors[0].Item2.to(float16)));
+        // A name of 1.5 MB: the pickles outgrow the first 1 MB read of the file, which is then read again larger.
+        tensors.Add((new string('x', 1_500_000), tensors[1].Item2.clone()));
+        string path = temp.File("legacy.pt");
+        TorchCheckpointWriter.WriteLegacy(path, tensors);
+
+        using (var legacy = TorchPickleFile.Open(path))
+        {
+            Assert.Equal(tensors.Select(t => t.Name), legacy.Headers.Select(h => h.Name));
+            foreach (var (name, expected) in tensors)
+            {
+                using var actual = legacy.Load(name);
+                Assert.True(Same(actual, expected), name);
+            }
+        }
+        byte[] whole = File.ReadAllBytes(path);
+        foreach (int keep in new[] { whole.Length - 3, whole.Length / 2, 40 })
+        {
+            string truncated = temp.File($"legacy-{keep}.pt");
+            File.WriteAllBytes(truncated, whole[..keep]);
+            AssertOneLineNaming(Assert.Throws<InvalidDataException>(() => TorchPickleFile.Open(truncated)), truncated);
+        }
+        foreach (var (_, t) in tensors) t.Dispose();
+    }
+
+    [Fact]
     public void Truncated_zip_is_refused_naming_the_file()
     {
         using var temp = new TempDir();

@@ -61,14 +61,34 @@ public sealed class RestrictedUnpickler
     readonly List<int> _marks = [];
     readonly Dictionary<long, object?> _memo = [];
 
-    RestrictedUnpickler(byte[] data, string source)
+    readonly bool _partial;
+
+    RestrictedUnpickler(byte[] data, int start, string source, bool partial)
     {
         _data = data;
+        _pos = start;
         _source = source;
+        _partial = partial;
     }
 
     /// <summary>Reads one pickle. <paramref name="source"/> names the file in messages (one line, InvalidDataException).</summary>
-    public static object? Load(byte[] data, string source) => new RestrictedUnpickler(data, source).Run();
+    public static object? Load(byte[] data, string source) => new RestrictedUnpickler(data, 0, source, partial: false).Run();
+
+    /// <summary>Reads the pickle starting at <paramref name="start"/> of a buffer that may hold only the start of the
+    /// file (<paramref name="partial"/>): running past its end throws <see cref="NeedMoreDataException"/>.
+    /// <paramref name="end"/> is where the next pickle or data begins.</summary>
+    public static object? Load(byte[] data, int start, string source, bool partial, out int end)
+    {
+        var reader = new RestrictedUnpickler(data, start, source, partial);
+        object? value = reader.Run();
+        end = reader._pos;
+        return value;
+    }
+
+    /// <summary>The buffer ended inside the pickle; read more of the file and start again.</summary>
+    public sealed class NeedMoreDataException : Exception;
+
+    Exception Truncated(string what) => _partial ? new NeedMoreDataException() : Corrupt(what);
 
     InvalidDataException Corrupt(string what) =>
         new($"Corrupt PyTorch pickle {_source}: {Clean(what)} at byte {_pos}. Re-download or re-save the file.");
@@ -80,7 +100,7 @@ public sealed class RestrictedUnpickler
         while (true)
         {
             if (_pos >= _data.Length)
-                throw Corrupt("the pickle ends without STOP (truncated?)");
+                throw Truncated("the pickle ends without STOP (truncated?)");
             byte op = _data[_pos++];
             switch (op)
             {
@@ -145,10 +165,12 @@ public sealed class RestrictedUnpickler
         }
     }
 
-    byte ReadByte() => _pos < _data.Length ? _data[_pos++] : throw Corrupt("the pickle ends inside an opcode (truncated?)");
+    byte ReadByte() => _pos < _data.Length ? _data[_pos++] : throw Truncated("the pickle ends inside an opcode (truncated?)");
 
     ReadOnlySpan<byte> ReadBytes(long n)
     {
+        if (n >= 0 && n > _data.Length - _pos && _partial)
+            throw new NeedMoreDataException();
         if (n < 0 || n > _data.Length - _pos)
             throw Corrupt($"an opcode claims {n} bytes but {_data.Length - _pos} remain (truncated?)");
         var span = _data.AsSpan(_pos, (int)n);
@@ -170,6 +192,8 @@ public sealed class RestrictedUnpickler
     string ReadLine()
     {
         int end = Array.IndexOf(_data, (byte)'\n', _pos);
+        if (end < 0 && _partial && _data.Length - _pos <= 1000)
+            throw new NeedMoreDataException();
         if (end < 0 || end - _pos > 1000)
             throw Corrupt("a GLOBAL name is not terminated");
         string s = Encoding.ASCII.GetString(_data, _pos, end - _pos);
@@ -314,6 +338,9 @@ public sealed class RestrictedUnpickler
     {
         if (pid is not object?[] { Length: >= 5 } t || t[0] as string != "storage")
             throw Corrupt("a persistent id is not a ('storage', type, key, location, numel) tuple");
+        // The legacy format adds view_metadata, set only for storage views of torch before 0.4.
+        if (t.Length > 5 && t[5] is not null)
+            throw Corrupt("a storage view of torch before 0.4 (not supported)");
         if (t[1] is not TorchStorageType type)
             throw Corrupt($"a storage of type {Describe(t[1])} {t[1]}");
         string key = t[2] switch
