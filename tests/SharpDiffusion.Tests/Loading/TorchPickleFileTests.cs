@@ -57,6 +57,47 @@ public class TorchPickleFileTests
         Assert.Equal(265L, pt.Values["string_to_token.*"]);
     }
 
+    [Fact]
+    public void CompVis_style_checkpoint_with_lightning_and_numpy_keys_reads_only_the_state_dict()
+    {
+        // What sd-v1-x.ckpt holds beside state_dict: epoch, global_step as a numpy scalar (dtype + _codecs.encode'd
+        // bytes), Lightning callback states keyed by the ModelCheckpoint class and a reconstructed ModelCheckpoint.
+        var p = new PickleBuilder().Proto(2).EmptyDict().Mark();
+        p.String("epoch").Int(6);
+        p.String("global_step").Global("numpy.core.multiarray", "scalar").Mark()
+            .Global("numpy", "dtype").Mark().String("i8").Int(0).Int(1).Tuple().Op('R')
+            .Mark().Int(3).String("<").Op('N').Op('N').Op('N').Int(-1).Int(-1).Int(0).Tuple().Op('b')
+            .Global("_codecs", "encode").Mark().String("\u00e8\u0003\0\0\0\0\0\0").String("latin1").Tuple().Op('R')
+            .Tuple().Op('R');
+        p.String("callbacks").EmptyDict().Global("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint").EmptyDict()
+            .String("best_model_score").Tensor("FloatStorage", "1", 1, 0, [], [])
+            .Op('s').Op('s');
+        p.String("checkpoint_callback").Global("copyreg", "_reconstructor").Mark()
+            .Global("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint").Global("builtins", "object").Op('N').Tuple().Op('R')
+            .EmptyDict().String("monitor").String("val/loss").Op('s').Op('b');
+        p.String("optimizer_states").Op(']').EmptyDict().String("exp_avg").Tensor("FloatStorage", "1", 1, 0, [], []).Op('s').Op('a');
+        p.String("state_dict").EmptyDict().Mark()
+            .String("model.diffusion_model.out.2.bias").Tensor("FloatStorage", "0", 4, 0, [4], [1])
+            .String("first_stage_model.quant_conv.bias").Tensor("HalfStorage", "2", 2, 0, [2], [1])
+            .Op('u');
+        byte[] pickle = p.Op('u').Stop().ToArray();
+
+        using var temp = new TempDir();
+        string path = temp.File("compvis.ckpt");
+        using var weights = tensor(new float[] { 1, 2, 3, 4 });
+        using var half = tensor(new float[] { 5, 6 }).to(float16);
+        TorchCheckpointWriter.WriteArchive(path, pickle, [("0", weights.bytes.ToArray()), ("1", new byte[4]), ("2", half.bytes.ToArray())], archive: "compvis");
+
+        using var file = TorchPickleFile.Open(path);
+        Assert.True(file.HasStateDict);
+        Assert.Equal(["model.diffusion_model.out.2.bias", "first_stage_model.quant_conv.bias"], file.Headers.Select(h => h.Name));
+        Assert.Equal(6L, file.Values["epoch"]);
+        using var bias = file.Load("model.diffusion_model.out.2.bias");
+        using var halfBias = file.Load("first_stage_model.quant_conv.bias");
+        Assert.True(Same(bias, weights));
+        Assert.True(Same(halfBias, half));
+    }
+
     [Theory]
     [InlineData("os", "system", false)]
     [InlineData("posix", "system", false)]
