@@ -329,8 +329,14 @@ public sealed class RestrictedUnpickler
         }
     }
 
-    object New(object? cls, object?[] args) => cls is PickleGlobal g && Allowed[g.FullName] is Kind.Placeholder or Kind.OrderedDict
-        ? Allowed[g.FullName] == Kind.OrderedDict ? new OrderedDictionary<object, object?>() : new PickleObject(g.FullName, args)
+    /// <summary>NEWOBJ: <c>cls.__new__(cls, *args)</c>.</summary>
+    object New(object? cls, object?[] args) => cls is PickleGlobal g
+        ? Allowed[g.FullName] switch
+        {
+            Kind.OrderedDict => new OrderedDictionary<object, object?>(),
+            Kind.Placeholder => new PickleObject(g.FullName, args),
+            _ => throw Corrupt($"NEWOBJ of {g}, which is not a class"),
+        }
         : throw Corrupt($"NEWOBJ of a {Describe(cls)}, not an allowed class");
 
     /// <summary>torch's persistent id: <c>('storage', storage_type, key, location, numel)</c>.</summary>
