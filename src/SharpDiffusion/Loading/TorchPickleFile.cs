@@ -11,7 +11,8 @@ namespace SharpDiffusion.Loading;
 /// the file), <c>&lt;archive&gt;/data/&lt;key&gt;</c> (each storage's raw little-endian bytes, read only when a tensor on
 /// it is loaded) and <c>&lt;archive&gt;/version</c>. Nested dicts become dotted names; a top-level <c>state_dict</c>
 /// contributes its keys as they are (<see cref="HasStateDict"/>). Strings and numbers beside the tensors
-/// (an AUTOMATIC1111 embedding's <c>name</c>, a checkpoint's <c>global_step</c>) are in <see cref="Values"/>.
+/// (an AUTOMATIC1111 embedding's <c>name</c> and <c>step</c>, a checkpoint's <c>epoch</c>) are in <see cref="Values"/>;
+/// numpy and Lightning objects become inert placeholders and are left out.
 /// </summary>
 public sealed class TorchPickleFile : ITensorFile
 {
