@@ -170,6 +170,7 @@ public sealed class TorchPickleFile : ITensorFile
                 var types = new Dictionary<string, TorchStorageType>();
                 CollectStorages(root, types, 0);
                 var ranges = new Dictionary<string, (long, long)>();
+                var count = new byte[8];
                 long offset = at;
                 foreach (string key in keys.Cast<string>())
                 {
@@ -177,7 +178,6 @@ public sealed class TorchPickleFile : ITensorFile
                         throw Corrupt(path, $"storage {key} is listed but no tensor names its type");
                     if (offset + 8 > fileLength)
                         throw Corrupt(path, $"the file ends before storage {key} (truncated?)");
-                    Span<byte> count = stackalloc byte[8];
                     stream.Position = offset;
                     stream.ReadExactly(count);
                     long elements = BitConverter.ToInt64(count);
