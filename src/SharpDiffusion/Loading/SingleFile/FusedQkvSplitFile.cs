@@ -50,7 +50,8 @@ public sealed class FusedQkvSplitFile : ITensorFile
         if (_cached?.Name != part.Fused)
         {
             _cached?.Value.Dispose();
-            _cached = (part.Fused, _inner.Load(part.Fused));
+            // Kept across calls, so out of the caller's dispose scope (the loader disposes what it loads in one).
+            _cached = (part.Fused, _inner.Load(part.Fused).DetachFromDisposeScope());
         }
         var fused = _cached.Value.Value;
         long third = fused.shape[0] / 3;
