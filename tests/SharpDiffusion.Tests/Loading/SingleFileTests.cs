@@ -170,3 +170,22 @@ public class SingleFileTests(ITestOutputHelper output)
         Assert.Throws<IOException>(() => DiffusersFolderWriter.Convert(File15, target, dtype, Options(yaml: true)));
     }
 }
+
+/// <summary>The tokenizer shipped for single files gives the tokens of the models' own tokenizer folders.</summary>
+public class BundledTokenizerTests
+{
+    static readonly string[] Prompts = ["a photograph of an astronaut riding a horse", "wow!!! hello!", "Ünïcödé — 東京 🐱", ""];
+
+    [Theory]
+    [InlineData("Sd1", "clip-tokenizer")]
+    [InlineData("Sd2", "models/tiny-sd2/tokenizer")]
+    public void Bundled_tokenizer_matches_the_folder(string variant, string folder)
+    {
+        var bundled = SharpDiffusion.Text.ClipTokenizer.Bundled(Enum.Parse<SharpDiffusion.Text.ClipTokenizer.BundledVariant>(variant));
+        var expected = SharpDiffusion.Text.ClipTokenizer.FromDirectory(Golden.Path(folder.Split('/')));
+        Assert.Equal(expected.PadTokenId, bundled.PadTokenId);
+        Assert.Equal(expected.VocabSize, bundled.VocabSize);
+        foreach (var prompt in Prompts)
+            Assert.Equal(expected.Encode(prompt), bundled.Encode(prompt));
+    }
+}
