@@ -85,3 +85,32 @@ public class SingleFileBadInputTests
         Refusal<FileNotFoundException>("/nonexistent/model.safetensors");
     }
 }
+
+/// <summary>Files as diffusers' own convert_diffusers_to_original_stable_diffusion.py writes them (golden README: it stores the
+/// VAE mid-block attention biases as [C, 1, 1]; the golden file has them fixed to [C]): loaded all the same.</summary>
+public class SingleFileVariantsTests
+{
+    [Fact]
+    public void Raw_diffusers_script_output_with_1x1_vae_attention_biases_loads()
+    {
+        string file15 = Golden.Path("single_file", "small-sd15.safetensors");
+        using var dir = new TempDir();
+        string path = dir.File("raw-script.safetensors");
+        using (var file = SafetensorsFile.Open(file15))
+        {
+            var tensors = file.Tensors.Keys.ToDictionary(k => k, k =>
+            {
+                var t = file.Load(k);
+                return k.Contains("mid.attn_1.") && !k.Contains(".norm.") && k.EndsWith(".bias") ? t.reshape(t.shape[0], 1, 1) : t;
+            });
+            Assert.Equal(8, tensors.Count(kv => kv.Value.dim() == 3));
+            SafetensorsWriter.Save(path, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        var options = new SingleFileOptions { TextEncoderConfig = Golden.Path("models", "small-sd15", "text_encoder", "config.json") };
+        var exact = new LoadOptions { ChannelsLast = false };
+        using var raw = StableDiffusionPipeline.FromSingleFile(path, exact, options);
+        using var fixedFile = StableDiffusionPipeline.FromSingleFile(file15, exact, options);
+        SingleFileTests.AssertSameWeights(fixedFile, raw);
+    }
+}
