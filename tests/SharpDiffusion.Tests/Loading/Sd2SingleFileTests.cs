@@ -42,41 +42,7 @@ public class Sd2SingleFileTests(ITestOutputHelper output)
                 layer: "penultimate"
         """;
 
-    /// <summary>The folder as one LDM-layout safetensors file.</summary>
-    static void WriteLdm(string path)
-    {
-        var tensors = new Dictionary<string, Tensor>();
-        var config = UNet2DConditionConfig.From(JsonConfig.Load(Path.Combine(Folder, "unet", "config.json")));
-        using (var unet = SafetensorsFile.Open(Path.Combine(Folder, "unet", "diffusion_pytorch_model.safetensors")))
-            foreach (var (name, ldm) in LdmKeyMap.UNet(unet.Tensors.Keys, config))
-                tensors[ldm] = unet.Load(name);
-        using (var vae = SafetensorsFile.Open(Path.Combine(Folder, "vae", "diffusion_pytorch_model.safetensors")))
-            foreach (var (name, ldm) in LdmKeyMap.Vae(vae.Tensors.Keys, 2, 1))
-            {
-                var t = vae.Load(name);
-                tensors[ldm] = ldm.Contains("mid.attn_1.") && ldm.EndsWith(".weight") && t.dim() == 2 ? t.reshape(t.shape[0], t.shape[1], 1, 1) : t;
-            }
-        using (var text = SafetensorsFile.Open(Path.Combine(Folder, "text_encoder", "model.safetensors")))
-        {
-            var parts = new Dictionary<string, Tensor[]>();
-            foreach (var (name, ldm) in LdmKeyMap.OpenClip(text.Tensors.Keys.Where(k => !k.EndsWith("position_ids")), layers: 3))
-            {
-                int hash = ldm.IndexOf(LdmKeyMap.PartSeparator);
-                if (hash < 0) { tensors[ldm] = text.Load(name); continue; }
-                var fused = parts.TryGetValue(ldm[..hash], out var p) ? p : parts[ldm[..hash]] = new Tensor[3];
-                fused["qkv".IndexOf(ldm[hash + 1])] = text.Load(name);
-            }
-            foreach (var (fusedName, qkv) in parts)
-                tensors[fusedName] = cat(qkv, 0);
-            // OpenCLIP ViT-H has one more resblock than SD 2.x uses, plus the contrastive projection: present, ignored.
-            foreach (var key in tensors.Keys.Where(k => k.Contains(".resblocks.2.")).ToList())
-                tensors[key.Replace(".resblocks.2.", ".resblocks.3.")] = tensors[key].clone();
-            tensors[LdmKeyMap.OpenClipPrefix + "text_projection"] = randn(32, 32);
-            tensors[LdmKeyMap.OpenClipPrefix + "logit_scale"] = tensor(4.6f);
-        }
-        SafetensorsWriter.Save(path, tensors);
-        foreach (var t in tensors.Values) t.Dispose();
-    }
+    static void WriteLdm(string path) => LdmFileWriter.Write(Folder, path, openClip: true);
 
     [Fact]
     public void Sd2_single_file_round_trip_is_bit_identical_and_draws_the_folder_golden()
@@ -121,5 +87,30 @@ public class Sd2SingleFileTests(ITestOutputHelper output)
         // SD 2.x's 64 channels per head does not divide the tiny 32 channels: the SD 1.x default, with a warning.
         Assert.Equal(8, checkpoint.UNetConfig["attention_head_dim"]!.GetValue<int>());
         Assert.Contains(checkpoint.Warnings, w => w.Contains("8 per level"));
+    }
+}
+
+/// <summary>An inpainting single file (UNet in_channels 9) from models/tiny-sd-inpaint: told from the tensors, loaded
+/// bit for bit, and converted to a folder diffusers would open with StableDiffusionInpaintPipeline.</summary>
+public class InpaintingSingleFileTests
+{
+    static string Folder => Golden.Path("models", "tiny-sd-inpaint");
+
+    [Fact]
+    public void Inpainting_single_file_loads_bit_identical_and_converts()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("tiny-sd-inpaint.safetensors");
+        LdmFileWriter.Write(Folder, path, openClip: false);
+        var options = new SingleFileOptions { TextEncoderConfig = Path.Combine(Folder, "text_encoder", "config.json") };
+        var exact = new LoadOptions { ChannelsLast = false };
+        using var folder = StableDiffusionPipeline.FromPretrained(Folder, exact);
+        using var single = StableDiffusionPipeline.FromSingleFile(path, exact, options);
+        Assert.Equal(9, single.Unet.Config.InChannels);
+        SingleFileTests.AssertSameWeights(folder, single);
+
+        string converted = dir.File("converted");
+        DiffusersFolderWriter.Convert(path, converted, ScalarType.Float32, options);
+        Assert.Contains("\"StableDiffusionInpaintPipeline\"", File.ReadAllText(Path.Combine(converted, "model_index.json")));
     }
 }
