@@ -28,7 +28,7 @@ public static class DiffusersFolderWriter
         bool created = !Directory.Exists(output);
         try
         {
-            Write(c, output, dtype, singleFile);
+            Write(c, output, dtype);
         }
         catch
         {
@@ -41,7 +41,7 @@ public static class DiffusersFolderWriter
         }
     }
 
-    static void Write(SingleFileComponents c, string output, ScalarType dtype, SingleFileOptions? singleFile)
+    static void Write(SingleFileComponents c, string output, ScalarType dtype)
     {
         var metadata = new Dictionary<string, string> { ["format"] = "pt" };
         ScalarType? cast = dtype == ScalarType.Float32 ? null : dtype;
