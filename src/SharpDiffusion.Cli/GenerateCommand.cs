@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Pipelines;
 using SharpDiffusion.Schedulers;
 using static TorchSharp.torch;
@@ -12,7 +13,9 @@ public static class GenerateCommand
 {
     public static readonly OptionSpec[] Options =
     [
-        new("model", OptionKind.Text, "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) (default: the shipped models/sharp-shapes)", "DIR"),
+        new("model", OptionKind.Text, "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or a single-file checkpoint in the original LDM layout (.safetensors) (default: the shipped models/sharp-shapes)", "DIR|FILE"),
+        new("config", OptionKind.Text, "with a single-file checkpoint: its original LDM .yaml (v1-inference.yaml, v2-inference-v.yaml, ...) for attention heads, scale_factor, v-prediction (default: inferred from the tensors, SD defaults)", "FILE"),
+        new("text-encoder-config", OptionKind.Text, "with a single-file checkpoint: a transformers config.json for a text encoder of a non-standard size (default: 768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H)", "FILE"),
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
         new("width", OptionKind.Integer, "image width in pixels, a multiple of 8 (default: the model's, 512 for SD 1.5; with --image: the image's)", "N"),
@@ -105,7 +108,14 @@ public static class GenerateCommand
         TorchRuntime.Initialize(threads);
 
         var clock = Stopwatch.StartNew();
-        using var pipeline = Progress.Status("Loading model", () => StableDiffusionPipeline.FromPretrained(model, load));
+        bool singleFile = File.Exists(model);
+        if (!singleFile && (cl.Given("config") || cl.Given("text-encoder-config")))
+            throw new UsageException("--config and --text-encoder-config apply to a single-file checkpoint; --model names a folder.");
+        using var pipeline = Progress.Status("Loading model", () => singleFile
+            ? StableDiffusionPipeline.FromSingleFile(model, load, SingleFileOptions(cl))
+            : StableDiffusionPipeline.FromPretrained(model, load));
+        foreach (var warning in pipeline.LoadWarnings)
+            Progress.Line($"warning: {warning}");
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
         string task = options.Task switch
@@ -120,11 +130,18 @@ public static class GenerateCommand
         using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
-        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName))
+        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash))
             Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
     }
+
+    /// <summary>The single-file options (--config, --text-encoder-config) of a command that has them.</summary>
+    internal static SingleFileOptions SingleFileOptions(CommandLine cl) => new()
+    {
+        OriginalConfig = cl.String("config"),
+        TextEncoderConfig = cl.String("text-encoder-config"),
+    };
 
     static PromptSyntax ParsePromptSyntax(string? name) => name?.ToLowerInvariant() switch
     {

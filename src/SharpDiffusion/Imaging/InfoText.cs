@@ -3,11 +3,12 @@ using System.Globalization;
 namespace SharpDiffusion.Imaging;
 
 /// <summary>AUTOMATIC1111's "parameters" infotext: the prompt, "Negative prompt: …", then "Key: value" pairs in
-/// its order (Steps, Sampler, CFG scale, Seed, Size, Model, Denoising strength, Clip skip, Mask blur).</summary>
+/// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Clip skip, Mask blur).</summary>
 public static class InfoText
 {
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
-        int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null)
+        int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
+        string? modelHash = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -20,8 +21,9 @@ public static class InfoText
             $"CFG scale: {cfgScale.ToString(inv)}",
             $"Seed: {seed}",
             $"Size: {width}x{height}",
-            $"Model: {model}",
         };
+        if (!string.IsNullOrEmpty(modelHash)) pairs.Add($"Model hash: {modelHash}");
+        pairs.Add($"Model: {model}");
         if (denoisingStrength is double s) pairs.Add($"Denoising strength: {s.ToString(inv)}");
         if (clipSkip != 1) pairs.Add($"Clip skip: {clipSkip}");
         if (maskBlur is int blur and > 0) pairs.Add($"Mask blur: {blur}");

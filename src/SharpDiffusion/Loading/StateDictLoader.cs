@@ -46,16 +46,17 @@ public static class StateDictLoader
                     continue;
                 }
                 long[] shape = entry.Shape;
-                // Very old VAE checkpoints store attention projections as 1×1 convs.
-                bool squeeze = shape.Length == 4 && target.dim() == 2 && shape[2] == 1 && shape[3] == 1;
-                if (squeeze) shape = shape[..2];
+                // Very old VAE checkpoints store attention projections as 1×1 convs ([C, C, 1, 1]), and diffusers'
+                // convert_diffusers_to_original_stable_diffusion.py writes their biases as [C, 1, 1]: trailing 1s dropped.
+                bool squeeze = shape.Length > target.dim() && target.dim() >= 1 && shape[(int)target.dim()..].All(d => d == 1);
+                if (squeeze) shape = shape[..(int)target.dim()];
                 if (!shape.SequenceEqual(target.shape))
                 {
                     mismatched.Add($"{entry.Name}: stored [{string.Join(", ", entry.Shape)}], model [{string.Join(", ", target.shape)}]");
                     continue;
                 }
                 int dot = name.LastIndexOf('.');
-                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], Place(file, entry.Name, squeeze, placement), name);
+                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], Place(file, entry.Name, squeeze ? shape : null, placement), name);
                 filled.Add(name);
             }
         }
@@ -74,13 +75,13 @@ public static class StateDictLoader
 
     // The stored tensor as the parameter it becomes: squeezed, cast, moved, channels-last for conv kernels.
     // Every intermediate is disposed here: an undisposed view would keep the stored copy alive until the GC ran.
-    static Parameter Place(ITensorFile file, string key, bool squeeze, WeightPlacement placement)
+    static Parameter Place(ITensorFile file, string key, long[]? reshapeTo, WeightPlacement placement)
     {
         Tensor placed;
         using (var scope = NewDisposeScope())
         {
             var t = file.Load(key);
-            if (squeeze) t = t.squeeze(-1).squeeze(-1);
+            if (reshapeTo is not null) t = t.reshape(reshapeTo);
             if (t.dtype != placement.DType) t = t.to(placement.DType);
             if (t.device != placement.Device) t = t.to(placement.Device);
             if (placement.ChannelsLastConvs && t.dim() == 4) t = Models.MemoryLayout.ToChannelsLast(t);

@@ -7,12 +7,14 @@ namespace SharpDiffusion.Pipelines;
 public static class ImageOutput
 {
     /// <summary>The infotext of one image of a call.</summary>
-    public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model) =>
+    /// <param name="modelHash">A1111's short hash of a single-file checkpoint (<see cref="StableDiffusionPipeline.ModelHash"/>).</param>
+    public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model, string? modelHash = null) =>
         InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName, options.GuidanceScale,
             result.Seed, result.Width, result.Height, model,
             denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
             clipSkip: options.ClipSkip,
-            maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null);
+            maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
+            modelHash: modelHash);
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>
@@ -35,11 +37,11 @@ public static class ImageOutput
     }
 
     /// <summary>Writes every image of <paramref name="result"/>, all or none; returns the paths, in pipeline order.</summary>
-    public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model)
+    public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model, string? modelHash = null)
     {
         var paths = Paths(output, result.Images.Count);
         AtomicFiles.WriteAll(result.Images.Select((image, i) => (paths[i], PngFile.Encode(image.Width, image.Height, image.Rgb,
-            new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model) }))).ToList());
+            new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model, modelHash) }))).ToList());
         return paths;
     }
 }

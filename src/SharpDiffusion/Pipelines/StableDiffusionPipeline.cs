@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
@@ -63,6 +64,30 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, folder.Name, new Device(options.Device), options.DType);
     }
+
+    /// <summary>Loads a single-file checkpoint in the original LDM/CompVis layout (SD 1.x/2.x, inpainting too), as
+    /// AUTOMATIC1111 and ComfyUI use them: see <see cref="SingleFileLoader"/>. The architecture comes from the tensors,
+    /// with <paramref name="singleFile"/>'s LDM .yaml for what they cannot tell; what the file lacks is the project's
+    /// (the CLIP tokenizer files, SD's default scheduler).</summary>
+    public static StableDiffusionPipeline FromSingleFile(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
+    {
+        options ??= new LoadOptions();
+        var c = SingleFileLoader.Load(path, options, singleFile);
+        return new StableDiffusionPipeline(c.Tokenizer, c.TextEncoder, c.Unet, c.Vae, c.SchedulerConfig, Path.GetFileNameWithoutExtension(path),
+            new Device(options.Device), options.DType)
+        {
+            _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),
+            LoadWarnings = c.Checkpoint.Warnings,
+        };
+    }
+
+    /// <summary>AUTOMATIC1111's "Model hash" (first 10 hex digits of the file's SHA-256) of a single-file checkpoint,
+    /// computed on first use; null for a diffusers folder.</summary>
+    public string? ModelHash => _modelHash?.Value;
+    Lazy<string>? _modelHash;
+
+    /// <summary>What loading had to assume (e.g. an SD 2.x file's prediction type).</summary>
+    public IReadOnlyList<string> LoadWarnings { get; private init; } = [];
 
     public int VaeScaleFactor => Vae.Config.ScaleFactor;
 

@@ -79,6 +79,29 @@ public sealed class ClipTokenizer
             ClipTokenizerFiles.ReadSettings(tokenizerDir));
     }
 
+    /// <summary>Which special tokens a bundled tokenizer uses: SD 1.x (CLIP ViT-L/14) pads with
+    /// <c>&lt;|endoftext|&gt;</c>, SD 2.x (OpenCLIP ViT-H) with <c>"!"</c> (id 0).</summary>
+    public enum BundledVariant { Sd1, Sd2 }
+
+    /// <summary>
+    /// The CLIP tokenizer shipped inside the library (OpenAI CLIP's BPE files, <c>Resources/clip-tokenizer/</c>), for
+    /// models that carry none, such as single-file checkpoints. The same tokens as the <c>tokenizer/</c> folder of an
+    /// SD 1.x (or, with <see cref="BundledVariant.Sd2"/>, SD 2.x) diffusers model.
+    /// </summary>
+    public static ClipTokenizer Bundled(BundledVariant variant = BundledVariant.Sd1)
+    {
+        var vocab = ClipTokenizerFiles.ReadVocab(BundledFile(ClipTokenizerFiles.VocabFile), "bundled " + ClipTokenizerFiles.VocabFile);
+        using var mergesReader = new StreamReader(BundledFile(ClipTokenizerFiles.MergesFile));
+        var merges = ClipTokenizerFiles.ReadMergesText(mergesReader.ReadToEnd(), "bundled " + ClipTokenizerFiles.MergesFile, vocab);
+        var settings = variant == BundledVariant.Sd2 ? ClipTokenizerSettings.Defaults with { PadToken = "!" } : ClipTokenizerSettings.Defaults;
+        return new ClipTokenizer(vocab, merges, settings);
+    }
+
+    /// <summary>A bundled tokenizer file (vocab.json, merges.txt) as a stream, e.g. to write it into a converted folder.</summary>
+    public static Stream BundledFile(string name) =>
+        typeof(ClipTokenizer).Assembly.GetManifestResourceStream("SharpDiffusion.clip-tokenizer." + name)
+        ?? throw new FileNotFoundException($"The bundled CLIP tokenizer file {name} is missing from the SharpDiffusion assembly (a broken build?).");
+
     /// <summary>
     /// The BPE tokens of <paramref name="text"/>, without start/end tokens and without truncation
     /// (transformers' <c>tokenizer.tokenize(text)</c>): "a photo" -> ["a&lt;/w&gt;", "photo&lt;/w&gt;"].

@@ -45,10 +45,16 @@ static class ClipTokenizerFiles
     /// would silently become unknown tokens) and every id is >= 0.</summary>
     public static Dictionary<string, int> ReadVocab(string path)
     {
+        using var stream = File.OpenRead(path);
+        return ReadVocab(stream, path);
+    }
+
+    /// <summary><see cref="ReadVocab(string)"/> of a stream (an embedded resource); <paramref name="path"/> names it in errors.</summary>
+    public static Dictionary<string, int> ReadVocab(Stream stream, string path)
+    {
         Dictionary<string, int>? vocab;
         try
         {
-            using var stream = File.OpenRead(path);
             vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(stream);
         }
         catch (JsonException e)
@@ -70,10 +76,14 @@ static class ClipTokenizerFiles
     /// (CLIP's vocabulary is the byte alphabet plus the result of every merge, so such a rule means the two files
     /// do not belong together and tokens would silently be wrong).
     /// </summary>
-    public static List<(string Left, string Right)> ReadMerges(string path, IReadOnlyDictionary<string, int> vocab)
+    public static List<(string Left, string Right)> ReadMerges(string path, IReadOnlyDictionary<string, int> vocab) =>
+        ReadMergesText(File.ReadAllText(path), path, vocab);
+
+    /// <summary><see cref="ReadMerges"/> of the file's text; <paramref name="path"/> names it in errors.</summary>
+    public static List<(string Left, string Right)> ReadMergesText(string fileText, string path, IReadOnlyDictionary<string, int> vocab)
     {
         // Python's text mode turns CRLF (as in some published copies) and CR into LF; the file is then stripped and split.
-        string text = File.ReadAllText(path).Replace("\r\n", "\n").Replace('\r', '\n');
+        string text = fileText.Replace("\r\n", "\n").Replace('\r', '\n');
         string[] lines = text.Trim().Split('\n');
         var merges = new List<(string, string)>(Math.Min(lines.Length, MaxMerges));
         int lineNumber = 1;

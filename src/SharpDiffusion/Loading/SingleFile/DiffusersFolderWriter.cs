@@ -1,0 +1,109 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpDiffusion.Text;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Loading.SingleFile;
+
+/// <summary>
+/// Writes a single-file checkpoint as a diffusers folder (model_index.json; unet/, vae/, text_encoder/ with config.json
+/// and safetensors; tokenizer/; scheduler/), loadable by <c>StableDiffusionPipeline.FromPretrained</c> here and by
+/// diffusers. Weights are written as loaded (float32 values bit for bit) or cast once to float16.
+/// </summary>
+public static class DiffusersFolderWriter
+{
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>Converts <paramref name="checkpoint"/> into the folder <paramref name="output"/> (created; it must not
+    /// hold files yet). <paramref name="dtype"/>: Float32 or Float16.</summary>
+    public static void Convert(string checkpoint, string output, ScalarType dtype = ScalarType.Float32, SingleFileOptions? singleFile = null)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+            throw new ArgumentException($"Weights can be written as float32, float16 or bfloat16, not {dtype}.");
+        if (File.Exists(output) || Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
+            throw new IOException($"The output folder {output} already exists and is not empty: choose a new folder.");
+        // Loaded in float32 on the CPU, contiguous: the stored values unchanged (float16 is cast once, at write).
+        var load = new LoadOptions { DType = ScalarType.Float32, Device = "cpu", ChannelsLast = false };
+        var c = SingleFileLoader.Load(checkpoint, load, singleFile);
+        bool created = !Directory.Exists(output);
+        try
+        {
+            Write(c, output, dtype);
+        }
+        catch
+        {
+            if (created && Directory.Exists(output)) Directory.Delete(output, recursive: true);
+            throw;
+        }
+        finally
+        {
+            c.TextEncoder.Dispose(); c.Unet.Dispose(); c.Vae.Dispose();
+        }
+    }
+
+    static void Write(SingleFileComponents c, string output, ScalarType dtype)
+    {
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        ScalarType? cast = dtype == ScalarType.Float32 ? null : dtype;
+
+        string unet = Directory.CreateDirectory(Path.Combine(output, "unet")).FullName;
+        WriteJson(Path.Combine(unet, "config.json"), WithVersion(c.Checkpoint.UNetConfig));
+        SafetensorsWriter.SaveModule(Path.Combine(unet, "diffusion_pytorch_model.safetensors"), c.Unet, cast, metadata);
+
+        string vae = Directory.CreateDirectory(Path.Combine(output, "vae")).FullName;
+        WriteJson(Path.Combine(vae, "config.json"), WithVersion(c.Checkpoint.VaeConfig));
+        SafetensorsWriter.SaveModule(Path.Combine(vae, "diffusion_pytorch_model.safetensors"), c.Vae, cast, metadata);
+
+        string text = Directory.CreateDirectory(Path.Combine(output, "text_encoder")).FullName;
+        var textConfig = (JsonObject)c.Checkpoint.TextEncoderConfig.DeepClone();
+        textConfig["torch_dtype"] = dtype == ScalarType.Float32 ? "float32" : dtype == ScalarType.Float16 ? "float16" : "bfloat16";
+        WriteJson(Path.Combine(text, "config.json"), textConfig);
+        SafetensorsWriter.SaveModule(Path.Combine(text, "model.safetensors"), c.TextEncoder, cast, metadata);
+
+        string tokenizer = Directory.CreateDirectory(Path.Combine(output, "tokenizer")).FullName;
+        foreach (string name in (string[])["vocab.json", "merges.txt"])
+        {
+            using var source = ClipTokenizer.BundledFile(name);
+            using var target = File.Create(Path.Combine(tokenizer, name));
+            source.CopyTo(target);
+        }
+        string pad = c.Checkpoint.TextEncoderKind == LdmTextEncoder.OpenClip ? "!" : "<|endoftext|>";
+        WriteJson(Path.Combine(tokenizer, "special_tokens_map.json"), new JsonObject
+        {
+            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
+        });
+        WriteJson(Path.Combine(tokenizer, "tokenizer_config.json"), new JsonObject
+        {
+            ["tokenizer_class"] = "CLIPTokenizer", ["model_max_length"] = 77, ["do_lower_case"] = true,
+            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
+        });
+
+        string scheduler = Directory.CreateDirectory(Path.Combine(output, "scheduler")).FullName;
+        WriteJson(Path.Combine(scheduler, "scheduler_config.json"), c.Checkpoint.SchedulerConfig);
+
+        bool inpaint = c.Unet.Config.InChannels == 9;
+        WriteJson(Path.Combine(output, "model_index.json"), new JsonObject
+        {
+            ["_class_name"] = inpaint ? "StableDiffusionInpaintPipeline" : "StableDiffusionPipeline",
+            ["_diffusers_version"] = "0.25.0",
+            ["feature_extractor"] = new JsonArray(null, null),
+            ["image_encoder"] = new JsonArray(null, null),
+            ["requires_safety_checker"] = false,
+            ["safety_checker"] = new JsonArray(null, null),
+            ["scheduler"] = new JsonArray("diffusers", c.Checkpoint.SchedulerConfig["_class_name"]!.GetValue<string>()),
+            ["text_encoder"] = new JsonArray("transformers", "CLIPTextModel"),
+            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
+            ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
+            ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
+        });
+    }
+
+    static JsonObject WithVersion(JsonObject config)
+    {
+        var copy = (JsonObject)config.DeepClone();
+        copy["_diffusers_version"] = "0.25.0";
+        return copy;
+    }
+
+    static void WriteJson(string path, JsonNode node) => File.WriteAllText(path, node.ToJsonString(Indented));
+}
