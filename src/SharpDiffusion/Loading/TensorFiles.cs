@@ -31,8 +31,6 @@ public static class TensorFiles
         return n == 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80);
     }
 
-    /// <summary>Torch pickles: the reader (TorchPickleFile.Open, written separately) is wired in here when merged.</summary>
-    static ITensorFile OpenPickle(string path) =>
-        throw new NotSupportedException($"{path} is a PyTorch pickle (.ckpt/.pt/.bin); the pickle reader is not available yet. " +
-            "Use the .safetensors version of the checkpoint.");
+    /// <summary>Torch pickles, read without running anything (<see cref="TorchPickleFile"/>).</summary>
+    static ITensorFile OpenPickle(string path) => TorchPickleFile.Open(path);
 }

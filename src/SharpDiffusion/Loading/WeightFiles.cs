@@ -62,7 +62,7 @@ public static class WeightFiles
         long stored = 0;
         foreach (var path in paths)
         {
-            using var file = TensorFileOpener.Open(path);
+            using var file = TensorFiles.Open(path);
             foreach (var header in file.Headers)
                 stored += header.ElementCount;   // each checked against the file's bytes when it was opened, so no overflow
         }
@@ -79,7 +79,7 @@ public static class WeightFiles
         var files = new List<ITensorFile>();
         try
         {
-            foreach (var p in paths) files.Add(TensorFileOpener.Open(p));
+            foreach (var p in paths) files.Add(TensorFiles.Open(p));
             StateDictLoader.Load(module, files, placement, rename, ignore);
         }
         finally

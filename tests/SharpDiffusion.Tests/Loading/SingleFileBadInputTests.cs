@@ -73,13 +73,6 @@ public class SingleFileBadInputTests
     }
 
     [Fact]
-    public void Pickle_checkpoint_waits_for_the_pickle_reader()
-    {
-        string message = Refusal<NotSupportedException>(Golden.Path("single_file", "small-sd15.ckpt"));
-        Assert.Contains("pickle reader not available yet", message.Replace("is not available", "not available"));
-    }
-
-    [Fact]
     public void Missing_file_is_refused()
     {
         Refusal<FileNotFoundException>("/nonexistent/model.safetensors");

@@ -59,6 +59,16 @@ public class SingleFileTests(ITestOutputHelper output)
         Assert.Null(folder.ModelHash);
     }
 
+    /// <summary>The .ckpt variant (torch.save zip pickle, {"state_dict": …}) holds the same tensors: it loads to the same
+    /// weights as the folder, read without running anything.</summary>
+    [Fact]
+    public void Ckpt_checkpoint_loads_bit_identical_to_the_folder()
+    {
+        using var folder = StableDiffusionPipeline.FromPretrained(Folder15, Exact);
+        using var single = StableDiffusionPipeline.FromSingleFile(Golden.Path("single_file", "small-sd15.ckpt"), Exact, Options(yaml: true));
+        AssertSameWeights(folder, single);
+    }
+
     [Fact]
     public void Architecture_is_inferred_from_the_tensors()
     {
