@@ -12,7 +12,8 @@ public static class ImageOutput
             result.Seed, result.Width, result.Height, model,
             denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
             clipSkip: options.ClipSkip,
-            maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null);
+            maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
+            loraHashes: result.Loras);
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>
