@@ -75,6 +75,16 @@ public class TextualInversionGoldenTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A1111_syntax_reads_embeddings_as_plain_syntax_does()
+    {
+        var p = Loaded.Value;
+        var golden = Golden.Load("textual_inversion", "pipelines", "ti_a1111st_cat-toy-st_euler_seed42_10steps_g7.5.safetensors");
+        using var _ = inference_mode();
+        using var embeds = p.PromptEncoder.Encode(["a photo of a <cat-toy-st> on a beach"], PromptSyntax.A1111, clipSkip: 1);
+        Golden.AssertClose(embeds, golden["prompt_embeds"], what: "A1111 prompt_embeds");        // one chunk, all weights 1
+    }
+
+    [Fact]
     public void Trigger_word_is_the_given_one_else_the_stored_one_else_the_file_name()
     {
         using (var given = TextualInversionFile.Load(File("cat-toy_learned_embeds.safetensors"), "<mine>"))
