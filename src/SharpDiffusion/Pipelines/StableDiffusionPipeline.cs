@@ -17,6 +17,8 @@ namespace SharpDiffusion.Pipelines;
 /// (StableDiffusionInpaintPipeline). <see cref="Generate"/> encodes the prompts, lets the task
 /// (<see cref="TextToImage"/>, <see cref="ImageToImage"/>, <see cref="Inpainting"/>) make its initial latents,
 /// timesteps and step hook, runs the shared <see cref="DenoisingLoop"/>, decodes and converts to uint8.
+/// One generation at a time per pipeline: a call's LoRAs are merged into its weights until the call returns
+/// (<see cref="LoraMerger"/>), and <see cref="LoadTextualInversion"/> extends its tokenizer and text encoder.
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
