@@ -125,11 +125,12 @@ public static class GenerateCommand
         using var pipeline = Progress.Status("Loading model", () => StableDiffusionPipeline.FromPretrained(model, load));
         foreach (var (file, token) in cl.All("embedding").Select(e => SplitSuffix(e, "--embedding", s => s)))
             Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
-        foreach (var file in embeddingDir is null ? [] : Directory.GetFiles(embeddingDir).Order(StringComparer.Ordinal)
-                     .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".safetensors" or ".pt" or ".bin"))
+        if (embeddingDir is not null)
         {
-            try { Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, Path.GetFileNameWithoutExtension(file)))} from {AtomicFiles.Printable(file)}"); }
-            catch (NotSupportedException e) { Progress.Line($"warning: skipped: {e.Message}"); }
+            var (loaded, skipped) = pipeline.LoadTextualInversionDirectory(embeddingDir);
+            Progress.Line($"Embeddings from {AtomicFiles.Printable(embeddingDir)}: {string.Join(" ", loaded)}");
+            foreach (var reason in skipped)
+                Progress.Line($"warning: skipped {reason}");
         }
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
@@ -161,10 +162,10 @@ public static class GenerateCommand
 
     static (string File, T? Suffix) SplitSuffix<T>(string value, string option, Func<string, T> parse)
     {
+        if (File.Exists(value))
+            return (value, default);
         int colon = value.LastIndexOf(':');
-        if (File.Exists(value) || colon <= 0)
-            return File.Exists(value) ? (value, default) : throw new UsageException($"{option}: the file {AtomicFiles.Printable(value)} does not exist.");
-        string file = value[..colon];
+        string file = colon > 0 ? value[..colon] : value;
         if (!File.Exists(file))
             throw new UsageException($"{option}: the file {AtomicFiles.Printable(file)} does not exist.");
         return (file, parse(value[(colon + 1)..]));

@@ -134,6 +134,21 @@ public sealed class StableDiffusionPipeline : IDisposable
         return tokens;
     }
 
+    /// <summary>Every embedding file of <paramref name="directory"/> (.safetensors, .pt, .bin, in name order), each triggered
+    /// by its file name (AUTOMATIC1111's rule). Files that cannot be read yet (.pt) are skipped and reported, as
+    /// AUTOMATIC1111 skips them; anything else wrong stops with the file named.</summary>
+    public (IReadOnlyList<string> Tokens, IReadOnlyList<string> Skipped) LoadTextualInversionDirectory(string directory)
+    {
+        var (tokens, skipped) = (new List<string>(), new List<string>());
+        foreach (var file in Directory.GetFiles(directory).Order(StringComparer.Ordinal)
+                     .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".safetensors" or ".pt" or ".bin"))
+        {
+            try { tokens.AddRange(LoadTextualInversion(file, Path.GetFileNameWithoutExtension(file))); }
+            catch (NotSupportedException e) { skipped.Add(e.Message); }
+        }
+        return (tokens, skipped);
+    }
+
     /// <summary>Noise: one randn call on the CPU generator in float32 (so a seed means the same image on every
     /// device, as diffusers' randn_tensor), then moved to the device.</summary>
     public Tensor DrawNoise(long[] shape, Generator generator)

@@ -121,6 +121,18 @@ public class TextualInversionGoldenTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Embedding_dir_triggers_each_file_by_its_name_and_skips_pt_for_now()
+    {
+        using var dir = new TempDir();
+        System.IO.File.Copy(File("cat-toy-2v_a1111_emb_params.safetensors"), dir.File("dir-toy.safetensors"));
+        System.IO.File.Copy(File("cat-toy-2v_a1111.pt"), dir.File("dir-pt.pt"));
+        using var p = StableDiffusionPipeline.FromPretrained(Golden.Path("models", "small-sd15")); // Loaded's tokens stay as the golden's
+        var (tokens, skipped) = p.LoadTextualInversionDirectory(dir.Path);
+        Assert.Equal(["dir-toy", "dir-toy_1"], tokens);
+        Assert.Contains("dir-pt.pt", Assert.Single(skipped));
+    }
+
+    [Fact]
     public void Token_already_in_the_tokenizer_is_refused()
     {
         var p = Loaded.Value;
