@@ -66,7 +66,7 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
     /// </summary>
     public Tensor EncodeA1111(IReadOnlyList<string> texts, int clipSkip = 1)
     {
-        // Embeddings' tokens come out whole from the tokenizer; a multi-vector one may be split across chunks (A1111 keeps it in one).
+        // Embeddings' tokens come out whole from the tokenizer; the chunker keeps a multi-vector one in one chunk, as A1111.
         texts = texts.Select(tokenizer.ExpandMultiVectorTokens).ToList();
         var batch = new PromptChunker(tokenizer).ChunkBatch(texts); // every prompt padded to the same chunk count
         using var scope = NewDisposeScope();

@@ -15,7 +15,7 @@ namespace SharpDiffusion.Text;
 /// </list>
 /// <see cref="Encode"/> then gives what the pipeline feeds the text encoder:
 /// <c>tokenizer(text, padding="max_length", max_length=77, truncation=True).input_ids</c>.
-/// Instances are thread-safe.
+/// Encoding is thread-safe; <see cref="AddTokens"/> (textual inversion) is not, while another thread encodes.
 /// </summary>
 public sealed class ClipTokenizer
 {
@@ -125,6 +125,20 @@ public sealed class ClipTokenizer
         }
         _specialTokens = new SpecialTokenSplitter([.. _special, .. _added]);
         return ids;
+    }
+
+    /// <summary>How many vectors the added token with this id brings in: 1 + its companions <c>tok_1</c>, <c>tok_2</c>, …
+    /// (the tokens <see cref="ExpandMultiVectorTokens"/> writes after it); 1 for every other id.</summary>
+    public int VectorCount(int id)
+    {
+        int first = _tokenToId.Count - _added.Count;                             // added tokens have the last ids, in order
+        if (id < first || id >= _tokenToId.Count)
+            return 1;
+        string token = _added[id - first];
+        int count = 1;
+        while (_tokenToId.ContainsKey($"{token}_{count}"))
+            count++;
+        return count;
     }
 
     /// <summary>

@@ -85,6 +85,20 @@ public class TextualInversionGoldenTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A1111_chunks_keep_a_multi_vector_embedding_whole()
+    {
+        var p = Loaded.Value;
+        var chunker = new SharpDiffusion.Text.PromptChunker(p.Tokenizer, commaPaddingBacktrack: 0);
+        string filler = string.Join(" ", Enumerable.Repeat("cat", 74));                  // 74 tokens: one place left
+        var chunks = chunker.Chunk(p.Tokenizer.ExpandMultiVectorTokens(filler + " <cat-toy-2v>"));
+        Assert.Equal(2, chunks.ChunkCount);
+        Assert.Equal(p.Tokenizer.EosTokenId, chunks.Ids[0][75]);                         // chunk 1 padded after the 74
+        Assert.Equal([49409, 49410], chunks.Ids[1][1..3]);
+        var single = chunker.Chunk(p.Tokenizer.ExpandMultiVectorTokens(filler + " <cat-toy>"));
+        Assert.Equal(49408, single.Ids[0][75]);                                          // one vector still fits
+    }
+
+    [Fact]
     public void Trigger_word_is_the_given_one_else_the_stored_one_else_the_file_name()
     {
         using (var given = TextualInversionFile.Load(File("cat-toy_learned_embeds.safetensors"), "<mine>"))
