@@ -9,7 +9,7 @@ public static class ConvertCommand
 {
     public static readonly OptionSpec[] Options =
     [
-        new("model", OptionKind.Text, "the single-file checkpoint (.safetensors; .ckpt once the pickle reader is in)", "FILE"),
+        new("model", OptionKind.Text, "the single-file checkpoint (.safetensors or .ckpt)", "FILE"),
         new("output", OptionKind.Text, "the diffusers folder to write (new or empty)", "DIR"),
         new("dtype", OptionKind.Text, "float32 or float16 weights (default: float32, the stored values bit for bit)", "NAME"),
         new("config", OptionKind.Text, "the model's original LDM .yaml (v1-inference.yaml, v2-inference-v.yaml, ...): attention heads, scale_factor, v-prediction (default: inferred from the tensors, SD defaults)", "FILE"),

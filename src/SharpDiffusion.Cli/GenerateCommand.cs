@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using SharpDiffusion.Adapters;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Loading.SingleFile;
@@ -36,6 +38,10 @@ public static class GenerateCommand
         new("paste-original", OptionKind.Flag, "inpainting: put the original pixels back outside the (blurred) mask, so the untouched part stays exactly as it was (AUTOMATIC1111 always does) (default: off)"),
         new("prompt-syntax", OptionKind.Text, "plain: text as written, 77 tokens (diffusers); a1111: (word:1.3), (word), [word], BREAK, any length in 75-token chunks (AUTOMATIC1111) (default: plain)", "NAME"),
         new("clip-skip", OptionKind.Integer, "use the text encoder's N-th layer from the end (AUTOMATIC1111's meaning: 1 = last, 2 = penultimate) (default: 1)", "N"),
+        new("lora", OptionKind.Texts, "apply a LoRA (kohya/A1111 or diffusers .safetensors) at SCALE for this run; repeatable, each with its own scale (default SCALE: 1)", "FILE[:SCALE]"),
+        new("lora-dir", OptionKind.Text, "with --prompt-syntax a1111: folder where <lora:NAME:SCALE> in the prompt finds NAME.safetensors; the tag is removed from the text (default: none)", "DIR"),
+        new("embedding", OptionKind.Texts, "load a textual-inversion embedding; its trigger word is TOKEN, else the one the file stores, else the file name; repeatable", "FILE[:TOKEN]"),
+        new("embedding-dir", OptionKind.Text, "load every embedding of the folder, each triggered by its file name (AUTOMATIC1111's rule)", "DIR"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -86,7 +92,15 @@ public static class GenerateCommand
             PasteOriginal = cl.Flag("paste-original"),
             PromptSyntax = ParsePromptSyntax(cl.String("prompt-syntax")),
             ClipSkip = cl.Int("clip-skip") ?? 1,
+            LoraDirectory = cl.String("lora-dir"),
         };
+        if (options.LoraDirectory is { } loraDir && (options.PromptSyntax != PromptSyntax.A1111 || !Directory.Exists(loraDir)))
+            throw new UsageException(options.PromptSyntax != PromptSyntax.A1111
+                ? "--lora-dir is for <lora:NAME:SCALE> tags, which only --prompt-syntax a1111 reads."
+                : $"--lora-dir: the folder {AtomicFiles.Printable(loraDir)} does not exist.");
+        string? embeddingDir = cl.String("embedding-dir");
+        if (embeddingDir is not null && !Directory.Exists(embeddingDir))
+            throw new UsageException($"--embedding-dir: the folder {AtomicFiles.Printable(embeddingDir)} does not exist.");
         string output = cl.String("output") ?? "out.png";
         var load = new LoadOptions
         {
@@ -106,6 +120,9 @@ public static class GenerateCommand
         };
         options.Validate(); // everything that needs no model, before loading gigabytes
         TorchRuntime.Initialize(threads);
+        var loraFiles = cl.All("lora").Select(ParseLora).ToList(); // read (and checked) before the model
+        using var loraDisposal = new LoraDisposal(loraFiles.Select(l => l.File));
+        options = options with { Loras = loraFiles };
 
         var clock = Stopwatch.StartNew();
         bool singleFile = File.Exists(model);
@@ -116,6 +133,15 @@ public static class GenerateCommand
             : StableDiffusionPipeline.FromPretrained(model, load));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
+        foreach (var (file, token) in cl.All("embedding").Select(e => SplitSuffix(e, "--embedding", s => s)))
+            Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
+        if (embeddingDir is not null)
+        {
+            var (loaded, skipped) = pipeline.LoadTextualInversionDirectory(embeddingDir);
+            Progress.Line($"Embeddings from {AtomicFiles.Printable(embeddingDir)}: {string.Join(" ", loaded)}");
+            foreach (var reason in skipped)
+                Progress.Line($"warning: skipped {reason}");
+        }
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
         string task = options.Task switch
@@ -142,6 +168,30 @@ public static class GenerateCommand
         OriginalConfig = cl.String("config"),
         TextEncoderConfig = cl.String("text-encoder-config"),
     };
+
+    /// <summary>"FILE" or "FILE:SCALE": the suffix counts only when FILE alone is not an existing file (paths may hold ':').</summary>
+    static LoraWeight ParseLora(string value)
+    {
+        var (file, scale) = SplitSuffix(value, "--lora", s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d)
+            ? (double?)d : throw new UsageException($"--lora {value}: '{s}' is not a number (FILE:SCALE)."));
+        return new LoraWeight(LoraFile.Load(file), scale ?? 1.0);
+    }
+
+    static (string File, T? Suffix) SplitSuffix<T>(string value, string option, Func<string, T> parse)
+    {
+        if (File.Exists(value))
+            return (value, default);
+        int colon = value.LastIndexOf(':');
+        string file = colon > 0 ? value[..colon] : value;
+        if (!File.Exists(file))
+            throw new UsageException($"{option}: the file {AtomicFiles.Printable(file)} does not exist.");
+        return (file, parse(value[(colon + 1)..]));
+    }
+
+    sealed class LoraDisposal(IEnumerable<LoraFile> files) : IDisposable
+    {
+        public void Dispose() { foreach (var f in files) f.Dispose(); }
+    }
 
     static PromptSyntax ParsePromptSyntax(string? name) => name?.ToLowerInvariant() switch
     {

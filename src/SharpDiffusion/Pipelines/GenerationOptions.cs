@@ -1,4 +1,5 @@
 using System.Globalization;
+using SharpDiffusion.Adapters;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Schedulers;
 using static TorchSharp.torch;
@@ -68,6 +69,14 @@ public sealed record GenerationOptions
     /// <summary>AUTOMATIC1111's CLIP skip: 1 = the text encoder's last layer; n = the output of the n-th layer from
     /// the end, through the final layer norm.</summary>
     public int ClipSkip { get; init; } = 1;
+
+    /// <summary>LoRAs merged into the weights for this call only and taken out afterwards (the base weights come back
+    /// bit-identical), each at its own scale. The caller keeps ownership of the files and may reuse them.</summary>
+    public IReadOnlyList<LoraWeight> Loras { get; init; } = [];
+
+    /// <summary>With <see cref="PromptSyntax.A1111"/>: where <c>&lt;lora:name:scale&gt;</c> tags of the prompts are looked up
+    /// (NAME.safetensors); the tags are removed from the text before it is parsed, as AUTOMATIC1111 does.</summary>
+    public string? LoraDirectory { get; init; }
 
     /// <summary>img2img / inpainting: the picture to start from.</summary>
     public RgbImage? Image { get; init; }
@@ -174,6 +183,9 @@ public sealed record GenerationOptions
             throw new ArgumentException($"Strength {EffectiveStrength.ToString(inv)} with {NumInferenceSteps} steps runs no denoising step " +
                 $"(int({NumInferenceSteps} × {EffectiveStrength.ToString(inv)}) = 0); raise the strength to at least {least.ToString(inv)} or use more steps.");
         }
+        foreach (var lora in Loras)
+            if (!double.IsFinite(lora.Scale) || lora.TextEncoderScale is double te && !double.IsFinite(te))
+                throw new ArgumentException($"{lora.File.Path}: the LoRA scale must be a finite number.");
         if (MaskBlur < 0 || MaskBlur > MaxMaskBlur)
             throw new ArgumentException($"Mask blur must be between 0 and {MaxMaskBlur} pixels; got {MaskBlur}.");
     }

@@ -19,6 +19,8 @@ public sealed class GenerationResult : IDisposable
     public required string SamplerName { get; init; }
     /// <summary>What the call changed or ignored and the user should know (a resized mask, a truncated prompt).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
+    /// <summary>The LoRAs the call applied (given and from prompt tags): name and AUTOMATIC1111 short hash.</summary>
+    public IReadOnlyList<(string Name, string Hash)> Loras { get; init; } = [];
     public required int Width { get; init; }
     public required int Height { get; init; }
     /// <summary>Final latents [B, 4, h, w] (before the scaling factor).</summary>

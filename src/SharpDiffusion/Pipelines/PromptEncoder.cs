@@ -44,6 +44,7 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
     /// <summary>diffusers' encode_prompt: ids padded/truncated to 77 → the text encoder ([−clipSkip] hidden state + final norm).</summary>
     public Tensor EncodePlain(IReadOnlyList<string> texts, int clipSkip = 1, ICollection<string>? warnings = null)
     {
+        texts = texts.Select(tokenizer.ExpandMultiVectorTokens).ToList();           // diffusers' maybe_convert_prompt
         if (warnings is not null)
             foreach (var text in texts.Distinct())
             {
@@ -65,6 +66,8 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
     /// </summary>
     public Tensor EncodeA1111(IReadOnlyList<string> texts, int clipSkip = 1)
     {
+        // Embeddings' tokens come out whole from the tokenizer; the chunker keeps a multi-vector one in one chunk, as A1111.
+        texts = texts.Select(tokenizer.ExpandMultiVectorTokens).ToList();
         var batch = new PromptChunker(tokenizer).ChunkBatch(texts); // every prompt padded to the same chunk count
         using var scope = NewDisposeScope();
         var chunks = new List<Tensor>();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SharpDiffusion.Adapters;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Loading.SingleFile;
@@ -17,6 +18,8 @@ namespace SharpDiffusion.Pipelines;
 /// (StableDiffusionInpaintPipeline). <see cref="Generate"/> encodes the prompts, lets the task
 /// (<see cref="TextToImage"/>, <see cref="ImageToImage"/>, <see cref="Inpainting"/>) make its initial latents,
 /// timesteps and step hook, runs the shared <see cref="DenoisingLoop"/>, decodes and converts to uint8.
+/// One generation at a time per pipeline: a call's LoRAs are merged into its weights until the call returns
+/// (<see cref="LoraMerger"/>), and <see cref="LoadTextualInversion"/> extends its tokenizer and text encoder.
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -134,7 +137,42 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Tensor EncodePrompt(IReadOnlyList<string> texts) => PromptEncoder.EncodePlain(texts);
 
     /// <summary>Token ids [B, 77] int64 on the CPU.</summary>
-    public Tensor TokenIds(IReadOnlyList<string> texts) => Tokenizer.EncodeBatch(texts);
+    public Tensor TokenIds(IReadOnlyList<string> texts) => Tokenizer.EncodeBatch(texts.Select(Tokenizer.ExpandMultiVectorTokens).ToList());
+
+    /// <summary>
+    /// diffusers' load_textual_inversion: the embedding's tokens (<c>tok</c>, <c>tok_1</c>, … for several vectors) are added to
+    /// this pipeline's tokenizer and its rows appended to this pipeline's text encoder, for every later call. Returns the tokens.
+    /// Not thread-safe: load before generating.
+    /// </summary>
+    public IReadOnlyList<string> LoadTextualInversion(string path, string? token = null)
+    {
+        using var embedding = TextualInversionFile.Load(path, token);
+        long width = TextEncoder.Config.HiddenSize;
+        if (embedding.Vectors.shape[1] != width)
+            throw new InvalidDataException($"{path}: the embedding has {embedding.Vectors.shape[1]} channels but this text encoder takes {width}: it was trained for another model.");
+        var tokens = embedding.Tokens;
+        if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _)) is { } taken)
+            throw new ArgumentException($"{path}: the token '{taken}' is already in the tokenizer; give another trigger word.");
+        var ids = Tokenizer.AddTokens(tokens);
+        using var noGrad = no_grad();
+        TextEncoder.SetTokenEmbeddings(Tokenizer.VocabSize, ids, embedding.Vectors);
+        return tokens;
+    }
+
+    /// <summary>Every embedding file of <paramref name="directory"/> (.safetensors, .pt, .bin, in name order), each triggered
+    /// by its file name (AUTOMATIC1111's rule). Files that cannot be read yet (.pt) are skipped and reported, as
+    /// AUTOMATIC1111 skips them; anything else wrong stops with the file named.</summary>
+    public (IReadOnlyList<string> Tokens, IReadOnlyList<string> Skipped) LoadTextualInversionDirectory(string directory)
+    {
+        var (tokens, skipped) = (new List<string>(), new List<string>());
+        foreach (var file in Directory.GetFiles(directory).Order(StringComparer.Ordinal)
+                     .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".safetensors" or ".pt" or ".bin"))
+        {
+            try { tokens.AddRange(LoadTextualInversion(file, Path.GetFileNameWithoutExtension(file))); }
+            catch (Exception e) when (e is NotSupportedException or InvalidDataException or ArgumentException) { skipped.Add(e.Message); }
+        }
+        return (tokens, skipped);
+    }
 
     /// <summary>Noise: one randn call on the CPU generator in float32 (so a seed means the same image on every
     /// device, as diffusers' randn_tensor), then moved to the device.</summary>
@@ -182,6 +220,17 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         int perPrompt = options.NumImagesPerPrompt, count = options.PromptCount;
         var prompts = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(PromptText(options, i), perPrompt)).ToList();
+        var (tagged, ignored) = (new List<LoraTag>(), new List<string>());
+        var encoded = options.PromptSyntax == PromptSyntax.A1111 // A1111 cuts <lora:…> out before parsing emphasis
+            ? prompts.Select(p => LoraPromptTags.Extract(p, tagged, ignored)).ToList() : prompts;
+        foreach (var tag in ignored.Distinct())
+            warnings.Add($"{tag}: only <lora:…> extra networks are supported; the tag was removed from the prompt.");
+        using var tagFiles = new DisposableList<LoraFile>();
+        foreach (var tag in tagged.DistinctBy(t => t.Name)) // the first mention of a name sets its scales
+            tagFiles.Items.Add(LoraFile.Load(LoraPromptTags.Locate(tag.Name, options.LoraDirectory)));
+        var loras = options.Loras.Concat(tagFiles.Items.Select(f => tagged.First(t => t.Name == f.Name))
+            .Select((t, i) => new LoraWeight(tagFiles.Items[i], t.Scale) { TextEncoderScale = t.TextEncoderScale })).ToList();
+        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder);  // restored when the call ends
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
@@ -189,7 +238,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             MemoryEstimate.AvailableBytes(), width, height, warnings);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
-        using var context = EncodeConditioning(options, prompts, negatives, guidance.Enabled, warnings); // [(2)B, T, D], uncond first
+        using var context = EncodeConditioning(options, encoded, negatives, guidance.Enabled, warnings); // [(2)B, T, D], uncond first
         using var generator = new Generator((ulong)seed);
         scheduler.SetTimesteps(options.NumInferenceSteps);
         using var inputs = options.Image is null ? null : ImageInputs.Prepare(options, width, height, warnings);
@@ -226,6 +275,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             Seed = seed,
             SchedulerName = scheduler.Name,
             SamplerName = SchedulerFactory.A1111Name(scheduler),
+            Loras = loras.Select(l => (l.File.Name, l.File.Hash)).ToList(),
             Width = width,
             Height = height,
             Latents = latents,
@@ -294,6 +344,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         return Enumerable.Range(0, (int)bytes.shape[0])
             .Select(b => new GeneratedImage(w, h, all[(b * size)..((b + 1) * size)], prompts[b], negatives[b]))
             .ToList();
+    }
+
+    sealed class DisposableList<T> : IDisposable where T : IDisposable
+    {
+        public List<T> Items { get; } = [];
+        public void Dispose() => Items.ForEach(i => i.Dispose());
     }
 
     public void Dispose()

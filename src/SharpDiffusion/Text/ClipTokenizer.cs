@@ -15,7 +15,7 @@ namespace SharpDiffusion.Text;
 /// </list>
 /// <see cref="Encode"/> then gives what the pipeline feeds the text encoder:
 /// <c>tokenizer(text, padding="max_length", max_length=77, truncation=True).input_ids</c>.
-/// Instances are thread-safe.
+/// Encoding is thread-safe; <see cref="AddTokens"/> (textual inversion) is not, while another thread encodes.
 /// </summary>
 public sealed class ClipTokenizer
 {
@@ -23,7 +23,9 @@ public sealed class ClipTokenizer
     const string EndOfText = "<|endoftext|>";
 
     readonly Dictionary<string, int> _tokenToId;
-    readonly SpecialTokenSplitter _specialTokens;
+    readonly string[] _special;
+    readonly List<string> _added = [];
+    SpecialTokenSplitter _specialTokens;
     readonly BytePairEncoder _bpe;
 
     /// <summary>Length of every <see cref="Encode"/> result: the text encoder's positions (77 for CLIP).</summary>
@@ -58,6 +60,7 @@ public sealed class ClipTokenizer
         UnkTokenId = _tokenToId[UnkToken];
         PadTokenId = _tokenToId[PadToken];
 
+        _special = special;
         _specialTokens = new SpecialTokenSplitter(special);
         _bpe = new BytePairEncoder(merges, [StartOfText, EndOfText]);
     }
@@ -121,6 +124,63 @@ public sealed class ClipTokenizer
                 tokens.AddRange(_bpe.Encode(ByteLevelAlphabet.Encode(word)));
         }
         return tokens;
+    }
+
+    /// <summary>Tokens added after loading (textual-inversion triggers), in the order they were added.</summary>
+    public IReadOnlyList<string> AddedTokens => _added;
+
+    /// <summary>
+    /// transformers' <c>add_tokens</c>: each new token gets the next id (the current <see cref="VocabSize"/>) and is from
+    /// then on matched whole in raw text, before cleanup and BPE, like the special tokens (no "&lt;/w&gt;"). A token that
+    /// is already known is refused. Not safe while another thread encodes with this tokenizer.
+    /// </summary>
+    public int[] AddTokens(IReadOnlyList<string> tokens)
+    {
+        foreach (string token in tokens)
+            if (string.IsNullOrEmpty(token) || _tokenToId.ContainsKey(token) || tokens.Count(t => t == token) > 1)
+                throw new ArgumentException($"The token '{token}' is already in the tokenizer (or empty); choose another trigger word.");
+        var ids = new int[tokens.Count];
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            ids[i] = _tokenToId.Count;
+            _tokenToId[tokens[i]] = ids[i];
+            _added.Add(tokens[i]);
+        }
+        _specialTokens = new SpecialTokenSplitter([.. _special, .. _added]);
+        return ids;
+    }
+
+    /// <summary>How many vectors the added token with this id brings in: 1 + its companions <c>tok_1</c>, <c>tok_2</c>, …
+    /// (the tokens <see cref="ExpandMultiVectorTokens"/> writes after it); 1 for every other id.</summary>
+    public int VectorCount(int id)
+    {
+        int first = _tokenToId.Count - _added.Count;                             // added tokens have the last ids, in order
+        if (id < first || id >= _tokenToId.Count)
+            return 1;
+        string token = _added[id - first];
+        int count = 1;
+        while (_tokenToId.ContainsKey($"{token}_{count}"))
+            count++;
+        return count;
+    }
+
+    /// <summary>
+    /// diffusers' <c>maybe_convert_prompt</c>: every added token of the prompt that has multi-vector companions
+    /// (<c>&lt;tok&gt;_1</c>, <c>&lt;tok&gt;_2</c>, …) is replaced (as a plain string replace, as diffusers does) by
+    /// "&lt;tok&gt; &lt;tok&gt;_1 …", so one trigger word brings in all its vectors.
+    /// </summary>
+    public string ExpandMultiVectorTokens(string prompt)
+    {
+        if (_added.Count == 0)
+            return prompt;
+        foreach (string token in Tokenize(prompt).Distinct().Where(_added.Contains))
+        {
+            string replacement = token;
+            for (int i = 1; _tokenToId.ContainsKey($"{token}_{i}"); i++)
+                replacement += $" {token}_{i}";
+            prompt = prompt.Replace(token, replacement, StringComparison.Ordinal);
+        }
+        return prompt;
     }
 
     /// <summary>The id of a vocabulary entry such as ",&lt;/w&gt;" (transformers' <c>get_vocab().get(token)</c>).</summary>

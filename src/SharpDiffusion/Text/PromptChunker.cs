@@ -104,6 +104,9 @@ public sealed class PromptChunker
 
                 if (tokens.Count == ChunkLength)
                     CloseChunk();
+                // A1111 places an embedding's vectors whole in one chunk: one that does not fit starts the next.
+                if (tokens.Count + _tokenizer.VectorCount(token) > ChunkLength)
+                    CloseChunk();
                 tokens.Add(token);
                 weights.Add(weight);
             }

@@ -30,6 +30,13 @@ public sealed class ClipTextModel : Module<Tensor, Tensor>
     /// <summary>All outputs; hidden states (embeddings, then each layer before the final norm) when asked.</summary>
     public ClipTextOutput Run(Tensor inputIds, bool keepHiddenStates = false) => _textModel.Run(inputIds, keepHiddenStates);
 
+    /// <summary>Rows of the token embedding [V, D] (V grows with <see cref="SetTokenEmbeddings"/>).</summary>
+    public long TokenEmbeddingCount => _textModel.Embeddings.Token.weight!.shape[0];
+
+    /// <summary>diffusers' load_textual_inversion: the token embedding is resized to <paramref name="vocabSize"/> rows
+    /// (new rows zero) and rows <paramref name="ids"/> are set to <paramref name="rows"/> [n, D]. Changes this model.</summary>
+    public void SetTokenEmbeddings(int vocabSize, int[] ids, Tensor rows) => _textModel.Embeddings.SetRows(vocabSize, ids, rows);
+
     /// <summary>AUTOMATIC1111's CLIP skip: ids [B, T] → final_layer_norm(hidden_states[-clipSkip]) [B, T, D]; 1 is
     /// last_hidden_state. The layers past the one used are not run.</summary>
     public Tensor Encode(Tensor inputIds, int clipSkip = 1)
@@ -57,6 +64,8 @@ sealed class ClipTextTransformer : Module
         register_module("encoder", _encoder);
         register_module("final_layer_norm", _finalNorm);
     }
+
+    public ClipTextEmbeddings Embeddings => _embeddings;
 
     public ClipTextOutput Run(Tensor inputIds, bool keepHiddenStates)
     {
@@ -113,6 +122,21 @@ sealed class ClipTextEmbeddings : Module<Tensor, Tensor>
         _position = Layers.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
         register_module("token_embedding", _token);
         register_module("position_embedding", _position);
+    }
+
+    public Embedding Token => _token;
+
+    public void SetRows(int vocabSize, int[] ids, Tensor rows)
+    {
+        using var noGrad = no_grad();
+        var old = _token.weight!;                                                  // [V, D]
+        var grown = zeros([vocabSize, old.shape[1]], dtype: old.dtype, device: old.device);
+        long keep = Math.Min(vocabSize, old.shape[0]);
+        grown.narrow(0, 0, keep).copy_(old.narrow(0, 0, keep));
+        using var index = tensor(ids.Select(i => (long)i).ToArray(), device: old.device);
+        grown.index_copy_(0, index, rows.to(old.dtype).to(old.device));
+        _token.weight = new TorchSharp.Modules.Parameter(grown, requires_grad: false);
+        old.Dispose();
     }
 
     public override Tensor forward(Tensor inputIds)

@@ -1,0 +1,106 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Adapters;
+
+/// <summary>A LoRA and the scale it is applied at (diffusers' <c>cross_attention_kwargs={"scale": s}</c>, AUTOMATIC1111's
+/// <c>&lt;lora:name:s&gt;</c>).</summary>
+public sealed record LoraWeight(LoraFile File, double Scale = 1.0)
+{
+    /// <summary>The text encoder's scale when it differs from the UNet's (AUTOMATIC1111's <c>&lt;lora:name:te:unet&gt;</c>);
+    /// null = <see cref="Scale"/>, as diffusers.</summary>
+    public double? TextEncoderScale { get; init; }
+
+    internal double ScaleFor(LoraTarget target) => target == LoraTarget.TextEncoder ? TextEncoderScale ?? Scale : Scale;
+}
+
+/// <summary>
+/// Merges LoRAs into the weights for the length of one generation and restores them afterwards:
+/// <c>W' = W + Σᵢ scaleᵢ · (alphaᵢ / rankᵢ) · upᵢ · downᵢ</c> on every patched weight, the UNet's and the text encoder's alike
+/// (diffusers 0.25 scales both by the same <c>scale</c>). The original tensors are kept and copied back on
+/// <see cref="Dispose"/>, so the base weights are bit-identical afterwards whatever the LoRAs or scales were.
+/// Merging was chosen over a side branch (<c>W x + s·up(down(x))</c> in every forward) because it costs nothing per
+/// UNet step; the merge itself is a few rank-r matmuls per weight, paid once per call.
+/// Not thread-safe: the weights of the pipeline change for the call, so a pipeline runs one generation at a time.
+/// </summary>
+public sealed class LoraMerger : IDisposable
+{
+    readonly List<(Tensor Parameter, Tensor Original)> _patched = [];
+
+    LoraMerger() { }
+
+    /// <summary>Merges <paramref name="loras"/> into the given modules' weights; dispose the result to restore them.
+    /// Every layer must find its weight with a fitting shape, or nothing is changed and the error names the file and key.</summary>
+    public static LoraMerger Apply(IReadOnlyList<LoraWeight> loras, nn.Module unet, nn.Module textEncoder)
+    {
+        var merger = new LoraMerger();
+        if (loras.Count == 0)
+            return merger;
+        var weights = new Dictionary<LoraTarget, Dictionary<string, Tensor>>
+        {
+            [LoraTarget.Unet] = WeightsByModule(unet),
+            [LoraTarget.TextEncoder] = WeightsByModule(textEncoder),
+        };
+
+        // Check every layer first, so a bad file changes nothing.
+        var deltas = new Dictionary<Tensor, List<(LoraLayer Layer, double Scale)>>(ReferenceEqualityComparer.Instance);
+        foreach (var lora in loras)
+            foreach (var layer in lora.File.Layers)
+            {
+                var file = lora.File;
+                double scale = lora.ScaleFor(layer.Target);
+                if (!weights[layer.Target].TryGetValue(layer.Module, out var weight))
+                    throw new InvalidDataException($"{file.Path}: '{layer.SourceKey}' matches no weight of this model's " +
+                        $"{(layer.Target == LoraTarget.Unet ? "UNet" : "text encoder")}: the LoRA is for another architecture.");
+                long outFeatures = layer.Up.shape[0], inElements = layer.Down.numel() / layer.Rank;
+                if (weight.shape[0] != outFeatures || weight.numel() / weight.shape[0] != inElements)
+                    throw new InvalidDataException($"{file.Path}: '{layer.SourceKey}' makes a [{outFeatures}, {inElements}] update but " +
+                        $"the weight is [{string.Join(", ", weight.shape)}]: the LoRA's shapes do not fit this model.");
+                if (!deltas.TryGetValue(weight, out var list))
+                    deltas[weight] = list = [];
+                list.Add((layer, scale));
+            }
+
+        using var noGrad = no_grad();
+        foreach (var (weight, layers) in deltas)
+        {
+            using var scope = NewDisposeScope();
+            var original = weight.detach().clone().MoveToOuterDisposeScope();
+            var merged = original.to(ScalarType.Float32, copy: true);
+            foreach (var (layer, scale) in layers)
+            {
+                var up = layer.Up.to(merged.device).flatten(1);                       // [out, r]
+                var down = layer.Down.to(merged.device).flatten(1);                   // [r, in·k·k]
+                merged.add_(up.matmul(down).reshape(weight.shape), alpha: scale * layer.AlphaScale);
+            }
+            weight.copy_(merged);
+            merger._patched.Add((weight, original));
+        }
+        return merger;
+    }
+
+    /// <summary>Linear and conv weights by module path with '_' for '.', the spelling <see cref="LoraLayer.Module"/> uses.</summary>
+    static Dictionary<string, Tensor> WeightsByModule(nn.Module module)
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, parameter) in module.named_parameters())
+            if (name.EndsWith(".weight", StringComparison.Ordinal) && parameter.dim() is 2 or 4)
+                result[name[..^".weight".Length].Replace('.', '_')] = parameter;
+        return result;
+    }
+
+    /// <summary>The weights that were patched (for tests and diagnostics).</summary>
+    public int PatchedCount => _patched.Count;
+
+    /// <summary>Copies the original tensors back: the weights are bit-identical to before <see cref="Apply"/>.</summary>
+    public void Dispose()
+    {
+        using var noGrad = no_grad();
+        foreach (var (parameter, original) in _patched)
+        {
+            parameter.copy_(original);
+            original.Dispose();
+        }
+        _patched.Clear();
+    }
+}
