@@ -1,3 +1,5 @@
+using SharpDiffusion.Loading.SingleFile;
+using SharpDiffusion.Models.UNet;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -79,15 +81,24 @@ public sealed class LoraMerger : IDisposable
         return merger;
     }
 
-    /// <summary>Linear and conv weights by module path with '_' for '.', the spelling <see cref="LoraLayer.Module"/> uses.</summary>
+    /// <summary>Linear and conv weights by module path with '_' for '.', the spelling <see cref="LoraLayer.Module"/> uses.
+    /// A UNet's weights are also listed under their LDM names (<c>input_blocks_1_1_…</c>), which older kohya LoRAs
+    /// trained on single-file checkpoints use, mapped by the single-file loader's key tables.</summary>
     static Dictionary<string, Tensor> WeightsByModule(nn.Module module)
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, parameter) in module.named_parameters())
-            if (name.EndsWith(".weight", StringComparison.Ordinal) && parameter.dim() is 2 or 4)
-                result[name[..^".weight".Length].Replace('.', '_')] = parameter;
+        var weights = module.named_parameters()
+            .Where(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && p.parameter.dim() is 2 or 4)
+            .ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);
+        foreach (var (name, parameter) in weights)
+            result[Spelling(name)] = parameter;
+        if (module is UNet2DConditionModel unet)
+            foreach (var (name, ldm) in LdmKeyMap.UNet(weights.Keys, unet.Config))
+                result.TryAdd(Spelling(ldm[LdmKeyMap.UNetPrefix.Length..]), weights[name]);
         return result;
     }
+
+    static string Spelling(string weightName) => weightName[..^".weight".Length].Replace('.', '_');
 
     /// <summary>The weights that were patched (for tests and diagnostics).</summary>
     public int PatchedCount => _patched.Count;

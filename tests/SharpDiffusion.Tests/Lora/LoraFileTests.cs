@@ -96,17 +96,55 @@ public class LoraFileTests
     public void Lora_for_another_architecture_names_the_first_key_that_matches_nothing()
     {
         using var dir = new TempDir();
-        string path = Write(dir, "sd1-ldm-names.safetensors", new()
+        string path = Write(dir, "other-model.safetensors", new()
         {
             ["lora_unet_input_blocks_1_1_proj_in.lora_down.weight"] = zeros(4, 32),
             ["lora_unet_input_blocks_1_1_proj_in.lora_up.weight"] = zeros(32, 4),
+            ["lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight"] = zeros(4, 32),
+            ["lora_unet_single_transformer_blocks_0_attn_to_q.lora_up.weight"] = zeros(32, 4),
         });
         using var lora = LoraFile.Load(path);
         var p = OwnPipeline.Value;
         var e = Assert.Throws<InvalidDataException>(() => LoraMerger.Apply([new LoraWeight(lora)], p.Unet, p.TextEncoder));
         Assert.Contains(path, e.Message);
-        Assert.Contains("lora_unet_input_blocks_1_1_proj_in.lora_down.weight", e.Message);
+        Assert.Contains("lora_unet_single_transformer_blocks_0_attn_to_q.lora_down.weight", e.Message);
         Assert.Contains("another architecture", e.Message);
+    }
+
+    /// <summary>Older kohya LoRAs trained on single-file checkpoints name UNet layers the LDM way (input_blocks_1_1_…):
+    /// the golden LoRA renamed so merges exactly as the original, through the single-file loader's key tables.</summary>
+    [Fact]
+    public void Ldm_named_unet_layers_merge_exactly_as_diffusers_named_ones()
+    {
+        using var dir = new TempDir();
+        lock (Gate)
+        {
+            var p = OwnPipeline.Value;
+            var byKohya = p.Unet.named_parameters().Select(kv => kv.name).Where(n => n.EndsWith(".weight"))
+                .ToDictionary(n => "lora_unet_" + n[..^7].Replace('.', '_'), n => n);
+            var ldm = SharpDiffusion.Loading.SingleFile.LdmKeyMap.UNet(byKohya.Values, p.Unet.Config);
+            var renamed = new Dictionary<string, Tensor>();
+            int ldmNamed = 0;
+            using (var kohya = SafetensorsFile.Open(LoraGoldenTests.KohyaFile))
+                foreach (var h in kohya.Headers)
+                {
+                    int dot = h.Name.IndexOf('.');
+                    string name = h.Name;
+                    if (byKohya.TryGetValue(h.Name[..dot], out var diffusers))
+                    {
+                        string ldmModule = ldm[diffusers][SharpDiffusion.Loading.SingleFile.LdmKeyMap.UNetPrefix.Length..^7];
+                        name = "lora_unet_" + ldmModule.Replace('.', '_') + h.Name[dot..];
+                        ldmNamed++;
+                    }
+                    renamed[name] = kohya.Load(h.Name);
+                }
+            Assert.True(ldmNamed > 0 && renamed.Keys.Any(k => k.StartsWith("lora_unet_input_blocks_")), "the renamed file uses LDM names");
+            string path = Write(dir, "ldm-named.safetensors", renamed);
+            var expected = Merged(p, LoraGoldenTests.KohyaFile);
+            var actual = Merged(p, path);
+            foreach (var (name, t) in expected)
+                Assert.True(t.bytes.SequenceEqual(actual[name].bytes), $"{name} differs");
+        }
     }
 
     [Fact]
