@@ -50,6 +50,16 @@ public static class Golden
         return m.item<double>();
     }
 
+    /// <summary>A PNG the CLI wrote against a golden run's image_uint8: same size, every value within one level.</summary>
+    public static void AssertPngWithinOneLevel(string png, params string[] goldenFile)
+    {
+        var (w, h, rgb) = SharpDiffusion.Imaging.PngFile.Decode(png);
+        var golden = Load(goldenFile)["image_uint8"];
+        Assert.Equal(new long[] { 1, h, w, 3 }, golden.shape);
+        int maxDiff = rgb.Zip(golden.data<byte>().ToArray(), (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(maxDiff <= 1, $"{png} differs from diffusers by {maxDiff} levels");
+    }
+
     /// <summary>The golden README's check for single model calls: |a-b| &lt;= rel * max|b| + abs.</summary>
     public static double AssertClose(Tensor actual, Tensor expected, double rel = 1e-4, double abs = 1e-5, string what = "")
     {

@@ -37,22 +37,11 @@ public static class PngFile
     public static void Save(string path, int width, int height, ReadOnlySpan<byte> rgb, IReadOnlyDictionary<string, string>? text = null) =>
         AtomicFiles.WriteAll([(path, Encode(width, height, rgb, text))]);
 
-    /// <summary>Decodes a PNG/JPEG to RGB bytes.</summary>
+    /// <summary>Decodes a PNG/JPEG/WebP to RGB bytes (through <see cref="ImageFile.Load"/>: alpha dropped unpremultiplied).</summary>
     public static (int Width, int Height, byte[] Rgb) Decode(string path)
     {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"Image not found: {path}", path);
-        using var bitmap = SKBitmap.Decode(path) ?? throw new InvalidDataException($"{path} is not a readable image");
-        using var rgba = bitmap.Copy(SKColorType.Rgba8888);
-        var pixels = rgba.Bytes;
-        var rgb = new byte[rgba.Width * rgba.Height * 3];
-        for (int p = 0, q = 0; q < pixels.Length; p += 3, q += 4)
-        {
-            rgb[p] = pixels[q];
-            rgb[p + 1] = pixels[q + 1];
-            rgb[p + 2] = pixels[q + 2];
-        }
-        return (rgba.Width, rgba.Height, rgb);
+        var image = ImageFile.Load(path);
+        return (image.Width, image.Height, image.Rgb);
     }
 
     /// <summary>Reads the tEXt/iTXt chunks of a PNG (keyword → text).</summary>

@@ -31,7 +31,7 @@ public static class Inpainting
             : null;
         int f = pipe.VaeScaleFactor;
         long h = image.shape[2] / f, w = image.shape[3] / f;
-        var noise = pipe.DrawNoise([batch, 4, h, w], generator);
+        var noise = pipe.DrawNoise([batch, pipe.Vae.Config.LatentChannels, h, w], generator);
         var latents = fromNoise ? noise * scheduler.InitNoiseSigma : scheduler.AddNoise(imageLatents!, noise, timesteps[0]);
 
         var maskedImage = image * mask.lt(0.5);                                 // masked pixels → 0 (mid-grey)

@@ -182,10 +182,6 @@ public sealed class StableDiffusionPipeline : IDisposable
         return noise.to(Device);
     }
 
-    /// <summary>The initial noise of text-to-image [B, 4, h, w].</summary>
-    public Tensor PrepareLatents(int batch, int height, int width, Generator generator) =>
-        DrawNoise([batch, Unet.Config.InChannels, height / VaeScaleFactor, width / VaeScaleFactor], generator);
-
     /// <summary>Image [1, 3, H, W] in [−1, 1] → scaling_factor · a sample of the VAE posterior, [1, 4, h, w] float32
     /// (diffusers' retrieve_latents(sample_mode="sample") with the pipeline generator: one draw).</summary>
     public Tensor EncodeImage(Tensor image, Generator generator)

@@ -10,7 +10,7 @@ public static class TextToImage
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, GenerationOptions options, IScheduler scheduler,
         int batch, int width, int height, Generator generator)
     {
-        long[] shape = [batch, 4, height / pipe.VaeScaleFactor, width / pipe.VaeScaleFactor];
+        long[] shape = [batch, pipe.Vae.Config.LatentChannels, height / pipe.VaeScaleFactor, width / pipe.VaeScaleFactor];
         using var noise = options.Latents is { } given ? CheckedLatents(given, shape) : pipe.DrawNoise(shape, generator);
         return new DenoisingStart(noise * scheduler.InitNoiseSigma, scheduler.Timesteps);
     }

@@ -16,14 +16,7 @@ public class ImageTaskCommandTests
 
     static (int Code, string Out, string Err) Run(params string[] args) => GenerateCommandTests.Run(args);
 
-    static void AssertWithinOneLevel(string png, string goldenFile)
-    {
-        var (w, h, rgb) = PngFile.Decode(png);
-        var golden = Golden.Load(goldenFile.Split('/'))["image_uint8"];
-        Assert.Equal(new long[] { 1, h, w, 3 }, golden.shape);
-        int maxDiff = rgb.Zip(golden.data<byte>().ToArray(), (a, b) => Math.Abs(a - b)).Max();
-        Assert.True(maxDiff <= 1, $"{png} differs from diffusers by {maxDiff} levels");
-    }
+    static void AssertWithinOneLevel(string png, string goldenFile) => Golden.AssertPngWithinOneLevel(png, goldenFile.Split('/'));
 
     [Fact]
     public void Img2img_reproduces_the_golden_png_and_writes_the_denoising_strength()

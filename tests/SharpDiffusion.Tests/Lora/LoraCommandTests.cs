@@ -11,13 +11,7 @@ public class LoraCommandTests
     const string Prompt = "a photograph of an astronaut riding a horse";
     static readonly string[] Euler10 = ["--seed", "42", "--steps", "10", "--guidance", "7.5", "--scheduler", "EulerDiscreteScheduler"];
 
-    static void AssertWithinOneLevel(string png, params string[] golden)
-    {
-        var (_, _, rgb) = PngFile.Decode(png);
-        var expected = Golden.Load(golden)["image_uint8"].data<byte>().ToArray();
-        int maxDiff = rgb.Zip(expected, (a, b) => Math.Abs(a - b)).Max();
-        Assert.True(maxDiff <= 1, $"{png} differs from diffusers by {maxDiff} levels");
-    }
+    static void AssertWithinOneLevel(string png, params string[] golden) => Golden.AssertPngWithinOneLevel(png, golden);
 
     [Fact]
     public void Lora_with_scale_reproduces_the_golden_png_and_records_its_hash()

@@ -100,12 +100,7 @@ public class PackageTests(PackedFeed feed) : IClassFixture<PackedFeed>
         Assert.True(run.ExitCode == 0, run.Output);
 
         // The golden README's case: diffusers' PNG for this call, within one level per pixel.
-        var (w, h, rgb) = PngFile.Decode(output);
-        var golden = Golden.Load("pipelines", "tiny-sd", "lms_seed42_20steps_g8.safetensors")["image_uint8"];
-        Assert.Equal(new long[] { 1, h, w, 3 }, golden.shape);
-        var expected = golden.data<byte>().ToArray();
-        int maxDiff = rgb.Zip(expected, (a, b) => Math.Abs(a - b)).Max();
-        Assert.True(maxDiff <= 1, $"PNG differs from diffusers by {maxDiff} levels");
+        Golden.AssertPngWithinOneLevel(output, "pipelines", "tiny-sd", "lms_seed42_20steps_g8.safetensors");
         Assert.StartsWith(Prompt + "\n", PngFile.ReadText(File.ReadAllBytes(output))["parameters"]);
     }
 }
