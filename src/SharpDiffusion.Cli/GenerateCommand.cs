@@ -231,7 +231,7 @@ public static class GenerateCommand
         return result;
     }
 
-    static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch
+    internal static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch
     {
         null or "float32" or "fp32" => ScalarType.Float32,
         "bfloat16" or "bf16" => ScalarType.BFloat16,

@@ -15,6 +15,8 @@ namespace SharpDiffusion.Cli
         {
             CommandLine.Define("generate", "Generate images from a prompt (and an image, and a mask) with a diffusers model folder (default: the shipped sharp-shapes model).",
                 GenerateCommand.Options, GenerateCommand.Run),
+            CommandLine.Define("serve", "Serve AUTOMATIC1111's HTTP API, OpenAI's images API and a web page (default model: the shipped sharp-shapes).",
+                ServeCommand.Options, ServeCommand.Run),
             CommandLine.Define("convert", "Convert a single-file checkpoint (LDM layout, as AUTOMATIC1111 and ComfyUI use) into a diffusers folder.", ConvertCommand.Options, ConvertCommand.Run),
             CommandLine.Define("bench", "Time a full-size SD 1.5 (random weights or --model DIR) part by part.", Bench.BenchCommand.Options, Bench.BenchCommand.Run),
             CommandLine.Define("train", "Train the small shapes text-to-image model and save it as a diffusers folder.", TrainCommand.Options, TrainCommand.Run),

@@ -20,6 +20,15 @@ public static class ImageFile
     }
 
     /// <summary>Decodes encoded image bytes; <paramref name="name"/> names them in errors (a path, "init_images[0]").</summary>
+    /// <summary>The stored width and height of an encoded image, read from its header without decoding; null if unreadable.</summary>
+    public static (int Width, int Height)? ReadSize(byte[] encoded)
+    {
+        if (encoded.Length == 0) return null;
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data);
+        return codec is null ? null : (codec.Info.Width, codec.Info.Height);
+    }
+
     public static RgbImage Decode(byte[] encoded, string name)
     {
         if (encoded.Length == 0)

@@ -1,10 +1,12 @@
 using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace SharpDiffusion.Imaging;
 
 /// <summary>AUTOMATIC1111's "parameters" infotext: the prompt, "Negative prompt: …", then "Key: value" pairs in
 /// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Clip skip, Mask blur).</summary>
-public static class InfoText
+public static partial class InfoText
 {
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
@@ -32,5 +34,54 @@ public static class InfoText
             pairs.Add($"Lora hashes: \"{string.Join(", ", loraHashes.Select(l => $"{l.Name.Replace(":", "").Replace(",", "")}: {l.Hash}"))}\"");
         lines.Add(string.Join(", ", pairs));
         return string.Join("\n", lines);
+    }
+
+    [GeneratedRegex(@"\s*(\w[\w \-/]+):\s*(""(?:\\.|[^\\""])+""|[^,]*)(?:,|$)")]
+    private static partial Regex Pair();
+
+    [GeneratedRegex(@"^(\d+)x(\d+)$")]
+    private static partial Regex ImageSize();
+
+    /// <summary>
+    /// An infotext back into its fields, as AUTOMATIC1111's parse_generation_parameters: "Prompt", "Negative prompt", and
+    /// each "Key: value" of the last line (quoted values unquoted); "Size" also as "Size-1" (width) and "Size-2" (height).
+    /// </summary>
+    public static Dictionary<string, string> Parse(string infotext)
+    {
+        var lines = infotext.Trim().Split('\n').Select(l => l.Trim()).ToList();
+        var result = new Dictionary<string, string>();
+        string last = lines.Count > 0 ? lines[^1] : "";
+        var pairs = Pair().Matches(last);
+        if (pairs.Count >= 3)
+            lines.RemoveAt(lines.Count - 1);
+        else
+            pairs = Pair().Matches("");
+        var prompt = new List<string>();
+        var negative = new List<string>();
+        bool inNegative = false;
+        foreach (var line in lines)
+        {
+            if (line.StartsWith("Negative prompt:", StringComparison.Ordinal))
+            {
+                inNegative = true;
+                negative.Add(line["Negative prompt:".Length..].Trim());
+            }
+            else (inNegative ? negative : prompt).Add(line);
+        }
+        result["Prompt"] = string.Join("\n", prompt);
+        result["Negative prompt"] = string.Join("\n", negative);
+        foreach (Match m in pairs)
+        {
+            string key = m.Groups[1].Value.Trim(), value = m.Groups[2].Value.Trim();
+            if (value.Length >= 2 && value[0] == '"' && value[^1] == '"')
+                try { value = JsonSerializer.Deserialize<string>(value) ?? value; } catch (JsonException) { }
+            result[key] = value;
+            if (ImageSize().Match(value) is { Success: true } size)
+            {
+                result[$"{key}-1"] = size.Groups[1].Value;
+                result[$"{key}-2"] = size.Groups[2].Value;
+            }
+        }
+        return result;
     }
 }

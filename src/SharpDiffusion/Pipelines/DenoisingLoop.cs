@@ -14,7 +14,12 @@ public sealed record GuidanceSettings(double Scale, double Rescale = 0)
 /// img2img keeps), the conditioning ([(2)B, T, D] in the UNet's dtype, uncond rows first when guided), the generator
 /// ancestral samplers draw from, and the task's hook.</summary>
 public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Timesteps, Conditioning Conditioning,
-    GuidanceSettings Guidance, Generator Generator, IStepHook? Hook = null);
+    GuidanceSettings Guidance, Generator Generator, IStepHook? Hook = null)
+{
+    /// <summary>Sees (step index, x̂₀ [B, 4, h, w]: the clean latents the model predicts at that step), for previews;
+    /// the tensor lives until the callback returns.</summary>
+    public Action<int, Tensor>? OnDenoised { get; init; }
+}
 
 /// <summary>
 /// The loop every task runs (text-to-image, img2img, inpainting): per timestep, scale → UNet → guidance → step.
@@ -27,12 +32,13 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
     /// <returns>The final latents [B, 4, h, w] float32.</returns>
     public Tensor Run(Tensor latents, DenoisingPlan plan, Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
     {
+        var estimate = plan.OnDenoised is null ? null : new DenoisedEstimate(plan.Scheduler);
         try
         {
             for (int i = 0; i < plan.Timesteps.Count; i++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                var next = Step(i, latents, plan);
+                var next = Step(i, latents, plan, estimate);
                 latents.Dispose();
                 latents = next;
                 onStepEnd?.Invoke(i, latents);
@@ -46,7 +52,7 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
         }
     }
 
-    Tensor Step(int i, Tensor latents, DenoisingPlan plan)
+    Tensor Step(int i, Tensor latents, DenoisingPlan plan, DenoisedEstimate? estimate)
     {
         using var scope = NewDisposeScope();
         float t = plan.Timesteps[i];
@@ -56,6 +62,8 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
         var noisePred = unet.Forward(modelInput.to(dtype), t, plan.Conditioning).to(ScalarType.Float32);
         if (guided)
             noisePred = Guidance.Apply(noisePred, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, 4, h, w]
+        if (estimate is not null)
+            plan.OnDenoised!(i, estimate.Predict(scaled.narrow(0, 0, latents.shape[0]), noisePred, t));
         var next = plan.Scheduler.Step(noisePred, t, latents, plan.Generator);
         if (plan.Hook is not null)
             next = plan.Hook.AfterStep(i, plan.Timesteps, next);

@@ -202,9 +202,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         return image.permute(0, 2, 3, 1).contiguous().cpu().MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs the task the options ask for. <paramref name="onStepEnd"/> sees (step index, latents after the step).</summary>
+    /// <summary>Runs the task the options ask for. <paramref name="onStepEnd"/> sees (step index, latents after the step);
+    /// <paramref name="onDenoised"/> (step index, the clean latents x̂₀ the model predicts there), for previews
+    /// (<see cref="LatentPreview"/>).</summary>
     public GenerationResult Generate(GenerationOptions options, IProgress<GenerationProgress>? progress = null,
-        Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
+        Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default, Action<int, Tensor>? onDenoised = null)
     {
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
@@ -247,7 +249,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator),
         };
 
-        var plan = new DenoisingPlan(scheduler, start.Timesteps, new Conditioning(context), guidance, generator, start.Hook);
+        var plan = new DenoisingPlan(scheduler, start.Timesteps, new Conditioning(context), guidance, generator, start.Hook) { OnDenoised = onDenoised };
         var latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
         {
             onStepEnd?.Invoke(i, l);

@@ -1,0 +1,99 @@
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Server;
+using SharpDiffusion.Server.Hosting;
+
+namespace SharpDiffusion.Cli;
+
+/// <summary>`serve`: the HTTP server (AUTOMATIC1111's API, OpenAI's images API, the web page) until Ctrl-C.</summary>
+public static class ServeCommand
+{
+    public static readonly OptionSpec[] Options =
+    [
+        new("model", OptionKind.Text, "the model loaded at start: a diffusers folder or a single-file checkpoint (default: the shipped models/sharp-shapes)", "DIR|FILE"),
+        new("config", OptionKind.Text, "with a single-file --model: its original LDM .yaml", "FILE"),
+        new("models-dir", OptionKind.Text, "more models clients may choose by name (folders with model_index.json, .safetensors/.ckpt files); LoRAs from its Lora/, embeddings from its embeddings/ (default: none)", "DIR"),
+        new("lora-dir", OptionKind.Text, "where <lora:NAME:SCALE> in prompts finds NAME.safetensors (default: MODELS_DIR/Lora if it exists)", "DIR"),
+        new("embeddings-dir", OptionKind.Text, "textual-inversion embeddings loaded into every model (default: MODELS_DIR/embeddings if it exists)", "DIR"),
+        new("host", OptionKind.Text, "address to listen on; 0.0.0.0 for every interface (default: 127.0.0.1, this machine only)", "ADDR"),
+        new("port", OptionKind.Integer, "port; 0 = any free port, printed at start (default: 7860)", "N"),
+        new("api-auth", OptionKind.Text, "HTTP Basic credentials required on every route, as AUTOMATIC1111's --api-auth (default: none)", "USER:PASS[,USER2:PASS2]"),
+        new("cors-origin", OptionKind.Texts, "an origin allowed to call the API from a browser; repeatable (default: none)", "ORIGIN"),
+        new("queue-size", OptionKind.Integer, "jobs that may wait behind the running one; more are refused with 503 and Retry-After (default: 16)", "N"),
+        new("output-dir", OptionKind.Text, "also write every generated PNG here (default: nowhere; images only go back to the client)", "DIR"),
+        new("max-body-mb", OptionKind.Integer, "largest request body in MB; more is refused with 413 (default: 64)", "N"),
+        new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
+        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+    ];
+
+    public static int Run(CommandLine cl)
+    {
+        string model = cl.String("model") ?? DefaultModel.Locate()
+            ?? throw new UsageException("--model DIR|FILE is required (the shipped models/sharp-shapes was not found).");
+        if (!File.Exists(model) && !Directory.Exists(model))
+            throw new UsageException($"--model: {AtomicFiles.Printable(model)} does not exist.");
+        string? modelsDir = cl.String("models-dir");
+        if (modelsDir is not null && !Directory.Exists(modelsDir))
+            throw new UsageException($"--models-dir: the folder {AtomicFiles.Printable(modelsDir)} does not exist.");
+        string? Sub(string option, string name)
+        {
+            string? given = cl.String(option);
+            if (given is not null && !Directory.Exists(given))
+                throw new UsageException($"--{option}: the folder {AtomicFiles.Printable(given)} does not exist.");
+            return given ?? (modelsDir is not null && Directory.Exists(Path.Combine(modelsDir, name)) ? Path.Combine(modelsDir, name) : null);
+        }
+        int port = cl.Int("port") ?? 7860;
+        if (port is < 0 or > 65535)
+            throw new UsageException($"--port must be 0 to 65535; got {port}.");
+        int queue = cl.Int("queue-size") ?? 16;
+        if (queue is < 0 or > 100_000)
+            throw new UsageException($"--queue-size must be 0 to 100000; got {queue}.");
+        int maxBody = cl.Int("max-body-mb") ?? 64, maxSide = cl.Int("max-image-side") ?? 4096;
+        if (maxBody is < 1 or > 2048) throw new UsageException($"--max-body-mb must be 1 to 2048; got {maxBody}.");
+        if (maxSide is < 64 or > 8192) throw new UsageException($"--max-image-side must be 64 to 8192; got {maxSide}.");
+        string? outputDir = cl.String("output-dir");
+        if (outputDir is not null)
+        {
+            Directory.CreateDirectory(outputDir);
+            AtomicFiles.CheckWritable(Path.Combine(outputDir, "probe.png"));
+        }
+        var options = new ServerOptions
+        {
+            Model = model,
+            OriginalConfig = cl.String("config"),
+            ModelsDir = modelsDir,
+            LoraDir = Sub("lora-dir", "Lora"),
+            EmbeddingsDir = Sub("embeddings-dir", "embeddings"),
+            Host = cl.String("host") ?? "127.0.0.1",
+            Port = port,
+            ApiAuth = cl.String("api-auth") is { } auth ? BasicAuth.Parse(auth) : [],
+            CorsOrigins = cl.All("cors-origin"),
+            QueueSize = queue,
+            OutputDir = outputDir,
+            MaxBodyBytes = (long)maxBody << 20,
+            MaxImageSide = maxSide,
+            Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
+            Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
+        };
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+        Progress.Line($"Loading {AtomicFiles.Printable(model)}");
+        var server = Progress.Status("Loading model", () => SharpDiffusionServer.StartAsync(options).GetAwaiter().GetResult());
+        try
+        {
+            foreach (var warning in server.Context.Host.LoadWarnings)
+                Progress.Line($"warning: {warning}");
+            Progress.Line($"Serving {server.Context.Host.Current.Name} on {server.Url} (web page: {server.Url}/, AUTOMATIC1111 API: {server.Url}/sdapi/v1, OpenAI: {server.Url}/v1); Ctrl-C stops.");
+            Console.Out.Flush();
+            server.WaitAsync(stop.Token).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            Progress.Line("Stopped.");
+        }
+        return 0;
+    }
+}

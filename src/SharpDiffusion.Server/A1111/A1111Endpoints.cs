@@ -1,0 +1,202 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server.Hosting;
+using SharpDiffusion.Server.Jobs;
+
+namespace SharpDiffusion.Server.A1111;
+
+/// <summary>AUTOMATIC1111's /sdapi/v1 routes (modules/api/api.py), with its field names and response shapes.</summary>
+public static class A1111Endpoints
+{
+    public static void Map(WebApplication app, ServerContext server)
+    {
+        app.MapPost("/sdapi/v1/txt2img", (HttpContext c) => ApiCall.A1111(c, () => Generate(c, server, "txt2img")));
+        app.MapPost("/sdapi/v1/img2img", (HttpContext c) => ApiCall.A1111(c, () => Generate(c, server, "img2img")));
+        app.MapGet("/sdapi/v1/progress", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult(Progress(c, server))));
+        app.MapPost("/sdapi/v1/interrupt", (HttpContext c) => ApiCall.A1111(c, () =>
+        {
+            server.Queue.Running?.Cancel("interrupted");
+            return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
+        }));
+        app.MapPost("/sdapi/v1/skip", (HttpContext c) => ApiCall.A1111(c, () =>
+        {
+            server.Queue.Running?.Skip();
+            return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
+        }));
+        app.MapGet("/sdapi/v1/samplers", () => Json(new JsonArray(SamplerNames.Samplers.Select(s => (JsonNode?)new JsonObject
+        {
+            ["name"] = s.Name,
+            ["aliases"] = new JsonArray(s.Aliases.Select(a => (JsonNode?)JsonValue.Create(a)).ToArray()),
+            ["options"] = new JsonObject(),
+        }).ToArray())));
+        app.MapGet("/sdapi/v1/schedulers", () => Json(new JsonArray(SamplerNames.Schedules.Select(s => (JsonNode?)new JsonObject
+        {
+            ["name"] = s.Name,
+            ["label"] = s.Label,
+            ["aliases"] = null,
+            ["default_rho"] = -1,
+            ["need_inner_model"] = false,
+        }).ToArray())));
+        app.MapGet("/sdapi/v1/sd-models", () => Json(new JsonArray(server.Catalog.Entries.Select(e =>
+        {
+            string? hash = e == server.Host.Current ? server.Host.CurrentHash : null;
+            return (JsonNode?)new JsonObject
+            {
+                ["title"] = e.Title(hash),
+                ["model_name"] = e.Name,
+                ["hash"] = hash,
+                ["sha256"] = null,
+                ["filename"] = e.FileName,
+                ["config"] = null,
+            };
+        }).ToArray())));
+        app.MapPost("/sdapi/v1/refresh-checkpoints", () =>
+        {
+            server.Catalog.Refresh();
+            return Json(new JsonObject());
+        });
+        app.MapGet("/sdapi/v1/loras", () => Json(new JsonArray(server.Loras.Entries().Select(l => (JsonNode?)new JsonObject
+        {
+            ["name"] = l.Name,
+            ["alias"] = l.Name,
+            ["path"] = Path.GetFileName(l.Path),
+            ["metadata"] = new JsonObject(),
+        }).ToArray())));
+        app.MapPost("/sdapi/v1/refresh-loras", () => Json(new JsonObject()));
+        app.MapGet("/sdapi/v1/embeddings", () =>
+        {
+            var loaded = new JsonObject();
+            foreach (var token in server.Host.Embeddings)
+                loaded[token] = new JsonObject { ["step"] = null, ["sd_checkpoint"] = null, ["sd_checkpoint_name"] = null, ["shape"] = 0, ["vectors"] = 1 };
+            return Json(new JsonObject { ["loaded"] = loaded, ["skipped"] = new JsonObject() });
+        });
+        app.MapGet("/sdapi/v1/memory", () => Json(Memory()));
+        app.MapGet("/sdapi/v1/options", () => Json(Options(server)));
+        app.MapPost("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, () => SetOptions(c, server)));
+        app.MapPost("/sdapi/v1/png-info", (HttpContext c) => ApiCall.A1111(c, () => PngInfo(c)));
+        // Lists some clients read at start; this server has none of these.
+        foreach (var empty in new[] { "sd-vae", "upscalers", "latent-upscale-modes", "hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "scripts" })
+            app.MapGet($"/sdapi/v1/{empty}", () => Json(empty == "scripts" ? new JsonObject { ["txt2img"] = new JsonArray(), ["img2img"] = new JsonArray() } : new JsonArray()));
+        app.MapGet("/sdapi/v1/cmd-flags", () => Json(new JsonObject
+        {
+            ["api"] = true,
+            ["listen"] = server.Options.Host != "127.0.0.1",
+            ["port"] = server.Options.Port,
+            ["ckpt_dir"] = null,
+            ["lora_dir"] = server.Options.LoraDir,
+        }));
+    }
+
+    static IResult Json(JsonNode node) => new JsonResult(200, node);
+
+    static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
+    {
+        var body = await ServerContext.ReadObjectAsync(context);
+        var request = A1111Requests.Parse(body, task, server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
+        var job = server.Submit(request, task);
+        await server.WaitAsync(job, context.RequestAborted);
+        return ApiCall.A1111Outcome(job);
+    }
+
+    static IResult Progress(HttpContext context, ServerContext server)
+    {
+        bool skipImage = string.Equals(context.Request.Query["skip_current_image"], "true", StringComparison.OrdinalIgnoreCase);
+        var job = server.Queue.Running;
+        var d = job?.Describe(0, withResult: false);
+        var p = job?.Progress;
+        var state = new JsonObject
+        {
+            ["skipped"] = false,
+            ["interrupted"] = job?.Cancellation.IsCancellationRequested ?? false,
+            ["stopping_generation"] = false,
+            ["job"] = job?.Id ?? "",
+            ["job_count"] = job is null ? 0 : p!.ImageCount,
+            ["job_timestamp"] = job?.Created.UtcDateTime.ToString("yyyyMMddHHmmss") ?? "0",
+            ["job_no"] = p?.ImageIndex ?? 0,
+            ["sampling_step"] = p?.Step ?? 0,
+            ["sampling_steps"] = p?.Steps ?? 0,
+            ["queued"] = server.Queue.Waiting,
+        };
+        byte[]? preview = skipImage ? null : job?.Preview;
+        return Json(new JsonObject
+        {
+            ["progress"] = d?["progress"]?.GetValue<double>() ?? 0,
+            ["eta_relative"] = d?["eta_relative"]?.GetValue<double>() ?? 0,
+            ["state"] = state,
+            ["current_image"] = preview is null ? null : Convert.ToBase64String(preview),
+            ["textinfo"] = job is null ? null : $"Image {p!.ImageIndex + 1}/{p.ImageCount}, step {p.Step}/{p.Steps} ({p.Stage})",
+            ["current_task"] = job?.Id,
+        });
+    }
+
+    static JsonObject Memory()
+    {
+        var gc = GC.GetGCMemoryInfo();
+        long total = gc.TotalAvailableMemoryBytes;
+        long free = MemoryEstimate.AvailableBytes() ?? Math.Max(0, total - Environment.WorkingSet);
+        return new JsonObject
+        {
+            ["ram"] = new JsonObject { ["free"] = free, ["used"] = total - free, ["total"] = total, ["process_rss"] = Environment.WorkingSet },
+            ["cuda"] = new JsonObject { ["error"] = "CUDA is not used: this server runs on the CPU." },
+        };
+    }
+
+    static JsonObject Options(ServerContext server)
+    {
+        var o = server.Settings.Snapshot();
+        o["sd_model_checkpoint"] = server.Host.Current.Title(server.Host.CurrentHash);
+        o["sd_checkpoint_hash"] = server.Host.CurrentHash;
+        return o;
+    }
+
+    /// <summary>Sets options; "sd_model_checkpoint" switches the model, as a job in the queue (it waits for the jobs before it).</summary>
+    static async Task<IResult> SetOptions(HttpContext context, ServerContext server)
+    {
+        var body = await ServerContext.ReadObjectAsync(context);
+        var checkpoint = body["sd_model_checkpoint"];
+        if (checkpoint is not null)
+        {
+            string name = checkpoint is JsonValue v && v.TryGetValue(out string? s) ? s
+                : throw new RequestValidationException([new FieldError("sd_model_checkpoint", "str type expected", "type_error.str")]);
+            var entry = server.Catalog.Find(name)
+                ?? throw new ArgumentException($"Model '{name}' not found; GET /sdapi/v1/sd-models lists the names.");
+            server.Settings.Set(body); // checked before the switch is queued
+            var job = server.Queue.Enqueue(new Job(ServerContext.NewJobId(), "options", _ =>
+            {
+                server.Host.Use(entry);
+                return new JsonObject();
+            }));
+            await server.WaitAsync(job, context.RequestAborted);
+            if (job.State != JobState.Completed)
+                return ApiErrors.A1111(job.ErrorStatus is 0 ? 409 : job.ErrorStatus, "ModelLoadError", job.Error ?? "cancelled");
+        }
+        else
+            server.Settings.Set(body);
+        return Json(new JsonObject());
+    }
+
+    static async Task<IResult> PngInfo(HttpContext context)
+    {
+        var r = new RequestReader(await ServerContext.ReadObjectAsync(context));
+        string image = r.String("image") ?? "";
+        if (image.Trim().Length == 0) r.Error("image", "field required", "value_error.missing");
+        r.ThrowIfInvalid();
+        string data = image.Trim();
+        if (data.StartsWith("data:", StringComparison.OrdinalIgnoreCase)) data = data[(data.IndexOf(',') + 1)..];
+        byte[] bytes;
+        try { bytes = Convert.FromBase64String(data); }
+        catch (FormatException) { throw new ArgumentException("image: not valid base64."); }
+        var text = bytes.AsSpan().StartsWith(new byte[] { 137, 80, 78, 71 }) ? PngFile.ReadText(bytes) : new Dictionary<string, string>();
+        text.Remove("parameters", out string? info);
+        var items = new JsonObject();
+        foreach (var (key, value) in text) items[key] = value;
+        var parameters = new JsonObject();
+        if (info is not null)
+            foreach (var (key, value) in InfoText.Parse(info))
+                parameters[key] = value;
+        return Json(new JsonObject { ["info"] = info ?? "", ["items"] = items, ["parameters"] = parameters });
+    }
+}

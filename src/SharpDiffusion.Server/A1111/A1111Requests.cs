@@ -1,0 +1,214 @@
+using System.Text.Json.Nodes;
+using SharpDiffusion.Pipelines;
+
+namespace SharpDiffusion.Server.A1111;
+
+/// <summary>
+/// AUTOMATIC1111's txt2img and img2img request bodies (modules/api/models.py: the processing classes' arguments plus
+/// the API's own fields) → a <see cref="GenerationRequest"/>. Defaults are A1111's (steps 50, cfg_scale 7, sampler
+/// "Euler", denoising_strength 0.75, mask_blur 4), except width and height, which default to the model's own size.
+/// Prompts use A1111's syntax (emphasis, BREAK, &lt;lora:…&gt;). Unknown and null fields are ignored.
+/// </summary>
+public static class A1111Requests
+{
+    /// <summary>Fields that change the picture in A1111 but are not done here: accepted with their defaults, reported otherwise.</summary>
+    static readonly (string Field, Func<JsonNode, bool> IsDefault, string What)[] NotDone =
+    [
+        ("enable_hr", n => IsFalse(n), "hires fix"),
+        ("restore_faces", n => IsFalse(n), "face restoration"),
+        ("tiling", n => IsFalse(n), "tiling"),
+        ("subseed_strength", n => IsZero(n), "variation seeds"),
+        ("styles", n => n is JsonArray { Count: 0 }, "prompt styles"),
+        ("script_name", n => n is JsonValue v && (string?)v is null or "", "scripts"),
+        ("refiner_checkpoint", n => n is JsonValue v && (string?)v is null or "" or "None", "a refiner"),
+    ];
+
+    static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
+    static bool IsZero(JsonNode n) => n is JsonValue v && v.TryGetValue(out double d) && d == 0;
+
+    /// <param name="task">"txt2img" or "img2img".</param>
+    /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
+    public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir)
+    {
+        var r = new RequestReader(body);
+        bool img2img = task == "img2img";
+        string prompt = r.String("prompt") ?? "";
+        string negative = r.String("negative_prompt") ?? "";
+        long seed = r.Long("seed", -1, -1, uint.MaxValue);
+        string sampler = r.String("sampler_name") ?? r.String("sampler_index") ?? "Euler";
+        string? schedule = r.String("scheduler");
+        int batchSize = r.Int("batch_size", 1, 1, GenerationOptions.MaxBatch);
+        int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
+        int steps = r.Int("steps", 50, 1, 1000);
+        double cfg = r.Double("cfg_scale", 7.0, -100, 100);
+        int? width = r.Has("width") ? r.Int("width", 0, 8, maxSide) : null;
+        int? height = r.Has("height") ? r.Int("height", 0, 8, maxSide) : null;
+        var overrides = r.Object("override_settings");
+        bool restore = r.Bool("override_settings_restore_afterwards", true);
+        string? taskId = r.String("force_task_id");
+        bool send = r.Bool("send_images", true);
+        bool save = r.Bool("save_images", false);
+        double strength = img2img ? r.Double("denoising_strength", 0.75, 0, 1) : 0;
+        int maskBlur = img2img ? r.Int("mask_blur", 4, 0, GenerationOptions.MaxMaskBlur) : 0;
+        bool invert = img2img && r.Int("inpainting_mask_invert", 0, 0, 1) == 1;
+        var initImages = img2img ? r.Strings("init_images") : null;
+        string? mask = img2img ? r.String("mask") : null;
+        var warnings = new List<string>();
+        foreach (var (field, isDefault, what) in NotDone)
+            if (body[field] is { } node && !isDefault(node))
+                warnings.Add($"{field}: {what} is not supported by this server; the field was ignored.");
+        if (taskId is not null && (taskId.Length is 0 or > 128 || taskId.Any(c => char.IsControl(c))))
+            r.Error("force_task_id", "must be 1 to 128 printable characters");
+
+        int skip = clipSkip;
+        string? checkpoint = null;
+        if (overrides is not null)
+        {
+            var o = new RequestReader(overrides);
+            skip = o.Int("CLIP_stop_at_last_layers", clipSkip, 1, 12);
+            checkpoint = o.String("sd_model_checkpoint");
+            try { o.ThrowIfInvalid(); }
+            catch (RequestValidationException e) { foreach (var err in e.Errors) r.Error($"override_settings.{err.Field}", err.Message, err.Type); }
+        }
+
+        string scheduler = "";
+        try { scheduler = SamplerNames.Resolve(sampler, schedule); }
+        catch (ArgumentException e) { r.Error(body.ContainsKey("sampler_name") ? "sampler_name" : "sampler_index", e.Message); }
+
+        Imaging.RgbImage? image = null, maskImage = null;
+        if (img2img)
+        {
+            if (initImages is null || initImages.Count == 0)
+                r.Error("init_images", "img2img needs at least one init image (base64 PNG/JPEG/WebP)");
+            else
+                image = Base64Images.Decode(initImages[0], "init_images[0]", maxSide);
+            if (!string.IsNullOrEmpty(mask))
+                maskImage = Base64Images.Decode(mask, "mask", maxSide);
+            if (initImages is { Count: > 1 })
+                warnings.Add($"init_images: {initImages.Count} images were sent; the first is used for every image.");
+        }
+        r.ThrowIfInvalid();
+
+        // A1111 works at sizes rounded down to a multiple of 8 (its latents are width // 8); so do we, saying so.
+        int? Round8(int? v, string name)
+        {
+            if (v is not int x || x % 8 == 0) return v;
+            warnings.Add($"{name} {x} is not a multiple of 8; {x / 8 * 8} was used.");
+            return x / 8 * 8;
+        }
+        var options = new GenerationOptions
+        {
+            Prompts = [prompt],
+            NegativePrompts = [negative],
+            Width = Round8(width, "width"),
+            Height = Round8(height, "height"),
+            NumInferenceSteps = steps,
+            GuidanceScale = cfg,
+            NumImagesPerPrompt = 1,
+            Scheduler = scheduler,
+            PromptSyntax = PromptSyntax.A1111,
+            ClipSkip = skip,
+            LoraDirectory = loraDir,
+            Image = image,
+            MaskImage = image is null ? null : maskImage,
+            Strength = image is null ? null : strength,
+            MaskBlur = maskImage is null ? 0 : maskBlur,
+            InvertMask = maskImage is not null && invert,
+            PasteOriginal = maskImage is not null, // A1111 always pastes the original back outside the mask
+        };
+        long resolved = seed == -1 ? Random.Shared.NextInt64(0, uint.MaxValue) : seed;
+        options.Validate(); // model-free checks, before the job is queued
+
+        var parameters = Defaults(img2img);
+        foreach (var (key, value) in body)
+            if (parameters.ContainsKey(key) && value is not null)
+                parameters[key] = value.DeepClone();
+        if (img2img)
+        {
+            parameters["init_images"] = null; // not echoed (A1111 leaves them out unless include_init_images)
+            parameters["mask"] = null;
+        }
+        return new GenerationRequest
+        {
+            Options = options,
+            Seed = resolved,
+            BatchSize = batchSize,
+            Iterations = iterations,
+            Checkpoint = string.IsNullOrEmpty(checkpoint) ? null : checkpoint,
+            RestoreCheckpoint = restore,
+            SendImages = send,
+            SaveImages = save,
+            Task = task,
+            Parameters = parameters,
+            Warnings = warnings,
+            TaskId = taskId,
+        };
+    }
+
+    /// <summary>A1111's request defaults, as its "parameters" echo shows them.</summary>
+    public static JsonObject Defaults(bool img2img)
+    {
+        var o = new JsonObject
+        {
+            ["prompt"] = "",
+            ["negative_prompt"] = "",
+            ["styles"] = null,
+            ["seed"] = -1,
+            ["subseed"] = -1,
+            ["subseed_strength"] = 0,
+            ["seed_resize_from_h"] = -1,
+            ["seed_resize_from_w"] = -1,
+            ["sampler_name"] = null,
+            ["scheduler"] = null,
+            ["batch_size"] = 1,
+            ["n_iter"] = 1,
+            ["steps"] = 50,
+            ["cfg_scale"] = 7.0,
+            ["width"] = 512,
+            ["height"] = 512,
+            ["restore_faces"] = null,
+            ["tiling"] = null,
+            ["do_not_save_samples"] = false,
+            ["do_not_save_grid"] = false,
+            ["eta"] = null,
+            ["denoising_strength"] = img2img ? 0.75 : null,
+            ["override_settings"] = null,
+            ["override_settings_restore_afterwards"] = true,
+            ["disable_extra_networks"] = false,
+            ["comments"] = null,
+            ["sampler_index"] = "Euler",
+            ["script_name"] = null,
+            ["script_args"] = new JsonArray(),
+            ["send_images"] = true,
+            ["save_images"] = false,
+            ["alwayson_scripts"] = new JsonObject(),
+            ["force_task_id"] = null,
+            ["infotext"] = null,
+        };
+        if (img2img)
+        {
+            o["init_images"] = null;
+            o["resize_mode"] = 0;
+            o["image_cfg_scale"] = null;
+            o["mask"] = null;
+            o["mask_blur_x"] = 4;
+            o["mask_blur_y"] = 4;
+            o["mask_blur"] = null;
+            o["inpainting_fill"] = 0;
+            o["inpaint_full_res"] = true;
+            o["inpaint_full_res_padding"] = 0;
+            o["inpainting_mask_invert"] = 0;
+            o["initial_noise_multiplier"] = null;
+        }
+        else
+        {
+            o["enable_hr"] = false;
+            o["hr_scale"] = 2.0;
+            o["hr_upscaler"] = null;
+            o["hr_second_pass_steps"] = 0;
+            o["hr_resize_x"] = 0;
+            o["hr_resize_y"] = 0;
+        }
+        return o;
+    }
+}

@@ -1,0 +1,159 @@
+using System.Text.Json.Nodes;
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server.A1111;
+using SharpDiffusion.Server.Catalog;
+using SharpDiffusion.Server.Jobs;
+
+namespace SharpDiffusion.Server.Hosting;
+
+/// <summary>
+/// Runs a <see cref="GenerationRequest"/> on the worker thread: each image is its own library call with seed + index
+/// (so every image can be made again from its infotext, by this server or the CLI), with progress and live previews
+/// reported to the job. Returns AUTOMATIC1111's response body: images (base64 PNG with the "parameters" chunk),
+/// parameters and info.
+/// </summary>
+public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerSettings settings, string? outputDir)
+{
+    public JsonObject Run(Job job, GenerationRequest request)
+    {
+        var previous = host.Current;
+        var entry = request.Checkpoint is { } name
+            ? catalog.Find(name) ?? throw new ArgumentException($"Model '{name}' not found; GET /sdapi/v1/sd-models lists the names.")
+            : previous;
+        try
+        {
+            job.Report(new JobProgress(0, request.ImageCount, 0, request.Options.DenoisingSteps, "loading"));
+            var pipeline = host.Use(entry);
+            return Generate(job, request, pipeline);
+        }
+        finally
+        {
+            if (request.RestoreCheckpoint && entry != previous)
+                host.Use(previous);
+        }
+    }
+
+    JsonObject Generate(Job job, GenerationRequest request, StableDiffusionPipeline pipeline)
+    {
+        var (width, height) = pipeline.Validate(request.Options);
+        int count = request.ImageCount, every = settings.PreviewEvery;
+        bool previews = settings.LivePreviews && every != 0, full = settings.FullPreview;
+        var images = new JsonArray();
+        var infotexts = new JsonArray();
+        var seeds = new JsonArray();
+        var prompts = new JsonArray();
+        var negatives = new JsonArray();
+        var warnings = new List<string>(request.Warnings);
+        var pngs = new List<byte[]>();
+        string sampler = "";
+        for (int i = 0; i < count; i++)
+        {
+            job.NextImage();
+            var options = request.OptionsFor(i);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(job.Cancellation, job.SkipToken);
+            int index = i;
+            var progress = new SynchronousProgress<GenerationProgress>(p =>
+                job.Report(new JobProgress(index, count, p.Step, Math.Max(p.TotalSteps, 1), p.Stage.ToString().ToLowerInvariant())));
+            Action<int, TorchSharp.torch.Tensor>? onDenoised = previews
+                ? (step, x0) =>
+                {
+                    if (every > 0 && (step + 1) % every != 0) return;
+                    job.ReportPreview(Preview(pipeline, x0, full));
+                }
+                : null;
+            GenerationResult result;
+            try { result = pipeline.Generate(options, progress, cancellation: linked.Token, onDenoised: onDenoised); }
+            catch (OperationCanceledException) when (!job.Cancellation.IsCancellationRequested)
+            {
+                warnings.Add($"Image {i} (seed {request.Seed + i}) was skipped.");
+                continue; // A1111's skip: this image only
+            }
+            using (result)
+            {
+                sampler = result.SamplerName;
+                warnings.AddRange(result.Warnings.Where(w => !warnings.Contains(w)));
+                var image = result.Images[0];
+                string info = ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash);
+                var png = PngFile.Encode(image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = info });
+                pngs.Add(png);
+                if (request.SendImages) images.Add(Convert.ToBase64String(png));
+                infotexts.Add(info);
+                seeds.Add(result.Seed);
+                prompts.Add(image.Prompt);
+                negatives.Add(image.NegativePrompt);
+            }
+        }
+        if (outputDir is not null)
+            Save(pngs, job.Id);
+
+        var parameters = (JsonObject)request.Parameters.DeepClone();
+        parameters["width"] = width;
+        parameters["height"] = height;
+        var o = request.Options;
+        var info0 = new JsonObject
+        {
+            ["prompt"] = o.Prompts[0],
+            ["all_prompts"] = prompts,
+            ["negative_prompt"] = o.NegativePromptFor(0),
+            ["all_negative_prompts"] = negatives,
+            ["seed"] = request.Seed,
+            ["all_seeds"] = seeds,
+            ["subseed"] = -1,
+            ["all_subseeds"] = new JsonArray(seeds.Select(_ => (JsonNode?)JsonValue.Create(-1)).ToArray()),
+            ["subseed_strength"] = 0,
+            ["width"] = width,
+            ["height"] = height,
+            ["sampler_name"] = sampler,
+            ["cfg_scale"] = o.GuidanceScale,
+            ["steps"] = o.NumInferenceSteps,
+            ["batch_size"] = request.BatchSize,
+            ["restore_faces"] = false,
+            ["face_restoration_model"] = null,
+            ["sd_model_name"] = pipeline.ModelName,
+            ["sd_model_hash"] = pipeline.ModelHash,
+            ["sd_vae_name"] = null,
+            ["sd_vae_hash"] = null,
+            ["seed_resize_from_w"] = -1,
+            ["seed_resize_from_h"] = -1,
+            ["denoising_strength"] = o.Task == GenerationTask.TextToImage ? null : o.EffectiveStrength,
+            ["extra_generation_params"] = new JsonObject(),
+            ["index_of_first_image"] = 0,
+            ["infotexts"] = infotexts,
+            ["styles"] = new JsonArray(),
+            ["job_timestamp"] = job.Created.UtcDateTime.ToString("yyyyMMddHHmmss"),
+            ["clip_skip"] = o.ClipSkip,
+            ["is_using_inpainting_conditioning"] = pipeline.Unet.Config.InChannels == 9,
+            ["version"] = ServerInfo.Version,
+            ["warnings"] = new JsonArray(warnings.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
+        };
+        return new JsonObject
+        {
+            ["images"] = images,
+            ["parameters"] = parameters,
+            ["info"] = info0.ToJsonString(),
+        };
+    }
+
+    byte[] Preview(StableDiffusionPipeline pipeline, TorchSharp.torch.Tensor x0, bool full)
+    {
+        RgbImage image;
+        if (full)
+        {
+            using var decoded = pipeline.DecodeLatents(x0.narrow(0, 0, 1));
+            using var bytes = StableDiffusionPipeline.ToUInt8(decoded);
+            image = new RgbImage((int)bytes.shape[2], (int)bytes.shape[1], bytes.data<byte>().ToArray());
+        }
+        else
+            image = host.Preview.ToImages(x0.narrow(0, 0, 1))[0];
+        return PngFile.Encode(image.Width, image.Height, image.Rgb);
+    }
+
+    void Save(List<byte[]> pngs, string jobId)
+    {
+        Directory.CreateDirectory(outputDir!);
+        string stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss");
+        string safeId = new(jobId.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray());
+        AtomicFiles.WriteAll(pngs.Select((png, i) => (Path.Combine(outputDir!, $"{stamp}-{safeId}-{i}.png"), png)).ToList());
+    }
+}

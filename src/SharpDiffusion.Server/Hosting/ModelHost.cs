@@ -1,0 +1,62 @@
+using SharpDiffusion.Loading.SingleFile;
+using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server.Catalog;
+
+namespace SharpDiffusion.Server.Hosting;
+
+/// <summary>
+/// The one loaded model. Only the worker thread loads, switches and generates with it (switching is a job like any
+/// other, so it waits its turn); endpoints read <see cref="Current"/> to name it.
+/// </summary>
+public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDisposable
+{
+    StableDiffusionPipeline? _pipeline;
+    LatentPreview? _preview;
+    IReadOnlyList<string> _embeddings = [];
+
+    /// <summary>The entry loaded now (or being loaded first).</summary>
+    public ModelEntry Current { get; private set; } = catalog.Start;
+
+    /// <summary>A1111's short hash of the loaded file (null for a folder, or before it was computed).</summary>
+    public string? CurrentHash { get; private set; }
+
+    public IReadOnlyList<string> Embeddings => _embeddings;
+    public IReadOnlyList<string> LoadWarnings { get; private set; } = [];
+
+    /// <summary>The pipeline for <paramref name="entry"/>, loading it (and dropping the previous one) if needed. Worker thread only.</summary>
+    public StableDiffusionPipeline Use(ModelEntry entry)
+    {
+        if (_pipeline is not null && Current == entry)
+            return _pipeline;
+        Unload();
+        Current = entry;
+        var pipeline = entry.IsFile
+            ? StableDiffusionPipeline.FromSingleFile(entry.Path, options.Load,
+                new SingleFileOptions { OriginalConfig = ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null })
+            : StableDiffusionPipeline.FromPretrained(entry.Path, options.Load);
+        LoadWarnings = pipeline.LoadWarnings;
+        if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
+            _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;
+        CurrentHash = pipeline.ModelHash;
+        _pipeline = pipeline;
+        return pipeline;
+    }
+
+    /// <summary>The loaded pipeline (loading the current entry the first time).</summary>
+    public StableDiffusionPipeline Pipeline => Use(Current);
+
+    /// <summary>The cheap preview map of the loaded model, fitted on first use.</summary>
+    public LatentPreview Preview => _preview ??= LatentPreview.Fit(Pipeline);
+
+    void Unload()
+    {
+        _preview?.Dispose();
+        _preview = null;
+        _pipeline?.Dispose();
+        _pipeline = null;
+        _embeddings = [];
+        CurrentHash = null;
+    }
+
+    public void Dispose() => Unload();
+}

@@ -1,0 +1,51 @@
+using System.Text.Json.Nodes;
+
+namespace SharpDiffusion.Server.Hosting;
+
+/// <summary>
+/// The server's AUTOMATIC1111 options (GET/POST /sdapi/v1/options): the keys this server acts on, plus any other key a
+/// client sets, kept and echoed as A1111 keeps them. One instance per server (no process-wide state).
+/// </summary>
+public sealed class ServerSettings
+{
+    readonly object _gate = new();
+    readonly JsonObject _values = new()
+    {
+        ["CLIP_stop_at_last_layers"] = 1,
+        ["live_previews_enable"] = true,
+        ["show_progress_every_n_steps"] = 1,
+        ["show_progress_type"] = "Approx cheap",
+        ["samples_format"] = "png",
+        ["sd_vae"] = "Automatic",
+    };
+
+    public int ClipSkip => Get("CLIP_stop_at_last_layers", 1);
+    public bool LivePreviews { get { lock (_gate) return _values["live_previews_enable"]?.GetValueKind() != System.Text.Json.JsonValueKind.False; } }
+    /// <summary>A preview every N steps; -1 = only at the end (A1111's meaning).</summary>
+    public int PreviewEvery => Get("show_progress_every_n_steps", 1);
+    /// <summary>"Full" decodes with the VAE; anything else uses the cheap linear map.</summary>
+    public bool FullPreview { get { lock (_gate) return (string?)_values["show_progress_type"] == "Full"; } }
+
+    int Get(string key, int fallback)
+    {
+        lock (_gate)
+            return _values[key] is JsonValue v && v.TryGetValue(out double d) && double.IsFinite(d) ? (int)d : fallback;
+    }
+
+    public JsonObject Snapshot() { lock (_gate) return (JsonObject)_values.DeepClone(); }
+
+    /// <summary>Checks then stores the values (all or none); the model switch is done by the caller.</summary>
+    public void Set(JsonObject changes)
+    {
+        foreach (var (key, value) in changes)
+        {
+            if (key is "CLIP_stop_at_last_layers" or "show_progress_every_n_steps"
+                && !(value is JsonValue v && v.TryGetValue(out double d) && d == Math.Floor(d) && d is >= -1 and <= 1000))
+                throw new ArgumentException($"Option {key} must be a whole number; got {value?.ToJsonString() ?? "null"}.");
+        }
+        lock (_gate)
+            foreach (var (key, value) in changes)
+                if (key != "sd_model_checkpoint")
+                    _values[key] = value?.DeepClone();
+    }
+}

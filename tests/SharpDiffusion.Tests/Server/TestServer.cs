@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using SharpDiffusion.Server;
+using SharpDiffusion.Server.Hosting;
+
+namespace SharpDiffusion.Tests.Server;
+
+/// <summary>The repository's folders, found from the test binaries.</summary>
+public static class Repo
+{
+    public static string Root { get; } = Find();
+
+    /// <summary>The shipped model (64×64, fast): what `serve` loads by default.</summary>
+    public static string ShippedModel => Path.Combine(Root, "models", "sharp-shapes");
+
+    static string Find()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "SharpDiffusion.slnx")))
+                return dir.FullName;
+        throw new DirectoryNotFoundException("Repository root (SharpDiffusion.slnx) not found above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>A server in this process, listening on a free loopback port: tests talk to it over real HTTP.</summary>
+public sealed class TestServer : IAsyncDisposable
+{
+    TestServer(SharpDiffusionServer server) => Server = server;
+
+    public SharpDiffusionServer Server { get; }
+    public string Url => Server.Url;
+    public HttpClient Client { get; } = new() { Timeout = TimeSpan.FromMinutes(5) };
+
+    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null)
+    {
+        var options = new ServerOptions { Model = Repo.ShippedModel, Port = 0 };
+        var server = await SharpDiffusionServer.StartAsync(configure?.Invoke(options) ?? options);
+        var test = new TestServer(server);
+        test.Client.BaseAddress = new Uri(server.Url);
+        return test;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Server.DisposeAsync();
+    }
+}
+
+/// <summary>`sharpdiffusion serve` as its own process (the CLI's dll run by dotnet), on a free port it prints.</summary>
+public sealed class ServerProcess : IDisposable
+{
+    readonly Process _process;
+    ServerProcess(Process process, string url) => (_process, Url) = (process, url);
+
+    public string Url { get; }
+    public int Id => _process.Id;
+
+    public static async Task<ServerProcess> StartAsync(params string[] args)
+    {
+        string cli = typeof(SharpDiffusion.Cli.Cli).Assembly.Location;
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in (string[])[cli, "serve", "--port", "0", "--threads", "1", .. args]) info.ArgumentList.Add(a);
+        var process = Process.Start(info)!;
+        var url = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) { url.TrySetException(new InvalidOperationException("serve exited: " + output)); return; }
+            lock (output) output.AppendLine(e.Data);
+            int at = e.Data.IndexOf(" on http://", StringComparison.Ordinal);
+            if (e.Data.StartsWith("Serving ", StringComparison.Ordinal) && at > 0)
+                url.TrySetResult(e.Data[(at + 4)..].Split(' ')[0]);
+        };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try { return new ServerProcess(process, await url.Task.WaitAsync(TimeSpan.FromMinutes(2))); }
+        catch
+        {
+            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.WaitForExit(10_000);
+        _process.Dispose();
+    }
+}
