@@ -17,7 +17,7 @@ public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Ti
     GuidanceSettings Guidance, Generator Generator, IStepHook? Hook = null)
 {
     /// <summary>Sees (step index, x̂₀ [B, 4, h, w]: the clean latents the model predicts at that step), for previews;
-    /// the tensor lives until the callback returns.</summary>
+    /// the tensor (and anything made from it) lives until the callback returns: detach a copy from the dispose scope to keep it.</summary>
     public Action<int, Tensor>? OnDenoised { get; init; }
 }
 
