@@ -21,7 +21,7 @@
     brush: $('brush-size'), brushValue: $('brush-size-value'), eraser: $('eraser'),
     maskClear: $('mask-clear'), maskInvert: $('mask-invert'),
     strength: $('denoising-strength'), maskBlur: $('mask-blur'),
-    output: $('output'), progress: $('progress'), status: $('status'), error: $('error'), warnings: $('warnings'),
+    job: $('job'), toResults: $('to-results'), output: $('output'), progress: $('progress'), status: $('status'), announce: $('announce'), error: $('error'), warnings: $('warnings'),
     previewFigure: $('preview-figure'), preview: $('preview'), previewCaption: $('preview-caption'),
     gallery: $('gallery'), galleryEmpty: $('gallery-empty'),
   };
@@ -98,7 +98,13 @@
 
   function setStatus(text) { els.status.textContent = text; }
 
-  function setState(name) { els.output.dataset.state = name; }
+  /** The job's state, on #job for CSS and tests; a change of state (not every step) is spoken by screen readers. */
+  function setState(name) {
+    if (els.job.dataset.state === name) return;
+    els.job.dataset.state = name;
+    const spoken = { queued: 'Queued.', running: 'Generating.', cancelled: 'Cancelled.', failed: 'Failed.' }[name];
+    if (spoken) els.announce.textContent = spoken;
+  }
 
   /** value in 0..1, or null for "not known yet" (an indeterminate bar). */
   function setProgress(value, text) {
@@ -239,6 +245,7 @@
     setStatus('Sending the request…');
     setProgress(null);
     els.previewFigure.hidden = true;
+    els.toResults.hidden = true;
     let job;
     try {
       job = await api('POST', '/jobs', body);
@@ -252,7 +259,7 @@
     }
     state.job = job.id;
     state.previews = 0;
-    els.output.dataset.previews = '0';
+    els.job.dataset.previews = '0';
     update(job);
     follow(job.id);
   }
@@ -320,7 +327,7 @@
     }
     if (d.preview) {
       state.previews = (state.previews || 0) + 1;
-      els.output.dataset.previews = String(state.previews);
+      els.job.dataset.previews = String(state.previews);
       showPreview(d.preview, 'Live preview');
     }
   }
@@ -340,6 +347,8 @@
       const count = addResults(d.result);
       setProgress(1, 'Done');
       setStatus(`Done: ${count} image${count === 1 ? '' : 's'} in ${seconds(d.elapsed) || 'no time'}.`);
+      els.toResults.hidden = count === 0;
+      els.announce.textContent = els.status.textContent;
     } else if (d.state === 'cancelled') {
       setProgress(0, 'Cancelled');
       setStatus('Cancelled.');
@@ -399,7 +408,7 @@
     img.src = src;
     img.alt = `Result ${n}${prompt ? `: ${prompt.slice(0, 120)}` : ''} (seed ${seed})`;
     img.title = 'Click to reuse these parameters';
-    img.addEventListener('load', () => img.classList.toggle('pixelated', img.naturalWidth <= 256));
+    img.addEventListener('load', () => img.classList.toggle('pixelated', crisp(img.naturalWidth)));
     img.addEventListener('click', () => reuse(infotext, seed));
     const caption = document.createElement('figcaption');
     const pre = document.createElement('pre');
@@ -425,6 +434,9 @@
     li.append(figure, actions);
     return li;
   }
+
+  /** Small images are shown enlarged: sharp pixels, except for a tiny live preview (a latent-sized mosaic otherwise). */
+  function crisp(width) { return width >= 48 && width <= 256; }
 
   function button(text, className, onClick) {
     const b = document.createElement('button');
@@ -513,7 +525,6 @@
   function showMode() {
     const img2img = mode() === 'img2img';
     els.img2img.hidden = !img2img;
-    els.output.dataset.mode = mode();
   }
 
   async function loadInitImage(source) {
@@ -536,7 +547,7 @@
     els.mask.height = h;
     state.hasImage = true;
     els.wrap.classList.remove('empty');
-    els.wrap.classList.toggle('pixelated', Math.max(w, h) <= 256);
+    els.wrap.classList.toggle('pixelated', crisp(Math.max(w, h)));
     els.mask.setAttribute('aria-label', `Inpainting mask over the ${w}×${h} init image: paint with the mouse, or with the keyboard: arrow keys move the brush, Space paints, Shift+arrow paints while moving`);
     brush.cursor = { x: w / 2, y: h / 2 };
     placeCursor();
@@ -712,7 +723,7 @@
   els.seedLast.addEventListener('click', () => { if (state.lastSeed !== null) els.seed.value = String(state.lastSeed); });
   els.model.addEventListener('change', switchModel);
   for (const radio of form.elements.mode) radio.addEventListener('change', showMode);
-  els.preview.addEventListener('load', () => els.preview.classList.toggle('pixelated', els.preview.naturalWidth <= 256));
+  els.preview.addEventListener('load', () => els.preview.classList.toggle('pixelated', crisp(els.preview.naturalWidth)));
 
   showMode();
   loadLists().finally(() => { document.body.dataset.ready = 'true'; });

@@ -136,15 +136,17 @@ public sealed class PageTests(PageFixture fixture)
         await page.GetByLabel("Steps").FillAsync("12");
         await page.GetByLabel("Seed", new() { Exact = true }).FillAsync("4242");
         await Expect(page.GetByLabel("Sampler")).ToHaveValueAsync("Euler a");
+        await Expect(page.GetByLabel("Model", new() { Exact = true })).ToHaveValueAsync(new Regex("^sharp-shapes"));
         await WatchAsync(page);
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Generate" }).ClickAsync();
 
         var item = Gallery(page);
         await Expect(item).ToHaveCountAsync(1);
-        await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "completed");
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "completed");
         await Expect(page.Locator("#status")).ToContainTextAsync("Done: 1 image");
         await Expect(page.Locator("#progress")).ToHaveAttributeAsync("value", "1");
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Go to the results" })).ToBeVisibleAsync();
 
         // The bar moved through the steps (not just 0 then 1), the status said which step and the ETA.
         var values = await page.EvaluateAsync<string?[]>("() => window.__values");
@@ -153,7 +155,7 @@ public sealed class PageTests(PageFixture fixture)
         Assert.Contains(texts, t => Regex.IsMatch(t, @"Step \d+/12"));
         Assert.Contains(texts, t => t.Contains("ETA", StringComparison.Ordinal));
         // Live previews came with the events, as data: PNGs.
-        Assert.True(int.Parse((await page.Locator("#output").GetAttributeAsync("data-previews"))!) > 0, "no live preview arrived");
+        Assert.True(int.Parse((await page.Locator("#job").GetAttributeAsync("data-previews"))!) > 0, "no live preview arrived");
         Assert.Contains("data:image/png;base64,", await page.EvaluateAsync<string[]>("() => window.__previews"));
         await Expect(page.Locator("#preview")).ToHaveAttributeAsync("src", new Regex("^data:image/png;base64,"));
 
@@ -222,7 +224,26 @@ public sealed class PageTests(PageFixture fixture)
         await page.Locator("#steps").FillAsync("31");
         await Gallery(page).Locator("img").ClickAsync();
         await Expect(page.Locator("#steps")).ToHaveValueAsync("6");
+
+        // "Send to img2img" makes the result the init image.
+        await Gallery(page).GetByRole(AriaRole.Button, new() { Name = "as the init image" }).ClickAsync();
+        await Expect(page.GetByLabel("Image to image / inpaint")).ToBeCheckedAsync();
+        await Expect(page.Locator("#mask-canvas")).ToBeVisibleAsync();
+        await Expect(page.Locator("#mask-canvas")).ToBeFocusedAsync();
+        Assert.Equal(64, await page.Locator("#init-canvas").EvaluateAsync<int>("c => c.width"));
+        Assert.True(await page.Locator("#init-canvas").EvaluateAsync<bool>("c => c.getContext('2d').getImageData(0, 0, 64, 64).data.some((v, i) => i % 4 != 3 && v > 0)"), "the init canvas is empty");
         session.AssertClean();
+    }
+
+    /// <summary>A horizontal mouse stroke through the middle of the canvas, from 30% to 70% of its width.</summary>
+    static async Task StrokeAsync(IPage page, ILocator canvas)
+    {
+        await canvas.ScrollIntoViewIfNeededAsync();
+        var box = (await canvas.BoundingBoxAsync())!;
+        await page.Mouse.MoveAsync(box.X + box.Width * 0.3f, box.Y + box.Height / 2);
+        await page.Mouse.DownAsync();
+        await page.Mouse.MoveAsync(box.X + box.Width * 0.7f, box.Y + box.Height / 2, new() { Steps = 8 });
+        await page.Mouse.UpAsync();
     }
 
     [Fact]
@@ -239,12 +260,7 @@ public sealed class PageTests(PageFixture fixture)
         Assert.Equal(0, await PaintedPixelsAsync(page));
 
         // A horizontal stroke through the middle with the mouse.
-        await mask.ScrollIntoViewIfNeededAsync();
-        var box = (await mask.BoundingBoxAsync())!;
-        await page.Mouse.MoveAsync(box.X + box.Width * 0.3f, box.Y + box.Height / 2);
-        await page.Mouse.DownAsync();
-        await page.Mouse.MoveAsync(box.X + box.Width * 0.7f, box.Y + box.Height / 2, new() { Steps = 8 });
-        await page.Mouse.UpAsync();
+        await StrokeAsync(page, mask);
         Assert.Equal(255, await MaskAlphaAsync(page, 32, 32));   // under the stroke
         Assert.Equal(0, await MaskAlphaAsync(page, 2, 2));       // far from it
         int stroke = await PaintedPixelsAsync(page);
@@ -273,10 +289,8 @@ public sealed class PageTests(PageFixture fixture)
 
         // Start over with the mouse stroke, and generate.
         await page.GetByRole(AriaRole.Button, new() { Name = "Clear mask" }).ClickAsync();
-        await page.Mouse.MoveAsync(box.X + box.Width * 0.3f, box.Y + box.Height / 2);
-        await page.Mouse.DownAsync();
-        await page.Mouse.MoveAsync(box.X + box.Width * 0.7f, box.Y + box.Height / 2, new() { Steps = 8 });
-        await page.Mouse.UpAsync();
+        await StrokeAsync(page, mask);
+        Assert.Equal(stroke, await PaintedPixelsAsync(page));
         await page.GetByLabel("Denoising strength").FillAsync("0.6");
         await page.GetByLabel("Mask blur").FillAsync("3");
         await page.Locator("#prompt").FillAsync("a green triangle");
@@ -316,7 +330,7 @@ public sealed class PageTests(PageFixture fixture)
         await Expect(alert).ToContainTextAsync("422");
         await Expect(alert).ToContainTextAsync("width: must be between 8 and 4096; got 20000");
         await Expect(alert).ToContainTextAsync("steps: must be between 1 and 1000; got 0");
-        await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "failed");
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "failed");
         await Expect(Gallery(page)).ToHaveCountAsync(0);
         await Expect(page.Locator("#cancel")).ToBeDisabledAsync();
 
@@ -360,7 +374,7 @@ public sealed class PageTests(PageFixture fixture)
         await page.Locator("#prompt").FocusAsync();
         await page.Keyboard.PressAsync("Control+Enter");
         await Expect(Gallery(page)).ToHaveCountAsync(2);
-        await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "completed");
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "completed");
 
         // Every control has an accessible name.
         var unnamed = await page.EvaluateAsync<string[]>(@"() => [...document.querySelectorAll('input, select, textarea, button, a[href], canvas[tabindex]')]
@@ -409,10 +423,10 @@ public sealed class PageTests(PageFixture fixture)
         {
             await page.Locator("#steps").FillAsync("4");
             await page.Locator("#generate").ClickAsync();
-            await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "queued");
+            await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "queued");
             await Expect(page.Locator("#status")).ToContainTextAsync("Queued: position 1");
             await page.GetByRole(AriaRole.Button, new() { Name = "Cancel" }).ClickAsync();
-            await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "cancelled");
+            await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "cancelled");
             await Expect(page.Locator("#status")).ToHaveTextAsync("Cancelled.");
         }
         finally { await fixture.Server.Client.DeleteAsync($"/jobs/{otherId}"); }
@@ -420,10 +434,10 @@ public sealed class PageTests(PageFixture fixture)
         // The page's own long job, running, stops at the next step.
         await page.Locator("#steps").FillAsync("1000");
         await page.Locator("#generate").ClickAsync();
-        await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "running");
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "running");
         await Expect(page.Locator("#status")).ToContainTextAsync("Step");
         await page.GetByRole(AriaRole.Button, new() { Name = "Cancel" }).ClickAsync();
-        await Expect(page.Locator("#output")).ToHaveAttributeAsync("data-state", "cancelled");
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "cancelled");
         await Expect(page.Locator("#status")).ToHaveTextAsync("Cancelled.");
         await Expect(page.Locator("#cancel")).ToBeDisabledAsync();
         await Expect(Gallery(page)).ToHaveCountAsync(0);
