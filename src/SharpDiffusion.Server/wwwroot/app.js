@@ -258,6 +258,7 @@
       return;
     }
     state.job = job.id;
+    remember(job.id);
     state.previews = 0;
     els.job.dataset.previews = '0';
     update(job);
@@ -294,7 +295,29 @@
     }
   }
 
+  /** The running job's id survives a reload of the page (sessionStorage: this tab only), so its result is not lost. */
+  const JOB_KEY = 'sharpdiffusion.job';
+  function remember(id) {
+    try { if (id) sessionStorage.setItem(JOB_KEY, id); else sessionStorage.removeItem(JOB_KEY); } catch { /* storage off */ }
+  }
+
+  async function resume() {
+    let id = null;
+    try { id = sessionStorage.getItem(JOB_KEY); } catch { return; }
+    if (!id || state.job) return;
+    let d;
+    try { d = await api('GET', `/jobs/${encodeURIComponent(id)}`); } catch { remember(null); return; }
+    state.job = id;
+    setBusy(true);
+    if (['completed', 'failed', 'cancelled'].includes(d.state)) finish(d);
+    else {
+      update(d);
+      follow(id);
+    }
+  }
+
   function stop() {
+    remember(null);
     if (state.source) state.source.close();
     clearTimeout(state.pollTimer);
     state.source = null;
@@ -726,5 +749,5 @@
   els.preview.addEventListener('load', () => els.preview.classList.toggle('pixelated', crisp(els.preview.naturalWidth)));
 
   showMode();
-  loadLists().finally(() => { document.body.dataset.ready = 'true'; });
+  loadLists().then(resume).finally(() => { document.body.dataset.ready = 'true'; });
 })();

@@ -340,6 +340,15 @@ public sealed class PageTests(PageFixture fixture)
         await page.GetByLabel("Image to image / inpaint").CheckAsync();
         await page.Locator("#generate").ClickAsync();
         await Expect(alert).ToContainTextAsync("needs an init image");
+
+        // What the server did differently from the request comes back as warnings, shown with the result.
+        await page.GetByLabel("Text to image").CheckAsync();
+        await page.GetByLabel("Width").FillAsync("100");
+        await page.Locator("#generate").ClickAsync();
+        await Expect(Gallery(page)).ToHaveCountAsync(1);
+        await Expect(alert).ToBeHiddenAsync();
+        await Expect(page.GetByRole(AriaRole.List, new() { Name = "Warnings" })).ToContainTextAsync("width 100 is not a multiple of 8; 96 was used.");
+        await Expect(Gallery(page).Locator(".infotext")).ToContainTextAsync("Size: 96x64");
         session.AssertClean(httpErrors: true);
     }
 
@@ -406,6 +415,29 @@ public sealed class PageTests(PageFixture fixture)
             .filter(el => { const r = el.getBoundingClientRect(); return r.left < -0.5 || r.right > 375.5; })
             .map(el => el.id || el.className || el.tagName)");
         Assert.Empty(outside);
+        session.AssertClean();
+    }
+
+    [Fact]
+    public async Task Reload_WhileAJobRuns_KeepsFollowingItToItsResult()
+    {
+        await using var session = await fixture.OpenAsync();
+        var page = session.Page;
+        await page.Locator("#prompt").FillAsync("a white circle");
+        await page.Locator("#steps").FillAsync("40");
+        await page.Locator("#seed").FillAsync("5");
+        await page.Locator("#generate").ClickAsync();
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "running");
+        await page.ReloadAsync();
+        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
+        await Expect(Gallery(page)).ToHaveCountAsync(1);
+        await Expect(Gallery(page).Locator(".infotext")).ToContainTextAsync("Seed: 5");
+        await Expect(page.Locator("#cancel")).ToBeDisabledAsync();
+        // Finished: another reload starts empty.
+        await page.ReloadAsync();
+        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
+        await Expect(Gallery(page)).ToHaveCountAsync(0);
+        await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "idle");
         session.AssertClean();
     }
 
