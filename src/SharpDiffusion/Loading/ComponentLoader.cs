@@ -17,6 +17,11 @@ public sealed record LoadOptions
     public ScalarType DType { get; init; } = ScalarType.Float32;
     /// <summary>Convolution weights in channels-last layout (the fast oneDNN path on CPU; same results to rounding).</summary>
     public bool ChannelsLast { get; init; } = true;
+
+    /// <summary>The options the VAE loads with: float32 instead of float16 when its config says force_upcast (diffusers
+    /// upcasts such a VAE: SDXL's overflows in float16).</summary>
+    public LoadOptions ForVae(AutoencoderKLConfig config) =>
+        DType == ScalarType.Float16 && config.ForceUpcast ? this with { DType = ScalarType.Float32 } : this;
 }
 
 /// <summary>
@@ -59,6 +64,7 @@ public static class ComponentLoader
         options ??= new LoadOptions();
         string configPath = ConfigPath(dir);
         var config = AutoencoderKLConfig.From(JsonConfig.Load(configPath));
+        options = options.ForVae(config);
         var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new AutoencoderKL(config));

@@ -45,7 +45,9 @@ public static class SingleFileLoader
 
             var vae = Build(() => new AutoencoderKL(vaeConfig));
             modules.Add(vae);
-            Fill(vae, file, LdmKeyMap.Vae(Names(vae), vaeConfig.BlockOutChannels.Length, vaeConfig.LayersPerBlock), LdmKeyMap.VaePrefix, convs,
+            var vaeOptions = options.ForVae(vaeConfig);
+            Fill(vae, file, LdmKeyMap.Vae(Names(vae), vaeConfig.BlockOutChannels.Length, vaeConfig.LayersPerBlock), LdmKeyMap.VaePrefix,
+                new WeightPlacement(vaeOptions.DType, device, options.ChannelsLast),
                 skip: k => k.StartsWith(LdmKeyMap.VaePrefix + "loss.", StringComparison.Ordinal)); // training-only discriminator/LPIPS
 
             var textEncoder = Build(() => new ClipTextModel(textConfig));
