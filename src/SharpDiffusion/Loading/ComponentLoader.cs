@@ -18,10 +18,6 @@ public sealed record LoadOptions
     /// <summary>Convolution weights in channels-last layout (the fast oneDNN path on CPU; same results to rounding).</summary>
     public bool ChannelsLast { get; init; } = true;
 
-    /// <summary>The options the VAE loads with: float32 instead of float16 when its config says force_upcast (diffusers
-    /// upcasts such a VAE: SDXL's overflows in float16).</summary>
-    public LoadOptions ForVae(AutoencoderKLConfig config) =>
-        DType == ScalarType.Float16 && config.ForceUpcast ? this with { DType = ScalarType.Float32 } : this;
 }
 
 /// <summary>
@@ -64,13 +60,21 @@ public static class ComponentLoader
         options ??= new LoadOptions();
         string configPath = ConfigPath(dir);
         var config = AutoencoderKLConfig.From(JsonConfig.Load(configPath));
-        options = options.ForVae(config);
         var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new AutoencoderKL(config));
         WeightFiles.LoadInto(model, weights, Placement(options, convs: true),
             rename: VaeAttention.RenameLegacyKey);
+        UpcastIfNeeded(model, options);
         return Finish(model);
+    }
+
+    /// <summary>diffusers' force_upcast: a float16 model's VAE runs in float32 (SDXL's overflows in float16), its weights
+    /// the float16 ones upcast, as diffusers' vae.to(float32).</summary>
+    internal static void UpcastIfNeeded(AutoencoderKL vae, LoadOptions options)
+    {
+        if (options.DType == ScalarType.Float16 && vae.Config.ForceUpcast)
+            vae.to(ScalarType.Float32);
     }
 
     static string ConfigPath(string dir)

@@ -121,7 +121,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         options ??= new LoadOptions();
         var c = SingleFileLoader.Load(path, options, singleFile);
         return new StableDiffusionPipeline(c.Tokenizer, c.TextEncoder, c.Unet, c.Vae, c.SchedulerConfig, Path.GetFileNameWithoutExtension(path),
-            new Device(options.Device), options.DType)
+            new Device(options.Device), options.DType, c.Tokenizer2, c.TextEncoder2, forceZerosForEmptyPrompt: true)
         {
             _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),
             LoadWarnings = c.Checkpoint.Warnings,
@@ -170,6 +170,9 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new NotSupportedException($"Inpainting needs a UNet with 9 input channels (an inpainting model) or 4; this one has {Unet.Config.InChannels}.");
         if (o.Task != GenerationTask.Inpainting && Unet.Config.InChannels != 4)
             throw new ArgumentException($"This is an inpainting model (UNet in_channels {Unet.Config.InChannels}): give an image and a mask.");
+        if (!IsXL && (o.Prompts2 is not null || o.NegativePrompts2 is not null || o.OriginalSize is not null || o.TargetSize is not null
+                      || o.CropsCoordsTopLeft is not null || o.NegativeOriginalSize is not null || o.NegativeTargetSize is not null || o.NegativeCropsCoordsTopLeft is not null))
+            throw new ArgumentException("prompt_2, negative_prompt_2 and the size/crop conditioning are for SDXL models; this is an SD 1.x/2.x model.");
         if (IsXL && o.PromptEmbeds is not null)
             throw new NotSupportedException("Prompt embeddings are not supported for SDXL models yet (they need the pooled embeddings too); give prompts.");
         if (IsXL && o.PromptSyntax == PromptSyntax.A1111)
