@@ -47,6 +47,52 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
         return encoder.EncodeHidden(onDevice, clipSkip + 1);
     }
 
+    /// <summary>
+    /// AUTOMATIC1111's SDXL encoding: each encoder chunks the prompt as for SD 1.x (75 tokens, BREAK, emphasis; the second
+    /// with its "!" padding), encodes every chunk to hidden state −(clip skip + 1), applies "Original" emphasis to its own
+    /// output, and the two are concatenated per chunk [B, 77·k, D₁ + D₂]; the pooled embedding is the first chunk's.
+    /// </summary>
+    public (Tensor Embeds, Tensor Pooled) EncodeA1111(IReadOnlyList<string> texts, int clipSkip)
+    {
+        using var scope = NewDisposeScope();
+        var batch1 = new PromptChunker(tokenizer1).ChunkBatch(texts.Select(tokenizer1.ExpandMultiVectorTokens).ToList());
+        var batch2 = new PromptChunker(tokenizer2).ChunkBatch(texts.Select(tokenizer2.ExpandMultiVectorTokens).ToList());
+        if (batch1[0].ChunkCount != batch2[0].ChunkCount)
+            throw new InvalidOperationException("The two SDXL tokenizers split the prompt into different chunks; they should share one vocabulary.");
+        var chunks = new List<Tensor>();
+        Tensor? pooled = null;
+        for (int c = 0; c < batch1[0].ChunkCount; c++)
+        {
+            var weights = stack(batch1.Select(p => tensor(p.Multipliers[c])));                                  // [B, 77]
+            var ids1 = stack(batch1.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);  // [B, 77]
+            var ids2 = stack(batch2.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);
+            var (z1, _) = encoder1.EncodeHidden(ids1, clipSkip + 1);
+            var (z2, chunkPooled) = encoder2.EncodeHidden(ids2, clipSkip + 1);
+            pooled ??= chunkPooled;
+            chunks.Add(cat([Emphasis.Original(z1, weights).to(z1.dtype), Emphasis.Original(z2, weights).to(z1.dtype)], -1));
+        }
+        return (cat(chunks, 1).MoveToOuterDisposeScope(), pooled!.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>AUTOMATIC1111's guided batch: negatives and prompts encoded apart, the shorter padded with the empty prompt's
+    /// chunk; an all-empty negative is zeros (A1111 zeroes an empty SDXL negative prompt).</summary>
+    public Conditioning EncodeConditioningA1111(IReadOnlyList<string> prompts, IReadOnlyList<string> negatives, bool guided, int clipSkip,
+        SizeConditioning size, SizeConditioning negativeSize)
+    {
+        using var scope = NewDisposeScope();
+        var (embeds, pooled) = EncodeA1111(prompts, clipSkip);
+        int batch = prompts.Count;
+        var timeIds = tensor(size.TimeIds, device: device).unsqueeze(0).expand(batch, -1);
+        if (!guided)
+            return Detach(embeds, pooled, timeIds.contiguous());
+        var (negEmbeds, negPooled) = negatives.All(n => n.Length == 0)
+            ? (zeros_like(embeds.narrow(1, 0, 77)), zeros_like(pooled))
+            : EncodeA1111(negatives, clipSkip);
+        var (empty, _) = negatives.All(n => n.Length == 0) ? (zeros_like(embeds.narrow(1, 0, 77)).narrow(0, 0, 1), pooled) : EncodeA1111([""], clipSkip);
+        var negTimeIds = tensor(negativeSize.TimeIds, device: device).unsqueeze(0).expand(batch, -1);
+        return Detach(PromptEncoder.PadAndJoin(negEmbeds, embeds, empty), cat([negPooled, pooled], 0), cat([negTimeIds, timeIds], 0));
+    }
+
     /// <summary>The UNet's conditioning for a batch: [uncond; cond] rows when guided, each with its pooled embedding and
     /// time ids. <paramref name="negatives"/> null = no negative prompt (zeros when the model says force_zeros_for_empty_prompt).</summary>
     public Conditioning EncodeConditioning(IReadOnlyList<string> prompts, IReadOnlyList<string> prompts2,

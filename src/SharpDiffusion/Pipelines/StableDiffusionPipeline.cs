@@ -175,8 +175,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new ArgumentException("prompt_2, negative_prompt_2 and the size/crop conditioning are for SDXL models; this is an SD 1.x/2.x model.");
         if (IsXL && o.PromptEmbeds is not null)
             throw new NotSupportedException("Prompt embeddings are not supported for SDXL models yet (they need the pooled embeddings too); give prompts.");
-        if (IsXL && o.PromptSyntax == PromptSyntax.A1111)
-            throw new NotSupportedException("AUTOMATIC1111 prompt syntax is not supported for SDXL models yet; use the plain syntax.");
+        if (IsXL && o.PromptSyntax == PromptSyntax.A1111 && (o.Prompts2 is not null || o.NegativePrompts2 is not null))
+            throw new ArgumentException("prompt_2 and negative_prompt_2 are not part of AUTOMATIC1111's syntax (it gives both SDXL text encoders the same prompt); use the plain syntax for them.");
         if (IsXL && o.Loras.Count > 0)
             throw new NotSupportedException("LoRAs are not supported for SDXL models yet.");
         if (IsXL && o.ClipSkip > TextEncoder2!.Config.NumHiddenLayers)
@@ -364,6 +364,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         var size = new SizeConditioning(o.OriginalSize ?? (height, width), o.CropsCoordsTopLeft ?? (0, 0), o.TargetSize ?? (height, width));
         var negativeSize = o.NegativeOriginalSize is { } no && o.NegativeTargetSize is { } nt
             ? new SizeConditioning(no, o.NegativeCropsCoordsTopLeft ?? (0, 0), nt) : size;
+        if (o.PromptSyntax == PromptSyntax.A1111)
+            return XLPromptEncoder!.EncodeConditioningA1111(prompts, Each(o.NegativePromptFor), guided, o.ClipSkip, size, negativeSize);
         return XLPromptEncoder!.EncodeConditioning(prompts, Each(o.Prompt2For),
             o.HasNegativePrompt ? Each(o.NegativePromptFor) : null, o.HasNegativePrompt ? Each(o.NegativePrompt2For) : null,
             guided, o.ClipSkip, size, negativeSize, warnings);

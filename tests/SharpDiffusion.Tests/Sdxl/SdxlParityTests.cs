@@ -95,4 +95,41 @@ public class SdxlParityTests(ITestOutputHelper output)
         var summary = PipelineParityTests.GenerateAndCompare(pipeline, options, golden);
         output.WriteLine($"{file}: {summary}");
     }
+
+    /// <summary>AUTOMATIC1111 syntax without emphasis or BREAK reads a short prompt as diffusers does: the same ids for both
+    /// tokenizers (the second padded with "!"), unit weights, so the same embeddings and pooled embedding.</summary>
+    [Fact]
+    public void A1111SyntaxOfAPlainPromptEncodesAsDiffusers()
+    {
+        const string file = "sdxl/pipelines/euler_negative_64x64_seed42_15steps_g5.safetensors";
+        var golden = Golden.Load(file.Split('/'));
+        var options = PipelineParityTests.Options(GoldenManifest.Info(file));
+        var pipeline = PipelineParityTests.Pipeline(Model);
+        using var _ = inference_mode();
+        var (embeds, pooled) = pipeline.XLPromptEncoder!.EncodeA1111(options.Prompts, clipSkip: 1);
+        using (embeds) using (pooled)
+        {
+            Golden.AssertClose(embeds, golden["prompt_embeds"], what: "prompt_embeds");
+            Golden.AssertClose(pooled, golden["pooled_prompt_embeds"], what: "pooled_prompt_embeds");
+        }
+        var (negative, negativePooled) = pipeline.XLPromptEncoder.EncodeA1111(options.NegativePrompts!, clipSkip: 1);
+        using (negative) using (negativePooled)
+            Golden.AssertClose(negative, golden["negative_prompt_embeds"], what: "negative_prompt_embeds");
+    }
+
+    /// <summary>BREAK makes a second 77-token chunk through both encoders; the pooled embedding is the first chunk's.</summary>
+    [Fact]
+    public void A1111BreakAddsAChunkAndPoolsTheFirst()
+    {
+        var encoder = PipelineParityTests.Pipeline(Model).XLPromptEncoder!;
+        using var _ = inference_mode();
+        var (both, pooledBoth) = encoder.EncodeA1111(["a red bicycle BREAK a brick wall"], clipSkip: 1);
+        var (first, pooledFirst) = encoder.EncodeA1111(["a red bicycle"], clipSkip: 1);
+        using (both) using (pooledBoth) using (first) using (pooledFirst)
+        {
+            Assert.Equal(new long[] { 1, 154, 64 }, both.shape);
+            Golden.AssertClose(pooledBoth, pooledFirst, what: "pooled of the first chunk");
+            Golden.AssertClose(both.narrow(1, 0, 77), first, what: "the first chunk");
+        }
+    }
 }
