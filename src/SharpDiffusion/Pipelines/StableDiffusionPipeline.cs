@@ -177,8 +177,6 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new NotSupportedException("Prompt embeddings are not supported for SDXL models yet (they need the pooled embeddings too); give prompts.");
         if (IsXL && o.PromptSyntax == PromptSyntax.A1111 && (o.Prompts2 is not null || o.NegativePrompts2 is not null))
             throw new ArgumentException("prompt_2 and negative_prompt_2 are not part of AUTOMATIC1111's syntax (it gives both SDXL text encoders the same prompt); use the plain syntax for them.");
-        if (IsXL && o.Loras.Count > 0)
-            throw new NotSupportedException("LoRAs are not supported for SDXL models yet.");
         if (IsXL && o.ClipSkip > TextEncoder2!.Config.NumHiddenLayers)
             throw new ArgumentException($"Clip skip {o.ClipSkip} does not fit this SDXL text encoder of {TextEncoder2.Config.NumHiddenLayers} layers.");
         if (o.PromptEmbeds is { } pe && pe.shape[2] != Unet.Config.CrossAttentionDim[0])
@@ -201,19 +199,32 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// </summary>
     public IReadOnlyList<string> LoadTextualInversion(string path, string? token = null)
     {
-        if (IsXL)
-            throw new NotSupportedException($"{path}: textual-inversion embeddings are not supported for SDXL models yet.");
         using var embedding = TextualInversionFile.Load(path, token);
-        long width = TextEncoder.Config.HiddenSize;
-        if (embedding.Vectors.shape[1] != width)
-            throw new InvalidDataException($"{path}: the embedding has {embedding.Vectors.shape[1]} channels but this text encoder takes {width}: it was trained for another model.");
+        if (IsXL != embedding.Vectors2 is not null)
+            throw new InvalidDataException(IsXL
+                ? $"{path}: an SD 1.x/2.x embedding (one set of vectors); SDXL needs one per text encoder (clip_l and clip_g)."
+                : $"{path}: an SDXL embedding (clip_l and clip_g); this is an SD 1.x/2.x model.");
+        CheckWidth(path, embedding.Vectors, TextEncoder);
+        if (IsXL) CheckWidth(path, embedding.Vectors2!, TextEncoder2!);
         var tokens = embedding.Tokens;
-        if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _)) is { } taken)
+        if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _) || Tokenizer2?.TryGetTokenId(t, out _) == true) is { } taken)
             throw new ArgumentException($"{path}: the token '{taken}' is already in the tokenizer; give another trigger word.");
-        var ids = Tokenizer.AddTokens(tokens);
         using var noGrad = no_grad();
+        var ids = Tokenizer.AddTokens(tokens);
         TextEncoder.SetTokenEmbeddings(Tokenizer.VocabSize, ids, embedding.Vectors);
+        if (IsXL)
+        {
+            var ids2 = Tokenizer2!.AddTokens(tokens);
+            TextEncoder2!.SetTokenEmbeddings(Tokenizer2.VocabSize, ids2, embedding.Vectors2!);
+        }
         return tokens;
+    }
+
+    static void CheckWidth(string path, Tensor vectors, ClipTextModel encoder)
+    {
+        long width = encoder.Config.HiddenSize;
+        if (vectors.shape[1] != width)
+            throw new InvalidDataException($"{path}: the embedding has {vectors.shape[1]} channels but this text encoder takes {width}: it was trained for another model.");
     }
 
     /// <summary>Every embedding file of <paramref name="directory"/> (.safetensors, .pt, .bin, in name order), each triggered
@@ -285,7 +296,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             tagFiles.Items.Add(LoraFile.Load(LoraPromptTags.Locate(tag.Name, options.LoraDirectory)));
         var loras = options.Loras.Concat(tagFiles.Items.Select(f => tagged.First(t => t.Name == f.Name))
             .Select((t, i) => new LoraWeight(tagFiles.Items[i], t.Scale) { TextEncoderScale = t.TextEncoderScale })).ToList();
-        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder);  // restored when the call ends
+        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder, TextEncoder2);  // restored when the call ends
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
