@@ -18,8 +18,11 @@ public static class GenerateCommand
         new("model", OptionKind.Text, "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or a single-file checkpoint in the original LDM layout (.safetensors) (default: the shipped models/sharp-shapes)", "DIR|FILE"),
         new("config", OptionKind.Text, "with a single-file checkpoint: its original LDM .yaml (v1-inference.yaml, v2-inference-v.yaml, ...) for attention heads, scale_factor, v-prediction (default: inferred from the tensors, SD defaults)", "FILE"),
         new("text-encoder-config", OptionKind.Text, "with a single-file checkpoint: a transformers config.json for a text encoder of a non-standard size (default: 768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H)", "FILE"),
+        new("text-encoder-2-config", OptionKind.Text, "with an SDXL single-file checkpoint: a transformers config.json for its second text encoder when it is not OpenCLIP ViT-bigG", "FILE"),
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
+        new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder; given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
+        new("negative-prompt-2", OptionKind.Texts, "SDXL: the negative prompt for the second text encoder, paired as --negative-prompt (default: the negative prompt)", "TEXT"),
         new("width", OptionKind.Integer, "image width in pixels, a multiple of 8 (default: the model's, 512 for SD 1.5; with --image: the image's)", "N"),
         new("height", OptionKind.Integer, "image height in pixels, a multiple of 8 (default: as --width)", "N"),
         new("steps", OptionKind.Integer, "denoising steps (default: the model's generation_defaults.json, else 50)", "N"),
@@ -69,6 +72,13 @@ public static class GenerateCommand
         var negatives = cl.All("negative-prompt");
         if (negatives.Count > 1 && negatives.Count != prompts.Count)
             throw new UsageException($"Give --negative-prompt once (for all prompts) or once per --prompt ({prompts.Count}); got {negatives.Count}.");
+        var prompts2 = cl.All("prompt-2");
+        var negatives2 = cl.All("negative-prompt-2");
+        foreach (var (option, list) in new[] { ("--prompt-2", prompts2), ("--negative-prompt-2", negatives2) })
+            if (list.Count > 1 && list.Count != prompts.Count)
+                throw new UsageException($"Give {option} once (for all prompts) or once per --prompt ({prompts.Count}); got {list.Count}.");
+        if (negatives2.Count > 0 && negatives.Count == 0)
+            throw new UsageException("--negative-prompt-2 pairs with --negative-prompt; give that too (\"\" for none).");
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");
@@ -76,6 +86,8 @@ public static class GenerateCommand
         {
             Prompts = prompts,
             NegativePrompts = negatives,
+            Prompts2 = prompts2.Count > 0 ? prompts2 : null,
+            NegativePrompts2 = negatives2.Count > 0 ? negatives2 : null,
             Width = cl.Int("width"),
             Height = cl.Int("height"),
             NumInferenceSteps = cl.Int("steps") ?? modelDefaults?.NumInferenceSteps ?? 50,
@@ -126,8 +138,8 @@ public static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         bool singleFile = File.Exists(model);
-        if (!singleFile && (cl.Given("config") || cl.Given("text-encoder-config")))
-            throw new UsageException("--config and --text-encoder-config apply to a single-file checkpoint; --model names a folder.");
+        if (!singleFile && (cl.Given("config") || cl.Given("text-encoder-config") || cl.Given("text-encoder-2-config")))
+            throw new UsageException("--config, --text-encoder-config and --text-encoder-2-config apply to a single-file checkpoint; --model names a folder.");
         using var pipeline = Progress.Status("Loading model", () => singleFile
             ? StableDiffusionPipeline.FromSingleFile(model, load, SingleFileOptions(cl))
             : StableDiffusionPipeline.FromPretrained(model, load));
@@ -167,6 +179,7 @@ public static class GenerateCommand
     {
         OriginalConfig = cl.String("config"),
         TextEncoderConfig = cl.String("text-encoder-config"),
+        TextEncoder2Config = cl.Given("text-encoder-2-config") ? cl.String("text-encoder-2-config") : null,
     };
 
     /// <summary>"FILE" or "FILE:SCALE": the suffix counts only when FILE alone is not an existing file (paths may hold ':').</summary>

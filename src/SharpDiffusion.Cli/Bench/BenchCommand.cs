@@ -17,9 +17,10 @@ public static class BenchCommand
 {
     public static readonly OptionSpec[] Options =
     [
-        new("model", OptionKind.Text, "a diffusers SD folder or a single-file checkpoint to time (default: full-size SD 1.5 architecture, random weights)", "DIR|FILE"),
-        new("width", OptionKind.Integer, "image width (default: 512)", "N"),
-        new("height", OptionKind.Integer, "image height (default: 512)", "N"),
+        new("model", OptionKind.Text, "a diffusers SD folder or a single-file checkpoint to time (default: a full-size --arch architecture, random weights)", "DIR|FILE"),
+        new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5) or sdxl (SDXL 1.0 base), random weights (default: sd15)", "NAME"),
+        new("width", OptionKind.Integer, "image width (default: 512; sdxl 1024)", "N"),
+        new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or both, comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
         new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
@@ -37,7 +38,9 @@ public static class BenchCommand
     {
         string? report = cl.String("report"); // internal: a child measures one dtype and writes its row here
         string? model = cl.String("model");
-        int width = cl.Int("width") ?? 512, height = cl.Int("height") ?? 512;
+        string arch = (cl.String("arch") ?? "sd15").ToLowerInvariant();
+        if (arch is not ("sd15" or "sdxl")) throw new UsageException($"--arch takes sd15 or sdxl; got '{arch}'.");
+        int width = cl.Int("width") ?? (arch == "sdxl" ? 1024 : 512), height = cl.Int("height") ?? width;
         var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Select(ParseDType).ToList();
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
@@ -66,8 +69,10 @@ public static class BenchCommand
             {
                 temp = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}");
                 var clock = Stopwatch.StartNew();
-                Console.WriteLine("Writing a random-weight SD 1.5 folder (fp32 safetensors) ...");
-                RandomModelFolder.Write(temp, ScalarType.Float32);
+                // SDXL's 3.5 B parameters are written as bfloat16 (7 GB, not 14); the float32 run upcasts them at load.
+                var disk = arch == "sdxl" ? ScalarType.BFloat16 : ScalarType.Float32;
+                Console.WriteLine($"Writing a random-weight {(arch == "sdxl" ? "SDXL 1.0" : "SD 1.5")} folder ({Name(disk)} safetensors) ...");
+                RandomModelFolder.Write(temp, disk, xl: arch == "sdxl");
                 Console.WriteLine($"  written in {clock.Elapsed.TotalSeconds:F1}s to {temp}");
                 model = temp;
             }
@@ -80,7 +85,7 @@ public static class BenchCommand
                         Console.WriteLine($"  {r.Kernel,-30} {r.Path,-22} {r.GFlops,8:F1} GFLOP/s");
                 }
 
-            var rows = dtypes.Select(d => MeasureInChild(model, d, cl)).ToList();
+            var rows = dtypes.Select(d => MeasureInChild(model, d, cl, width, height)).ToList();
             PrintTable(rows, totalSteps);
         }
         finally
@@ -91,15 +96,17 @@ public static class BenchCommand
     }
 
     // Runs this same command for one dtype in a new process: peak RSS then belongs to that measurement alone.
-    static Row MeasureInChild(string modelDir, ScalarType dtype, CommandLine cl)
+    static Row MeasureInChild(string modelDir, ScalarType dtype, CommandLine cl, int width, int height)
     {
         string report = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}-{Name(dtype)}.json");
         var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
             start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
         start.ArgumentList.Add("bench");
-        foreach (var key in new[] { "width", "height", "steps", "total-steps", "threads" })
+        foreach (var key in new[] { "steps", "total-steps", "threads" })
             if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
+        start.ArgumentList.Add("--width"); start.ArgumentList.Add(width.ToString(CultureInfo.InvariantCulture));
+        start.ArgumentList.Add("--height"); start.ArgumentList.Add(height.ToString(CultureInfo.InvariantCulture));
         if (cl.String("channels-last") is { } channelsLast) { start.ArgumentList.Add("--channels-last"); start.ArgumentList.Add(channelsLast); }
         if (cl.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
         foreach (var a in new[] { "--model", modelDir, "--dtype", Name(dtype), "--report", report }) start.ArgumentList.Add(a);
@@ -132,7 +139,9 @@ public static class BenchCommand
         using var ownTextEncoder = folder is null ? null : ComponentLoader.LoadTextEncoder(folder.Component("text_encoder"), options);
         using var ownUnet = folder is null ? null : ComponentLoader.LoadUNet(folder.Component("unet"), options);
         using var ownVae = folder is null ? null : ComponentLoader.LoadVae(folder.Component("vae"), options);
+        using var ownTextEncoder2 = folder is { IsXL: true } ? ComponentLoader.LoadTextEncoder(folder.Component("text_encoder_2"), options) : null;
         var (textEncoder, unet, vae) = single is null ? (ownTextEncoder!, ownUnet!, ownVae!) : (single.TextEncoder, single.Unet, single.Vae);
+        var textEncoder2 = single is null ? ownTextEncoder2 : single.TextEncoder2;
         double load = clock.Elapsed.TotalSeconds;
         Console.WriteLine($"  load {load:F1}s");
 
@@ -145,16 +154,30 @@ public static class BenchCommand
             using var warm = textEncoder.call(ids);
             textFlops = counter.Total;
         }
-        double text = Roofline.Time(() => { using var h = textEncoder.call(ids); }, 3);
+        if (textEncoder2 is not null)
+            using (var counter = new FlopCounter(textEncoder2))
+            {
+                using var warm = textEncoder2.call(ids);
+                textFlops += counter.Total;
+            }
+        double text = Roofline.Time(() =>
+        {
+            using var h = textEncoder.call(ids);
+            using var h2 = textEncoder2?.call(ids);
+        }, 3);
         Console.WriteLine($"  text encoder {text * 1000:F0} ms");
 
         using var context = randn([2, 77, unet.Config.CrossAttentionDim[0]]).to(dtype);
+        // SDXL: the pooled embedding and the six time ids join the conditioning.
+        using var pooled = unet.Config.AdditionEmbedType is null ? null : randn([2, unet.Config.PooledTextDim]).to(dtype);
+        using var timeIds = pooled is null ? null : tensor(new float[] { height, width, 0, 0, height, width, height, width, 0, 0, height, width }).reshape(2, 6);
+        var conditioning = new Conditioning(context) { TextEmbeds = pooled, TimeIds = timeIds };
         using var latents = randn([2, unet.Config.InChannels, height / f, width / f]).to(dtype);
         long stepFlops;
         string split;
         using (var counter = new FlopCounter(unet))
         {
-            using var warm = unet.Forward(latents, 500f, context); // warm-up call, counted
+            using var warm = unet.Forward(latents, 500f, conditioning); // warm-up call, counted
             stepFlops = counter.Total;
             split = $"conv {counter.Conv / 1e12:F2} + linear {counter.Linear / 1e12:F2} + attention {counter.Attention / 1e12:F2} TFLOP";
         }
@@ -162,7 +185,7 @@ public static class BenchCommand
         for (int i = 0; i < steps; i++)
         {
             var stepClock = Stopwatch.StartNew();
-            using var noise = unet.Forward(latents, 999f - 50 * i, context);
+            using var noise = unet.Forward(latents, 999f - 50 * i, conditioning);
             times.Add(stepClock.Elapsed.TotalSeconds);
             Console.WriteLine($"  UNet step {i + 1}/{steps}: {times[^1]:F2}s");
         }
@@ -174,7 +197,7 @@ public static class BenchCommand
         long vaeFlops = 0;
         if (!skipVae)
         {
-            using var z = randn([1, vae.Config.LatentChannels, height / f, width / f]).to(dtype);
+            using var z = randn([1, vae.Config.LatentChannels, height / f, width / f]).to(vae.parameters().First().dtype);
             using var counter = new FlopCounter(vae);
             var vaeClock = Stopwatch.StartNew();
             using var image = vae.Decode(z);

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Adapters;
 
 /// <summary>The model a LoRA layer patches.</summary>
-public enum LoraTarget { Unet, TextEncoder }
+public enum LoraTarget { Unet, TextEncoder, TextEncoder2 }
 
 /// <summary>
 /// One low-rank update of one weight: ΔW = (alpha / rank) · up · down, with down [r, in] (or [r, in, k, k] for a conv
@@ -45,9 +45,9 @@ public sealed class LoraFile : IDisposable
     // Prefix → target; null = a model we do not have (named in the error).
     static readonly (string Prefix, LoraTarget? Target, string? Model)[] Prefixes =
     [
-        ("lora_unet_", LoraTarget.Unet, null), ("lora_te1_", null, "SDXL's first text encoder"), ("lora_te2_", null, "SDXL's second text encoder"),
+        ("lora_unet_", LoraTarget.Unet, null), ("lora_te1_", LoraTarget.TextEncoder, null), ("lora_te2_", LoraTarget.TextEncoder2, null),
         ("lora_te_", LoraTarget.TextEncoder, null), ("base_model.model.", LoraTarget.Unet, null),
-        ("unet.", LoraTarget.Unet, null), ("text_encoder_2.", null, "SDXL's second text encoder"), ("text_encoder.", LoraTarget.TextEncoder, null),
+        ("unet.", LoraTarget.Unet, null), ("text_encoder_2.", LoraTarget.TextEncoder2, null), ("text_encoder.", LoraTarget.TextEncoder, null),
     ];
 
     // diffusers' legacy module names → the parameter names of the modules (applied to dotted names).

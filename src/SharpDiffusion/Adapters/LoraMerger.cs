@@ -13,7 +13,7 @@ public sealed record LoraWeight(LoraFile File, double Scale = 1.0)
     /// null = <see cref="Scale"/>, as diffusers.</summary>
     public double? TextEncoderScale { get; init; }
 
-    internal double ScaleFor(LoraTarget target) => target == LoraTarget.TextEncoder ? TextEncoderScale ?? Scale : Scale;
+    internal double ScaleFor(LoraTarget target) => target == LoraTarget.Unet ? Scale : TextEncoderScale ?? Scale;
 }
 
 /// <summary>
@@ -33,7 +33,8 @@ public sealed class LoraMerger : IDisposable
 
     /// <summary>Merges <paramref name="loras"/> into the given modules' weights; dispose the result to restore them.
     /// Every layer must find its weight with a fitting shape, or nothing is changed and the error names the file and key.</summary>
-    public static LoraMerger Apply(IReadOnlyList<LoraWeight> loras, nn.Module unet, nn.Module textEncoder)
+    /// <param name="textEncoder2">SDXL's second text encoder (lora_te2_*, text_encoder_2.*); null for SD 1.x/2.x.</param>
+    public static LoraMerger Apply(IReadOnlyList<LoraWeight> loras, nn.Module unet, nn.Module textEncoder, nn.Module? textEncoder2 = null)
     {
         var merger = new LoraMerger();
         if (loras.Count == 0)
@@ -42,6 +43,7 @@ public sealed class LoraMerger : IDisposable
         {
             [LoraTarget.Unet] = WeightsByModule(unet),
             [LoraTarget.TextEncoder] = WeightsByModule(textEncoder),
+            [LoraTarget.TextEncoder2] = textEncoder2 is null ? [] : WeightsByModule(textEncoder2),
         };
 
         // Check every layer first, so a bad file changes nothing.
@@ -51,9 +53,11 @@ public sealed class LoraMerger : IDisposable
             {
                 var file = lora.File;
                 double scale = lora.ScaleFor(layer.Target);
+                if (layer.Target == LoraTarget.TextEncoder2 && textEncoder2 is null)
+                    throw new InvalidDataException($"{file.Path}: '{layer.SourceKey}' is for SDXL's second text encoder: the LoRA is for SDXL, this model is SD 1.x/2.x.");
                 if (!weights[layer.Target].TryGetValue(layer.Module, out var weight))
                     throw new InvalidDataException($"{file.Path}: '{layer.SourceKey}' matches no weight of this model's " +
-                        $"{(layer.Target == LoraTarget.Unet ? "UNet" : "text encoder")}: the LoRA is for another architecture.");
+                        $"{layer.Target switch { LoraTarget.Unet => "UNet", LoraTarget.TextEncoder => "text encoder", _ => "second text encoder" }}: the LoRA is for another architecture.");
                 long outFeatures = layer.Up.shape[0], inElements = layer.Down.numel() / layer.Rank;
                 if (weight.shape[0] != outFeatures || weight.numel() / weight.shape[0] != inElements)
                     throw new InvalidDataException($"{file.Path}: '{layer.SourceKey}' makes a [{outFeatures}, {inElements}] update but " +

@@ -14,8 +14,10 @@ public sealed class TextualInversionFile : IDisposable
 {
     public string Path { get; }
     public string Token { get; }
-    /// <summary>[n, D] float32 on the CPU.</summary>
+    /// <summary>[n, D] float32 on the CPU (SDXL: the first text encoder's, <c>clip_l</c>).</summary>
     public Tensor Vectors { get; }
+    /// <summary>SDXL embeddings: the second text encoder's vectors (<c>clip_g</c>) [n, D₂]; null for SD 1.x/2.x ones.</summary>
+    public Tensor? Vectors2 { get; private init; }
 
     TextualInversionFile(string path, string token, Tensor vectors) => (Path, Token, Vectors) = (path, token, vectors);
 
@@ -26,6 +28,14 @@ public sealed class TextualInversionFile : IDisposable
         using var file = SafetensorsFile.Open(path);
         string key;
         string? stored;
+        if (file.Contains("clip_l") && file.Contains("clip_g"))                   // SDXL: one set per text encoder
+        {
+            var l = FromTensor(path, file.Load("clip_l"), token ?? System.IO.Path.GetFileNameWithoutExtension(path));
+            using var g = FromTensor(path, file.Load("clip_g"), l.Token);
+            if (g.Vectors.shape[0] != l.Vectors.shape[0])
+                throw new InvalidDataException($"{path}: clip_l has {l.Vectors.shape[0]} vectors but clip_g {g.Vectors.shape[0]}; the file is damaged.");
+            return new TextualInversionFile(path, l.Token, l.Vectors) { Vectors2 = g.Vectors.clone() };
+        }
         if (file.Contains("emb_params"))                                          // AUTOMATIC1111 .safetensors
             (key, stored) = ("emb_params", null);
         else if (file.Headers.Count == 1)                                         // diffusers: {token: vectors}
@@ -63,5 +73,9 @@ public sealed class TextualInversionFile : IDisposable
     public IReadOnlyList<string> Tokens =>
         Enumerable.Range(0, (int)Vectors.shape[0]).Select(i => i == 0 ? Token : $"{Token}_{i}").ToList();
 
-    public void Dispose() => Vectors.Dispose();
+    public void Dispose()
+    {
+        Vectors.Dispose();
+        Vectors2?.Dispose();
+    }
 }

@@ -17,6 +17,7 @@ public sealed record LoadOptions
     public ScalarType DType { get; init; } = ScalarType.Float32;
     /// <summary>Convolution weights in channels-last layout (the fast oneDNN path on CPU; same results to rounding).</summary>
     public bool ChannelsLast { get; init; } = true;
+
 }
 
 /// <summary>
@@ -64,7 +65,16 @@ public static class ComponentLoader
         var model = Build(() => new AutoencoderKL(config));
         WeightFiles.LoadInto(model, weights, Placement(options, convs: true),
             rename: VaeAttention.RenameLegacyKey);
+        UpcastIfNeeded(model, options);
         return Finish(model);
+    }
+
+    /// <summary>diffusers' force_upcast: a float16 model's VAE runs in float32 (SDXL's overflows in float16), its weights
+    /// the float16 ones upcast, as diffusers' vae.to(float32).</summary>
+    internal static void UpcastIfNeeded(AutoencoderKL vae, LoadOptions options)
+    {
+        if (options.DType == ScalarType.Float16 && vae.Config.ForceUpcast)
+            vae.to(ScalarType.Float32);
     }
 
     static string ConfigPath(string dir)

@@ -21,6 +21,12 @@ public sealed class DiffusersFolder
         }
     }
 
+    /// <summary>SDXL pipelines' force_zeros_for_empty_prompt (model_index.json; diffusers' default true).</summary>
+    public bool ForceZerosForEmptyPrompt { get; private init; } = true;
+
+    /// <summary>An SDXL folder: model_index.json names a text_encoder_2 (StableDiffusionXLPipeline).</summary>
+    public bool IsXL => _components.TryGetValue("text_encoder_2", out var cls) && cls is not null;
+
     DiffusersFolder(string root, string className, Dictionary<string, string?> components)
     {
         Root = root;
@@ -46,7 +52,8 @@ public sealed class DiffusersFolder
             if (p.Value.ValueKind == JsonValueKind.Array && p.Value.GetArrayLength() == 2)
                 components[p.Name] = p.Value[1].ValueKind == JsonValueKind.String ? p.Value[1].GetString() : null;
         }
-        return new DiffusersFolder(root, className, components);
+        bool forceZeros = !doc.RootElement.TryGetProperty("force_zeros_for_empty_prompt", out var fz) || fz.ValueKind != JsonValueKind.False;
+        return new DiffusersFolder(root, className, components) { ForceZerosForEmptyPrompt = forceZeros };
     }
 
     static JsonDocument ParseJson(string path)

@@ -20,6 +20,23 @@ public sealed record GenerationOptions
     /// <summary>None: "" for every prompt. One: applies to every prompt. As many as prompts: paired in order.</summary>
     public IReadOnlyList<string>? NegativePrompts { get; init; }
 
+    /// <summary>SDXL's <c>prompt_2</c> for the second text encoder: none = the prompts themselves; one = for every prompt;
+    /// as many as prompts = paired in order.</summary>
+    public IReadOnlyList<string>? Prompts2 { get; init; }
+
+    /// <summary>SDXL's <c>negative_prompt_2</c>: none = the negative prompts themselves; otherwise as <see cref="Prompts2"/>.</summary>
+    public IReadOnlyList<string>? NegativePrompts2 { get; init; }
+
+    /// <summary>SDXL micro-conditioning (diffusers' original_size, crops_coords_top_left, target_size and their negative_
+    /// counterparts), as (height, width) and (top, left); null = the working size, (0, 0), the working size. The negative
+    /// ones apply only when both negative sizes are given (else the positive ones are used), as diffusers.</summary>
+    public (int Height, int Width)? OriginalSize { get; init; }
+    public (int Top, int Left)? CropsCoordsTopLeft { get; init; }
+    public (int Height, int Width)? TargetSize { get; init; }
+    public (int Height, int Width)? NegativeOriginalSize { get; init; }
+    public (int Top, int Left)? NegativeCropsCoordsTopLeft { get; init; }
+    public (int Height, int Width)? NegativeTargetSize { get; init; }
+
     /// <summary>diffusers' <c>prompt_embeds</c>: text embeddings [B, T, D] used instead of encoding <see cref="Prompts"/>
     /// (each row is one prompt; <see cref="NumImagesPerPrompt"/> repeats it). The caller keeps ownership.</summary>
     public Tensor? PromptEmbeds { get; init; }
@@ -126,6 +143,22 @@ public sealed record GenerationOptions
         var list => list[i],
     };
 
+    /// <summary>Whether any negative prompt was given (SDXL's force_zeros_for_empty_prompt zeroes the negative embeddings when none was).</summary>
+    public bool HasNegativePrompt => NegativePrompts is { Count: > 0 };
+
+    /// <summary>prompt_2 for prompt <paramref name="i"/>.</summary>
+    public string Prompt2For(int i) => Pick(Prompts2, i) ?? Prompts[i];
+
+    /// <summary>negative_prompt_2 for prompt <paramref name="i"/>.</summary>
+    public string NegativePrompt2For(int i) => Pick(NegativePrompts2, i) ?? NegativePromptFor(i);
+
+    static string? Pick(IReadOnlyList<string>? list, int i) => list switch
+    {
+        null or { Count: 0 } => null,
+        { Count: 1 } one => one[0],
+        _ => list[i],
+    };
+
     /// <summary>Values that are allowed but almost surely not meant, as warnings.</summary>
     public IEnumerable<string> Advisories()
     {
@@ -150,6 +183,15 @@ public sealed record GenerationOptions
             throw new ArgumentException("Negative prompt embeddings need prompt embeddings of the same shape.");
         if (NegativePrompts is { Count: > 1 } n && n.Count != PromptCount)
             throw new ArgumentException($"Give one negative prompt for all prompts, or one per prompt ({PromptCount}); got {n.Count}.");
+        foreach (var (name, list) in new[] { ("prompt_2", Prompts2), ("negative prompt_2", NegativePrompts2) })
+            if (list is { Count: > 1 } l && l.Count != PromptCount)
+                throw new ArgumentException($"Give one {name} for all prompts, or one per prompt ({PromptCount}); got {l.Count}.");
+        foreach (var (name, size) in new[] { ("original_size", OriginalSize), ("target_size", TargetSize), ("negative_original_size", NegativeOriginalSize), ("negative_target_size", NegativeTargetSize) })
+            if (size is var (h, w) && (h <= 0 || w <= 0 || h > 65536 || w > 65536))
+                throw new ArgumentException($"{name} must be positive (height, width) up to 65536; got ({h}, {w}).");
+        foreach (var (name, crop) in new[] { ("crops_coords_top_left", CropsCoordsTopLeft), ("negative_crops_coords_top_left", NegativeCropsCoordsTopLeft) })
+            if (crop is var (top, left) && (top < 0 || left < 0 || top > 65536 || left > 65536))
+                throw new ArgumentException($"{name} must be (top, left) from 0 to 65536; got ({top}, {left}).");
         foreach (var (name, value) in new[] { ("width", Width), ("height", Height) })
             if (value is int v && (v <= 0 || v % 8 != 0 || v > MaxSide))
                 throw new ArgumentException($"The {name} must be a positive multiple of 8 up to {MaxSide}; got {v}. Try {Math.Clamp((int)Math.Round(v / 8.0) * 8, 8, MaxSide)}.");

@@ -34,10 +34,28 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Device Device { get; }
     public ScalarType DType { get; }
     public PromptEncoder PromptEncoder { get; }
+    /// <summary>SDXL's second tokenizer and text encoder (CLIPTextModelWithProjection); null for SD 1.x/2.x.</summary>
+    public ClipTokenizer? Tokenizer2 { get; }
+    public ClipTextModel? TextEncoder2 { get; }
+    /// <summary>SDXL: encodes both encoders' prompts, the pooled embedding and the size/crop time ids.</summary>
+    public SdxlPromptEncoder? XLPromptEncoder { get; }
+    /// <summary>An SDXL model (two text encoders, the UNet's text_time embedding).</summary>
+    public bool IsXL => TextEncoder2 is not null;
+    /// <summary>The VAE's dtype: float32 when a float16 model's VAE must be upcast (force_upcast).</summary>
+    public ScalarType VaeDType { get; }
 
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
-        SchedulerConfig schedulerConfig, string modelName, Device device, ScalarType dtype)
+        SchedulerConfig schedulerConfig, string modelName, Device device, ScalarType dtype,
+        ClipTokenizer? tokenizer2 = null, ClipTextModel? textEncoder2 = null, bool forceZerosForEmptyPrompt = true)
     {
+        if ((tokenizer2 is null) != (textEncoder2 is null))
+            throw new ArgumentException("SDXL needs both tokenizer_2 and text_encoder_2.");
+        if ((textEncoder2 is not null) != (unet.Config.AdditionEmbedType == "text_time"))
+            throw new InvalidDataException(textEncoder2 is null
+                ? "The UNet has SDXL's text_time embedding but there is no second text encoder (text_encoder_2)."
+                : "There is a second text encoder (text_encoder_2) but the UNet has no SDXL text_time embedding.");
+        if (textEncoder2 is not null && textEncoder2.Config.ProjectionDim is null)
+            throw new InvalidDataException("SDXL's text_encoder_2 must be a CLIPTextModelWithProjection (its config names that architecture and a projection_dim).");
         Tokenizer = tokenizer;
         TextEncoder = textEncoder;
         Unet = unet;
@@ -47,6 +65,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         Device = device;
         DType = dtype;
         PromptEncoder = new PromptEncoder(tokenizer, textEncoder, device);
+        Tokenizer2 = tokenizer2;
+        TextEncoder2 = textEncoder2;
+        if (tokenizer2 is not null && textEncoder2 is not null)
+            XLPromptEncoder = new SdxlPromptEncoder(tokenizer, textEncoder, tokenizer2, textEncoder2, device, forceZerosForEmptyPrompt);
+        VaeDType = vae.parameters().FirstOrDefault()?.dtype ?? dtype;
     }
 
     /// <summary>Loads a diffusers folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/).</summary>
@@ -54,18 +77,39 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         options ??= new LoadOptions();
         var folder = DiffusersFolder.Open(modelDir);
+        if (folder.IsXL && folder.ComponentClass("text_encoder") is null)
+            throw new NotSupportedException($"{modelDir} is an SDXL refiner (text_encoder_2 only, aesthetic-score time ids), which is not supported; use an SDXL base model.");
         var tokenizer = ClipTokenizer.FromDirectory(folder.Component("tokenizer"));
         var textEncoder = ComponentLoader.LoadTextEncoder(folder.Component("text_encoder"), options);
         var unet = ComponentLoader.LoadUNet(folder.Component("unet"), options);
         var vae = ComponentLoader.LoadVae(folder.Component("vae"), options);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
-        if (tokenizer.VocabSize > textEncoder.Config.VocabSize)
+        ClipTokenizer? tokenizer2 = null;
+        ClipTextModel? textEncoder2 = null;
+        try
         {
-            textEncoder.Dispose(); unet.Dispose(); vae.Dispose();
-            throw new InvalidDataException($"{Path.Combine(folder.Component("tokenizer"), "vocab.json")} has {tokenizer.VocabSize} tokens but the text encoder " +
-                $"embeds {textEncoder.Config.VocabSize} (text_encoder/config.json vocab_size): the tokenizer belongs to another model.");
+            CheckVocabulary(folder, "tokenizer", tokenizer, "text_encoder", textEncoder);
+            if (folder.IsXL)
+            {
+                tokenizer2 = ClipTokenizer.FromDirectory(folder.Component("tokenizer_2"));
+                textEncoder2 = ComponentLoader.LoadTextEncoder(folder.Component("text_encoder_2"), options);
+                CheckVocabulary(folder, "tokenizer_2", tokenizer2, "text_encoder_2", textEncoder2);
+            }
+            return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, folder.Name, new Device(options.Device), options.DType,
+                tokenizer2, textEncoder2, folder.ForceZerosForEmptyPrompt);
         }
-        return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, folder.Name, new Device(options.Device), options.DType);
+        catch
+        {
+            textEncoder.Dispose(); unet.Dispose(); vae.Dispose(); textEncoder2?.Dispose();
+            throw;
+        }
+    }
+
+    static void CheckVocabulary(DiffusersFolder folder, string tokenizerName, ClipTokenizer tokenizer, string encoderName, ClipTextModel encoder)
+    {
+        if (tokenizer.VocabSize > encoder.Config.VocabSize)
+            throw new InvalidDataException($"{Path.Combine(folder.Component(tokenizerName), "vocab.json")} has {tokenizer.VocabSize} tokens but the text encoder " +
+                $"embeds {encoder.Config.VocabSize} ({encoderName}/config.json vocab_size): the tokenizer belongs to another model.");
     }
 
     /// <summary>Loads a single-file checkpoint in the original LDM/CompVis layout (SD 1.x/2.x, inpainting too), as
@@ -77,7 +121,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         options ??= new LoadOptions();
         var c = SingleFileLoader.Load(path, options, singleFile);
         return new StableDiffusionPipeline(c.Tokenizer, c.TextEncoder, c.Unet, c.Vae, c.SchedulerConfig, Path.GetFileNameWithoutExtension(path),
-            new Device(options.Device), options.DType)
+            new Device(options.Device), options.DType, c.Tokenizer2, c.TextEncoder2, forceZerosForEmptyPrompt: true)
         {
             _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),
             LoadWarnings = c.Checkpoint.Warnings,
@@ -126,6 +170,15 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new NotSupportedException($"Inpainting needs a UNet with 9 input channels (an inpainting model) or 4; this one has {Unet.Config.InChannels}.");
         if (o.Task != GenerationTask.Inpainting && Unet.Config.InChannels != 4)
             throw new ArgumentException($"This is an inpainting model (UNet in_channels {Unet.Config.InChannels}): give an image and a mask.");
+        if (!IsXL && (o.Prompts2 is not null || o.NegativePrompts2 is not null || o.OriginalSize is not null || o.TargetSize is not null
+                      || o.CropsCoordsTopLeft is not null || o.NegativeOriginalSize is not null || o.NegativeTargetSize is not null || o.NegativeCropsCoordsTopLeft is not null))
+            throw new ArgumentException("prompt_2, negative_prompt_2 and the size/crop conditioning are for SDXL models; this is an SD 1.x/2.x model.");
+        if (IsXL && o.PromptEmbeds is not null)
+            throw new NotSupportedException("Prompt embeddings are not supported for SDXL models yet (they need the pooled embeddings too); give prompts.");
+        if (IsXL && o.PromptSyntax == PromptSyntax.A1111 && (o.Prompts2 is not null || o.NegativePrompts2 is not null))
+            throw new ArgumentException("prompt_2 and negative_prompt_2 are not part of AUTOMATIC1111's syntax (it gives both SDXL text encoders the same prompt); use the plain syntax for them.");
+        if (IsXL && o.ClipSkip > TextEncoder2!.Config.NumHiddenLayers)
+            throw new ArgumentException($"Clip skip {o.ClipSkip} does not fit this SDXL text encoder of {TextEncoder2.Config.NumHiddenLayers} layers.");
         if (o.PromptEmbeds is { } pe && pe.shape[2] != Unet.Config.CrossAttentionDim[0])
             throw new ArgumentException($"Prompt embeddings have {pe.shape[2]} channels; this model's UNet takes {Unet.Config.CrossAttentionDim[0]}.");
         return (width, height);
@@ -147,16 +200,31 @@ public sealed class StableDiffusionPipeline : IDisposable
     public IReadOnlyList<string> LoadTextualInversion(string path, string? token = null)
     {
         using var embedding = TextualInversionFile.Load(path, token);
-        long width = TextEncoder.Config.HiddenSize;
-        if (embedding.Vectors.shape[1] != width)
-            throw new InvalidDataException($"{path}: the embedding has {embedding.Vectors.shape[1]} channels but this text encoder takes {width}: it was trained for another model.");
+        if (IsXL != embedding.Vectors2 is not null)
+            throw new InvalidDataException(IsXL
+                ? $"{path}: an SD 1.x/2.x embedding (one set of vectors); SDXL needs one per text encoder (clip_l and clip_g)."
+                : $"{path}: an SDXL embedding (clip_l and clip_g); this is an SD 1.x/2.x model.");
+        CheckWidth(path, embedding.Vectors, TextEncoder);
+        if (IsXL) CheckWidth(path, embedding.Vectors2!, TextEncoder2!);
         var tokens = embedding.Tokens;
-        if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _)) is { } taken)
+        if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _) || Tokenizer2?.TryGetTokenId(t, out _) == true) is { } taken)
             throw new ArgumentException($"{path}: the token '{taken}' is already in the tokenizer; give another trigger word.");
-        var ids = Tokenizer.AddTokens(tokens);
         using var noGrad = no_grad();
+        var ids = Tokenizer.AddTokens(tokens);
         TextEncoder.SetTokenEmbeddings(Tokenizer.VocabSize, ids, embedding.Vectors);
+        if (IsXL)
+        {
+            var ids2 = Tokenizer2!.AddTokens(tokens);
+            TextEncoder2!.SetTokenEmbeddings(Tokenizer2.VocabSize, ids2, embedding.Vectors2!);
+        }
         return tokens;
+    }
+
+    static void CheckWidth(string path, Tensor vectors, ClipTextModel encoder)
+    {
+        long width = encoder.Config.HiddenSize;
+        if (vectors.shape[1] != width)
+            throw new InvalidDataException($"{path}: the embedding has {vectors.shape[1]} channels but this text encoder takes {width}: it was trained for another model.");
     }
 
     /// <summary>Every embedding file of <paramref name="directory"/> (.safetensors, .pt, .bin, in name order), each triggered
@@ -187,7 +255,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Tensor EncodeImage(Tensor image, Generator generator)
     {
         using var scope = NewDisposeScope();
-        using var posterior = Vae.Encode(image.to(DType).to(Device));
+        using var posterior = Vae.Encode(image.to(VaeDType).to(Device));
         var sample = posterior.Sample(generator).to(ScalarType.Float32);
         return (sample * Vae.Config.ScalingFactor).MoveToOuterDisposeScope();
     }
@@ -196,7 +264,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Tensor DecodeLatents(Tensor latents, bool tiled = false)
     {
         using var scope = NewDisposeScope();
-        var z = (latents / Vae.Config.ScalingFactor).to(DType);
+        var z = (latents / Vae.Config.ScalingFactor).to(VaeDType);
         var decoded = (tiled ? TiledDecoder.Decode(Vae, z) : Vae.Decode(z)).to(ScalarType.Float32);
         var image = (decoded / 2 + 0.5).clamp(0.0, 1.0);
         return image.permute(0, 2, 3, 1).contiguous().cpu().MoveToOuterDisposeScope();
@@ -228,7 +296,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             tagFiles.Items.Add(LoraFile.Load(LoraPromptTags.Locate(tag.Name, options.LoraDirectory)));
         var loras = options.Loras.Concat(tagFiles.Items.Select(f => tagged.First(t => t.Name == f.Name))
             .Select((t, i) => new LoraWeight(tagFiles.Items[i], t.Scale) { TextEncoderScale = t.TextEncoderScale })).ToList();
-        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder);  // restored when the call ends
+        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder, TextEncoder2);  // restored when the call ends
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
@@ -236,7 +304,9 @@ public sealed class StableDiffusionPipeline : IDisposable
             MemoryEstimate.AvailableBytes(), width, height, warnings);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
-        using var context = EncodeConditioning(options, encoded, negatives, guidance.Enabled, warnings); // [(2)B, T, D], uncond first
+        using var conditioning = IsXL
+            ? EncodeXL(options, encoded, guidance.Enabled, width, height, warnings)
+            : new Conditioning(EncodeConditioning(options, encoded, negatives, guidance.Enabled, warnings)); // [(2)B, T, D], uncond first
         using var generator = new Generator((ulong)seed);
         scheduler.SetTimesteps(options.NumInferenceSteps);
         using var inputs = options.Image is null ? null : ImageInputs.Prepare(options, width, height, warnings);
@@ -249,7 +319,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator),
         };
 
-        var plan = new DenoisingPlan(scheduler, start.Timesteps, new Conditioning(context), guidance, generator, start.Hook) { OnDenoised = onDenoised };
+        var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook) { OnDenoised = onDenoised };
         var latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
         {
             onStepEnd?.Invoke(i, l);
@@ -295,6 +365,21 @@ public sealed class StableDiffusionPipeline : IDisposable
                 "use a smaller size or fewer images, or bfloat16 compute.");
         warnings.Add($"Decoding a {width}x{height} image whole needs about {G(estimate.DecodeBytes)} but {G(free)} is available: decoded in tiles instead (VAE tiling).");
         return true;
+    }
+
+    /// <summary>SDXL's conditioning: both encoders' embeddings [(2)B, 77, D₁+D₂], pooled [(2)B, P], time ids [(2)B, 6].</summary>
+    Conditioning EncodeXL(GenerationOptions o, List<string> prompts, bool guided, int width, int height, List<string> warnings)
+    {
+        int perPrompt = o.NumImagesPerPrompt, count = o.PromptCount;
+        List<string> Each(Func<int, string> pick) => Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(pick(i), perPrompt)).ToList();
+        var size = new SizeConditioning(o.OriginalSize ?? (height, width), o.CropsCoordsTopLeft ?? (0, 0), o.TargetSize ?? (height, width));
+        var negativeSize = o.NegativeOriginalSize is { } no && o.NegativeTargetSize is { } nt
+            ? new SizeConditioning(no, o.NegativeCropsCoordsTopLeft ?? (0, 0), nt) : size;
+        if (o.PromptSyntax == PromptSyntax.A1111)
+            return XLPromptEncoder!.EncodeConditioningA1111(prompts, Each(o.NegativePromptFor), guided, o.ClipSkip, size, negativeSize);
+        return XLPromptEncoder!.EncodeConditioning(prompts, Each(o.Prompt2For),
+            o.HasNegativePrompt ? Each(o.NegativePromptFor) : null, o.HasNegativePrompt ? Each(o.NegativePrompt2For) : null,
+            guided, o.ClipSkip, size, negativeSize, warnings);
     }
 
     static string PromptText(GenerationOptions o, int i) => o.PromptEmbeds is null ? o.Prompts[i] : (i < o.Prompts.Count ? o.Prompts[i] : "");
@@ -352,6 +437,7 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     public void Dispose()
     {
+        TextEncoder2?.Dispose();
         TextEncoder.Dispose();
         Unet.Dispose();
         Vae.Dispose();

@@ -42,10 +42,11 @@ public class SingleFileBadInputTests
     }
 
     [Fact]
-    public void Sdxl_checkpoint_is_named_and_refused()
+    public void Sdxl_checkpoint_with_text_encoders_of_no_standard_size_names_the_option_to_give()
     {
         string message = Refusal<InvalidDataException>(Golden.Path("single_file", "tiny-sdxl.safetensors"));
-        Assert.Contains("looks like SDXL (conditioner.embedders.*): not supported yet", message);
+        Assert.Contains("is not a standard size", message);
+        Assert.Contains("--text-encoder-config", message);
     }
 
     [Fact]

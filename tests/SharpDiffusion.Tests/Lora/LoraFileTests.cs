@@ -148,13 +148,19 @@ public class LoraFileTests
     }
 
     [Fact]
-    public void Sdxl_lora_is_refused()
+    public void Sdxl_lora_keys_target_the_first_and_second_text_encoders()
     {
         using var dir = new TempDir();
-        string path = Write(dir, "xl.safetensors", new() { ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = zeros(4, 32) });
-        var e = Assert.Throws<NotSupportedException>(() => LoraFile.Load(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("SDXL", e.Message);
+        string path = Write(dir, "xl.safetensors", new()
+        {
+            ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = zeros(4, 32),
+            ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = zeros(37, 4),
+            ["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = zeros(4, 32),
+            ["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = zeros(37, 4),
+        });
+        using var lora = LoraFile.Load(path);
+        Assert.Equal([LoraTarget.TextEncoder, LoraTarget.TextEncoder2], lora.Layers.Select(l => l.Target).Order());
+        Assert.All(lora.Layers, l => Assert.Equal("text_model_encoder_layers_0_mlp_fc1", l.Module));
     }
 
     [Fact]

@@ -25,6 +25,11 @@ public static class DiffusersFolderWriter
         // Loaded in float32 on the CPU, contiguous: the stored values unchanged (float16 is cast once, at write).
         var load = new LoadOptions { DType = ScalarType.Float32, Device = "cpu", ChannelsLast = false };
         var c = SingleFileLoader.Load(checkpoint, load, singleFile);
+        if (c.Checkpoint.IsXL)
+        {
+            c.TextEncoder.Dispose(); c.Unet.Dispose(); c.Vae.Dispose(); c.TextEncoder2?.Dispose();
+            throw new NotSupportedException($"{checkpoint}: converting SDXL checkpoints to folders is not supported yet; generate from the file directly.");
+        }
         bool created = !Directory.Exists(output);
         try
         {

@@ -23,6 +23,11 @@ public sealed record SingleFileOptions
     /// <summary>A transformers config.json for the text encoder (heads, layers, activation) when it is not one of the
     /// standard sizes (768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H).</summary>
     public string? TextEncoderConfig { get; init; }
+    /// <summary>SDXL: a transformers config.json for the second text encoder (CLIPTextModelWithProjection) when it is not
+    /// OpenCLIP ViT-bigG (width 1280).</summary>
+    public string? TextEncoder2Config { get; init; }
+    /// <summary>diffusers' from_single_file image_size: the default picture size (SD 1.x 512, SD 2.x 768-v 768, SDXL 1024).</summary>
+    public int? ImageSize { get; init; }
 }
 
 /// <summary>
@@ -41,7 +46,11 @@ public sealed class LdmCheckpoint
     public JsonObject UNetConfig { get; }
     public JsonObject VaeConfig { get; }
     public JsonObject TextEncoderConfig { get; }
+    /// <summary>SDXL: the second text encoder's config (CLIPTextModelWithProjection); null otherwise.</summary>
+    public JsonObject? TextEncoder2Config { get; }
     public JsonObject SchedulerConfig { get; }
+    /// <summary>An SDXL base checkpoint: conditioner.embedders.0 (CLIP ViT-L) and .1 (OpenCLIP bigG, projected), label_emb in the UNet.</summary>
+    public bool IsXL { get; }
     /// <summary>Assumptions made where the file and the options do not say (e.g. SD 2.x's prediction type).</summary>
     public IReadOnlyList<string> Warnings => _warnings;
     readonly List<string> _warnings = [];
@@ -51,10 +60,14 @@ public sealed class LdmCheckpoint
         Path = path;
         _shapes = shapes;
         var yaml = options.OriginalConfig is { } y ? LdmYaml.Load(y) : null;
+        IsXL = Has("conditioner.embedders.");
         RefuseUnknownFamily();
         TextEncoderKind = Has(LdmKeyMap.OpenClipPrefix) ? LdmTextEncoder.OpenClip : LdmTextEncoder.Clip;
         bool vPrediction = yaml?.String("model.params.parameterization") == "v";
+        _imageSize = options.ImageSize;
         TextEncoderConfig = InferTextEncoder(options.TextEncoderConfig, yaml);
+        if (IsXL)
+            TextEncoder2Config = InferTextEncoder2(options.TextEncoder2Config);
         UNetConfig = InferUNet(yaml, vPrediction);
         VaeConfig = InferVae(yaml, vPrediction);
         SchedulerConfig = InferScheduler(yaml, vPrediction);
@@ -69,7 +82,19 @@ public sealed class LdmCheckpoint
         return new LdmCheckpoint(file.Path, shapes, options ?? new SingleFileOptions());
     }
 
+    readonly int? _imageSize;
+
     InvalidDataException Refuse(string what) => new($"Checkpoint {Path}: {what}");
+
+    /// <summary>Where the first text encoder's keys are: SD 1.x cond_stage_model.transformer., SDXL conditioner.embedders.0.transformer.</summary>
+    public string ClipPrefix => IsXL ? LdmKeyMap.XLClipPrefix : LdmKeyMap.ClipPrefix;
+
+    /// <summary>The UNet's sample_size: diffusers' image_size (given) over the VAE's factor; else the yaml's latent size,
+    /// or the family's (SD 1.x 64, SD 2.x 768-v 96, SDXL 1024 px / 8 = 128).</summary>
+    int LatentSize(LdmYaml? yaml, bool vPrediction) =>
+        _imageSize is int pixels ? Math.Max(1, pixels / VaeFactor())
+        : IsXL ? 1024 / VaeFactor()
+        : yaml?.Int("model.params.image_size") ?? yaml?.Int("model.params.unet_config.params.image_size") ?? (vPrediction ? 96 : 64);
 
     bool Has(string prefix) => _shapes.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
 
@@ -99,8 +124,12 @@ public sealed class LdmCheckpoint
     {
         if (_shapes.Count == 0)
             throw Refuse("it holds no tensors");
-        if (Has("conditioner.embedders."))
-            throw Refuse("looks like SDXL (conditioner.embedders.*): not supported yet");
+        if (IsXL && !Has(LdmKeyMap.XLClipPrefix))
+            throw Refuse(Has("conditioner.embedders.0.model.")
+                ? "it is an SDXL refiner (OpenCLIP bigG only, aesthetic-score time ids), which is not supported; use an SDXL base checkpoint"
+                : "an SDXL checkpoint without its first text encoder (conditioner.embedders.0.transformer.*)");
+        if (IsXL && !Has(LdmKeyMap.XLOpenClipPrefix + "text_projection"))
+            throw Refuse("an SDXL checkpoint whose second text encoder has no text_projection (conditioner.embedders.1.model.text_projection)");
         if (!Has(LdmKeyMap.UNetPrefix))
         {
             string found = string.Join(", ", _shapes.Keys.GroupBy(k => k.Split('.')[0]).OrderByDescending(g => g.Count()).Take(4).Select(g => $"{g.Key}.* ({g.Count()})"));
@@ -110,13 +139,13 @@ public sealed class LdmCheckpoint
                 : "";
             throw Refuse($"no UNet keys (model.diffusion_model.*); found {found}{hint}");
         }
-        if (Has(LdmKeyMap.UNetPrefix + "label_emb."))
-            throw Refuse("its UNet has a class/label embedding (model.diffusion_model.label_emb.*), as SDXL, unCLIP or upscaler models: not supported yet");
+        if (!IsXL && Has(LdmKeyMap.UNetPrefix + "label_emb."))
+            throw Refuse("its UNet has a class/label embedding (model.diffusion_model.label_emb.*), as unCLIP or upscaler models: not supported");
         if (!_shapes.ContainsKey(LdmKeyMap.UNetPrefix + "input_blocks.0.0.weight"))
             throw Refuse("no UNet input convolution (model.diffusion_model.input_blocks.0.0.weight): not a Stable Diffusion 1.x/2.x UNet");
         if (!Has(LdmKeyMap.VaePrefix))
             throw Refuse("no VAE keys (first_stage_model.*): give a checkpoint that includes its VAE");
-        if (!Has(LdmKeyMap.ClipPrefix) && !Has(LdmKeyMap.OpenClipPrefix))
+        if (!IsXL && !Has(LdmKeyMap.ClipPrefix) && !Has(LdmKeyMap.OpenClipPrefix))
             throw Refuse(Has("cond_stage_model.")
                 ? $"an unknown text encoder ({_shapes.Keys.First(k => k.StartsWith("cond_stage_model.", StringComparison.Ordinal))}): only CLIP (cond_stage_model.transformer.*) and OpenCLIP (cond_stage_model.model.*) are supported"
                 : "no text encoder keys (cond_stage_model.transformer.* or cond_stage_model.model.*)");
@@ -176,7 +205,7 @@ public sealed class LdmCheckpoint
         }
 
         var heads = Heads(yaml, channels, context, linear);
-        int latent = yaml?.Int("model.params.image_size") ?? yaml?.Int("model.params.unet_config.params.image_size") ?? (vPrediction ? 96 : 64);
+        int latent = LatentSize(yaml, vPrediction);
         var config = new JsonObject
         {
             ["_class_name"] = "UNet2DConditionModel",
@@ -198,12 +227,25 @@ public sealed class LdmCheckpoint
             ["conv_in_kernel"] = (int)convIn[2],
             ["conv_out_kernel"] = (int)Dim(p + "out.2.weight", 2),
             ["sample_size"] = latent,
-            ["transformer_layers_per_block"] = depth.Where(d => d > 0).Distinct().Count() <= 1 ? Math.Max(1, depth.Max()) : Array(depth.Select(d => Math.Max(1, d))),
+            // Levels without attention say 1, as diffusers' configs do (SDXL: [1, 2, 10]).
+            ["transformer_layers_per_block"] = depth.Select(d => Math.Max(1, d)).Distinct().Count() == 1 ? Math.Max(1, depth.Max()) : Array(depth.Select(d => Math.Max(1, d))),
             ["up_block_types"] = Array(upTypes),
             // SD 2.1 sets it; it only changes half-precision attention (q·k in float32), so it is safe for every SD 2.x.
             ["upcast_attention"] = TextEncoderKind == LdmTextEncoder.OpenClip,
             ["use_linear_projection"] = linear,
         };
+        if (IsXL)
+        {
+            // text_time: label_emb.0.0 takes pooled text (the projection width of text encoder 2) + 6 time ids × d.
+            long additionInput = Dim(p + "label_emb.0.0.weight", 1, rank: 2);
+            long pooled = Dim(LdmKeyMap.XLOpenClipPrefix + "text_projection", 1, rank: 2);
+            if ((additionInput - pooled) <= 0 || (additionInput - pooled) % 6 != 0)
+                throw Refuse($"label_emb.0.0 takes {additionInput} inputs, which is not the pooled text width {pooled} + 6 time ids");
+            config["addition_embed_type"] = "text_time";
+            config["addition_time_embed_dim"] = (int)((additionInput - pooled) / 6);
+            config["projection_class_embeddings_input_dim"] = (int)additionInput;
+            config["upcast_attention"] = false;
+        }
         return config;
     }
 
@@ -211,7 +253,7 @@ public sealed class LdmCheckpoint
     /// else SD's own choice for the family: SD 2.x 64 channels per head, SD 1.x 8 heads.</summary>
     int[] Heads(LdmYaml? yaml, int[] channels, long context, bool linear)
     {
-        const string u = "model.params.unet_config.params.";
+        string u = IsXL ? "model.params.network_config.params." : "model.params.unet_config.params.";
         if (yaml?.Int(u + "num_head_channels") is int perHead and > 0)
             return channels.Select(c => c % perHead == 0 ? c / perHead
                 : throw Refuse($"num_head_channels {perHead} in {yaml.Source} does not divide the UNet's {c} channels")).ToArray();
@@ -221,7 +263,7 @@ public sealed class LdmCheckpoint
             if (given.Length == channels.Length) return given;
             throw Refuse($"num_heads in {yaml.Source} lists {given.Length} values for {channels.Length} UNet levels");
         }
-        bool sd2 = context == 1024 || linear;
+        bool sd2 = context == 1024 || linear; // SD 2.x and SDXL: 64 channels per head
         if (sd2 && channels.All(c => c % 64 == 0))
             return channels.Select(c => c / 64).ToArray();
         if (context is not (768 or 1024))
@@ -232,6 +274,9 @@ public sealed class LdmCheckpoint
 
     // ---- VAE ----
 
+    /// <summary>The VAE's downsampling: 2^(levels − 1).</summary>
+    int VaeFactor() => 1 << (Indices(Regex.Escape(LdmKeyMap.VaePrefix) + @"encoder\.down\.(\d+)\.").Count - 1);
+
     JsonObject InferVae(LdmYaml? yaml, bool vPrediction)
     {
         const string p = LdmKeyMap.VaePrefix;
@@ -239,8 +284,8 @@ public sealed class LdmCheckpoint
         if (levels == 0) throw Refuse("no VAE encoder blocks (first_stage_model.encoder.down.*)");
         int layers = Indices(Regex.Escape(p) + @"encoder\.down\.0\.block\.(\d+)\.").Count;
         var channels = Enumerable.Range(0, levels).Select(i => (int)Dim($"{p}encoder.down.{i}.block.0.conv2.weight", 0)).ToArray();
-        int latent = yaml?.Int("model.params.image_size") ?? (vPrediction ? 96 : 64);
-        double scale = yaml?.Double("model.params.scale_factor") ?? 0.18215;
+        int latent = LatentSize(yaml, vPrediction);
+        double scale = yaml?.Double("model.params.scale_factor") ?? (IsXL ? 0.13025 : 0.18215);
         return new JsonObject
         {
             ["_class_name"] = "AutoencoderKL",
@@ -255,6 +300,7 @@ public sealed class LdmCheckpoint
             ["out_channels"] = (int)Dim(p + "decoder.conv_out.weight", 0),
             ["sample_size"] = latent << (levels - 1),
             ["scaling_factor"] = scale,
+            ["force_upcast"] = true,
             ["up_block_types"] = Array(Enumerable.Repeat("UpDecoderBlock2D", levels)),
         };
     }
@@ -263,7 +309,7 @@ public sealed class LdmCheckpoint
 
     /// <summary>The prefix SD 1.x text-encoder keys have in this file: with or without transformers' "text_model." level
     /// (checkpoints saved with transformers before 4.?? lack it).</summary>
-    public string ClipKeyPrefix => Has(LdmKeyMap.ClipPrefix + "text_model.") ? LdmKeyMap.ClipPrefix + "text_model." : LdmKeyMap.ClipPrefix;
+    public string ClipKeyPrefix => Has(ClipPrefix + "text_model.") ? ClipPrefix + "text_model." : ClipPrefix;
 
     JsonObject InferTextEncoder(string? configPath, LdmYaml? yaml)
     {
@@ -332,6 +378,48 @@ public sealed class LdmCheckpoint
         };
     }
 
+    /// <summary>SDXL's second text encoder (OpenCLIP, all its layers: SDXL takes the penultimate hidden state and the
+    /// projected pooled output of the last): ViT-bigG (width 1280, 20 heads) from the shapes, else the given config.</summary>
+    JsonObject InferTextEncoder2(string? configPath)
+    {
+        const string c = LdmKeyMap.XLOpenClipPrefix;
+        var token = Shape(c + "token_embedding.weight");
+        long vocab = token[0], hidden = token[1];
+        long positions = Dim(c + "positional_embedding", 0);
+        int layersInFile = Indices(Regex.Escape(c) + @"transformer\.resblocks\.(\d+)\.").Count;
+        long intermediate = Dim(c + "transformer.resblocks.0.mlp.c_fc.weight", 0);
+        long projection = Dim(c + "text_projection", 1, rank: 2);
+        JsonObject config;
+        if (configPath is not null)
+        {
+            var given = Models.Clip.ClipTextConfig.From(JsonConfig.Load(configPath));
+            if (given.HiddenSize != hidden || given.NumHiddenLayers != layersInFile)
+                throw Refuse($"its second text encoder has width {hidden} and {layersInFile} layers but {configPath} says {given.HiddenSize} and {given.NumHiddenLayers}");
+            config = (JsonObject)JsonNode.Parse(File.ReadAllText(configPath))!;
+        }
+        else if (hidden == 1280)
+            config = new JsonObject
+            {
+                ["bos_token_id"] = 0,
+                ["eos_token_id"] = 2,
+                ["hidden_act"] = "gelu",
+                ["hidden_size"] = (int)hidden,
+                ["intermediate_size"] = (int)intermediate,
+                ["layer_norm_eps"] = 1e-5,
+                ["max_position_embeddings"] = (int)positions,
+                ["model_type"] = "clip_text_model",
+                ["num_attention_heads"] = 20,
+                ["num_hidden_layers"] = layersInFile,
+                ["pad_token_id"] = 1,
+                ["vocab_size"] = (int)vocab,
+            };
+        else
+            throw Refuse($"its second text encoder (OpenCLIP, width {hidden}) is not ViT-bigG (1280): give its transformers config.json with --text-encoder-2-config");
+        config["architectures"] = Array(["CLIPTextModelWithProjection"]);
+        config["projection_dim"] = (int)projection;
+        return config;
+    }
+
     // ---- scheduler ----
 
     JsonObject InferScheduler(LdmYaml? yaml, bool vPrediction)
@@ -339,6 +427,23 @@ public sealed class LdmCheckpoint
         double start = yaml?.Double("model.params.linear_start") ?? 0.00085;
         double end = yaml?.Double("model.params.linear_end") ?? 0.012;
         int steps = yaml?.Int("model.params.timesteps") ?? 1000;
+        if (IsXL)
+            // stabilityai/stable-diffusion-xl-base-1.0's scheduler_config.json (Euler, leading spacing), betas from the yaml.
+            return new JsonObject
+            {
+                ["_class_name"] = "EulerDiscreteScheduler",
+                ["beta_end"] = end,
+                ["beta_schedule"] = "scaled_linear",
+                ["beta_start"] = start,
+                ["interpolation_type"] = "linear",
+                ["num_train_timesteps"] = steps,
+                ["prediction_type"] = "epsilon",
+                ["sample_max_value"] = 1.0,
+                ["steps_offset"] = 1,
+                ["timestep_spacing"] = "leading",
+                ["trained_betas"] = null,
+                ["use_karras_sigmas"] = false,
+            };
         if (TextEncoderKind == LdmTextEncoder.OpenClip && yaml is null)
             _warnings.Add($"{System.IO.Path.GetFileName(Path)} is an SD 2.x model: whether it predicts noise (SD 2.x base, 512px) or v (768-v) cannot be told " +
                 "from its weights; assumed noise (epsilon). For a 768-v model give its v2-inference-v.yaml with --config, or --scheduler-option prediction_type=v_prediction");

@@ -17,6 +17,13 @@ public static class LdmKeyMap
     public const string ClipPrefix = "cond_stage_model.transformer.";
     /// <summary>SD 2.x: OpenCLIP's names (resblocks, fused in_proj) under this prefix.</summary>
     public const string OpenClipPrefix = "cond_stage_model.model.";
+    /// <summary>SDXL: its first text encoder (CLIP ViT-L), transformers' names under this prefix.</summary>
+    public const string XLClipPrefix = "conditioner.embedders.0.transformer.";
+    /// <summary>SDXL: its second text encoder (OpenCLIP bigG, projected) under this prefix.</summary>
+    public const string XLOpenClipPrefix = "conditioner.embedders.1.model.";
+    /// <summary>A tensor stored transposed (OpenCLIP's text_projection [width, proj] = transformers' weightᵀ), as
+    /// <see cref="TransposedFile"/> presents it: <c>…text_projection#T</c>.</summary>
+    public const string TransposedSuffix = "#T";
     /// <summary>Pickled checkpoints wrap the weights in {"state_dict": …}; a reader may keep that level in the names.</summary>
     public const string StateDictPrefix = "state_dict.";
     /// <summary>One part of a fused OpenCLIP attention projection (<c>in_proj_weight</c> = cat(q, k, v)), as
@@ -49,6 +56,8 @@ public static class LdmKeyMap
     {
         yield return new("time_embedding.linear_1.", "time_embed.0.");
         yield return new("time_embedding.linear_2.", "time_embed.2.");
+        yield return new("add_embedding.linear_1.", "label_emb.0.0.");  // SDXL text_time
+        yield return new("add_embedding.linear_2.", "label_emb.0.2.");
         yield return new("conv_in.", "input_blocks.0.0.");
         yield return new("conv_norm_out.", "out.0.");
         yield return new("conv_out.", "out.2.");
@@ -107,6 +116,7 @@ public static class LdmKeyMap
         yield return new("text_model.embeddings.token_embedding.weight", "token_embedding.weight");
         yield return new("text_model.embeddings.position_embedding.weight", "positional_embedding");
         yield return new("text_model.final_layer_norm.", "ln_final.");
+        yield return new("text_projection.weight", "text_projection" + TransposedSuffix);
         for (int i = 0; i < layers; i++)
             yield return new($"text_model.encoder.layers.{i}.", $"transformer.resblocks.{i}.", OpenClipLayer);
     }
@@ -119,11 +129,11 @@ public static class LdmKeyMap
         Map(names, VaeRules(levels, layersPerBlock).ToList(), VaePrefix);
 
     /// <summary>SD 1.x keeps transformers' names: only the prefix differs.</summary>
-    public static Dictionary<string, string> Clip(IEnumerable<string> names) =>
-        names.ToDictionary(n => n, n => ClipPrefix + n, StringComparer.Ordinal);
+    public static Dictionary<string, string> Clip(IEnumerable<string> names, string prefix = ClipPrefix) =>
+        names.ToDictionary(n => n, n => prefix + n, StringComparer.Ordinal);
 
-    public static Dictionary<string, string> OpenClip(IEnumerable<string> names, int layers) =>
-        Map(names, OpenClipRules(layers).ToList(), OpenClipPrefix);
+    public static Dictionary<string, string> OpenClip(IEnumerable<string> names, int layers, string prefix = OpenClipPrefix) =>
+        Map(names, OpenClipRules(layers).ToList(), prefix);
 
     static Dictionary<string, string> Map(IEnumerable<string> names, List<Rule> rules, string prefix)
     {

@@ -11,7 +11,12 @@ namespace SharpDiffusion.Loading.SingleFile;
 
 /// <summary>The components of a single-file checkpoint, loaded, with the configs they were built from.</summary>
 public sealed record SingleFileComponents(ClipTokenizer Tokenizer, ClipTextModel TextEncoder, UNet2DConditionModel Unet,
-    AutoencoderKL Vae, SchedulerConfig SchedulerConfig, LdmCheckpoint Checkpoint);
+    AutoencoderKL Vae, SchedulerConfig SchedulerConfig, LdmCheckpoint Checkpoint)
+{
+    /// <summary>SDXL's second tokenizer (the "!" pad variant) and text encoder (CLIPTextModelWithProjection).</summary>
+    public ClipTokenizer? Tokenizer2 { get; init; }
+    public ClipTextModel? TextEncoder2 { get; init; }
+}
 
 /// <summary>
 /// Loads a single-file checkpoint (LDM layout, .safetensors; .ckpt through <see cref="TensorFiles"/>) into our
@@ -32,6 +37,7 @@ public static class SingleFileLoader
         var unetConfig = UNet2DConditionConfig.From(Config(checkpoint.UNetConfig, path, "UNet"));
         var vaeConfig = AutoencoderKLConfig.From(Config(checkpoint.VaeConfig, path, "VAE"));
         var textConfig = ClipTextConfig.From(Config(checkpoint.TextEncoderConfig, path, "text encoder"));
+        var text2Config = checkpoint.TextEncoder2Config is { } t2 ? ClipTextConfig.From(Config(t2, path, "text encoder 2")) : null;
         var device = new Device(options.Device);
         var convs = new WeightPlacement(options.DType, device, options.ChannelsLast);
         var flat = new WeightPlacement(options.DType, device, false);
@@ -47,6 +53,7 @@ public static class SingleFileLoader
             modules.Add(vae);
             Fill(vae, file, LdmKeyMap.Vae(Names(vae), vaeConfig.BlockOutChannels.Length, vaeConfig.LayersPerBlock), LdmKeyMap.VaePrefix, convs,
                 skip: k => k.StartsWith(LdmKeyMap.VaePrefix + "loss.", StringComparison.Ordinal)); // training-only discriminator/LPIPS
+            ComponentLoader.UpcastIfNeeded(vae, options);
 
             var textEncoder = Build(() => new ClipTextModel(textConfig));
             modules.Add(textEncoder);
@@ -56,7 +63,7 @@ public static class SingleFileLoader
                 // Older checkpoints lack transformers' "text_model." level: map both spellings.
                 string prefix = checkpoint.ClipKeyPrefix;
                 var toLdm = Names(textEncoder).ToDictionary(n => n, n => prefix + n["text_model.".Length..], StringComparer.Ordinal);
-                Fill(textEncoder, file, toLdm, LdmKeyMap.ClipPrefix, flat, skip: k => k.EndsWith("position_ids", StringComparison.Ordinal));
+                Fill(textEncoder, file, toLdm, checkpoint.ClipPrefix, flat, skip: k => k.EndsWith("position_ids", StringComparison.Ordinal));
                 tokenizer = ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd1);
             }
             else
@@ -74,9 +81,27 @@ public static class SingleFileLoader
             if (tokenizer.VocabSize > textConfig.VocabSize)
                 throw new InvalidDataException($"Checkpoint {path}: its text encoder embeds {textConfig.VocabSize} tokens, fewer than the {tokenizer.VocabSize} of the CLIP tokenizer");
 
+            ClipTextModel? textEncoder2 = null;
+            if (text2Config is not null)
+            {
+                // SDXL's OpenCLIP bigG: every layer (the penultimate hidden state and the last layer's pooled output are
+                // used), fused q/k/v split, text_projection transposed.
+                textEncoder2 = Build(() => new ClipTextModel(text2Config));
+                modules.Add(textEncoder2);
+                using var split = new FusedQkvSplitFile(file);
+                using var transposed = new TransposedFile(split, k => LdmKeyMap.Normalize(k) == LdmKeyMap.XLOpenClipPrefix + "text_projection");
+                var toLdm = LdmKeyMap.OpenClip(Names(textEncoder2), text2Config.NumHiddenLayers, LdmKeyMap.XLOpenClipPrefix);
+                Fill(textEncoder2, transposed, toLdm, LdmKeyMap.XLOpenClipPrefix, flat,
+                    skip: k => k.EndsWith("logit_scale", StringComparison.Ordinal) || k.EndsWith("attn_mask", StringComparison.Ordinal));
+            }
+
             var scheduler = SchedulerConfig.Parse(checkpoint.SchedulerConfig.ToJsonString());
             foreach (var m in modules) m.eval();
-            return new SingleFileComponents(tokenizer, textEncoder, unet, vae, scheduler, checkpoint);
+            return new SingleFileComponents(tokenizer, textEncoder, unet, vae, scheduler, checkpoint)
+            {
+                Tokenizer2 = textEncoder2 is null ? null : ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd2),
+                TextEncoder2 = textEncoder2,
+            };
         }
         catch
         {

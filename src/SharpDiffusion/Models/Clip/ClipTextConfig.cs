@@ -14,6 +14,8 @@ public sealed record ClipTextConfig
     public string HiddenAct { get; init; } = "quick_gelu";
     public double LayerNormEps { get; init; } = 1e-5;
     public int EosTokenId { get; init; } = 49407;
+    /// <summary>CLIPTextModelWithProjection (SDXL's second encoder): the width of text_projection; null for CLIPTextModel.</summary>
+    public int? ProjectionDim { get; init; }
 
     static readonly string[] Activations = ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "relu"];
 
@@ -34,6 +36,8 @@ public sealed record ClipTextConfig
             HiddenAct = c.GetString("hidden_act", d.HiddenAct),
             LayerNormEps = c.GetDouble("layer_norm_eps", d.LayerNormEps, above: 0),
             EosTokenId = c.GetInt("eos_token_id", 2, 0), // transformers' CLIPTextConfig default is 2 (the legacy rule)
+            ProjectionDim = c.GetStringArray("architectures", []).Contains("CLIPTextModelWithProjection")
+                ? c.GetInt("projection_dim", 512, 1, maxSize) : null,
         };
         if (config.HiddenSize % config.NumAttentionHeads != 0)
             throw c.Invalid("num_attention_heads", config.NumAttentionHeads, $"it must divide hidden_size ({config.HiddenSize})");

@@ -8,12 +8,15 @@ namespace SharpDiffusion.Models.Clip;
 public sealed record ClipTextOutput(Tensor LastHiddenState, Tensor PooledOutput, IReadOnlyList<Tensor>? HiddenStates);
 
 /// <summary>
-/// transformers' CLIPTextModel: token + position embeddings, a causal pre-norm transformer, a final LayerNorm.
-/// Parameter names are the state-dict keys of model.safetensors (<c>text_model.*</c>).
+/// transformers' CLIPTextModel: token + position embeddings, a causal pre-norm transformer, a final LayerNorm; with
+/// <see cref="ClipTextConfig.ProjectionDim"/>, CLIPTextModelWithProjection (SDXL's second encoder), whose
+/// text_embeds = text_projection(pooled output). Parameter names are the state-dict keys of model.safetensors
+/// (<c>text_model.*</c>, <c>text_projection.weight</c>).
 /// </summary>
 public sealed class ClipTextModel : Module<Tensor, Tensor>
 {
     readonly ClipTextTransformer _textModel;
+    readonly Linear? _textProjection;
 
     public ClipTextConfig Config { get; }
 
@@ -22,6 +25,11 @@ public sealed class ClipTextModel : Module<Tensor, Tensor>
         Config = config;
         _textModel = new ClipTextTransformer(config);
         register_module("text_model", _textModel);
+        if (config.ProjectionDim is int projection)
+        {
+            _textProjection = Layers.Linear(config.HiddenSize, projection, hasBias: false);
+            register_module("text_projection", _textProjection);
+        }
     }
 
     /// <summary>ids [B, T] int64 → last_hidden_state [B, T, D].</summary>
@@ -36,6 +44,20 @@ public sealed class ClipTextModel : Module<Tensor, Tensor>
     /// <summary>diffusers' load_textual_inversion: the token embedding is resized to <paramref name="vocabSize"/> rows
     /// (new rows zero) and rows <paramref name="ids"/> are set to <paramref name="rows"/> [n, D]. Changes this model.</summary>
     public void SetTokenEmbeddings(int vocabSize, int[] ids, Tensor rows) => _textModel.Embeddings.SetRows(vocabSize, ids, rows);
+
+    /// <summary>SDXL's encoding: hidden_states[-<paramref name="fromEnd"/>] (2 = the penultimate layer's output, no final
+    /// norm) [B, T, D] and, for the encoder with a projection, text_embeds [B, P] (the projected pooled output).</summary>
+    public (Tensor Hidden, Tensor? TextEmbeds) EncodeHidden(Tensor inputIds, int fromEnd)
+    {
+        if (fromEnd < 1 || fromEnd > Config.NumHiddenLayers + 1)
+            throw new ArgumentException($"Hidden state -{fromEnd} does not exist in a text encoder of {Config.NumHiddenLayers} layers.");
+        using var scope = NewDisposeScope();
+        var output = _textModel.Run(inputIds, keepHiddenStates: true);
+        var hidden = output.HiddenStates![^fromEnd];
+        var textEmbeds = _textProjection?.call(output.PooledOutput);
+        textEmbeds?.MoveToOuterDisposeScope();
+        return (hidden.MoveToOuterDisposeScope(), textEmbeds);
+    }
 
     /// <summary>AUTOMATIC1111's CLIP skip: ids [B, T] → final_layer_norm(hidden_states[-clipSkip]) [B, T, D]; 1 is
     /// last_hidden_state. The layers past the one used are not run.</summary>

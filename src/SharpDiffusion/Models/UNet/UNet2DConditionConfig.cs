@@ -32,8 +32,17 @@ public sealed record UNet2DConditionConfig
     public bool UpcastAttention { get; init; }
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
+    /// <summary>null (SD 1.x/2.x) or "text_time" (SDXL: the pooled text embedding and six size/crop numbers join the time embedding).</summary>
+    public string? AdditionEmbedType { get; init; }
+    /// <summary>text_time: the sinusoidal embedding size of each of the six time ids (SDXL 256).</summary>
+    public int AdditionTimeEmbedDim { get; init; }
+    /// <summary>text_time: add_embedding's input, pooled text dim + 6 × addition_time_embed_dim (SDXL 1280 + 1536 = 2816).</summary>
+    public int ProjectionClassEmbeddingsInputDim { get; init; }
 
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
+
+    /// <summary>text_time: the pooled text embedding's width the UNet expects (input dim − 6 time ids).</summary>
+    public int PooledTextDim => ProjectionClassEmbeddingsInputDim - 6 * AdditionTimeEmbedDim;
 
     /// <summary>How much the UNet downsamples: 2^(levels − 1).</summary>
     public int DownFactor => 1 << (BlockOutChannels.Length - 1);
@@ -67,7 +76,11 @@ public sealed record UNet2DConditionConfig
                 throw new NotSupportedException($"Config {c.Source}: '{key}' contains '{bad}', which is not supported ({string.Join(", ", allowed)} are).");
 
         Unsupported(c, "class_embed_type");
-        Unsupported(c, "addition_embed_type");
+        string? addition = c.Has("addition_embed_type") ? c.GetString("addition_embed_type", "") : null;
+        if (addition is not (null or "text_time"))
+            throw new NotSupportedException($"Config {c.Source}: addition_embed_type '{addition}' is not supported (only 'text_time', SDXL's)");
+        int timeIdDim = addition is null ? 0 : c.GetInt("addition_time_embed_dim", 0, 1, MaxChannels);
+        int additionInput = addition is null ? 0 : c.GetInt("projection_class_embeddings_input_dim", 0, 6 * timeIdDim + 1, 1 << 20);
         Unsupported(c, "time_cond_proj_dim");
         Unsupported(c, "encoder_hid_dim");
         Unsupported(c, "reverse_transformer_layers_per_block");
@@ -123,6 +136,9 @@ public sealed record UNet2DConditionConfig
             UpcastAttention = c.GetBool("upcast_attention", false),
             ConvInKernel = kernels[0],
             ConvOutKernel = kernels[1],
+            AdditionEmbedType = addition,
+            AdditionTimeEmbedDim = timeIdDim,
+            ProjectionClassEmbeddingsInputDim = additionInput,
         };
     }
 

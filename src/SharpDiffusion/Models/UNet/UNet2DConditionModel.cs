@@ -13,6 +13,7 @@ public sealed class UNet2DConditionModel : Module
 {
     readonly Conv2d _convIn, _convOut;
     readonly TimestepEmbedding _timeEmbedding;
+    readonly TimestepEmbedding? _addEmbedding; // SDXL text_time
     readonly ModuleList<UNetDownBlock> _downBlocks;
     readonly UNetMidBlock2DCrossAttn? _midBlock;
     readonly ModuleList<UNetUpBlock> _upBlocks;
@@ -29,6 +30,8 @@ public sealed class UNet2DConditionModel : Module
 
         _convIn = Layers.Conv2d(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
         _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim);
+        if (c.AdditionEmbedType == "text_time")
+            _addEmbedding = new TimestepEmbedding(c.ProjectionClassEmbeddingsInputDim, c.TimeEmbedDim);
 
         var down = new List<UNetDownBlock>();
         for (int i = 0; i < levels; i++)
@@ -76,6 +79,8 @@ public sealed class UNet2DConditionModel : Module
 
         register_module("conv_in", _convIn);
         register_module("time_embedding", _timeEmbedding);
+        if (_addEmbedding is not null)
+            register_module("add_embedding", _addEmbedding);
         register_module("down_blocks", _downBlocks);
         register_module("mid_block", _midBlock);
         register_module("up_blocks", _upBlocks);
@@ -117,6 +122,8 @@ public sealed class UNet2DConditionModel : Module
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         var tEmb = TimestepProjection.Embed(t.to(sample.device), Config.BlockOutChannels[0], Config.FlipSinToCos, Config.FreqShift).to(sample.dtype);
         var emb = _timeEmbedding.call(tEmb); // [B, time_embed_dim]
+        if (_addEmbedding is not null)
+            emb = emb + AddedEmbedding(conditioning, batch, sample.dtype);
 
         var h = _convIn.call(sample);
         var skips = new List<Tensor> { h };
@@ -139,5 +146,20 @@ public sealed class UNet2DConditionModel : Module
 
         var output = _convOut.call(Reuse.Silu(_convNormOut.call(h)));
         return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>SDXL's text_time embedding: each of the six time ids through the sinusoidal embedding, flattened
+    /// [B, 6·d], after the pooled text embedding [B, P], through add_embedding → [B, time_embed_dim].</summary>
+    Tensor AddedEmbedding(Conditioning conditioning, long batch, ScalarType dtype)
+    {
+        if (conditioning.TextEmbeds is not { } textEmbeds || conditioning.TimeIds is not { } timeIds)
+            throw new ArgumentException("This UNet (addition_embed_type text_time, SDXL) needs the pooled text embedding and the six time ids.");
+        if (timeIds.shape[0] != batch || timeIds.shape[1] != 6 || textEmbeds.shape[0] != batch || textEmbeds.shape[1] != Config.PooledTextDim)
+            throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, {Config.PooledTextDim}] and time_ids [{batch}, 6]; got " +
+                $"[{string.Join(", ", textEmbeds.shape)}] and [{string.Join(", ", timeIds.shape)}].");
+        var timeEmbeds = TimestepProjection.Embed(timeIds.flatten(), Config.AdditionTimeEmbedDim, Config.FlipSinToCos, Config.FreqShift)
+            .reshape(batch, -1);                                                                   // [B, 6·d]
+        var addEmbeds = cat([textEmbeds.to(ScalarType.Float32), timeEmbeds], -1).to(dtype);        // [B, P + 6·d]
+        return _addEmbedding!.call(addEmbeds);
     }
 }

@@ -13,6 +13,8 @@ public sealed record AutoencoderKLConfig
     public int NormNumGroups { get; init; } = 32;
     public int SampleSize { get; init; } = 32;
     public double ScalingFactor { get; init; } = 0.18215;
+    /// <summary>diffusers' force_upcast: the VAE overflows in float16 (SDXL's does), so it runs in float32 when the model computes in float16.</summary>
+    public bool ForceUpcast { get; init; } = true;
     public bool MidBlockAddAttention { get; init; } = true;
 
     /// <summary>Image pixels per latent pixel: 2^(levels − 1), 8 for SD.</summary>
@@ -53,6 +55,7 @@ public sealed record AutoencoderKLConfig
             SampleSize = c.GetInt("sample_size", d.SampleSize, 1, 1 << 16),
             ScalingFactor = c.GetDouble("scaling_factor", d.ScalingFactor, above: 0),
             MidBlockAddAttention = c.GetBool("mid_block_add_attention", true),
+            ForceUpcast = c.GetBool("force_upcast", true),
         };
     }
 
