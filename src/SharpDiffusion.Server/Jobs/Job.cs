@@ -22,6 +22,7 @@ public sealed class Job
     readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly CancellationTokenSource _cancel = new();
     CancellationTokenSource _skip = new();
+    string _cancelReason = "cancelled";
 
     public Job(string id, string kind, Func<Job, JsonObject> work)
     {
@@ -97,6 +98,7 @@ public sealed class Job
         lock (_gate)
         {
             if (IsFinished) return false;
+            if (!_cancel.IsCancellationRequested) _cancelReason = reason; // the first reason is the one reported
             _cancel.Cancel();
             if (State == JobState.Queued)
                 EndLocked(JobState.Cancelled, null, reason, 0);
@@ -106,7 +108,8 @@ public sealed class Job
 
     internal void Complete(JsonObject result) { lock (_gate) EndLocked(JobState.Completed, result, null, 0); }
     internal void Fail(string error, int status) { lock (_gate) EndLocked(JobState.Failed, null, error, status); }
-    internal void EndCancelled() { lock (_gate) EndLocked(JobState.Cancelled, null, "cancelled", 0); }
+    /// <summary>A running job stopped by <see cref="Cancel"/>: it ends with the reason given there ("interrupted", "the client disconnected", …).</summary>
+    internal void EndCancelled() { lock (_gate) EndLocked(JobState.Cancelled, null, _cancelReason, 0); }
 
     void EndLocked(JobState state, JsonObject? result, string? error, int status)
     {

@@ -26,14 +26,14 @@ public sealed record Reply(HttpStatusCode Status, JsonNode? Body, HttpResponseHe
 public static class Api
 {
     public static Task<Reply> PostAsync(this HttpClient client, string path, JsonNode body, CancellationToken cancellation = default) =>
-        SendAsync(client, new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent(body) }, cancellation);
+        SendJsonAsync(client, new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent(body) }, cancellation);
 
     public static Task<Reply> GetJsonAsync(this HttpClient client, string path, CancellationToken cancellation = default) =>
-        SendAsync(client, new HttpRequestMessage(HttpMethod.Get, path), cancellation);
+        SendJsonAsync(client, new HttpRequestMessage(HttpMethod.Get, path), cancellation);
 
     public static StringContent JsonContent(JsonNode body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
 
-    public static async Task<Reply> SendAsync(this HttpClient client, HttpRequestMessage request, CancellationToken cancellation = default)
+    public static async Task<Reply> SendJsonAsync(this HttpClient client, HttpRequestMessage request, CancellationToken cancellation = default)
     {
         using var response = await client.SendAsync(request, cancellation);
         return await ReadAsync(response);
