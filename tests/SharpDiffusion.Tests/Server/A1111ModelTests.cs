@@ -89,13 +89,11 @@ public class A1111ModelTests
                 ["cfg_scale"] = kwargs.GetProperty("guidance_scale").GetDouble(),
                 ["sampler_name"] = "Euler",
             })).Ok();
-            string png = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-test-{Guid.NewGuid():N}.png");
-            try
+            using (var dir = new TempDir())
             {
-                File.WriteAllBytes(png, reply.Png());
-                Golden.AssertPngWithinOneLevel(png, file.Split('/'));
+                File.WriteAllBytes(dir.File("server.png"), reply.Png());
+                Golden.AssertPngWithinOneLevel(dir.File("server.png"), file.Split('/'));
             }
-            finally { File.Delete(png); }
             if (suffix != "")
                 Assert.Contains($"Lora hashes: \"{lora}: ", Api.Parameters(reply.Png()));
         }
