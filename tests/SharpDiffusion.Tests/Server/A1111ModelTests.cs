@@ -55,6 +55,34 @@ public class A1111ModelTests
     }
 
     [Fact]
+    public async Task A_model_that_does_not_load_leaves_the_loaded_one_working()
+    {
+        using var models = new TempDir();
+        File.WriteAllText(models.File("broken.safetensors"), "not a checkpoint");
+        Directory.CreateDirectory(models.File("half"));
+        File.WriteAllText(models.File("half/model_index.json"), "{}"); // a folder without its components
+        await using var server = await TestServer.StartAsync(o => o with { ModelsDir = models.Path });
+        var client = server.Client;
+        string shipped = Path.GetFileName(Repo.ShippedModel);
+        var expected = (await client.PostAsync("/sdapi/v1/txt2img", Body("x", 4, 2))).Ok().Png();
+
+        foreach (var broken in new[] { "broken.safetensors", "half" })
+        {
+            var switched = await client.PostAsync("/sdapi/v1/options", new JsonObject { ["sd_model_checkpoint"] = broken });
+            Assert.True(switched.Code is >= 400 and < 600, switched.Json.ToJsonString());
+            Assert.False(string.IsNullOrEmpty((string?)switched.Json["detail"]));
+            Assert.Equal(shipped, (string?)(await client.GetJsonAsync("/sdapi/v1/options")).Ok().Json["sd_model_checkpoint"]);
+            Assert.Equal(expected, (await client.PostAsync("/sdapi/v1/txt2img", Body("x", 4, 2))).Ok().Png());
+
+            var once = Body("x", 4, 2);
+            once["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = broken };
+            var failed = await client.PostAsync("/sdapi/v1/txt2img", once);
+            Assert.True(failed.Code is >= 400 and < 600, failed.Json.ToJsonString());
+            Assert.Equal(expected, (await client.PostAsync("/sdapi/v1/txt2img", Body("x", 4, 2))).Ok().Png());
+        }
+    }
+
+    [Fact]
     public async Task Lora_tags_and_embeddings_from_their_folders_draw_the_golden_images()
     {
         using var loras = new TempDir();
