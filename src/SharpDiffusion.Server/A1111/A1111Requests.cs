@@ -24,6 +24,7 @@ public static class A1111Requests
     ];
 
     static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
+    static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
     static bool IsZero(JsonNode n) => n is JsonValue v && v.TryGetValue(out double d) && d == 0;
 
     /// <param name="task">"txt2img" or "img2img".</param>
@@ -35,7 +36,8 @@ public static class A1111Requests
         string prompt = r.String("prompt") ?? "";
         string negative = r.String("negative_prompt") ?? "";
         long seed = r.Long("seed", -1, -1, uint.MaxValue);
-        string sampler = r.String("sampler_name") ?? r.String("sampler_index") ?? "Euler";
+        // A1111 takes `sampler_name or sampler_index`: an empty name falls through too (clients send "" for "default").
+        string sampler = NonEmpty(r.String("sampler_name")) ?? NonEmpty(r.String("sampler_index")) ?? "Euler";
         string? schedule = r.String("scheduler");
         int batchSize = r.Int("batch_size", 1, 1, GenerationOptions.MaxBatch);
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);

@@ -225,6 +225,12 @@ public class A1111GenerationTests(ShippedServer fixture) : IClassFixture<Shipped
             noisy[field] = null;
         var reply = (await Client.PostAsync("/sdapi/v1/txt2img", noisy)).Ok();
         Assert.Equal(plain.Png(), reply.Png());
+
+        // A1111 reads `sampler_name or sampler_index`: an empty name is the default sampler too
+        var empty = Body("a ring", 31, 2);
+        empty["sampler_name"] = "";
+        empty["sampler_index"] = "";
+        Assert.Equal(plain.Png(), (await Client.PostAsync("/sdapi/v1/txt2img", empty)).Ok().Png());
     }
 
     [Fact]
