@@ -106,6 +106,10 @@ public sealed class Job
         }
     }
 
+    /// <summary>Drops the result once a synchronous call has answered with it. The images were delivered; keeping every
+    /// answer for the retention time would hold all of them in memory. The job stays readable (state, times) without it.</summary>
+    public void ReleaseResult() { lock (_gate) Result = null; }
+
     internal void Complete(JsonObject result) { lock (_gate) EndLocked(JobState.Completed, result, null, 0); }
     internal void Fail(string error, int status) { lock (_gate) EndLocked(JobState.Failed, null, error, status); }
     /// <summary>A running job stopped by <see cref="Cancel"/>: it ends with the reason given there ("interrupted", "the client disconnected", …).</summary>

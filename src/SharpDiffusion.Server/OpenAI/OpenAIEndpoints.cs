@@ -96,6 +96,7 @@ public sealed class OpenAIEndpoints(ServerContext server)
                 data.Add(new JsonObject { ["url"] = url, ["revised_prompt"] = prompt });
             }
         }
+        job.ReleaseResult(); // delivered: not kept for GET /jobs/{id}
         return new JsonResult(200, new JsonObject { ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), ["data"] = data });
     }
 

@@ -101,6 +101,14 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         Assert.Equal(409, again.Code);
         Assert.Contains(id, (string?)again.Json["detail"]);
 
+        // a synchronous call's job is readable by its id too, without the images it already answered with
+        string sync = $"sync-{Guid.NewGuid():N}";
+        body["force_task_id"] = sync;
+        (await Client.PostAsync("/sdapi/v1/txt2img", body)).Ok();
+        var answered = await Job(sync);
+        Assert.Equal("completed", State(answered));
+        Assert.Null(answered["result"]);
+
         var unknown = await Client.GetJsonAsync("/jobs/task(unknown)");
         Assert.Equal(404, unknown.Code);
         Assert.Contains("task(unknown)", (string?)unknown.Json["detail"]);
