@@ -33,6 +33,22 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
     }
 
     [Fact]
+    public async Task The_queue_takes_its_size_plus_the_running_job_whether_or_not_the_worker_has_started_it()
+    {
+        const int size = 3;
+        using var release = new ManualResetEventSlim();
+        using var queue = new SharpDiffusion.Server.Jobs.JobQueue(size, TimeSpan.FromMinutes(1));
+        SharpDiffusion.Server.Jobs.Job NewJob(int i) => new($"q{i}", "test", _ => { release.Wait(); return new JsonObject(); });
+        var accepted = Enumerable.Range(0, size + 1).Select(i => queue.Enqueue(NewJob(i))).ToList(); // at once: the worker may not have begun
+        var refused = Assert.Throws<SharpDiffusion.Server.Jobs.QueueRefusedException>(() => queue.Enqueue(NewJob(size + 1)));
+        Assert.Equal(503, refused.Status);
+        Assert.True(refused.RetryAfterSeconds >= 1);
+        release.Set();
+        await Task.WhenAll(accepted.Select(j => j.Finished)).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.All(accepted, j => Assert.Equal(SharpDiffusion.Server.Jobs.JobState.Completed, j.State));
+    }
+
+    [Fact]
     public async Task Post_jobs_answers_202_at_once_and_the_job_completes_with_txt2imgs_result()
     {
         var posted = await Client.PostAsync("/jobs", Body("a kite", 12, 3));
