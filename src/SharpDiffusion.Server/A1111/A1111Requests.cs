@@ -37,7 +37,8 @@ public static class A1111Requests
         string negative = r.String("negative_prompt") ?? "";
         long seed = r.Long("seed", -1, -1, uint.MaxValue);
         // A1111 takes `sampler_name or sampler_index`: an empty name falls through too (clients send "" for "default").
-        string sampler = NonEmpty(r.String("sampler_name")) ?? NonEmpty(r.String("sampler_index")) ?? "Euler";
+        string? samplerName = NonEmpty(r.String("sampler_name"));
+        string sampler = samplerName ?? NonEmpty(r.String("sampler_index")) ?? "Euler";
         string? schedule = r.String("scheduler");
         int batchSize = r.Int("batch_size", 1, 1, GenerationOptions.MaxBatch);
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
@@ -75,7 +76,11 @@ public static class A1111Requests
 
         string scheduler = "";
         try { scheduler = SamplerNames.Resolve(sampler, schedule); }
-        catch (ArgumentException e) { r.Error(body.ContainsKey("sampler_name") ? "sampler_name" : "sampler_index", e.Message); }
+        catch (UnknownNameException e)
+        {
+            string field = e.Part == "scheduler" ? "scheduler" : samplerName is not null ? "sampler_name" : "sampler_index";
+            r.Error(field, e.Message);
+        }
 
         Imaging.RgbImage? image = null, maskImage = null;
         if (img2img)

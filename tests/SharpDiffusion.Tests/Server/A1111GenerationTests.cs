@@ -266,6 +266,18 @@ public class A1111GenerationTests(ShippedServer fixture) : IClassFixture<Shipped
     }
 
     [Fact]
+    public async Task A_prompt_outside_latin1_round_trips_through_the_png_and_png_info()
+    {
+        const string prompt = "un chat noir 🐈‍⬛, 黒猫, (кот:1.2)";
+        var reply = (await Client.PostAsync("/sdapi/v1/txt2img", Body(prompt, 6, 2))).Ok();
+        Assert.Equal(Reference.Png(Model, Reference.Options(prompt, 6, 2, 5)), reply.Png());
+        Assert.StartsWith(prompt + "\n", Api.Parameters(reply.Png()));
+        var info = (await Client.PostAsync("/sdapi/v1/png-info", new JsonObject { ["image"] = Convert.ToBase64String(reply.Png()) })).Ok().Json;
+        Assert.Equal(prompt, (string?)info["parameters"]!["Prompt"]);
+        Assert.Equal(prompt, (string?)reply.Info["prompt"]);
+    }
+
+    [Fact]
     public async Task Img2img_without_an_init_image_is_an_error_naming_the_field()
     {
         var reply = await Client.PostAsync("/sdapi/v1/img2img", Body("x", 1, 2));

@@ -131,6 +131,8 @@ public class SecurityTests(ShippedServer fixture) : IClassFixture<ShippedServer>
     [InlineData("{\"prompt\": \"x\", \"height\": 20000}", "height")]
     [InlineData("{\"prompt\": \"x\", \"steps\": 0}", "steps")]
     [InlineData("{\"prompt\": \"x\", \"sampler_name\": \"No Such Sampler\"}", "sampler_name")]
+    [InlineData("{\"prompt\": \"x\", \"sampler_index\": \"No Such Sampler\"}", "sampler_index")]
+    [InlineData("{\"prompt\": \"x\", \"sampler_name\": \"Euler\", \"scheduler\": \"No Such Schedule\"}", "scheduler")]
     [InlineData("{\"prompt\": \"x\", \"override_settings\": {\"CLIP_stop_at_last_layers\": \"two\"}}", "override_settings.CLIP_stop_at_last_layers")]
     public async Task Bad_json_and_wrong_types_are_422_naming_the_field(string body, string field)
     {
