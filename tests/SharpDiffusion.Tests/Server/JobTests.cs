@@ -204,6 +204,21 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         using var hangUp = new CancellationTokenSource();
         var call = Client.PostAsync("/sdapi/v1/txt2img", body, hangUp.Token);
         double step = await StepSecondsAsync(id);
+
+        // a client waiting in the queue that hangs up: its job leaves the queue at once and never runs
+        string waiting = $"gone-queued-{Guid.NewGuid():N}";
+        var queuedBody = Body("queued", 2, 2);
+        queuedBody["force_task_id"] = waiting;
+        using var hangUpQueued = new CancellationTokenSource();
+        var queuedCall = Client.PostAsync("/sdapi/v1/txt2img", queuedBody, hangUpQueued.Token);
+        await Api.PollAsync(() => Client.GetJsonAsync($"/jobs/{waiting}"), r => r.Code == 200 && (int?)r.Json["queue_position"] == 1,
+            TimeSpan.FromSeconds(30), "the second request queued");
+        hangUpQueued.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queuedCall);
+        var left = await UntilAsync(waiting, j => State(j) == "cancelled", "the queued request cancelled", seconds: 10);
+        Assert.Null(left["queue_position"]);
+        Assert.Equal("queued", (string?)left["stage"]);
+
         string next = (string)(await Client.PostAsync("/jobs", Body("next", 2, 2))).Json["id"]!;
 
         var clock = Stopwatch.StartNew();
