@@ -75,7 +75,7 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
     [Fact]
     public async Task Event_stream_sends_progress_events_then_done_with_the_result()
     {
-        string id = (string)(await Client.PostAsync("/jobs", Body("a boat", 5, 8))).Json["id"]!;
+        string id = (string)(await Client.PostAsync("/jobs", Body("a boat", 5, 30))).Json["id"]!; // long enough to connect while it runs
         using var response = await Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"/jobs/{id}/events"), HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
