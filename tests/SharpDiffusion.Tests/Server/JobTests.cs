@@ -32,6 +32,10 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         return clock.Elapsed.TotalSeconds / ((int)b["step"]! - from);
     }
 
+    /// <summary>"Within a few steps": the work stops at its next step check; the slack covers HTTP, polling and a machine
+    /// shared with other work (a job that did not stop would run on for its remaining hundreds of steps).</summary>
+    static double Prompt(double step) => 5 * step + 2.0;
+
     [Fact]
     public async Task The_queue_takes_its_size_plus_the_running_job_whether_or_not_the_worker_has_started_it()
     {
@@ -172,7 +176,7 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         double took = clock.Elapsed.TotalSeconds;
         output.WriteLine($"step {step * 1000:0} ms; interrupt → cancelled in {took * 1000:0} ms");
         Assert.Equal("cancelled", State(ended));
-        Assert.True(took < 3 * step + 1.0, $"took {took:0.00} s with {step:0.000} s per step");
+        Assert.True(took < Prompt(step), $"took {took:0.00} s with {step:0.000} s per step");
         Assert.True((int)ended["step"]! < 1000);
         Assert.Equal("completed", State(await UntilAsync(next, j => State(j) is "completed" or "failed" or "cancelled", "the next job")));
     }
@@ -227,7 +231,7 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         await UntilAsync(next, j => State(j) != "queued", "the next job to start");
         double took = clock.Elapsed.TotalSeconds;
         output.WriteLine($"step {step * 1000:0} ms; disconnect → next job started in {took * 1000:0} ms");
-        Assert.True(took < 3 * step + 1.0, $"took {took:0.00} s with {step:0.000} s per step");
+        Assert.True(took < Prompt(step), $"took {took:0.00} s with {step:0.000} s per step");
         var gone = await Job(id);
         Assert.Equal("cancelled", State(gone));
         Assert.Contains("disconnected", (string?)gone["error"]);
