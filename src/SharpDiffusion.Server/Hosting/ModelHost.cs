@@ -14,7 +14,7 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     LatentPreview? _preview;
     IReadOnlyList<string> _embeddings = [];
 
-    /// <summary>The entry loaded now (or being loaded first).</summary>
+    /// <summary>The entry loaded now (before the first load: the start model). Set only once a load succeeded.</summary>
     public ModelEntry Current { get; private set; } = catalog.Start;
 
     /// <summary>A1111's short hash of the loaded file (null for a folder, or before it was computed).</summary>
