@@ -76,11 +76,19 @@ public static class ServeCommand
             Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
             Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
         };
+        // Ctrl-C stops here; SIGTERM is handled by the host itself (it ends WaitAsync). The handler is removed before the
+        // token is disposed: it would otherwise throw ObjectDisposedException on a later Ctrl-C.
         using var stop = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
         Progress.Line($"Loading {AtomicFiles.Printable(model)}");
-        var server = Progress.Status("Loading model", () => SharpDiffusionServer.StartAsync(options).GetAwaiter().GetResult());
+        SharpDiffusionServer server;
+        try { server = Progress.Status("Loading model", () => SharpDiffusionServer.StartAsync(options).GetAwaiter().GetResult()); }
+        catch
+        {
+            Console.CancelKeyPress -= onCancel;
+            throw;
+        }
         try
         {
             foreach (var warning in server.Context.Host.LoadWarnings)
@@ -91,6 +99,7 @@ public static class ServeCommand
         }
         finally
         {
+            Console.CancelKeyPress -= onCancel;
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             Progress.Line("Stopped.");
         }

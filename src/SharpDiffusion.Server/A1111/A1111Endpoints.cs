@@ -98,7 +98,9 @@ public static class A1111Endpoints
         var request = A1111Requests.Parse(body, task, server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
         var job = server.Submit(request, task);
         await server.WaitAsync(job, context.RequestAborted);
-        return ApiCall.A1111Outcome(job);
+        var outcome = ApiCall.A1111Outcome(job);
+        job.ReleaseResult(); // the answer holds it now
+        return outcome;
     }
 
     static IResult Progress(HttpContext context, ServerContext server)

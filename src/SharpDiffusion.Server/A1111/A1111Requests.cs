@@ -24,6 +24,7 @@ public static class A1111Requests
     ];
 
     static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
+    static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
     static bool IsZero(JsonNode n) => n is JsonValue v && v.TryGetValue(out double d) && d == 0;
 
     /// <param name="task">"txt2img" or "img2img".</param>
@@ -35,7 +36,9 @@ public static class A1111Requests
         string prompt = r.String("prompt") ?? "";
         string negative = r.String("negative_prompt") ?? "";
         long seed = r.Long("seed", -1, -1, uint.MaxValue);
-        string sampler = r.String("sampler_name") ?? r.String("sampler_index") ?? "Euler";
+        // A1111 takes `sampler_name or sampler_index`: an empty name falls through too (clients send "" for "default").
+        string? samplerName = NonEmpty(r.String("sampler_name"));
+        string sampler = samplerName ?? NonEmpty(r.String("sampler_index")) ?? "Euler";
         string? schedule = r.String("scheduler");
         int batchSize = r.Int("batch_size", 1, 1, GenerationOptions.MaxBatch);
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
@@ -73,7 +76,11 @@ public static class A1111Requests
 
         string scheduler = "";
         try { scheduler = SamplerNames.Resolve(sampler, schedule); }
-        catch (ArgumentException e) { r.Error(body.ContainsKey("sampler_name") ? "sampler_name" : "sampler_index", e.Message); }
+        catch (UnknownNameException e)
+        {
+            string field = e.Part == "scheduler" ? "scheduler" : samplerName is not null ? "sampler_name" : "sampler_index";
+            r.Error(field, e.Message);
+        }
 
         Imaging.RgbImage? image = null, maskImage = null;
         if (img2img)

@@ -93,7 +93,7 @@ public sealed class RequestReader(JsonObject body)
             {
                 case JsonValueKind.True: return true;
                 case JsonValueKind.False: return false;
-                case JsonValueKind.Number when v.TryGetValue(out double d) && d is 0 or 1: return d == 1;
+                case JsonValueKind.Number when Number(v) is double d && d is 0 or 1: return d == 1;
                 case JsonValueKind.String:
                     switch (v.GetValue<string>().ToLowerInvariant())
                     {
@@ -134,9 +134,11 @@ public sealed class RequestReader(JsonObject body)
         if (_errors.Count > 0) throw new RequestValidationException(_errors.ToList());
     }
 
+    // A number is read from its JSON text: GetValue<double>() throws for a value built from a C# int (as the OpenAI
+    // route builds its A1111 body), and only parsed values convert.
     static double? Number(JsonNode node) => node is JsonValue v ? v.GetValueKind() switch
     {
-        JsonValueKind.Number => v.GetValue<double>(),
+        JsonValueKind.Number => double.Parse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture),
         JsonValueKind.String when double.TryParse(v.GetValue<string>(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) => d,
         _ => null,
     } : null;

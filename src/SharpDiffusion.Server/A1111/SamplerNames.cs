@@ -46,13 +46,21 @@ public static class SamplerNames
             case null or "" or "automatic" or "uniform": break;
             case "karras": karras = true; break;
             default:
-                throw new ArgumentException($"Schedule type '{schedule}' is not supported; use one of: {string.Join(", ", Schedules.Select(s => s.Label))}.");
+                throw new UnknownNameException("scheduler", $"Schedule type '{schedule}' is not supported; use one of: {string.Join(", ", Schedules.Select(s => s.Label))}.");
         }
         var known = Samplers.FirstOrDefault(s => string.Equals(s.Name, bare, StringComparison.OrdinalIgnoreCase)).Name
-            ?? throw new ArgumentException($"Sampler '{sampler}' not found; use one of: {string.Join(", ", Samplers.Select(s => s.Name))}.");
+            ?? throw new UnknownNameException("sampler", $"Sampler '{sampler}' not found; use one of: {string.Join(", ", Samplers.Select(s => s.Name))}.");
         string full = karras ? known + " Karras" : known;
         if (!SchedulerFactory.ValidNames.Contains(full, StringComparer.OrdinalIgnoreCase))
-            throw new ArgumentException($"Sampler '{known}' has no Karras schedule here; use the Automatic schedule.");
+            throw new UnknownNameException(string.IsNullOrWhiteSpace(schedule) ? "sampler" : "scheduler",
+                $"Sampler '{known}' has no Karras schedule here; use the Automatic schedule.");
         return full;
     }
+}
+
+/// <summary>A sampler or schedule name this server does not run. <see cref="Part"/> says which: "sampler" or "scheduler",
+/// so the request error names the field that was wrong.</summary>
+public sealed class UnknownNameException(string part, string message) : ArgumentException(message)
+{
+    public string Part => part;
 }

@@ -39,6 +39,9 @@ public static class ApiCall
             return ApiErrors.A1111(422, e.GetType().Name, OneLine(e.Message));
         }
         catch (KeyNotFoundException e) { return ApiErrors.A1111(404, "NotFound", OneLine(e.Message)); }
+        // Anything else is this server's fault: still a JSON body (A1111's handler answers 500 {error: type name, ...}),
+        // never Kestrel's empty 500.
+        catch (Exception e) when (!context.RequestAborted.IsCancellationRequested) { return ApiErrors.A1111(500, e.GetType().Name, OneLine(e.Message)); }
     }
 
     static async Task<IResult> OpenAIResult(HttpContext context, Func<Task<IResult>> handler)
@@ -58,6 +61,7 @@ public static class ApiCall
             return ApiErrors.OpenAI(400, OneLine(e.Message), "invalid_request_error");
         }
         catch (KeyNotFoundException e) { return ApiErrors.OpenAI(404, OneLine(e.Message), "invalid_request_error"); }
+        catch (Exception e) when (!context.RequestAborted.IsCancellationRequested) { return ApiErrors.OpenAI(500, $"{OneLine(e.Message)} ({e.GetType().Name})", "server_error"); }
     }
 
     /// <summary>A finished generation job as its API answers it: the result, or the failure / cancellation as an error.</summary>

@@ -14,7 +14,7 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     LatentPreview? _preview;
     IReadOnlyList<string> _embeddings = [];
 
-    /// <summary>The entry loaded now (or being loaded first).</summary>
+    /// <summary>The entry loaded now (before the first load: the start model). Set only once a load succeeded.</summary>
     public ModelEntry Current { get; private set; } = catalog.Start;
 
     /// <summary>A1111's short hash of the loaded file (null for a folder, or before it was computed).</summary>
@@ -28,8 +28,20 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     {
         if (_pipeline is not null && Current == entry)
             return _pipeline;
-        Unload();
-        Current = entry;
+        var loaded = _pipeline is null ? null : Current;
+        Unload(); // never two models in memory at once
+        try { return Load(entry); }
+        catch when (loaded is not null && loaded != entry)
+        {
+            // A model that does not load (corrupt file, incomplete folder) leaves the one before it in place: otherwise
+            // every later request would try the broken one again and the server could not generate any more.
+            Load(loaded);
+            throw;
+        }
+    }
+
+    StableDiffusionPipeline Load(ModelEntry entry)
+    {
         var pipeline = entry.IsFile
             ? StableDiffusionPipeline.FromSingleFile(entry.Path, options.Load,
                 new SingleFileOptions { OriginalConfig = ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null })
@@ -38,6 +50,7 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
         if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
             _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;
         CurrentHash = pipeline.ModelHash;
+        Current = entry;
         _pipeline = pipeline;
         return pipeline;
     }

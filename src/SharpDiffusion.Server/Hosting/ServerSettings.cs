@@ -29,8 +29,13 @@ public sealed class ServerSettings
     int Get(string key, int fallback)
     {
         lock (_gate)
-            return _values[key] is JsonValue v && v.TryGetValue(out double d) && double.IsFinite(d) ? (int)d : fallback;
+            return Number(_values[key]) is double d && double.IsFinite(d) ? (int)d : fallback;
     }
+
+    /// <summary>A JSON number, whether parsed or built from a C# value (TryGetValue&lt;double&gt; fails on a built int).</summary>
+    static double? Number(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number
+            ? double.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : null;
 
     public JsonObject Snapshot() { lock (_gate) return (JsonObject)_values.DeepClone(); }
 
@@ -40,7 +45,7 @@ public sealed class ServerSettings
         foreach (var (key, value) in changes)
         {
             if (key is "CLIP_stop_at_last_layers" or "show_progress_every_n_steps"
-                && !(value is JsonValue v && v.TryGetValue(out double d) && d == Math.Floor(d) && d is >= -1 and <= 1000))
+                && !(Number(value) is double d && d == Math.Floor(d) && d is >= -1 and <= 1000))
                 throw new ArgumentException($"Option {key} must be a whole number; got {value?.ToJsonString() ?? "null"}.");
         }
         lock (_gate)

@@ -78,7 +78,8 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
         new OpenAIEndpoints(context).Map(app);
         JobEndpoints.Map(app, context);
         PageEndpoints.Map(app);
-        app.MapFallback((HttpContext c) => ApiErrors.A1111(404, "Not Found", $"No route {c.Request.Method} {c.Request.Path}."));
+        // "{*path}", not MapFallback's default "{*path:nonfile}": a path that looks like a file (/x.png) must get the JSON 404 too.
+        app.MapFallback("{*path}", (HttpContext c) => ApiErrors.A1111(404, "Not Found", $"No route {c.Request.Method} {c.Request.Path}."));
     }
 
     /// <summary>Waits until <paramref name="stop"/> (e.g. Ctrl-C) or the host stops.</summary>

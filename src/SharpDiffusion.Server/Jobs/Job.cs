@@ -22,6 +22,7 @@ public sealed class Job
     readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly CancellationTokenSource _cancel = new();
     CancellationTokenSource _skip = new();
+    string _cancelReason = "cancelled";
 
     public Job(string id, string kind, Func<Job, JsonObject> work)
     {
@@ -97,6 +98,7 @@ public sealed class Job
         lock (_gate)
         {
             if (IsFinished) return false;
+            if (!_cancel.IsCancellationRequested) _cancelReason = reason; // the first reason is the one reported
             _cancel.Cancel();
             if (State == JobState.Queued)
                 EndLocked(JobState.Cancelled, null, reason, 0);
@@ -104,9 +106,14 @@ public sealed class Job
         }
     }
 
+    /// <summary>Drops the result once a synchronous call has answered with it. The images were delivered; keeping every
+    /// answer for the retention time would hold all of them in memory. The job stays readable (state, times) without it.</summary>
+    public void ReleaseResult() { lock (_gate) Result = null; }
+
     internal void Complete(JsonObject result) { lock (_gate) EndLocked(JobState.Completed, result, null, 0); }
     internal void Fail(string error, int status) { lock (_gate) EndLocked(JobState.Failed, null, error, status); }
-    internal void EndCancelled() { lock (_gate) EndLocked(JobState.Cancelled, null, "cancelled", 0); }
+    /// <summary>A running job stopped by <see cref="Cancel"/>: it ends with the reason given there ("interrupted", "the client disconnected", …).</summary>
+    internal void EndCancelled() { lock (_gate) EndLocked(JobState.Cancelled, null, _cancelReason, 0); }
 
     void EndLocked(JobState state, JsonObject? result, string? error, int status)
     {

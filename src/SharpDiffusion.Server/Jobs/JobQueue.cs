@@ -48,7 +48,9 @@ public sealed class JobQueue : IDisposable
         Purge();
         lock (_gate)
         {
-            if (_pending.Count >= _capacity && !(Running is null && _pending.Count == 0))
+            // capacity waiting plus the one running: counted together, so a job the worker has not picked up yet
+            // (it is still in _pending while the worker is idle) does not take a waiting place away.
+            if (_pending.Count + (Running is null ? 0 : 1) > _capacity)
             {
                 int retry = (int)Math.Clamp(Math.Ceiling(_averageSeconds), 1, 3600); // the head of the queue frees a place after about one job
                 throw new QueueRefusedException($"The queue is full ({_capacity} waiting); retry in about {retry} s.", 503, retry);

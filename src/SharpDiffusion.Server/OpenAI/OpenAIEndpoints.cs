@@ -66,7 +66,14 @@ public sealed class OpenAIEndpoints(ServerContext server)
         }
         if (model is not null && server.Catalog.Find(model) is { } entry)
             a1111["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = entry.Name };
-        var request = A1111Requests.Parse(a1111, "txt2img", server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
+        GenerationRequest request;
+        try { request = A1111Requests.Parse(a1111, "txt2img", server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory); }
+        catch (RequestValidationException e)
+        {
+            // width and height are not OpenAI fields: the client sent "size", so the error names it.
+            throw new RequestValidationException(e.Errors.Select(x => x.Field is "width" or "height"
+                ? x with { Field = "size", Message = $"'{size}': {x.Field} {x.Message}" } : x).ToList());
+        }
         var job = server.Submit(request, "openai");
         await server.WaitAsync(job, context.RequestAborted);
         if (job.State == JobState.Failed)
@@ -89,6 +96,7 @@ public sealed class OpenAIEndpoints(ServerContext server)
                 data.Add(new JsonObject { ["url"] = url, ["revised_prompt"] = prompt });
             }
         }
+        job.ReleaseResult(); // delivered: not kept for GET /jobs/{id}
         return new JsonResult(200, new JsonObject { ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), ["data"] = data });
     }
 

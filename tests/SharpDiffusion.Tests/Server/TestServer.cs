@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using SharpDiffusion.Server;
 using SharpDiffusion.Server.Hosting;
 
@@ -47,13 +48,37 @@ public sealed class TestServer : IAsyncDisposable
 }
 
 /// <summary>`sharpdiffusion serve` as its own process (the CLI's dll run by dotnet), on a free port it prints.</summary>
-public sealed class ServerProcess : IDisposable
+public sealed partial class ServerProcess : IDisposable
 {
     readonly Process _process;
-    ServerProcess(Process process, string url) => (_process, Url) = (process, url);
+    readonly System.Text.StringBuilder _output;
+    ServerProcess(Process process, string url, System.Text.StringBuilder output) => (_process, Url, _output) = (process, url, output);
 
     public string Url { get; }
     public int Id => _process.Id;
+
+    /// <summary>What it printed so far, stdout and stderr.</summary>
+    public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>Its working set now and its peak so far (VmHWM), in bytes.</summary>
+    public (long Now, long Peak) Memory()
+    {
+        _process.Refresh();
+        return (_process.WorkingSet64, _process.PeakWorkingSet64);
+    }
+
+    /// <summary>Stops it as a service manager or `kill` does (SIGTERM) and waits: its exit code, or null if it is still running after <paramref name="timeout"/>.</summary>
+    public int? Terminate(TimeSpan timeout)
+    {
+        if (Kill(_process.Id, 15) != 0)
+            throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed: errno {Marshal.GetLastPInvokeError()}");
+        if (!_process.WaitForExit(timeout)) return null;
+        _process.WaitForExit(); // drains the output readers
+        return _process.ExitCode;
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 
     public static async Task<ServerProcess> StartAsync(params string[] args)
     {
@@ -74,7 +99,7 @@ public sealed class ServerProcess : IDisposable
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        try { return new ServerProcess(process, await url.Task.WaitAsync(TimeSpan.FromMinutes(2))); }
+        try { return new ServerProcess(process, await url.Task.WaitAsync(TimeSpan.FromMinutes(2)), output); }
         catch
         {
             try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
