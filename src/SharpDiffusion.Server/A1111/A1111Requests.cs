@@ -91,6 +91,10 @@ public static class A1111Requests
                 image = Base64Images.Decode(initImages[0], "init_images[0]", maxSide);
             if (!string.IsNullOrEmpty(mask))
                 maskImage = Base64Images.Decode(mask, "mask", maxSide);
+            if (maskImage is not null && body["inpaint_full_res"] is JsonValue fullRes && fullRes.GetValueKind() == System.Text.Json.JsonValueKind.True)
+                warnings.Add("inpaint_full_res: \"only masked\" inpainting is not supported; the whole picture was inpainted at its size.");
+            if (maskImage is not null && body["inpainting_fill"] is JsonValue fill && fill.TryGetValue(out double f) && f != 1)
+                warnings.Add($"inpainting_fill {f}: the masked area starts from the original picture (A1111's \"original\", 1); fill, latent noise and latent nothing are not supported.");
             if (initImages is { Count: > 1 })
                 warnings.Add($"init_images: {initImages.Count} images were sent; the first is used for every image.");
         }

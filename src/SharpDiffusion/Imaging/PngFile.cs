@@ -86,6 +86,7 @@ public static class PngFile
     // tEXt when the text is Latin-1, else iTXt in UTF-8 (as PIL's PngInfo.add_text, which AUTOMATIC1111 uses).
     static void WriteTextChunk(Stream output, string key, string value)
     {
+        value = value.Replace("\0", ""); // PNG text may not hold NUL (it ends the keyword); a prompt may
         bool latin1 = value.All(c => c <= 0xFF);
         var body = new MemoryStream();
         body.Write(Encoding.Latin1.GetBytes(key));
