@@ -184,13 +184,14 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
     [Fact]
     public async Task Skip_drops_the_current_image_and_the_job_goes_on_with_the_next()
     {
-        const int steps = 40;
+        // Long images, so the poll sees the second one under way even on loaded cores (one CI run missed a 40-step one).
+        const int steps = 150;
         var body = Body("three", 500, steps);
         body["n_iter"] = 3;
         string id = (string)(await Client.PostAsync("/jobs", body)).Json["id"]!;
-        await UntilAsync(id, j => (int)j["image_index"]! == 1 && (int)j["step"]! >= 2, "the second image under way");
+        await UntilAsync(id, j => (int)j["image_index"]! == 1 && (int)j["step"]! >= 1, "the second image under way", seconds: 120);
         (await Client.PostAsync("/sdapi/v1/skip", new JsonObject())).Ok();
-        var done = await UntilAsync(id, j => State(j) is "completed" or "failed" or "cancelled", "the job to end", seconds: 90);
+        var done = await UntilAsync(id, j => State(j) is "completed" or "failed" or "cancelled", "the job to end", seconds: 180);
         Assert.Equal("completed", State(done));
         var result = done["result"]!;
         Assert.Equal(2, result["images"]!.AsArray().Count);
