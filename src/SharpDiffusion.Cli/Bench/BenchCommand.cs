@@ -73,6 +73,7 @@ public static class BenchCommand
                 var disk = arch == "sdxl" ? ScalarType.BFloat16 : ScalarType.Float32;
                 Console.WriteLine($"Writing a random-weight {(arch == "sdxl" ? "SDXL 1.0" : "SD 1.5")} folder ({Name(disk)} safetensors) ...");
                 RandomModelFolder.Write(temp, disk, xl: arch == "sdxl");
+                NativeHeap.Trim(); // the freed random models (10 GB for SDXL) go back to the system before the children load theirs
                 Console.WriteLine($"  written in {clock.Elapsed.TotalSeconds:F1}s to {temp}");
                 model = temp;
             }
