@@ -49,4 +49,34 @@ public static partial class LoraPromptTags
             throw new FileNotFoundException($"<lora:{name}>: no {name}.safetensors in {directory}.", path);
         return path;
     }
+
+    /// <summary>The prompts without their tags, the LoRAs the tags ask for (loaded from <paramref name="directory"/>; the
+    /// first mention of a name sets its scales), and a warning per other kind of tag removed.</summary>
+    public static PromptLoras Resolve(IReadOnlyList<string> prompts, string? directory)
+    {
+        var (tags, ignored) = (new List<LoraTag>(), new List<string>());
+        var cleaned = prompts.Select(p => Extract(p, tags, ignored)).ToList();
+        var loras = new List<LoraWeight>();
+        try
+        {
+            foreach (var tag in tags.DistinctBy(t => t.Name))
+                loras.Add(new LoraWeight(LoraFile.Load(Locate(tag.Name, directory)), tag.Scale) { TextEncoderScale = tag.TextEncoderScale });
+        }
+        catch
+        {
+            loras.ForEach(l => l.File.Dispose());
+            throw;
+        }
+        var warnings = ignored.Distinct().Select(t => $"{t}: only <lora:…> extra networks are supported; the tag was removed from the prompt.").ToList();
+        return new PromptLoras(cleaned, loras, warnings);
+    }
+}
+
+/// <summary>What a batch of A1111 prompts asks for through its tags; owns the LoRA files it loaded.</summary>
+public sealed record PromptLoras(IReadOnlyList<string> Prompts, IReadOnlyList<LoraWeight> Loras, IReadOnlyList<string> Warnings) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var lora in Loras) lora.File.Dispose();
+    }
 }

@@ -286,16 +286,11 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         int perPrompt = options.NumImagesPerPrompt, count = options.PromptCount;
         var prompts = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(PromptText(options, i), perPrompt)).ToList();
-        var (tagged, ignored) = (new List<LoraTag>(), new List<string>());
-        var encoded = options.PromptSyntax == PromptSyntax.A1111 // A1111 cuts <lora:…> out before parsing emphasis
-            ? prompts.Select(p => LoraPromptTags.Extract(p, tagged, ignored)).ToList() : prompts;
-        foreach (var tag in ignored.Distinct())
-            warnings.Add($"{tag}: only <lora:…> extra networks are supported; the tag was removed from the prompt.");
-        using var tagFiles = new DisposableList<LoraFile>();
-        foreach (var tag in tagged.DistinctBy(t => t.Name)) // the first mention of a name sets its scales
-            tagFiles.Items.Add(LoraFile.Load(LoraPromptTags.Locate(tag.Name, options.LoraDirectory)));
-        var loras = options.Loras.Concat(tagFiles.Items.Select(f => tagged.First(t => t.Name == f.Name))
-            .Select((t, i) => new LoraWeight(tagFiles.Items[i], t.Scale) { TextEncoderScale = t.TextEncoderScale })).ToList();
+        // A1111 cuts <lora:…> out before parsing emphasis; the tags' files are loaded for this call.
+        using var tagged = options.PromptSyntax == PromptSyntax.A1111 ? LoraPromptTags.Resolve(prompts, options.LoraDirectory) : null;
+        var encoded = tagged?.Prompts.ToList() ?? prompts;
+        warnings.AddRange(tagged?.Warnings ?? []);
+        var loras = options.Loras.Concat(tagged?.Loras ?? []).ToList();
         using var merged = LoraMerger.Apply(loras, Unet, TextEncoder, TextEncoder2);  // restored when the call ends
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
@@ -427,12 +422,6 @@ public sealed class StableDiffusionPipeline : IDisposable
         return Enumerable.Range(0, (int)bytes.shape[0])
             .Select(b => new GeneratedImage(w, h, all[(b * size)..((b + 1) * size)], prompts[b], negatives[b]))
             .ToList();
-    }
-
-    sealed class DisposableList<T> : IDisposable where T : IDisposable
-    {
-        public List<T> Items { get; } = [];
-        public void Dispose() => Items.ForEach(i => i.Dispose());
     }
 
     public void Dispose()
