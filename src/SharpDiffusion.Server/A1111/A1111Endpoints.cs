@@ -186,11 +186,7 @@ public static class A1111Endpoints
         string image = r.String("image") ?? "";
         if (image.Trim().Length == 0) r.Error("image", "field required", "value_error.missing");
         r.ThrowIfInvalid();
-        string data = image.Trim();
-        if (data.StartsWith("data:", StringComparison.OrdinalIgnoreCase)) data = data[(data.IndexOf(',') + 1)..];
-        byte[] bytes;
-        try { bytes = Convert.FromBase64String(data); }
-        catch (FormatException) { throw new ArgumentException("image: not valid base64."); }
+        var bytes = Base64Images.Bytes(image, "image");
         var text = bytes.AsSpan().StartsWith(new byte[] { 137, 80, 78, 71 }) ? PngFile.ReadText(bytes) : new Dictionary<string, string>();
         text.Remove("parameters", out string? info);
         var items = new JsonObject();

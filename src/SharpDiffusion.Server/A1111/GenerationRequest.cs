@@ -36,9 +36,8 @@ public sealed record GenerationRequest
 /// <summary>Decodes images sent as base64 (raw or data: URLs) and refuses what is too large.</summary>
 public static class Base64Images
 {
-    /// <summary>The picture in <paramref name="text"/>, or an error naming <paramref name="field"/>.</summary>
-    /// <exception cref="ImageTooLargeException">more than <paramref name="maxSide"/> pixels on a side.</exception>
-    public static RgbImage Decode(string text, string field, int maxSide)
+    /// <summary>The bytes of a base64 field: raw base64 or a base64 data: URL (URLs are not fetched).</summary>
+    public static byte[] Bytes(string text, string field)
     {
         string data = text.Trim();
         if (data.StartsWith("data:", StringComparison.OrdinalIgnoreCase))
@@ -50,9 +49,15 @@ public static class Base64Images
         }
         else if (data.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || data.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"{field}: URLs are not fetched; send the image itself as base64.");
-        byte[] bytes;
-        try { bytes = Convert.FromBase64String(data); }
+        try { return Convert.FromBase64String(data); }
         catch (FormatException) { throw new ArgumentException($"{field}: not valid base64 (send the image file's bytes, base64-encoded)."); }
+    }
+
+    /// <summary>The picture in <paramref name="text"/>, or an error naming <paramref name="field"/>.</summary>
+    /// <exception cref="ImageTooLargeException">more than <paramref name="maxSide"/> pixels on a side.</exception>
+    public static RgbImage Decode(string text, string field, int maxSide)
+    {
+        var bytes = Bytes(text, field);
         if (ImageFile.ReadSize(bytes) is var (w, h) && (w > maxSide || h > maxSide)) // before decoding: no huge allocation
             throw new ImageTooLargeException($"{field}: the image is {w}x{h}; at most {maxSide} pixels on a side are accepted.");
         return ImageFile.Decode(bytes, field);

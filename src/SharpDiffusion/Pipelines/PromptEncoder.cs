@@ -45,14 +45,7 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
     public Tensor EncodePlain(IReadOnlyList<string> texts, int clipSkip = 1, ICollection<string>? warnings = null)
     {
         texts = texts.Select(tokenizer.ExpandMultiVectorTokens).ToList();           // diffusers' maybe_convert_prompt
-        if (warnings is not null)
-            foreach (var text in texts.Distinct())
-            {
-                int tokens = tokenizer.EncodeUntruncated(text).Length;
-                if (tokens > tokenizer.ModelMaxLength)
-                    warnings.Add($"The prompt \"{Shorten(text)}\" is {tokens - 2} tokens; only the first {tokenizer.ModelMaxLength - 2} are used. " +
-                        "AUTOMATIC1111 prompt syntax reads prompts of any length.");
-            }
+        WarnIfTruncated(tokenizer, texts, warnings);
         using var ids = tokenizer.EncodeBatch(texts);                                      // [B, 77]
         using var onDevice = ids.to(device);
         return textEncoder.Encode(onDevice, clipSkip);                                     // [B, 77, D]
@@ -79,6 +72,19 @@ public sealed class PromptEncoder(ClipTokenizer tokenizer, ClipTextModel textEnc
             chunks.Add(Emphasis.Original(z, weights).to(z.dtype));
         }
         return cat(chunks, 1).MoveToOuterDisposeScope();                                             // [B, 77·k, D]
+    }
+
+    /// <summary>A warning for each distinct text longer than the tokenizer's 77 tokens (plain syntax truncates).</summary>
+    internal static void WarnIfTruncated(ClipTokenizer tokenizer, IEnumerable<string> texts, ICollection<string>? warnings)
+    {
+        if (warnings is null) return;
+        foreach (var text in texts.Distinct())
+        {
+            int tokens = tokenizer.EncodeUntruncated(text).Length;
+            if (tokens > tokenizer.ModelMaxLength)
+                warnings.Add($"The prompt \"{Shorten(text)}\" is {tokens - 2} tokens; only the first {tokenizer.ModelMaxLength - 2} are used. " +
+                    "AUTOMATIC1111 prompt syntax reads prompts of any length.");
+        }
     }
 
     static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";

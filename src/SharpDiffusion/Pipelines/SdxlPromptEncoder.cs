@@ -35,13 +35,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
     (Tensor Hidden, Tensor? Pooled) Run(ClipTokenizer tokenizer, ClipTextModel encoder, IReadOnlyList<string> texts, int clipSkip, ICollection<string>? warnings)
     {
         texts = texts.Select(tokenizer.ExpandMultiVectorTokens).ToList();
-        if (warnings is not null)
-            foreach (var text in texts.Distinct())
-            {
-                int tokens = tokenizer.EncodeUntruncated(text).Length;
-                if (tokens > tokenizer.ModelMaxLength)
-                    warnings.Add($"The prompt \"{(text.Length <= 40 ? text : text[..37] + "...")}\" is {tokens - 2} tokens; only the first {tokenizer.ModelMaxLength - 2} are used.");
-            }
+        PromptEncoder.WarnIfTruncated(tokenizer, texts, warnings);
         using var ids = tokenizer.EncodeBatch(texts);                                         // [B, 77]
         using var onDevice = ids.to(device);
         return encoder.EncodeHidden(onDevice, clipSkip + 1);
