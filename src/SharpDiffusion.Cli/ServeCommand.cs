@@ -25,13 +25,24 @@ public static class ServeCommand
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+        new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir and --dtype are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
+        new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
     ];
 
     public static int Run(CommandLine cl)
     {
-        string model = cl.String("model") ?? DefaultModel.Locate()
+        string? queueUrl = cl.String("queue");
+        if (queueUrl is not null)
+        {
+            try { SharpDiffusion.Server.Distributed.RedisAddress.Parse(queueUrl); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+        }
+        int retention = cl.Int("job-retention") ?? 30;
+        if (retention is < 1 or > 10_080)
+            throw new UsageException($"--job-retention must be 1 to 10080 minutes; got {retention}.");
+        string model = queueUrl is not null ? cl.String("model") ?? "" : cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR|FILE is required (the shipped models/sharp-shapes was not found).");
-        if (!File.Exists(model) && !Directory.Exists(model))
+        if (queueUrl is null && !File.Exists(model) && !Directory.Exists(model))
             throw new UsageException($"--model: {AtomicFiles.Printable(model)} does not exist.");
         string? modelsDir = cl.String("models-dir");
         if (modelsDir is not null && !Directory.Exists(modelsDir))
@@ -75,13 +86,15 @@ public static class ServeCommand
             MaxImageSide = maxSide,
             Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
             Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
+            Queue = queueUrl,
+            JobRetention = TimeSpan.FromMinutes(retention),
         };
         // Ctrl-C stops here; SIGTERM is handled by the host itself (it ends WaitAsync). The handler is removed before the
         // token is disposed: it would otherwise throw ObjectDisposedException on a later Ctrl-C.
         using var stop = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
         Console.CancelKeyPress += onCancel;
-        Progress.Line($"Loading {AtomicFiles.Printable(model)}");
+        Progress.Line(queueUrl is null ? $"Loading {AtomicFiles.Printable(model)}" : $"Connecting to the job queue {queueUrl}");
         SharpDiffusionServer server;
         try { server = Progress.Status("Loading model", () => SharpDiffusionServer.StartAsync(options).GetAwaiter().GetResult()); }
         catch
@@ -91,9 +104,10 @@ public static class ServeCommand
         }
         try
         {
-            foreach (var warning in server.Context.Host.LoadWarnings)
+            foreach (var warning in server.Context.Host?.LoadWarnings ?? [])
                 Progress.Line($"warning: {warning}");
-            Progress.Line($"Serving {server.Context.Host.Current.Name} on {server.Url} (web page: {server.Url}/, AUTOMATIC1111 API: {server.Url}/sdapi/v1, OpenAI: {server.Url}/v1); Ctrl-C stops.");
+            string what = server.Context.Host?.Current.Name ?? $"the workers of {queueUrl}";
+            Progress.Line($"Serving {what} on {server.Url} (web page: {server.Url}/, AUTOMATIC1111 API: {server.Url}/sdapi/v1, OpenAI: {server.Url}/v1); Ctrl-C stops.");
             Console.Out.Flush();
             server.WaitAsync(stop.Token).GetAwaiter().GetResult();
         }

@@ -5,8 +5,11 @@ namespace SharpDiffusion.Server;
 /// <summary>What `serve` is told: the model(s), where it listens, who may call it, and its limits.</summary>
 public sealed record ServerOptions
 {
-    /// <summary>The model loaded at start: a diffusers folder or a single-file checkpoint.</summary>
+    /// <summary>The model loaded at start: a diffusers folder or a single-file checkpoint (unused with <see cref="Queue"/>).</summary>
     public required string Model { get; init; }
+    /// <summary>redis://HOST:PORT[/DB]: run as a gateway: jobs go to workers through Redis, no model is loaded here.
+    /// Null = one process, one model, jobs in memory.</summary>
+    public string? Queue { get; init; }
     /// <summary>More models (folders with model_index.json, .safetensors/.ckpt files), listed by /sdapi/v1/sd-models and
     /// selectable by name; nothing outside it can be named.</summary>
     public string? ModelsDir { get; init; }
@@ -21,7 +24,7 @@ public sealed record ServerOptions
     public IReadOnlyList<(string User, string Password)> ApiAuth { get; init; } = [];
     /// <summary>Origins allowed by CORS; empty = none (same origin only).</summary>
     public IReadOnlyList<string> CorsOrigins { get; init; } = [];
-    /// <summary>Jobs waiting behind the running one; one more is refused with 503 and Retry-After.</summary>
+    /// <summary>Jobs waiting behind the running one (with a Redis queue: per model); one more is refused with 503 and Retry-After.</summary>
     public int QueueSize { get; init; } = 16;
     /// <summary>libtorch threads (default: every core).</summary>
     public int? Threads { get; init; }
@@ -31,7 +34,7 @@ public sealed record ServerOptions
     public long MaxBodyBytes { get; init; } = 64L << 20;
     /// <summary>Largest image side a request may ask for or upload (pixels).</summary>
     public int MaxImageSide { get; init; } = 4096;
-    /// <summary>Finished jobs stay readable (GET /jobs/{id}) this long.</summary>
+    /// <summary>Finished jobs stay readable (GET /jobs/{id}) this long (with a Redis queue: their records expire then).</summary>
     public TimeSpan JobRetention { get; init; } = TimeSpan.FromMinutes(30);
     public LoadOptions Load { get; init; } = new();
     /// <summary>With a single-file model: its LDM .yaml.</summary>

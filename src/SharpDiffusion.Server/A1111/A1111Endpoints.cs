@@ -18,12 +18,12 @@ public static class A1111Endpoints
         app.MapGet("/sdapi/v1/progress", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult(Progress(c, server))));
         app.MapPost("/sdapi/v1/interrupt", (HttpContext c) => ApiCall.A1111(c, () =>
         {
-            server.Queue.Running?.Cancel("interrupted");
+            server.Queue.Interrupt();
             return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
         }));
         app.MapPost("/sdapi/v1/skip", (HttpContext c) => ApiCall.A1111(c, () =>
         {
-            server.Queue.Running?.Skip();
+            server.Queue.Skip();
             return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
         }));
         app.MapGet("/sdapi/v1/samplers", () => Json(new JsonArray(SamplerNames.Samplers.Select(s => (JsonNode?)new JsonObject
@@ -42,7 +42,7 @@ public static class A1111Endpoints
         }).ToArray())));
         app.MapGet("/sdapi/v1/sd-models", () => Json(new JsonArray(server.Catalog.Entries.Select(e =>
         {
-            string? hash = e == server.Host.Current ? server.Host.CurrentHash : null;
+            string? hash = server.HashOf(e);
             return (JsonNode?)new JsonObject
             {
                 ["title"] = e.Title(hash),
@@ -69,7 +69,7 @@ public static class A1111Endpoints
         app.MapGet("/sdapi/v1/embeddings", () =>
         {
             var loaded = new JsonObject();
-            foreach (var token in server.Host.Embeddings)
+            foreach (var token in server.Embeddings)
                 loaded[token] = new JsonObject { ["step"] = null, ["sd_checkpoint"] = null, ["sd_checkpoint_name"] = null, ["shape"] = 0, ["vectors"] = 1 };
             return Json(new JsonObject { ["loaded"] = loaded, ["skipped"] = new JsonObject() });
         });
@@ -106,7 +106,8 @@ public static class A1111Endpoints
     static IResult Progress(HttpContext context, ServerContext server)
     {
         bool skipImage = string.Equals(context.Request.Query["skip_current_image"], "true", StringComparison.OrdinalIgnoreCase);
-        var job = server.Queue.Running;
+        var running = server.Queue.RunningJobs;
+        var job = running.FirstOrDefault();
         var d = job?.Describe(0, withResult: false);
         var p = job?.Progress;
         var state = new JsonObject
@@ -131,6 +132,8 @@ public static class A1111Endpoints
             ["current_image"] = preview is null ? null : Convert.ToBase64String(preview),
             ["textinfo"] = job is null ? null : $"Image {p!.ImageIndex + 1}/{p.ImageCount}, step {p.Step}/{p.Steps} ({p.Stage})",
             ["current_task"] = job?.Id,
+            // With several workers (a Redis queue) more than one job runs; A1111's fields show the first.
+            ["running"] = new JsonArray(running.Select(j => (JsonNode?)j.Describe(0, withResult: false)).ToArray()),
         });
     }
 
@@ -149,8 +152,9 @@ public static class A1111Endpoints
     static JsonObject Options(ServerContext server)
     {
         var o = server.Settings.Snapshot();
-        o["sd_model_checkpoint"] = server.Host.Current.Title(server.Host.CurrentHash);
-        o["sd_checkpoint_hash"] = server.Host.CurrentHash;
+        var current = server.CurrentModel;
+        o["sd_model_checkpoint"] = current is null ? null : current.Title(server.HashOf(current));
+        o["sd_checkpoint_hash"] = current is null ? null : server.HashOf(current);
         return o;
     }
 
@@ -163,12 +167,19 @@ public static class A1111Endpoints
         {
             string name = checkpoint is JsonValue v && v.TryGetValue(out string? s) ? s
                 : throw new RequestValidationException([new FieldError("sd_model_checkpoint", "str type expected", "type_error.str")]);
+            if (server.Gateway is not null) server.Catalog.Refresh(); // the workers' models as of now
             var entry = server.Catalog.Find(name)
                 ?? throw new ArgumentException($"Model '{name}' not found; GET /sdapi/v1/sd-models lists the names.");
             server.Settings.Set(body); // checked before the switch is queued
-            var job = server.Queue.Enqueue(new Job(ServerContext.NewJobId(), "options", _ =>
+            if (server.LocalQueue is null)
             {
-                server.Host.Use(entry);
+                server.ChooseModel(entry); // a gateway loads nothing: later requests go to that model's workers
+                return Json(new JsonObject());
+            }
+            var host = server.Host!;
+            var job = server.LocalQueue.Enqueue(new Job(ServerContext.NewJobId(), "options", _ =>
+            {
+                host.Use(entry);
                 return new JsonObject();
             }));
             await server.WaitAsync(job, context.RequestAborted);

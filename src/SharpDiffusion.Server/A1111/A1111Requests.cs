@@ -134,6 +134,8 @@ public static class A1111Requests
         foreach (var (key, value) in body)
             if (parameters.ContainsKey(key) && value is not null)
                 parameters[key] = value.DeepClone();
+        var source = (JsonObject)body.DeepClone();
+        source["seed"] = resolved;
         if (img2img)
         {
             parameters["init_images"] = null; // not echoed (A1111 leaves them out unless include_init_images)
@@ -153,6 +155,7 @@ public static class A1111Requests
             Parameters = parameters,
             Warnings = warnings,
             TaskId = taskId,
+            Source = source,
         };
     }
 

@@ -29,6 +29,9 @@ public sealed record GenerationRequest
     /// <summary>What was accepted but not done (unsupported features asked for), reported in the response.</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
     public string? TaskId { get; init; }
+    /// <summary>The body as received with its seed resolved: what a Redis queue sends to a worker, which parses it again
+    /// (same code, same result) against its own model.</summary>
+    public required JsonObject Source { get; init; }
 
     public GenerationOptions OptionsFor(int image) => Options with { Seed = Seed + image };
 }

@@ -13,10 +13,16 @@ public sealed record ModelEntry(string Name, string Path, bool IsFile)
 /// model_index.json, .safetensors/.ckpt files). A name is looked up among these entries only, never joined to a
 /// path, so "../x" or "/etc/passwd" can only fail to match.
 /// </summary>
-public sealed class ModelCatalog(string startModel, string? modelsDir)
+public sealed class ModelCatalog
 {
     readonly object _gate = new();
-    IReadOnlyList<ModelEntry> _entries = Scan(startModel, modelsDir);
+    readonly Func<IReadOnlyList<ModelEntry>> _scan;
+    IReadOnlyList<ModelEntry> _entries;
+
+    public ModelCatalog(string startModel, string? modelsDir) : this(() => Scan(startModel, modelsDir)) { }
+
+    /// <summary>Entries from elsewhere (a gateway: the models its workers serve), read again by <see cref="Refresh"/>.</summary>
+    public ModelCatalog(Func<IReadOnlyList<ModelEntry>> scan) => (_scan, _entries) = (scan, scan());
 
     public IReadOnlyList<ModelEntry> Entries { get { lock (_gate) return _entries; } }
 
@@ -25,7 +31,7 @@ public sealed class ModelCatalog(string startModel, string? modelsDir)
     /// <summary>Scans the folder again (POST /sdapi/v1/refresh-checkpoints).</summary>
     public void Refresh()
     {
-        var entries = Scan(startModel, modelsDir);
+        var entries = _scan();
         lock (_gate) _entries = entries;
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using SharpDiffusion.Server.A1111;
 using SharpDiffusion.Server.Catalog;
+using SharpDiffusion.Server.Distributed;
 using SharpDiffusion.Server.Jobs;
 
 namespace SharpDiffusion.Server.Hosting;
@@ -13,27 +14,79 @@ public sealed class ServerContext : IDisposable
     public ServerContext(ServerOptions options)
     {
         Options = options;
-        Catalog = new ModelCatalog(options.Model, options.ModelsDir);
         Loras = new LoraCatalog(options.LoraDir);
-        Host = new ModelHost(options, Catalog);
         Settings = new ServerSettings();
-        Queue = new JobQueue(options.QueueSize, options.JobRetention);
-        Work = new GenerationWork(Host, Catalog, Settings, options.OutputDir);
+        if (options.Queue is { } url)
+        {
+            Gateway = RedisGateway.Connect(url, options);
+            Catalog = new ModelCatalog(Gateway.Models);
+            Queue = Gateway;
+        }
+        else
+        {
+            Catalog = new ModelCatalog(options.Model, options.ModelsDir);
+            Host = new ModelHost(options, Catalog);
+            LocalQueue = new JobQueue(options.QueueSize, options.JobRetention);
+            Queue = LocalQueue;
+            Work = new GenerationWork(Host, Catalog, Settings, options.OutputDir);
+        }
     }
 
     public ServerOptions Options { get; }
     public ModelCatalog Catalog { get; }
     public LoraCatalog Loras { get; }
-    public ModelHost Host { get; }
     public ServerSettings Settings { get; }
-    public JobQueue Queue { get; }
-    public GenerationWork Work { get; }
+    public IJobQueue Queue { get; }
+    /// <summary>One process: the loaded model, its queue and the work it runs (null for a gateway).</summary>
+    public ModelHost? Host { get; }
+    public JobQueue? LocalQueue { get; }
+    public GenerationWork? Work { get; }
+    /// <summary>A gateway of a Redis queue (null for one process).</summary>
+    public RedisGateway? Gateway { get; }
+
+    /// <summary>The model a request without sd_model_checkpoint gets: the loaded one, or (gateway) the one chosen with
+    /// POST /options, else the first served; null when no worker serves any.</summary>
+    public ModelEntry? CurrentModel => Host?.Current
+        ?? (_gatewayModel is { } m && Catalog.Find(m) is { } chosen ? chosen : Catalog.Entries.FirstOrDefault());
+
+    string? _gatewayModel;
+
+    /// <summary>A1111's short hash of a model, when known.</summary>
+    public string? HashOf(ModelEntry entry) => Host is not null
+        ? (entry == Host.Current ? Host.CurrentHash : null)
+        : Gateway!.HashOf(entry.Name);
+
+    public IReadOnlyList<string> Embeddings => Host?.Embeddings ?? Gateway!.Embeddings;
 
     public static string NewJobId() => $"task({Guid.NewGuid():N}"[..21] + ")";
 
     /// <summary>Queues a generation and returns its job.</summary>
-    public Job Submit(GenerationRequest request, string kind) =>
-        Queue.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work.Run(job, request)));
+    public Job Submit(GenerationRequest request, string kind)
+    {
+        if (Gateway is null)
+            return LocalQueue!.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work!.Run(job, request)));
+        var model = ServedModel(request.Checkpoint);
+        if (model is null)
+        {
+            Gateway.RefreshWorkers(); // a worker that started within the last second
+            model = ServedModel(request.Checkpoint);
+        }
+        if (model is null && request.Checkpoint is { } name)
+            throw new ArgumentException($"Model '{name}' not found: no worker serves it; GET /sdapi/v1/sd-models lists the names served ({Served()}).");
+        return Gateway.Submit(request, kind, (model ?? throw new QueueRefusedException(
+            "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5)).Name, Settings);
+    }
+
+    ModelEntry? ServedModel(string? name)
+    {
+        Catalog.Refresh();
+        return name is null ? CurrentModel : Catalog.Find(name);
+    }
+
+    /// <summary>A gateway's POST /options sd_model_checkpoint: the model requests get by default.</summary>
+    public void ChooseModel(ModelEntry entry) => _gatewayModel = entry.Name;
+
+    string Served() => Catalog.Entries.Count == 0 ? "none" : string.Join(", ", Catalog.Entries.Select(e => e.Name));
 
     /// <summary>Waits for the job; if the client goes away first, the job is cancelled (queued: at once; running: at its next step).</summary>
     public async Task WaitAsync(Job job, CancellationToken clientGone)
@@ -67,6 +120,6 @@ public sealed class ServerContext : IDisposable
     public void Dispose()
     {
         Queue.Dispose();
-        Host.Dispose();
+        Host?.Dispose();
     }
 }

@@ -35,7 +35,7 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
         var context = new ServerContext(options);
         try
         {
-            if (loadModel) _ = context.Host.Pipeline; // fails with the library's one-line message
+            if (loadModel && context.Host is { } host) _ = host.Pipeline; // fails with the library's one-line message
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpDiffusion.Server" });
             builder.Logging.ClearProviders();
             builder.WebHost.UseKestrel(k =>

@@ -37,7 +37,11 @@ public sealed class Job
     /// <summary>Runs on the worker; returns the result body. Throws OperationCanceledException when cancelled.</summary>
     internal Func<Job, JsonObject> Work { get; }
 
-    public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
+    /// <summary>Raised (outside the job's lock) after progress or a preview was reported: a worker of a Redis queue
+    /// forwards them to the gateways.</summary>
+    public event Action<Job>? Changed;
+
+    public DateTimeOffset Created { get; init; } = DateTimeOffset.UtcNow;
     public DateTimeOffset? Started { get; private set; }
     public DateTimeOffset? Ended { get; private set; }
     public JobState State { get; private set; } = JobState.Queued;
@@ -73,11 +77,13 @@ public sealed class Job
     public void Report(JobProgress progress)
     {
         lock (_gate) { Progress = progress; Version++; }
+        Changed?.Invoke(this);
     }
 
     public void ReportPreview(byte[] png)
     {
         lock (_gate) { Preview = png; PreviewVersion++; Version++; }
+        Changed?.Invoke(this);
     }
 
     /// <summary>A fresh skip token for the next image; true if the previous image was skipped.</summary>
@@ -110,10 +116,32 @@ public sealed class Job
     /// answer for the retention time would hold all of them in memory. The job stays readable (state, times) without it.</summary>
     public void ReleaseResult() { lock (_gate) Result = null; }
 
+    /// <summary>Runs <see cref="Work"/> on the calling thread and ends the job with its outcome: the result; a request the
+    /// model cannot take (422) or any other failure (500), with a one-line reason; or cancelled.</summary>
+    internal void Run()
+    {
+        try
+        {
+            Cancellation.ThrowIfCancellationRequested();
+            Complete(Work(this));
+        }
+        catch (OperationCanceledException) { EndCancelled(); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidDataException or FileNotFoundException
+                                      or DirectoryNotFoundException or InsufficientMemoryException)
+        {
+            Fail(OneLine(e.Message), 422);
+        }
+        catch (Exception e) { Fail($"{OneLine(e.Message)} ({e.GetType().Name})", 500); }
+    }
+
+    static string OneLine(string s) => s.ReplaceLineEndings(" ");
+
     internal void Complete(JsonObject result) { lock (_gate) EndLocked(JobState.Completed, result, null, 0); }
     internal void Fail(string error, int status) { lock (_gate) EndLocked(JobState.Failed, null, error, status); }
     /// <summary>A running job stopped by <see cref="Cancel"/>: it ends with the reason given there ("interrupted", "the client disconnected", …).</summary>
     internal void EndCancelled() { lock (_gate) EndLocked(JobState.Cancelled, null, _cancelReason, 0); }
+    /// <summary>Ended elsewhere (a job of a Redis queue, mirrored by a gateway).</summary>
+    internal void EndCancelled(string reason) { lock (_gate) EndLocked(JobState.Cancelled, null, reason, 0); }
 
     void EndLocked(JobState state, JsonObject? result, string? error, int status)
     {

@@ -34,6 +34,31 @@ public static class JobEndpoints
         app.MapDelete("/jobs/{id}", (string id, HttpContext c) => ApiCall.A1111(c, () => Cancel(server, id)));
         app.MapPost("/jobs/{id}/cancel", (string id, HttpContext c) => ApiCall.A1111(c, () => Cancel(server, id)));
         app.MapGet("/jobs/{id}/events", (string id, HttpContext c) => ApiCall.A1111(c, () => Events(c, server, id)));
+        app.MapGet("/workers", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult<IResult>(new JsonResult(200, Workers(server)))));
+    }
+
+    /// <summary>Who generates: with a Redis queue every live worker (model, current job) and each model's waiting jobs;
+    /// in one process the process itself.</summary>
+    static JsonObject Workers(ServerContext server)
+    {
+        if (server.Gateway is { } gateway) return gateway.Status();
+        var model = server.CurrentModel!;
+        return new JsonObject
+        {
+            ["queue"] = "in-process",
+            ["workers"] = new JsonArray(new JsonObject
+            {
+                ["name"] = "local",
+                ["model"] = model.Name,
+                ["title"] = model.Title(server.HashOf(model)),
+                ["hash"] = server.HashOf(model),
+                ["job"] = server.Queue.RunningJobs.FirstOrDefault()?.Id,
+                ["host"] = Environment.MachineName,
+                ["pid"] = Environment.ProcessId,
+                ["threads"] = server.Options.Threads ?? Environment.ProcessorCount,
+            }),
+            ["waiting"] = new JsonObject { [model.Name] = server.Queue.Waiting },
+        };
     }
 
     static Job Find(ServerContext server, string id) =>

@@ -14,7 +14,7 @@ public sealed class QueueRefusedException(string message, int status, int retryA
 /// A bounded FIFO of jobs and the one worker thread that runs them, one at a time (one loaded model, one generation).
 /// Every accepted job ends completed, failed or cancelled; finished jobs stay readable by id for a while.
 /// </summary>
-public sealed class JobQueue : IDisposable
+public sealed class JobQueue : IJobQueue
 {
     readonly object _gate = new();
     readonly LinkedList<Job> _pending = new();
@@ -38,6 +38,12 @@ public sealed class JobQueue : IDisposable
     public Job? Running { get; private set; }
 
     public int Capacity => _capacity;
+
+    public IReadOnlyList<Job> RunningJobs => Running is { } job ? [job] : [];
+
+    public void Interrupt() => Running?.Cancel("interrupted");
+
+    public void Skip() => Running?.Skip();
 
     /// <summary>Jobs waiting (not counting the running one).</summary>
     public int Waiting { get { lock (_gate) return _pending.Count; } }
@@ -104,18 +110,7 @@ public sealed class JobQueue : IDisposable
                 Running = job;
             }
             var clock = Stopwatch.StartNew();
-            try
-            {
-                job.Cancellation.ThrowIfCancellationRequested();
-                job.Complete(job.Work(job));
-            }
-            catch (OperationCanceledException) { job.EndCancelled(); }
-            catch (Exception e) when (e is ArgumentException or NotSupportedException or InvalidDataException or FileNotFoundException
-                                          or DirectoryNotFoundException or InsufficientMemoryException)
-            {
-                job.Fail(OneLine(e.Message), 422);
-            }
-            catch (Exception e) { job.Fail($"{OneLine(e.Message)} ({e.GetType().Name})", 500); }
+            try { job.Run(); }
             finally
             {
                 lock (_gate) Running = null;
@@ -123,8 +118,6 @@ public sealed class JobQueue : IDisposable
             }
         }
     }
-
-    static string OneLine(string s) => s.ReplaceLineEndings(" ");
 
     /// <summary>Forgets finished jobs older than the retention time.</summary>
     void Purge()

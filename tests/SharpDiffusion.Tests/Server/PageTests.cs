@@ -155,7 +155,7 @@ public sealed class PageTests(PageFixture fixture)
         await page.GetByLabel("Prompt", new() { Exact = true }).FillAsync("a red circle");
         await page.GetByLabel("Negative prompt").FillAsync("blurry");
         // Enough steps that the job outlasts the event stream's connection on a loaded machine (else only "done" is seen).
-        await page.GetByLabel("Steps").FillAsync("24");
+        await page.GetByLabel("Steps").FillAsync("60");
         await page.GetByLabel("Seed", new() { Exact = true }).FillAsync("4242");
         await Expect(page.GetByLabel("Sampler")).ToHaveValueAsync("Euler a");
         await Expect(page.GetByLabel("Model", new() { Exact = true })).ToHaveValueAsync(new Regex("^sharp-shapes"));
@@ -175,7 +175,7 @@ public sealed class PageTests(PageFixture fixture)
         var texts = await page.EvaluateAsync<string[]>("() => window.__texts");
         string seen = $"values [{string.Join(", ", values)}], texts [{string.Join(" | ", texts)}]";
         Assert.True(values.Any(v => v is not null && double.Parse(v, System.Globalization.CultureInfo.InvariantCulture) is > 0 and < 1), seen);
-        Assert.True(texts.Any(t => Regex.IsMatch(t, @"Step \d+/24")), seen);
+        Assert.True(texts.Any(t => Regex.IsMatch(t, @"Step \d+/60")), seen);
         Assert.True(texts.Any(t => t.Contains("ETA", StringComparison.Ordinal)), seen);
         // Live previews came with the events, as data: PNGs.
         Assert.True(int.Parse((await page.Locator("#job").GetAttributeAsync("data-previews"))!) > 0, "no live preview arrived");
@@ -187,7 +187,7 @@ public sealed class PageTests(PageFixture fixture)
         var infotext = item.Locator(".infotext");
         await Expect(infotext).ToContainTextAsync("a red circle");
         await Expect(infotext).ToContainTextAsync("Negative prompt: blurry");
-        await Expect(infotext).ToContainTextAsync("Steps: 24, Sampler: Euler a");
+        await Expect(infotext).ToContainTextAsync("Steps: 60, Sampler: Euler a");
         await Expect(infotext).ToContainTextAsync("Seed: 4242");
         await Expect(infotext).ToContainTextAsync("Size: 64x64");
         var link = item.GetByRole(AriaRole.Link, new() { Name = "Download" });

@@ -78,23 +78,42 @@ public sealed partial class ServerProcess : IDisposable
     }
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
+    internal static partial int Kill(int pid, int signal);
 
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    /// <summary>Kills it at once (SIGKILL: no clean-up, as a crash or an out-of-memory kill) and waits for it to be gone.</summary>
+    public void KillHard()
+    {
+        Kill(_process.Id, 9);
+        _process.WaitForExit(10_000);
+    }
+
+    /// <summary>`serve` on a free port, 1 thread, with <paramref name="args"/>; returns once it prints its address.</summary>
+    public static Task<ServerProcess> StartAsync(params string[] args) =>
+        StartCommandAsync(["serve", "--port", "0", "--threads", "1", .. args], line =>
+        {
+            int at = line.IndexOf(" on http://", StringComparison.Ordinal);
+            return line.StartsWith("Serving ", StringComparison.Ordinal) && at > 0 ? line[(at + 4)..].Split(' ')[0] : null;
+        });
+
+    /// <summary>`worker`, 1 thread, with <paramref name="args"/>; returns once it is taking jobs (<see cref="Url"/> is its name).</summary>
+    public static Task<ServerProcess> StartWorkerAsync(params string[] args) =>
+        StartCommandAsync(["worker", "--threads", "1", .. args], line =>
+            line.StartsWith("Worker ", StringComparison.Ordinal) && line.Contains(" serving ", StringComparison.Ordinal) ? line.Split(' ')[1] : null);
+
+    /// <param name="ready">The line that says it is up → its address (or name); null for other lines.</param>
+    static async Task<ServerProcess> StartCommandAsync(string[] args, Func<string, string?> ready)
     {
         string cli = typeof(SharpDiffusion.Cli.Cli).Assembly.Location;
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in (string[])[cli, "serve", "--port", "0", "--threads", "1", .. args]) info.ArgumentList.Add(a);
+        foreach (var a in (string[])[cli, .. args]) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var url = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Text.StringBuilder();
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data is null) { url.TrySetException(new InvalidOperationException("serve exited: " + output)); return; }
+            if (e.Data is null) { url.TrySetException(new InvalidOperationException($"{args[0]} exited: " + output)); return; }
             lock (output) output.AppendLine(e.Data);
-            int at = e.Data.IndexOf(" on http://", StringComparison.Ordinal);
-            if (e.Data.StartsWith("Serving ", StringComparison.Ordinal) && at > 0)
-                url.TrySetResult(e.Data[(at + 4)..].Split(' ')[0]);
+            if (ready(e.Data) is { } address) url.TrySetResult(address);
         };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         process.BeginOutputReadLine();

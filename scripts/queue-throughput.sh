@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Throughput of the Redis job queue on the shipped model (64x64), and its overhead per job against one process:
+#   scripts/queue-throughput.sh [JOBS=40] [STEPS=20] [OVERHEAD_RUNS=30]
+# Starts its own redis-server, gateway and workers on free loopback ports (1 libtorch thread each) and stops them.
+# Needs: redis-server (apt-get install -y redis-server), curl, a Release build (dotnet build -c Release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${1:-40}; steps=${2:-20}; runs=${3:-30}
+cli=src/SharpDiffusion.Cli/bin/Release/net10.0/SharpDiffusion.Cli.dll
+[ -f "$cli" ] || { echo "build first: dotnet build -c Release" >&2; exit 2; }
+command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server" >&2; exit 2; }
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# start NAME ARGS...: runs the CLI in the background, waits for its ready line, prints its URL (serve) or name (worker)
+start() {
+  local name=$1; shift
+  dotnet "$cli" "$@" --threads 1 >"$work/$name.log" 2>&1 & pids+=($!)
+  for _ in $(seq 600); do
+    if grep -q -E '^(Serving|Worker) ' "$work/$name.log"; then
+      grep -o -E 'on http://[0-9.:]+' "$work/$name.log" | head -1 | cut -c4- ; return
+    fi
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+body() { echo "{\"prompt\": \"a red circle, blue square\", \"seed\": $1, \"steps\": $2, \"width\": 64, \"height\": 64}"; }
+
+# jobs per minute with N workers: all jobs submitted at once (POST /jobs), then polled until every one completed
+throughput() {
+  local url=$1 n=$2 ids=() t0 t1
+  t0=$(now_ms)
+  for i in $(seq "$jobs"); do
+    ids+=("$(curl -s "$url/jobs" -H 'content-type: application/json' -d "$(body $((1000 + i)) "$steps")" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)")
+  done
+  for id in "${ids[@]}"; do
+    while ! curl -s "$url/jobs/$id" | grep -q '"state":"completed"'; do sleep 0.05; done
+  done
+  t1=$(now_ms)
+  echo "$n worker(s): $jobs jobs of $steps steps in $(( t1 - t0 )) ms = $(( jobs * 60000 / (t1 - t0) )) jobs/min"
+}
+
+# mean latency of sequential synchronous 1-step requests (the generation itself is a few ms)
+latency() {
+  local url=$1 total=0 t0
+  curl -s -o /dev/null "$url/sdapi/v1/txt2img" -H 'content-type: application/json' -d "$(body 1 1)" # warm-up
+  for i in $(seq "$runs"); do
+    t0=$(now_ms)
+    curl -s -o /dev/null "$url/sdapi/v1/txt2img" -H 'content-type: application/json' -d "$(body "$i" 1)"
+    total=$(( total + $(now_ms) - t0 ))
+  done
+  echo $(( total * 1000 / runs ))  # the mean, in microseconds
+}
+
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
+sleep 0.5
+queue="redis://127.0.0.1:$rport/0"
+gw=$(start gateway serve --queue "$queue" --port 0 --queue-size 1000)
+start w1 worker --queue "$queue" --name w1 >/dev/null
+throughput "$gw" 1
+start w2 worker --queue "$queue" --name w2 >/dev/null
+throughput "$gw" 2
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true   # one worker again, for the latency comparison
+sleep 6                                                     # its registration expires
+queued=$(latency "$gw")
+local_url=$(start local serve --port 0)
+inproc=$(latency "$local_url")
+echo "sequential 1-step requests, mean: in-process $((inproc / 1000)).$(( (inproc % 1000) / 100 )) ms, queue $((queued / 1000)).$(( (queued % 1000) / 100 )) ms: overhead $(( (queued - inproc) / 1000 )).$(( ((queued - inproc) % 1000 + 1000) % 1000 / 100 )) ms per job"

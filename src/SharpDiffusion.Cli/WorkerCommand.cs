@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+using SharpDiffusion.Imaging;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Server;
+using SharpDiffusion.Server.Distributed;
+
+namespace SharpDiffusion.Cli;
+
+/// <summary>`worker`: loads one model and generates the jobs `serve --queue` gateways put into Redis, until Ctrl-C or SIGTERM
+/// (the job running then is finished first).</summary>
+public static class WorkerCommand
+{
+    public static readonly OptionSpec[] Options =
+    [
+        new("queue", OptionKind.Text, "the Redis job queue the gateways (`serve --queue`) write to (required)", "redis://HOST:PORT[/DB]"),
+        new("model", OptionKind.Text, "the model this worker serves: a diffusers folder or a single-file checkpoint; clients name it by its folder or file name (default: the shipped models/sharp-shapes)", "DIR|FILE"),
+        new("config", OptionKind.Text, "with a single-file --model: its original LDM .yaml", "FILE"),
+        new("lora-dir", OptionKind.Text, "where <lora:NAME:SCALE> in prompts finds NAME.safetensors (default: none)", "DIR"),
+        new("embeddings-dir", OptionKind.Text, "textual-inversion embeddings loaded into the model (default: none)", "DIR"),
+        new("name", OptionKind.Text, "this worker's name, unique among the workers (default: HOST-PID)", "NAME"),
+        new("visibility-timeout", OptionKind.Integer, "seconds without a heartbeat after which another worker takes over a job of this one (default: 30)", "S"),
+        new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
+        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+    ];
+
+    public static int Run(CommandLine cl)
+    {
+        string queue = cl.String("queue") ?? throw new UsageException("--queue redis://HOST:PORT[/DB] is required: the queue `serve --queue` writes to.");
+        try { RedisAddress.Parse(queue); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        string model = cl.String("model") ?? DefaultModel.Locate()
+            ?? throw new UsageException("--model DIR|FILE is required (the shipped models/sharp-shapes was not found).");
+        if (!File.Exists(model) && !Directory.Exists(model))
+            throw new UsageException($"--model: {AtomicFiles.Printable(model)} does not exist.");
+        foreach (var option in new[] { "lora-dir", "embeddings-dir" })
+            if (cl.String(option) is { } dir && !Directory.Exists(dir))
+                throw new UsageException($"--{option}: the folder {AtomicFiles.Printable(dir)} does not exist.");
+        int visibility = cl.Int("visibility-timeout") ?? 30;
+        if (visibility is < 2 or > 86_400) throw new UsageException($"--visibility-timeout must be 2 to 86400 seconds; got {visibility}.");
+        int maxSide = cl.Int("max-image-side") ?? 4096;
+        if (maxSide is < 64 or > 8192) throw new UsageException($"--max-image-side must be 64 to 8192; got {maxSide}.");
+        string? name = cl.String("name");
+        if (name is not null && (name.Length is 0 or > 100 || name.Any(char.IsControl)))
+            throw new UsageException($"--name must be 1 to 100 printable characters; got '{AtomicFiles.Printable(name)}'.");
+        var options = new WorkerOptions
+        {
+            Queue = queue,
+            Server = new ServerOptions
+            {
+                Model = model,
+                OriginalConfig = cl.String("config"),
+                LoraDir = cl.String("lora-dir"),
+                EmbeddingsDir = cl.String("embeddings-dir"),
+                MaxImageSide = maxSide,
+                Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
+                Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
+            },
+            VisibilityTimeout = TimeSpan.FromSeconds(visibility),
+        };
+        if (name is not null) options = options with { Name = name };
+
+        Progress.Line($"Loading {AtomicFiles.Printable(model)}");
+        using var worker = Progress.Status("Loading model", () => RedisWorker.Start(options));
+        foreach (var warning in worker.LoadWarnings)
+            Progress.Line($"warning: {warning}");
+        using var stop = new CancellationTokenSource();
+        void Stop(PosixSignalContext c) { c.Cancel = true; stop.Cancel(); }
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        Progress.Line($"Worker {worker.Name} serving {worker.Model} from {queue}; Ctrl-C stops.");
+        Console.Out.Flush();
+        worker.Run(stop.Token, line => Progress.Line(line));
+        Progress.Line("Stopped.");
+        return 0;
+    }
+}

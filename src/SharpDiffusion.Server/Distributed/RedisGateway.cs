@@ -1,0 +1,269 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using StackExchange.Redis;
+using SharpDiffusion.Server.A1111;
+using SharpDiffusion.Server.Catalog;
+using SharpDiffusion.Server.Hosting;
+using SharpDiffusion.Server.Jobs;
+
+namespace SharpDiffusion.Server.Distributed;
+
+/// <summary>
+/// `serve --queue redis://…`: the API without a model. A request becomes a job in Redis (its seed already resolved,
+/// so whichever worker takes it draws the same image), and the endpoints see it through a local <see cref="Job"/> that
+/// mirrors the Redis record: updated on every published change, and once a second in case a message was missed (Redis
+/// restarted, a gateway reconnected). Nothing lives only here: a restarted gateway, or another one, finds every job by
+/// id. While Redis cannot be reached, calls that need it are refused with 503 and Retry-After.
+/// </summary>
+public sealed class RedisGateway : IJobQueue
+{
+    sealed class Mirror(Job job, string model)
+    {
+        public Job Job { get; } = job;
+        public string Model { get; } = model;
+        public int PreviewVersion;
+        public string? ProgressJson;
+    }
+
+    readonly ConnectionMultiplexer _redis;
+    readonly RedisJobStore _store;
+    readonly ServerOptions _options;
+    readonly ConcurrentDictionary<string, Mirror> _mirrors = new();
+    readonly ConcurrentDictionary<string, byte> _changed = new();
+    readonly SemaphoreSlim _signal = new(0);
+    readonly CancellationTokenSource _stop = new();
+    readonly Thread _refresher;
+    volatile IReadOnlyList<WorkerInfo> _workers = [];
+
+    RedisGateway(ConnectionMultiplexer redis, ServerOptions options)
+    {
+        (_redis, _options) = (redis, options);
+        _store = new RedisJobStore(redis);
+        // The message handler only notes the id: the reads happen on the refresher thread, never on the client's own
+        // threads (a blocking call there would hold up the replies it waits for).
+        _store.Bus.Subscribe(RedisJobStore.Events, (_, id) =>
+        {
+            if (_mirrors.ContainsKey(id!) && _changed.TryAdd(id!, 0)) _signal.Release();
+        });
+        RefreshWorkers();
+        _refresher = new Thread(RefreshLoop) { Name = "sharpdiffusion-gateway-refresh", IsBackground = true };
+        _refresher.Start();
+    }
+
+    /// <summary>Changed jobs as they are announced; every second, all unfinished ones and the worker list.</summary>
+    void RefreshLoop()
+    {
+        var everything = System.Diagnostics.Stopwatch.StartNew();
+        while (!_stop.IsCancellationRequested)
+        {
+            try { _signal.Wait(TimeSpan.FromSeconds(1), _stop.Token); }
+            catch (OperationCanceledException) { break; }
+            foreach (var id in _changed.Keys)
+            {
+                _changed.TryRemove(id, out _);
+                Refresh(id);
+            }
+            if (everything.Elapsed >= TimeSpan.FromSeconds(1))
+            {
+                RefreshAll();
+                everything.Restart();
+            }
+        }
+    }
+
+    public RedisAddress Address { get; private init; } = null!;
+
+    /// <summary>Connects (Redis may still be down: the gateway starts anyway and answers 503 until it is up).</summary>
+    public static RedisGateway Connect(string url, ServerOptions options)
+    {
+        var address = RedisAddress.Parse(url);
+        return new RedisGateway(address.Connect("sharpdiffusion-gateway"), options) { Address = address };
+    }
+
+    /// <summary>The workers heard of lately (refreshed every second).</summary>
+    public IReadOnlyList<WorkerInfo> Workers => _workers;
+
+    /// <summary>The models the workers serve, one entry per model name (for /sd-models, /v1/models and name lookups).</summary>
+    public IReadOnlyList<ModelEntry> Models() =>
+        _workers.GroupBy(w => w.Model, StringComparer.Ordinal).Select(g => g.First())
+            .Select(w => new ModelEntry(w.Model, w.IsFile ? w.FileName : w.Model, w.IsFile)).ToList();
+
+    public string? HashOf(string model) => _workers.FirstOrDefault(w => w.Model == model)?.Hash;
+
+    public IReadOnlyList<string> Embeddings => _workers.SelectMany(w => w.Embeddings).Distinct().Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>Queues the request for <paramref name="model"/>'s workers.</summary>
+    public Job Submit(GenerationRequest request, string kind, string model, ServerSettings settings)
+    {
+        string id = request.TaskId ?? ServerContext.NewJobId();
+        var payload = new JsonObject
+        {
+            ["task"] = request.Task,
+            ["body"] = request.Source.DeepClone(),
+            ["clip_skip"] = settings.ClipSkip,
+            ["settings"] = settings.Snapshot(),
+        };
+        var job = new Job(id, kind, _ => throw new InvalidOperationException("A gateway's job runs on a worker."));
+        var mirror = new Mirror(job, model);
+        if (!_mirrors.TryAdd(id, mirror))
+            throw new QueueRefusedException($"A job with the id '{id}' already exists; use another force_task_id.", 409, 0);
+        try
+        {
+            bool queued = Redis(() => _store.Submit(id, kind, model, payload.ToJsonString(), _options.QueueSize, _options.JobRetention));
+            if (!queued)
+                throw new QueueRefusedException($"The queue for {model} is full ({_options.QueueSize} waiting); retry in a few seconds.", 503, 2);
+        }
+        catch
+        {
+            _mirrors.TryRemove(id, out _);
+            throw;
+        }
+        return job;
+    }
+
+    public Job? Find(string id)
+    {
+        if (_mirrors.TryGetValue(id, out var known)) return known.Job;
+        var record = Redis(() => _store.Read(id));
+        if (record is null) return null;
+        var job = new Job(id, record.Kind, _ => throw new InvalidOperationException("A gateway's job runs on a worker.")) { Created = record.Created };
+        var mirror = _mirrors.GetOrAdd(id, new Mirror(job, record.Model));
+        Apply(mirror, record);
+        return mirror.Job;
+    }
+
+    public int? PositionOf(Job job)
+    {
+        if (job.State == JobState.Running) return 0;
+        if (job.State != JobState.Queued || !_mirrors.TryGetValue(job.Id, out var m)) return null;
+        try { return _store.Db.SortedSetRank(RedisJobStore.QueuedKey(m.Model), job.Id) is long rank ? (int)rank + 1 : null; }
+        catch (RedisException) { return null; }
+    }
+
+    public bool Cancel(Job job, string reason = "cancelled")
+    {
+        if (!_mirrors.TryGetValue(job.Id, out var m)) return false;
+        string outcome = Redis(() => _store.Cancel(job.Id, m.Model, reason));
+        Refresh(job.Id);
+        return outcome is "cancelled" or "running";
+    }
+
+    public IReadOnlyList<Job> RunningJobs
+    {
+        get
+        {
+            var workers = Redis(() => WorkerRegistry.Live(_store.Db));
+            return workers.Where(w => w.Job is not null).Select(w => Find(w.Job!)).OfType<Job>()
+                .Where(j => j.State == JobState.Running).ToList();
+        }
+    }
+
+    public int Waiting => Redis(() => Models().Sum(m => (int)_store.Db.SortedSetLength(RedisJobStore.QueuedKey(m.Name))));
+
+    public void Interrupt()
+    {
+        foreach (var job in RunningJobs) Cancel(job, "interrupted");
+    }
+
+    public void Skip()
+    {
+        foreach (var job in RunningJobs) Redis(() => { _store.SkipImage(job.Id); return 0; });
+    }
+
+    /// <summary>The status of every worker and queue, for GET /workers.</summary>
+    public JsonObject Status()
+    {
+        var workers = Redis(() => WorkerRegistry.Live(_store.Db));
+        var queues = new JsonObject();
+        foreach (var model in workers.Select(w => w.Model).Distinct().Order(StringComparer.Ordinal))
+            queues[model] = Redis(() => _store.Db.SortedSetLength(RedisJobStore.QueuedKey(model)));
+        return new JsonObject
+        {
+            ["queue"] = Address.ToString(),
+            ["workers"] = new JsonArray(workers.Select(w => (JsonNode?)w.ToJson()).ToArray()),
+            ["waiting"] = queues,
+        };
+    }
+
+    void RefreshAll()
+    {
+        try
+        {
+            RefreshWorkers();
+            var cutoff = DateTimeOffset.UtcNow - _options.JobRetention;
+            foreach (var (id, m) in _mirrors)
+            {
+                if (!m.Job.IsFinished) Refresh(id);
+                else if (m.Job.Ended < cutoff) _mirrors.TryRemove(id, out _);
+            }
+        }
+        catch (Exception) { } // Redis away: the next tick tries again
+    }
+
+    /// <summary>Reads the worker list now (it is otherwise read every second).</summary>
+    public void RefreshWorkers()
+    {
+        try { _workers = WorkerRegistry.Live(_store.Db); }
+        catch (RedisException) { }
+    }
+
+    void Refresh(string id)
+    {
+        if (!_mirrors.TryGetValue(id, out var m) || m.Job.IsFinished) return;
+        try
+        {
+            if (_store.Read(id) is { } record) Apply(m, record);
+            else m.Job.Fail($"The job {id} is no longer in the queue (Redis lost it, or it expired).", 500);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException) { }
+    }
+
+    /// <summary>Brings the mirror up to the record: started, progress, a new preview, the end.</summary>
+    void Apply(Mirror m, JobRecord r)
+    {
+        lock (m)
+        {
+            var job = m.Job;
+            if (job.IsFinished) return;
+            if (r.State != "queued") job.TryStart();
+            string progress = $"{r.Progress}";
+            if (progress != m.ProgressJson && r.State == "running")
+            {
+                m.ProgressJson = progress;
+                job.Report(r.Progress);
+            }
+            if (r.PreviewVersion > m.PreviewVersion && _store.Preview(r.Id) is { } png)
+            {
+                m.PreviewVersion = r.PreviewVersion;
+                job.ReportPreview(png);
+            }
+            switch (r.State)
+            {
+                case "completed":
+                    var result = _store.Field(r.Id, "result");
+                    if (result is not null) job.Complete((JsonObject)JsonNode.Parse(result)!);
+                    else job.Fail($"The job {r.Id} completed but its result has expired.", 410);
+                    break;
+                case "failed": job.Fail(r.Error ?? "failed", r.ErrorStatus is 0 ? 500 : r.ErrorStatus); break;
+                case "cancelled": job.EndCancelled(r.Error ?? "cancelled"); break;
+            }
+        }
+    }
+
+    /// <summary>Runs a Redis call; Redis unreachable → 503 with Retry-After (the client retries; the gateway reconnects by itself).</summary>
+    T Redis<T>(Func<T> call)
+    {
+        try { return call(); }
+        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+        {
+            throw new QueueRefusedException($"The job queue ({Address}) cannot be reached right now ({e.GetType().Name}); retry in a few seconds.", 503, 2);
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _refresher.Join(TimeSpan.FromSeconds(10));
+        _redis.Dispose();
+    }
+}

@@ -1,0 +1,186 @@
+using System.Text.Json.Nodes;
+using StackExchange.Redis;
+using SharpDiffusion.Server.Jobs;
+
+namespace SharpDiffusion.Server.Distributed;
+
+/// <summary>A job as its Redis hash holds it (what a gateway mirrors).</summary>
+public sealed record JobRecord(string Id, string Kind, string Model, string State, DateTimeOffset Created, JobProgress Progress,
+    int PreviewVersion, string? Error, int ErrorStatus, string? Worker, bool CancelRequested, int Attempts)
+{
+    public bool IsFinished => State is "completed" or "failed" or "cancelled";
+}
+
+/// <summary>
+/// The jobs of a Redis queue, shared by gateways and workers. Per job a hash <c>sd:job:ID</c> (state, request, progress,
+/// preview, result); per model a stream <c>sd:stream:MODEL</c> read by the consumer group "workers" and a sorted set
+/// <c>sd:queued:MODEL</c> of the jobs still waiting (its size bounds the queue, its rank is the queue position). Every
+/// change of state is one Lua script, so it is atomic: a job starts only if it is still queued and not cancelled, and
+/// ends once — a second end (a job run again after its worker was thought dead) changes nothing, and a job whose
+/// cancellation was asked for never ends "completed". Each change is published on <c>sd:events</c> (the job id).
+/// </summary>
+public sealed class RedisJobStore(IConnectionMultiplexer redis)
+{
+    public const string Group = "workers";
+    const string Prefix = "sd:";
+    public static RedisKey JobKey(string id) => $"{Prefix}job:{id}";
+    public static RedisKey StreamKey(string model) => $"{Prefix}stream:{model}";
+    public static RedisKey QueuedKey(string model) => $"{Prefix}queued:{model}";
+    public static RedisKey WorkerKey(string name) => $"{Prefix}worker:{name}";
+    public static readonly RedisKey Workers = $"{Prefix}workers";
+    public static readonly RedisKey Stats = $"{Prefix}stats";
+    public static readonly RedisChannel Events = RedisChannel.Literal($"{Prefix}events");
+    public static readonly RedisChannel Control = RedisChannel.Literal($"{Prefix}control");
+    public static RedisChannel Ready(string model) => RedisChannel.Literal($"{Prefix}ready:{model}");
+
+    /// <summary>A hash lives this long while its job waits or runs (it is refreshed when the job starts).</summary>
+    public static readonly TimeSpan PendingLifetime = TimeSpan.FromDays(1);
+
+    public IDatabase Db => redis.GetDatabase();
+    public ISubscriber Bus => redis.GetSubscriber();
+
+    // KEYS: job, queued, stream. ARGV: id, capacity, kind, model, payload, now(ms), lifetime(s), retention(s).
+    const string SubmitScript = """
+        if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+        if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return -2 end
+        redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[3], 'model', ARGV[4], 'payload', ARGV[5], 'state', 'queued',
+          'created', ARGV[6], 'retention', ARGV[8], 'attempts', 0, 'preview_version', 0)
+        redis.call('EXPIRE', KEYS[1], ARGV[7])
+        redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+        redis.pcall('XGROUP', 'CREATE', KEYS[3], 'workers', '0', 'MKSTREAM')
+        redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
+        return 1
+        """;
+
+    // KEYS: job, queued, stats. ARGV: id, worker, now(ms), lifetime(s). Returns run | finished | gone | cancelled.
+    const string StartScript = """
+        local s = redis.call('HGET', KEYS[1], 'state')
+        if not s then redis.call('ZREM', KEYS[2], ARGV[1]) return 'gone' end
+        if s == 'completed' or s == 'failed' or s == 'cancelled' then return 'finished' end
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        local reason = redis.call('HGET', KEYS[1], 'cancel')
+        if reason then
+          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'ended', ARGV[3], 'error', reason)
+          redis.call('HDEL', KEYS[1], 'payload')
+          redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
+          redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+          redis.call('PUBLISH', 'sd:events', ARGV[1])
+          return 'cancelled'
+        end
+        redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[2], 'started', ARGV[3])
+        redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+        redis.call('EXPIRE', KEYS[1], ARGV[4])
+        redis.call('PUBLISH', 'sd:events', ARGV[1])
+        return 'run'
+        """;
+
+    // KEYS: job, queued, stats. ARGV: id, state, result, error, status, now(ms). Returns the state written, or '' if the job had ended.
+    const string EndScript = """
+        local s = redis.call('HGET', KEYS[1], 'state')
+        if not s or s == 'completed' or s == 'failed' or s == 'cancelled' then return '' end
+        local state, result, err = ARGV[2], ARGV[3], ARGV[4]
+        local reason = redis.call('HGET', KEYS[1], 'cancel')
+        if reason and state == 'completed' then state, result, err = 'cancelled', '', reason end
+        redis.call('HSET', KEYS[1], 'state', state, 'ended', ARGV[6], 'error', err, 'error_status', ARGV[5])
+        if result ~= '' then redis.call('HSET', KEYS[1], 'result', result) end
+        redis.call('HDEL', KEYS[1], 'payload')
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
+        redis.call('HINCRBY', KEYS[3], state, 1)
+        redis.call('PUBLISH', 'sd:events', ARGV[1])
+        return state
+        """;
+
+    // KEYS: job, queued, stats. ARGV: id, reason, now(ms). Returns cancelled (was waiting) | running | finished | gone.
+    const string CancelScript = """
+        local s = redis.call('HGET', KEYS[1], 'state')
+        if not s then return 'gone' end
+        if s == 'completed' or s == 'failed' or s == 'cancelled' then return 'finished' end
+        if redis.call('HEXISTS', KEYS[1], 'cancel') == 0 then redis.call('HSET', KEYS[1], 'cancel', ARGV[2]) end
+        if s == 'queued' then
+          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'ended', ARGV[3], 'error', redis.call('HGET', KEYS[1], 'cancel'))
+          redis.call('HDEL', KEYS[1], 'payload')
+          redis.call('ZREM', KEYS[2], ARGV[1])
+          redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
+          redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+          redis.call('PUBLISH', 'sd:events', ARGV[1])
+          return 'cancelled'
+        end
+        return 'running'
+        """;
+
+    static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>Queues a job; false if <paramref name="capacity"/> jobs already wait for the model. Throws if the id is taken.</summary>
+    public bool Submit(string id, string kind, string model, string payload, int capacity, TimeSpan retention)
+    {
+        var r = (long)Db.ScriptEvaluate(SubmitScript, [JobKey(id), QueuedKey(model), StreamKey(model)],
+            [id, capacity, kind, model, payload, Now, (long)PendingLifetime.TotalSeconds, Math.Max(1, (long)retention.TotalSeconds)]);
+        if (r == -1)
+            throw new QueueRefusedException($"A job with the id '{id}' already exists; use another force_task_id.", 409, 0);
+        if (r == 1)
+            Bus.Publish(Ready(model), id, CommandFlags.FireAndForget);
+        return r == 1;
+    }
+
+    /// <summary>Marks the job running on <paramref name="worker"/>: "run", or why not ("finished", "gone", "cancelled").</summary>
+    public string Start(string id, string model, string worker) =>
+        (string)Db.ScriptEvaluate(StartScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, Now, (long)PendingLifetime.TotalSeconds])!;
+
+    /// <summary>Ends the job once: the state written ("cancelled" if a cancellation came first), or "" if it had already ended.</summary>
+    public string End(string id, string model, JobState state, string? result, string? error, int status) =>
+        (string)Db.ScriptEvaluate(EndScript, [JobKey(id), QueuedKey(model), Stats],
+            [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now])!;
+
+    /// <summary>Asks for a cancellation: a waiting job ends at once ("cancelled"); a running one ("running") is told over
+    /// <see cref="Control"/> and stops at its next step.</summary>
+    public string Cancel(string id, string model, string reason)
+    {
+        string r = (string)Db.ScriptEvaluate(CancelScript, [JobKey(id), QueuedKey(model), Stats], [id, reason, Now])!;
+        if (r == "running")
+            Bus.Publish(Control, new JsonObject { ["id"] = id, ["action"] = "cancel", ["reason"] = reason }.ToJsonString());
+        return r;
+    }
+
+    public void SkipImage(string id) =>
+        Bus.Publish(Control, new JsonObject { ["id"] = id, ["action"] = "skip" }.ToJsonString());
+
+    static readonly RedisValue[] RecordFields =
+        ["id", "kind", "model", "state", "created", "progress", "preview_version", "error", "error_status", "worker", "cancel", "attempts"];
+
+    /// <summary>The job's record, or null when there is no such job (never was, or expired).</summary>
+    public JobRecord? Read(string id)
+    {
+        var v = Db.HashGet(JobKey(id), RecordFields);
+        if (v[3].IsNull) return null;
+        return new JobRecord((string)v[0]!, (string?)v[1] ?? "txt2img", (string?)v[2] ?? "", (string)v[3]!,
+            DateTimeOffset.FromUnixTimeMilliseconds((long)v[4]), ParseProgress((string?)v[5]), (int)v[6], (string?)v[7],
+            v[8].IsNullOrEmpty ? 0 : (int)v[8], (string?)v[9], !v[10].IsNull, v[11].IsNull ? 0 : (int)v[11]);
+    }
+
+    public string? Field(string id, string field) => Db.HashGet(JobKey(id), field);
+
+    public byte[]? Preview(string id) => (byte[]?)Db.HashGet(JobKey(id), "preview");
+
+    /// <summary>Progress and preview of a running job; fire-and-forget (a lost update is replaced by the next).</summary>
+    public void Report(string id, JobProgress p, byte[]? preview, int previewVersion)
+    {
+        var fields = new List<HashEntry> { new("progress", FormatProgress(p)) };
+        if (preview is not null)
+        {
+            fields.Add(new HashEntry("preview", preview));
+            fields.Add(new HashEntry("preview_version", previewVersion));
+        }
+        Db.HashSet(JobKey(id), fields.ToArray(), CommandFlags.FireAndForget);
+        Bus.Publish(Events, id, CommandFlags.FireAndForget);
+    }
+
+    static string FormatProgress(JobProgress p) =>
+        new JsonObject { ["i"] = p.ImageIndex, ["n"] = p.ImageCount, ["step"] = p.Step, ["steps"] = p.Steps, ["stage"] = p.Stage }.ToJsonString();
+
+    static JobProgress ParseProgress(string? json)
+    {
+        if (json is null || JsonNode.Parse(json) is not JsonObject o) return new JobProgress(0, 1, 0, 0, "queued");
+        return new JobProgress((int)o["i"]!, (int)o["n"]!, (int)o["step"]!, (int)o["steps"]!, (string?)o["stage"] ?? "");
+    }
+}

@@ -1,0 +1,233 @@
+using System.Text.Json.Nodes;
+using StackExchange.Redis;
+using SharpDiffusion.Server.A1111;
+using SharpDiffusion.Server.Catalog;
+using SharpDiffusion.Server.Hosting;
+using SharpDiffusion.Server.Jobs;
+
+namespace SharpDiffusion.Server.Distributed;
+
+/// <summary>What `worker` is told.</summary>
+public sealed record WorkerOptions
+{
+    public required string Queue { get; init; }
+    /// <summary>Its model, as for `serve` (the start model; a worker serves only this one).</summary>
+    public required ServerOptions Server { get; init; }
+    /// <summary>Unique among the workers; default host-pid.</summary>
+    public string Name { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+    /// <summary>A job whose worker has not renewed its claim for this long is taken over by another worker.</summary>
+    public TimeSpan VisibilityTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>
+/// `worker --queue redis://…`: one model, one job at a time, pulled from the model's stream through the consumer group
+/// "workers". Delivery is at least once, results exactly once: a job is acknowledged (XACK) only after its result is
+/// stored; while it runs, the worker renews its claim every second (XCLAIM of its own entry resets the idle time), so
+/// an entry idle for longer than the visibility timeout belongs to a worker that died, and the next idle worker takes
+/// it over (XAUTOCLAIM) and runs it again from the start — same seed, same image; the store keeps only the first end.
+/// Progress and previews go to the job's record; cancel and skip arrive on <see cref="RedisJobStore.Control"/>.
+/// </summary>
+public sealed class RedisWorker : IDisposable
+{
+    readonly WorkerOptions _options;
+    readonly ConnectionMultiplexer _redis;
+    readonly RedisJobStore _store;
+    readonly ModelCatalog _catalog;
+    readonly ModelHost _host;
+    readonly SemaphoreSlim _wake = new(0);
+    readonly object _gate = new();
+    (Job Job, RedisValue Entry)? _current;
+    Timer? _heartbeat;
+
+    RedisWorker(WorkerOptions options, ConnectionMultiplexer redis, ModelCatalog catalog, ModelHost host)
+    {
+        (_options, _redis, _catalog, _host) = (options, redis, catalog, host);
+        _store = new RedisJobStore(redis);
+    }
+
+    /// <summary>The model name this worker serves: the stream it reads and the name clients use.</summary>
+    public string Model => _host.Current.Name;
+
+    public string Name => _options.Name;
+
+    public IReadOnlyList<string> LoadWarnings => _host.LoadWarnings;
+
+    /// <summary>Loads the model (a bad model fails here, with the library's message), then connects.</summary>
+    public static RedisWorker Start(WorkerOptions options)
+    {
+        var address = RedisAddress.Parse(options.Queue);
+        if (options.Server.Threads is int threads) TorchRuntime.Initialize(threads);
+        var catalog = new ModelCatalog(options.Server.Model, null);
+        var host = new ModelHost(options.Server, catalog);
+        try
+        {
+            _ = host.Pipeline;
+            var worker = new RedisWorker(options, address.Connect($"sharpdiffusion-worker-{options.Name}"), catalog, host);
+            worker._store.Bus.Subscribe(RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release());
+            worker._store.Bus.Subscribe(RedisJobStore.Control, (_, message) => worker.OnControl(message!));
+            worker._heartbeat = new Timer(_ => worker.Beat(), null, TimeSpan.Zero, WorkerRegistry.Heartbeat);
+            return worker;
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Takes jobs until <paramref name="stop"/>; the job running then is finished first.</summary>
+    public void Run(CancellationToken stop, Action<string>? log = null)
+    {
+        var stream = RedisJobStore.StreamKey(Model);
+        EnsureGroup(stream);
+        while (!stop.IsCancellationRequested)
+        {
+            StreamEntry[] entries;
+            try
+            {
+                // A dead worker's job first (idle past the visibility timeout), then a new one.
+                entries = _store.Db.StreamAutoClaim(stream, RedisJobStore.Group, Name, (long)_options.VisibilityTimeout.TotalMilliseconds, "0-0", 1).ClaimedEntries;
+                if (entries.Length == 0)
+                    entries = _store.Db.StreamReadGroup(stream, RedisJobStore.Group, Name, StreamPosition.NewMessages, 1);
+            }
+            catch (RedisServerException e) when (e.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+            {
+                EnsureGroup(stream); // Redis came back without its data
+                continue;
+            }
+            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+            {
+                log?.Invoke($"queue unreachable ({e.GetType().Name}); retrying");
+                stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+                continue;
+            }
+            if (entries.Length == 0)
+            {
+                try { _wake.Wait(TimeSpan.FromSeconds(1), stop); } catch (OperationCanceledException) { }
+                continue;
+            }
+            foreach (var entry in entries)
+                Process(stream, entry, stop, log);
+        }
+    }
+
+    void EnsureGroup(RedisKey stream)
+    {
+        try { _store.Db.StreamCreateConsumerGroup(stream, RedisJobStore.Group, "0-0", createStream: true); }
+        catch (RedisServerException e) when (e.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal)) { }
+        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException) { }
+    }
+
+    void Process(RedisKey stream, StreamEntry entry, CancellationToken stop, Action<string>? log)
+    {
+        string id = (string?)entry["id"] ?? "";
+        string start = Retry(() => _store.Start(id, Model, Name), stop);
+        if (start == "run")
+        {
+            var job = new Job(id, _store.Field(id, "kind") ?? "txt2img", j => Work(j, id));
+            job.TryStart();
+            job.Changed += Forward;
+            lock (_gate) _current = (job, entry.Id);
+            Beat();
+            if (_store.Field(id, "cancel") is { } reason) job.Cancel(reason); // asked for between start and here
+            log?.Invoke($"job {id}: running");
+            job.Run();
+            lock (_gate) _current = null;
+            string? result = job.Result?.ToJsonString();
+            string written = Retry(() => _store.End(id, Model, job.State, result, job.Error, job.ErrorStatus), stop);
+            log?.Invoke($"job {id}: {job.State.ToString().ToLowerInvariant()}{(written == "" ? " (already ended elsewhere; result not written)" : "")}");
+            Beat();
+        }
+        // Acknowledged only now: the result is stored (or the job had ended / was cancelled / expired).
+        Retry(() => { _store.Db.StreamAcknowledge(stream, RedisJobStore.Group, entry.Id); _store.Db.StreamDelete(stream, [entry.Id]); return 0; }, stop);
+    }
+
+    JsonObject Work(Job job, string id)
+    {
+        var payload = JsonNode.Parse(_store.Field(id, "payload") ?? throw new InvalidDataException($"The job {id} has no request (it expired)."))!.AsObject();
+        string task = (string?)payload["task"] ?? "txt2img";
+        var settings = new ServerSettings();
+        if (payload["settings"] is JsonObject s) settings.Set(s);
+        int clipSkip = payload["clip_skip"] is JsonValue v && v.TryGetValue(out int c) ? c : 1;
+        var request = A1111Requests.Parse(payload["body"]!.AsObject(), task, clipSkip, _options.Server.MaxImageSide, _options.Server.LoraDir);
+        return new GenerationWork(_host, _catalog, settings, _options.Server.OutputDir).Run(job, request with { Checkpoint = null });
+    }
+
+    long _lastForward;
+    int _previewSent;
+
+    /// <summary>Progress and a new preview to the job's record, at most ten times a second (the result does not depend on it).</summary>
+    void Forward(Job job)
+    {
+        long now = Environment.TickCount64;
+        if (now - Interlocked.Read(ref _lastForward) < 100) return;
+        Interlocked.Exchange(ref _lastForward, now);
+        int version = job.PreviewVersion;
+        var preview = version != _previewSent ? job.Preview : null;
+        _previewSent = version;
+        try { _store.Report(job.Id, job.Progress, preview, version); }
+        catch (RedisException) { } // best effort; the next report or the end replaces it
+    }
+
+    void OnControl(string message)
+    {
+        if (JsonNode.Parse(message) is not JsonObject o) return;
+        Job? job;
+        lock (_gate) job = _current?.Job;
+        if (job is null || (string?)o["id"] != job.Id) return;
+        if ((string?)o["action"] == "skip") job.Skip();
+        else job.Cancel((string?)o["reason"] ?? "cancelled");
+    }
+
+    /// <summary>Every second: announce this worker and its job, renew the claim on the job's entry, and pick up a
+    /// cancellation whose message was missed.</summary>
+    readonly object _beatGate = new();
+
+    void Beat()
+    {
+        lock (_beatGate) BeatLocked(); // one at a time, so a beat that read the job before another cannot write after it
+    }
+
+    void BeatLocked()
+    {
+        (Job Job, RedisValue Entry)? current;
+        lock (_gate) current = _current;
+        try
+        {
+            var pipeline = _host.Current;
+            WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash, pipeline.IsFile,
+                pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
+                _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow));
+            if (current is { } c)
+            {
+                _store.Db.StreamClaimIdsOnly(RedisJobStore.StreamKey(Model), RedisJobStore.Group, Name, 0, [c.Entry]);
+                if (_store.Field(c.Job.Id, "cancel") is { } reason) c.Job.Cancel(reason);
+            }
+        }
+        catch (Exception) { } // Redis away: the next beat tries again
+    }
+
+    /// <summary>Repeats a Redis call until it gets through (Redis restarting) or the worker is told to stop and 30 s more have passed.</summary>
+    T Retry<T>(Func<T> call, CancellationToken stop)
+    {
+        var giveUp = DateTime.MaxValue;
+        while (true)
+        {
+            try { return call(); }
+            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+            {
+                if (stop.IsCancellationRequested && giveUp == DateTime.MaxValue) giveUp = DateTime.UtcNow.AddSeconds(30);
+                if (DateTime.UtcNow > giveUp) throw;
+                Thread.Sleep(500);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _heartbeat?.Dispose();
+        try { WorkerRegistry.Withdraw(_store.Db, Name); } catch (Exception) { }
+        _redis.Dispose();
+        _host.Dispose();
+    }
+}

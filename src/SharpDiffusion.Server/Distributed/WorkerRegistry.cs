@@ -1,0 +1,73 @@
+using System.Text.Json.Nodes;
+using StackExchange.Redis;
+
+namespace SharpDiffusion.Server.Distributed;
+
+/// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings) and the job it runs.</summary>
+public sealed record WorkerInfo(string Name, string Model, string Title, string? Hash, bool IsFile, string FileName,
+    IReadOnlyList<string> Embeddings, string? Job, string Host, int Pid, int Threads, DateTimeOffset LastSeen)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["name"] = Name,
+        ["model"] = Model,
+        ["title"] = Title,
+        ["hash"] = Hash,
+        ["job"] = Job,
+        ["host"] = Host,
+        ["pid"] = Pid,
+        ["threads"] = Threads,
+        ["last_seen"] = LastSeen.ToString("O"),
+    };
+}
+
+/// <summary>
+/// Who serves what: each worker writes its <see cref="WorkerInfo"/> into <c>sd:worker:NAME</c> (expiring) and its
+/// heartbeat time into the sorted set <c>sd:workers</c>; a worker not heard of for <see cref="Lifetime"/> is gone.
+/// </summary>
+public static class WorkerRegistry
+{
+    public static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(5);
+
+    public static void Announce(IDatabase db, WorkerInfo w)
+    {
+        var key = RedisJobStore.WorkerKey(w.Name);
+        db.HashSet(key,
+        [
+            new("name", w.Name), new("model", w.Model), new("title", w.Title), new("hash", w.Hash ?? ""),
+            new("is_file", w.IsFile), new("file_name", w.FileName),
+            new("embeddings", new JsonArray(w.Embeddings.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
+            new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
+        ]);
+        db.KeyExpire(key, Lifetime);
+        db.SortedSetAdd(RedisJobStore.Workers, w.Name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    public static void Withdraw(IDatabase db, string name)
+    {
+        db.KeyDelete(RedisJobStore.WorkerKey(name));
+        db.SortedSetRemove(RedisJobStore.Workers, name);
+    }
+
+    /// <summary>The workers heard of within <see cref="Lifetime"/>, by name.</summary>
+    public static IReadOnlyList<WorkerInfo> Live(IDatabase db)
+    {
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        db.SortedSetRemoveRangeByScore(RedisJobStore.Workers, double.NegativeInfinity, now - Lifetime.TotalMilliseconds, flags: CommandFlags.FireAndForget);
+        var names = db.SortedSetRangeByScoreWithScores(RedisJobStore.Workers, now - Lifetime.TotalMilliseconds);
+        var list = new List<WorkerInfo>();
+        foreach (var entry in names)
+        {
+            var h = db.HashGetAll(RedisJobStore.WorkerKey((string)entry.Element!)).ToDictionary(e => (string)e.Name!, e => e.Value);
+            if (!h.ContainsKey("model")) continue;
+            string S(string k) => h.TryGetValue(k, out var v) ? (string?)v ?? "" : "";
+            var embeddings = JsonNode.Parse(S("embeddings") is { Length: > 0 } j ? j : "[]")!.AsArray().Select(n => (string)n!).ToList();
+            list.Add(new WorkerInfo(S("name"), S("model"), S("title"), S("hash") is { Length: > 0 } hash ? hash : null,
+                S("is_file") == "1", S("file_name"), embeddings, S("job") is { Length: > 0 } job ? job : null, S("host"),
+                int.TryParse(S("pid"), out int pid) ? pid : 0, int.TryParse(S("threads"), out int t) ? t : 0,
+                DateTimeOffset.FromUnixTimeMilliseconds((long)entry.Score)));
+        }
+        return list.OrderBy(w => w.Name, StringComparer.Ordinal).ToList();
+    }
+}

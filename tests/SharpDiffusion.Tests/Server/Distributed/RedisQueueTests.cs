@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SharpDiffusion.Server.Distributed;
+using SharpDiffusion.Tests.Cli;
+using StackExchange.Redis;
+using Xunit.Abstractions;
+
+namespace SharpDiffusion.Tests.Server.Distributed;
+
+/// <summary>
+/// `serve --queue` gateways and `worker` processes on a real redis-server (started here on a free port), each a
+/// process of its own with the shipped model and one thread: every job ends once, with the image the single-process
+/// CLI draws; a worker killed mid-job, a gateway restarted, Redis stopped, cancellations. In the process-wide
+/// collection: the reference images come from `generate` run in this process.
+/// </summary>
+[Collection(ProcessWide.Settings)]
+public class RedisQueueTests(ITestOutputHelper output)
+{
+    const int Steps = 30;
+    static string Prompt(int k) => $"a {(k % 2 == 0 ? "red" : "blue")} circle, ({(k % 3 == 0 ? "green" : "yellow")}:1.2) square {k}";
+    static long Seed(int k) => 500 + k;
+
+    static JsonObject Body(int k) => new()
+    {
+        ["prompt"] = Prompt(k), ["negative_prompt"] = "blurry", ["seed"] = Seed(k), ["steps"] = Steps, ["cfg_scale"] = 6.5,
+        ["sampler_name"] = "Euler", ["width"] = 64, ["height"] = 64,
+    };
+
+    /// <summary>`generate` in this process for the same settings: the bytes every job with them must answer.</summary>
+    static byte[] Reference(int k, TempDir dir)
+    {
+        string file = dir.File($"cli-{k}.png");
+        var r = GenerateCommandTests.Run("generate", "--model", Repo.ShippedModel, "--prompt", Prompt(k), "--negative-prompt", "blurry",
+            "--prompt-syntax", "a1111", "--scheduler", "Euler", "--seed", Seed(k).ToString(), "--steps", Steps.ToString(), "--guidance", "6.5",
+            "--width", "64", "--height", "64", "--threads", "1", "--output", file);
+        Assert.True(r.Code == 0, r.Err);
+        return File.ReadAllBytes(file);
+    }
+
+    static async Task<JsonNode> JobAsync(HttpClient client, string url, string id) =>
+        (await client.GetJsonAsync($"{url}/jobs/{Uri.EscapeDataString(id)}")).Ok().Json;
+
+    static string State(JsonNode job) => (string)job["state"]!;
+
+    [Fact]
+    public async Task Forty_jobs_on_two_workers_end_once_each_with_the_CLI_image_through_a_worker_kill_and_a_gateway_restart()
+    {
+        const int Jobs = 40, Kinds = 8;
+        using var dir = new TempDir();
+        var references = Enumerable.Range(0, Kinds).Select(k => Reference(k, dir)).ToArray();
+        using var redis = RedisServer.Start();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        var gateway = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "100");
+        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "3");
+        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "3");
+        try
+        {
+            var ids = new List<string>();
+            for (int i = 0; i < Jobs; i++)
+            {
+                var reply = await http.PostAsync($"{gateway.Url}/jobs", Body(i % Kinds));
+                Assert.True(reply.Code == 202, reply.Body?.ToJsonString());
+                ids.Add((string)reply.Json["id"]!);
+            }
+
+            // w1 dies in the middle of a job: SIGKILL once it has a job past its first steps.
+            var busy = await Api.PollAsync(() => JobOfAsync(http, gateway.Url, "w1"), j => j is not null, TimeSpan.FromMinutes(2), "w1 running a job", everyMs: 20);
+            string orphan = busy!;
+            await Api.PollAsync(() => JobAsync(http, gateway.Url, orphan), j => State(j) != "running" || (int)j["step"]! >= 3, TimeSpan.FromMinutes(1), "a few steps", everyMs: 10);
+            w1.KillHard();
+            output.WriteLine($"killed w1 during {orphan}");
+
+            // The gateway goes away too, and another starts: clients keep polling their jobs by id there.
+            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n >= 5, TimeSpan.FromMinutes(2), "5 jobs done");
+            Assert.Equal(0, gateway.Terminate(TimeSpan.FromSeconds(30)));
+            gateway.Dispose();
+            gateway = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "100");
+
+            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n == Jobs, TimeSpan.FromMinutes(4), "all jobs done", everyMs: 200);
+            for (int i = 0; i < Jobs; i++)
+            {
+                var job = await JobAsync(http, gateway.Url, ids[i]);
+                Assert.Equal("completed", State(job));
+                var png = Convert.FromBase64String((string)job["result"]!["images"]![0]!);
+                Assert.True(references[i % Kinds].AsSpan().SequenceEqual(png), $"job {i} ({ids[i]}): not the CLI's bytes for seed {Seed(i % Kinds)}");
+            }
+
+            using var client = redis.Connect();
+            var db = client.GetDatabase();
+            Assert.Equal(Jobs, (int)db.HashGet("sd:stats", "completed")); // each job's result written once
+            var attempts = ids.ToDictionary(id => id, id => (int)db.HashGet($"sd:job:{id}", "attempts"));
+            Assert.Equal(2, attempts[orphan]); // started by w1, taken over by w2
+            Assert.Equal("w2", (string?)db.HashGet($"sd:job:{orphan}", "worker"));
+            Assert.All(ids.Where(id => id != orphan), id => Assert.Equal(1, attempts[id]));
+            Assert.Equal(0, db.StreamInfo("sd:stream:sharp-shapes").Length); // every entry acknowledged and removed
+            Assert.Empty(db.StreamPendingMessages("sd:stream:sharp-shapes", RedisJobStore.Group, 10, RedisValue.Null));
+            Assert.Contains($"job {orphan}: completed", w2.Output);
+        }
+        catch
+        {
+            output.WriteLine($"gateway:\n{gateway.Output}\nw1:\n{w1.Output}\nw2:\n{w2.Output}");
+            throw;
+        }
+        finally { gateway.Dispose(); }
+    }
+
+    static async Task<string?> JobOfAsync(HttpClient http, string url, string worker)
+    {
+        var status = (await http.GetJsonAsync($"{url}/workers")).Ok().Json;
+        return status["workers"]!.AsArray().Where(w => (string?)w!["name"] == worker).Select(w => (string?)w!["job"]).FirstOrDefault();
+    }
+
+    static async Task<int> CompletedAsync(HttpClient http, string url, IReadOnlyList<string> ids)
+    {
+        int n = 0;
+        foreach (var id in ids)
+        {
+            var job = await JobAsync(http, url, id);
+            Assert.True(State(job) is "queued" or "running" or "completed", $"{id}: {job.ToJsonString()}");
+            if (State(job) == "completed") n++;
+        }
+        return n;
+    }
+
+    [Fact]
+    public async Task Two_gateways_share_progress_cancel_interrupt_and_a_bounded_queue_and_survive_a_Redis_restart()
+    {
+        using var dir = new TempDir();
+        var reference = Reference(1, dir);
+        using var redis = RedisServer.Start();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        using var g1 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
+        using var g2 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
+        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "3");
+        try
+        {
+            // A long job through g1, seen running on g2, in /progress and /workers.
+            var longJob = Body(0);
+            longJob["steps"] = 1000;
+            string a = (string)(await http.PostAsync($"{g1.Url}/jobs", longJob)).Json["id"]!;
+            await Api.PollAsync(() => JobAsync(http, g2.Url, a), j => State(j) == "running" && (int)j["step"]! >= 2, TimeSpan.FromMinutes(1), "the long job running", everyMs: 20);
+            var progress = (await http.GetJsonAsync($"{g2.Url}/sdapi/v1/progress")).Ok().Json;
+            Assert.Equal(a, (string?)progress["current_task"]);
+            Assert.True((double)progress["progress"]! > 0);
+            Assert.Equal(a, await JobOfAsync(http, g2.Url, "w"));
+
+            // Two wait (the queue size), a third is refused; one waiting job is cancelled from the other gateway.
+            string b = (string)(await http.PostAsync($"{g1.Url}/jobs", Body(1))).Json["id"]!;
+            string c = (string)(await http.PostAsync($"{g2.Url}/jobs", Body(2))).Json["id"]!;
+            var full = await http.PostAsync($"{g1.Url}/jobs", Body(3));
+            Assert.True(full.Code == 503, full.Body?.ToJsonString());
+            Assert.NotNull(full.Headers.RetryAfter);
+            Assert.Equal(2, (int)(await JobAsync(http, g1.Url, c))["queue_position"]!);
+            var cancelled = (await http.SendJsonAsync(new HttpRequestMessage(HttpMethod.Delete, $"{g2.Url}/jobs/{Uri.EscapeDataString(c)}"))).Ok().Json;
+            Assert.Equal("cancelled", State(cancelled));
+
+            // Interrupt on g2 stops the job g1 accepted; the waiting one then runs and answers the CLI's image.
+            (await http.PostAsync($"{g2.Url}/sdapi/v1/interrupt", new JsonObject())).Ok();
+            var stopped = await Api.PollAsync(() => JobAsync(http, g1.Url, a), j => State(j) != "running", TimeSpan.FromSeconds(30), "interrupted", everyMs: 20);
+            Assert.Equal("cancelled", State(stopped));
+            Assert.Null(stopped["result"]);
+            var done = await Api.PollAsync(() => JobAsync(http, g1.Url, b), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(1), "b done");
+            Assert.Equal("completed", State(done));
+            Assert.Equal(reference, Convert.FromBase64String((string)done["result"]!["images"]![0]!));
+
+            using (var client = redis.Connect())
+            {
+                var db = client.GetDatabase();
+                foreach (var id in new[] { a, c })
+                {
+                    Assert.Equal("cancelled", (string?)db.HashGet($"sd:job:{id}", "state"));
+                    Assert.False(db.HashExists($"sd:job:{id}", "result")); // a cancelled job never has an image
+                }
+                Assert.Equal(1, (int)db.HashGet("sd:stats", "completed"));
+            }
+
+            // Redis away for a while: both gateways answer 503 with Retry-After, then work again without a restart.
+            redis.Stop();
+            var refused = await http.PostAsync($"{g1.Url}/sdapi/v1/txt2img", Body(1));
+            Assert.True(refused.Code == 503, refused.Body?.ToJsonString());
+            Assert.NotNull(refused.Headers.RetryAfter);
+            Assert.Equal(503, (await http.GetJsonAsync($"{g2.Url}/jobs/{Uri.EscapeDataString(b)}")).Code);
+            await Task.Delay(2000);
+            redis.Restart();
+            var clock = Stopwatch.StartNew();
+            var again = await Api.PollAsync(() => http.PostAsync($"{g2.Url}/sdapi/v1/txt2img", Body(1)), r => r.Code != 503, TimeSpan.FromSeconds(60), "accepted again", everyMs: 250);
+            output.WriteLine($"a generation answered {clock.ElapsedMilliseconds} ms after Redis restarted");
+            Assert.Equal(reference, again.Ok().Png());
+            Assert.Equal("completed", State(await JobAsync(http, g1.Url, b))); // kept across the restart (append-only file)
+        }
+        catch
+        {
+            output.WriteLine($"g1:\n{g1.Output}\ng2:\n{g2.Output}\nworker:\n{worker.Output}");
+            throw;
+        }
+    }
+
+    [Theory]
+    [InlineData("redis://127.0.0.1:6379/2", "127.0.0.1", 6379, 2, null)]
+    [InlineData("redis://queue.lan", "queue.lan", 6379, 0, null)]
+    [InlineData("redis://:s3cret@10.0.0.5:7000", "10.0.0.5", 7000, 0, "s3cret")]
+    [InlineData("redis://[::1]:6380/1", "::1", 6380, 1, null)]
+    public void Queue_urls_name_host_port_database_and_password(string url, string host, int port, int db, string? password) =>
+        Assert.Equal(new RedisAddress(host, port, db, password), RedisAddress.Parse(url));
+
+    [Theory]
+    [InlineData("http://127.0.0.1:6379", "not a redis:// URL")]
+    [InlineData("redis://127.0.0.1:99999", "the port '99999'")]
+    [InlineData("redis://127.0.0.1:6379/x", "the database 'x'")]
+    [InlineData("redis://:6379", "no host")]
+    public void Bad_queue_urls_are_one_line_errors_that_show_the_form(string url, string why)
+    {
+        var e = Assert.Throws<ArgumentException>(() => RedisAddress.Parse(url));
+        Assert.Contains(why, e.Message);
+        Assert.Contains("redis://HOST:PORT[/DB]", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}

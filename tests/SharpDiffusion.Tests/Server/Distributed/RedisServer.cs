@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using StackExchange.Redis;
+
+namespace SharpDiffusion.Tests.Server.Distributed;
+
+/// <summary>
+/// Debian's redis-server on a free loopback port, its data in a temporary folder (append-only file, fsync always: a
+/// stop and start keeps the queue, as a production Redis with persistence does). Installed with apt-get when missing
+/// and the tests run as root (as `.ci/run` does); stopped and deleted at the end.
+/// </summary>
+public sealed class RedisServer : IDisposable
+{
+    readonly TempDir _dir = new();
+    Process? _process;
+
+    public int Port { get; } = FreePort();
+    public string Url => $"redis://127.0.0.1:{Port}/0";
+
+    public static RedisServer Start()
+    {
+        EnsureInstalled();
+        var redis = new RedisServer();
+        redis.Restart();
+        return redis;
+    }
+
+    /// <summary>Starts it (again) on the same port with the same data.</summary>
+    public void Restart()
+    {
+        var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _dir.Path, "--save", "", "--appendonly", "yes",
+                     "--appendfsync", "always", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning" })
+            info.ArgumentList.Add(a);
+        _process = Process.Start(info)!;
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        var clock = Stopwatch.StartNew();
+        while (!Answers())
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"redis-server exited with {_process.ExitCode}");
+            if (clock.Elapsed > TimeSpan.FromSeconds(20)) throw new TimeoutException("redis-server did not answer within 20 s");
+            Thread.Sleep(50);
+        }
+    }
+
+    /// <summary>Shuts it down (SIGTERM: it writes its data and exits) and waits.</summary>
+    public void Stop()
+    {
+        if (_process is null || _process.HasExited) return;
+        ServerProcess.Kill(_process.Id, 15); // SIGKILL would lose nothing either (fsync always), but this is the usual stop
+        _process.WaitForExit(10_000);
+    }
+
+    bool Answers()
+    {
+        try
+        {
+            using var tcp = new TcpClient();
+            tcp.Connect(IPAddress.Loopback, Port);
+            using var stream = tcp.GetStream();
+            stream.Write("PING\r\n"u8);
+            var buffer = new byte[16];
+            int n = stream.Read(buffer);
+            return System.Text.Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
+        }
+        catch (SocketException) { return false; }
+        catch (IOException) { return false; }
+    }
+
+    /// <summary>A client for the test's own checks (the job records, the counters).</summary>
+    public ConnectionMultiplexer Connect() => ConnectionMultiplexer.Connect($"127.0.0.1:{Port},abortConnect=false");
+
+    static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    static readonly object InstallGate = new();
+
+    static void EnsureInstalled()
+    {
+        lock (InstallGate)
+        {
+            if (File.Exists("/usr/bin/redis-server")) return;
+            if (Environment.UserName != "root")
+                throw new InvalidOperationException("redis-server is not installed: run `apt-get install -y redis-server` (`.ci/run` does, as root).");
+            foreach (var args in new[] { "update -qq", "install -y -qq --no-install-recommends redis-server" })
+            {
+                var p = Process.Start(new ProcessStartInfo("apt-get", args) { UseShellExecute = false, Environment = { ["DEBIAN_FRONTEND"] = "noninteractive" } })!;
+                p.WaitForExit();
+                if (p.ExitCode != 0) throw new InvalidOperationException($"apt-get {args} failed with {p.ExitCode}");
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        try { _process?.Kill(); _process?.WaitForExit(10_000); } catch (InvalidOperationException) { }
+        _process?.Dispose();
+        _dir.Dispose();
+    }
+}
