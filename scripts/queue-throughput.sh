@@ -15,13 +15,13 @@ trap cleanup EXIT
 
 free_port() { local p; while :; do p=$((20000 + RANDOM % 20000)); (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# start NAME ARGS...: runs the CLI in the background, waits for its ready line, prints its URL (serve) or name (worker)
+# start NAME ARGS...: runs the CLI in the background and waits for its ready line; a server's address → $url
 start() {
   local name=$1; shift
   dotnet "$cli" "$@" --threads 1 >"$work/$name.log" 2>&1 & pids+=($!)
   for _ in $(seq 600); do
     if grep -q -E '^(Serving|Worker) ' "$work/$name.log"; then
-      grep -o -E 'on http://[0-9.:]+' "$work/$name.log" | head -1 | cut -c4- ; return
+      url=$(grep -o -E 'on http://[0-9.:]+' "$work/$name.log" | head -1 | cut -c4- || true); return
     fi
     sleep 0.1
   done
@@ -59,14 +59,14 @@ rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
 sleep 0.5
 queue="redis://127.0.0.1:$rport/0"
-gw=$(start gateway serve --queue "$queue" --port 0 --queue-size 1000)
-start w1 worker --queue "$queue" --name w1 >/dev/null
+start gateway serve --queue "$queue" --port 0 --queue-size 1000; gw=$url
+start w1 worker --queue "$queue" --name w1
 throughput "$gw" 1
-start w2 worker --queue "$queue" --name w2 >/dev/null
+start w2 worker --queue "$queue" --name w2
 throughput "$gw" 2
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true   # one worker again, for the latency comparison
 sleep 6                                                     # its registration expires
 queued=$(latency "$gw")
-local_url=$(start local serve --port 0)
-inproc=$(latency "$local_url")
+start local serve --port 0
+inproc=$(latency "$url")
 echo "sequential 1-step requests, mean: in-process $((inproc / 1000)).$(( (inproc % 1000) / 100 )) ms, queue $((queued / 1000)).$(( (queued % 1000) / 100 )) ms: overhead $(( (queued - inproc) / 1000 )).$(( ((queued - inproc) % 1000 + 1000) % 1000 / 100 )) ms per job"

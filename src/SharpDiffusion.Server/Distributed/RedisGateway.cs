@@ -240,7 +240,7 @@ public sealed class RedisGateway : IJobQueue
             switch (r.State)
             {
                 case "completed":
-                    var result = _store.Field(r.Id, "result");
+                    var result = r.Result;
                     if (result is not null) job.Complete((JsonObject)JsonNode.Parse(result)!);
                     else job.Fail($"The job {r.Id} completed but its result has expired.", 410);
                     break;

@@ -6,7 +6,7 @@ namespace SharpDiffusion.Server.Distributed;
 
 /// <summary>A job as its Redis hash holds it (what a gateway mirrors).</summary>
 public sealed record JobRecord(string Id, string Kind, string Model, string State, DateTimeOffset Created, JobProgress Progress,
-    int PreviewVersion, string? Error, int ErrorStatus, string? Worker, bool CancelRequested, int Attempts)
+    int PreviewVersion, string? Error, int ErrorStatus, string? Worker, bool CancelRequested, int Attempts, string? Result)
 {
     public bool IsFinished => State is "completed" or "failed" or "cancelled";
 }
@@ -52,11 +52,12 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return 1
         """;
 
-    // KEYS: job, queued, stats. ARGV: id, worker, now(ms), lifetime(s). Returns run | finished | gone | cancelled.
+    // KEYS: job, queued, stats. ARGV: id, worker, now(ms), lifetime(s).
+    // Returns {run, kind, payload} | {finished} | {gone} | {cancelled}.
     const string StartScript = """
         local s = redis.call('HGET', KEYS[1], 'state')
-        if not s then redis.call('ZREM', KEYS[2], ARGV[1]) return 'gone' end
-        if s == 'completed' or s == 'failed' or s == 'cancelled' then return 'finished' end
+        if not s then redis.call('ZREM', KEYS[2], ARGV[1]) return {'gone'} end
+        if s == 'completed' or s == 'failed' or s == 'cancelled' then return {'finished'} end
         redis.call('ZREM', KEYS[2], ARGV[1])
         local reason = redis.call('HGET', KEYS[1], 'cancel')
         if reason then
@@ -65,17 +66,20 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
           redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
           redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
           redis.call('PUBLISH', 'sd:events', ARGV[1])
-          return 'cancelled'
+          return {'cancelled'}
         end
         redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[2], 'started', ARGV[3])
         redis.call('HINCRBY', KEYS[1], 'attempts', 1)
         redis.call('EXPIRE', KEYS[1], ARGV[4])
         redis.call('PUBLISH', 'sd:events', ARGV[1])
-        return 'run'
+        return {'run', redis.call('HGET', KEYS[1], 'kind'), redis.call('HGET', KEYS[1], 'payload')}
         """;
 
-    // KEYS: job, queued, stats. ARGV: id, state, result, error, status, now(ms). Returns the state written, or '' if the job had ended.
+    // KEYS: job, queued, stats, stream. ARGV: id, state, result, error, status, now(ms), stream entry.
+    // Stores the end (unless the job had ended: returns '') and acknowledges the stream entry in the same step.
     const string EndScript = """
+        redis.call('XACK', KEYS[4], 'workers', ARGV[7])
+        redis.call('XDEL', KEYS[4], ARGV[7])
         local s = redis.call('HGET', KEYS[1], 'state')
         if not s or s == 'completed' or s == 'failed' or s == 'cancelled' then return '' end
         local state, result, err = ARGV[2], ARGV[3], ARGV[4]
@@ -123,14 +127,26 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return r == 1;
     }
 
-    /// <summary>Marks the job running on <paramref name="worker"/>: "run", or why not ("finished", "gone", "cancelled").</summary>
-    public string Start(string id, string model, string worker) =>
-        (string)Db.ScriptEvaluate(StartScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, Now, (long)PendingLifetime.TotalSeconds])!;
+    /// <summary>Marks the job running on <paramref name="worker"/>: "run" with the job's kind and request, or why not
+    /// ("finished", "gone", "cancelled").</summary>
+    public (string Outcome, string? Kind, string? Payload) Start(string id, string model, string worker)
+    {
+        var r = (RedisResult[])Db.ScriptEvaluate(StartScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, Now, (long)PendingLifetime.TotalSeconds])!;
+        return ((string)r[0]!, r.Length > 1 ? (string?)r[1] : null, r.Length > 2 ? (string?)r[2] : null);
+    }
 
-    /// <summary>Ends the job once: the state written ("cancelled" if a cancellation came first), or "" if it had already ended.</summary>
-    public string End(string id, string model, JobState state, string? result, string? error, int status) =>
-        (string)Db.ScriptEvaluate(EndScript, [JobKey(id), QueuedKey(model), Stats],
-            [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now])!;
+    /// <summary>Ends the job once and acknowledges its stream entry, in one step: the state written ("cancelled" if a
+    /// cancellation came first), or "" if it had already ended.</summary>
+    public string End(string id, string model, RedisValue entry, JobState state, string? result, string? error, int status) =>
+        (string)Db.ScriptEvaluate(EndScript, [JobKey(id), QueuedKey(model), Stats, StreamKey(model)],
+            [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now, entry])!;
+
+    /// <summary>Acknowledges and removes a stream entry whose job will not run (ended, cancelled or expired).</summary>
+    public void Acknowledge(string model, RedisValue entry)
+    {
+        Db.StreamAcknowledge(StreamKey(model), Group, entry);
+        Db.StreamDelete(StreamKey(model), [entry]);
+    }
 
     /// <summary>Asks for a cancellation: a waiting job ends at once ("cancelled"); a running one ("running") is told over
     /// <see cref="Control"/> and stops at its next step.</summary>
@@ -146,16 +162,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         Bus.Publish(Control, new JsonObject { ["id"] = id, ["action"] = "skip" }.ToJsonString());
 
     static readonly RedisValue[] RecordFields =
-        ["id", "kind", "model", "state", "created", "progress", "preview_version", "error", "error_status", "worker", "cancel", "attempts"];
+        ["id", "kind", "model", "state", "created", "progress", "preview_version", "error", "error_status", "worker", "cancel", "attempts", "result"];
 
-    /// <summary>The job's record, or null when there is no such job (never was, or expired).</summary>
+    /// <summary>The job's record (with its result once completed: the field exists only then), or null when there is no
+    /// such job (never was, or expired).</summary>
     public JobRecord? Read(string id)
     {
         var v = Db.HashGet(JobKey(id), RecordFields);
         if (v[3].IsNull) return null;
         return new JobRecord((string)v[0]!, (string?)v[1] ?? "txt2img", (string?)v[2] ?? "", (string)v[3]!,
             DateTimeOffset.FromUnixTimeMilliseconds((long)v[4]), ParseProgress((string?)v[5]), (int)v[6], (string?)v[7],
-            v[8].IsNullOrEmpty ? 0 : (int)v[8], (string?)v[9], !v[10].IsNull, v[11].IsNull ? 0 : (int)v[11]);
+            v[8].IsNullOrEmpty ? 0 : (int)v[8], (string?)v[9], !v[10].IsNull, v[11].IsNull ? 0 : (int)v[11], (string?)v[12]);
     }
 
     public string? Field(string id, string field) => Db.HashGet(JobKey(id), field);

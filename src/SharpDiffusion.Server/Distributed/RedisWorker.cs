@@ -66,6 +66,7 @@ public sealed class RedisWorker : IDisposable
             worker._store.Bus.Subscribe(RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release());
             worker._store.Bus.Subscribe(RedisJobStore.Control, (_, message) => worker.OnControl(message!));
             worker._heartbeat = new Timer(_ => worker.Beat(), null, TimeSpan.Zero, WorkerRegistry.Heartbeat);
+            worker.Beat(); // registered before it says it is ready
             return worker;
         }
         catch
@@ -80,13 +81,20 @@ public sealed class RedisWorker : IDisposable
     {
         var stream = RedisJobStore.StreamKey(Model);
         EnsureGroup(stream);
+        var sinceReclaim = System.Diagnostics.Stopwatch.StartNew();
+        bool reclaimDue = true;
         while (!stop.IsCancellationRequested)
         {
-            StreamEntry[] entries;
+            StreamEntry[] entries = [];
             try
             {
-                // A dead worker's job first (idle past the visibility timeout), then a new one.
-                entries = _store.Db.StreamAutoClaim(stream, RedisJobStore.Group, Name, (long)_options.VisibilityTimeout.TotalMilliseconds, "0-0", 1).ClaimedEntries;
+                // A dead worker's job first (idle past the visibility timeout; looked for once a second), then a new one.
+                if (reclaimDue || sinceReclaim.Elapsed >= TimeSpan.FromSeconds(1))
+                {
+                    entries = _store.Db.StreamAutoClaim(stream, RedisJobStore.Group, Name, (long)_options.VisibilityTimeout.TotalMilliseconds, "0-0", 1).ClaimedEntries;
+                    sinceReclaim.Restart();
+                    reclaimDue = entries.Length > 0; // more may be waiting
+                }
                 if (entries.Length == 0)
                     entries = _store.Db.StreamReadGroup(stream, RedisJobStore.Group, Name, StreamPosition.NewMessages, 1);
             }
@@ -121,30 +129,31 @@ public sealed class RedisWorker : IDisposable
     void Process(RedisKey stream, StreamEntry entry, CancellationToken stop, Action<string>? log)
     {
         string id = (string?)entry["id"] ?? "";
-        string start = Retry(() => _store.Start(id, Model, Name), stop);
-        if (start == "run")
+        var (outcome, kind, payload) = Retry(() => _store.Start(id, Model, Name), stop);
+        if (outcome != "run")
         {
-            var job = new Job(id, _store.Field(id, "kind") ?? "txt2img", j => Work(j, id));
-            job.TryStart();
-            job.Changed += Forward;
-            lock (_gate) _current = (job, entry.Id);
-            Beat();
-            if (_store.Field(id, "cancel") is { } reason) job.Cancel(reason); // asked for between start and here
-            log?.Invoke($"job {id}: running");
-            job.Run();
-            lock (_gate) _current = null;
-            string? result = job.Result?.ToJsonString();
-            string written = Retry(() => _store.End(id, Model, job.State, result, job.Error, job.ErrorStatus), stop);
-            log?.Invoke($"job {id}: {job.State.ToString().ToLowerInvariant()}{(written == "" ? " (already ended elsewhere; result not written)" : "")}");
-            Beat();
+            // ended, cancelled or expired meanwhile: nothing to run
+            Retry(() => { _store.Acknowledge(Model, entry.Id); return 0; }, stop);
+            return;
         }
-        // Acknowledged only now: the result is stored (or the job had ended / was cancelled / expired).
-        Retry(() => { _store.Db.StreamAcknowledge(stream, RedisJobStore.Group, entry.Id); _store.Db.StreamDelete(stream, [entry.Id]); return 0; }, stop);
+        var job = new Job(id, kind ?? "txt2img", j => Work(j, id, payload));
+        job.TryStart();
+        job.Changed += Forward;
+        lock (_gate) _current = (job, entry.Id);
+        BeatSoon();
+        log?.Invoke($"job {id}: running");
+        job.Run();
+        lock (_gate) _current = null;
+        string? result = job.Result?.ToJsonString();
+        // Stored and acknowledged in one step: a crash before it leaves the entry to be claimed again, never a lost result.
+        string written = Retry(() => _store.End(id, Model, entry.Id, job.State, result, job.Error, job.ErrorStatus), stop);
+        log?.Invoke($"job {id}: {job.State.ToString().ToLowerInvariant()}{(written == "" ? " (already ended elsewhere; result not written)" : "")}");
+        BeatSoon();
     }
 
-    JsonObject Work(Job job, string id)
+    JsonObject Work(Job job, string id, string? payloadJson)
     {
-        var payload = JsonNode.Parse(_store.Field(id, "payload") ?? throw new InvalidDataException($"The job {id} has no request (it expired)."))!.AsObject();
+        var payload = JsonNode.Parse(payloadJson ?? throw new InvalidDataException($"The job {id} has no request (it expired)."))!.AsObject();
         string task = (string?)payload["task"] ?? "txt2img";
         var settings = new ServerSettings();
         if (payload["settings"] is JsonObject s) settings.Set(s);
@@ -182,6 +191,9 @@ public sealed class RedisWorker : IDisposable
     /// <summary>Every second: announce this worker and its job, renew the claim on the job's entry, and pick up a
     /// cancellation whose message was missed.</summary>
     readonly object _beatGate = new();
+
+    /// <summary>A heartbeat now, off the job's path (the job it runs or ended is announced without waiting a second).</summary>
+    void BeatSoon() => _heartbeat?.Change(TimeSpan.Zero, WorkerRegistry.Heartbeat);
 
     void Beat()
     {
