@@ -82,7 +82,7 @@ public sealed class RedisWorker : IDisposable
         var stream = RedisJobStore.StreamKey(Model);
         EnsureGroup(stream);
         var sinceReclaim = System.Diagnostics.Stopwatch.StartNew();
-        bool reclaimDue = true;
+        bool reclaimDue = true, unreachable = false;
         while (!stop.IsCancellationRequested)
         {
             StreamEntry[] entries = [];
@@ -105,10 +105,13 @@ public sealed class RedisWorker : IDisposable
             }
             catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
             {
-                log?.Invoke($"queue unreachable ({e.GetType().Name}); retrying");
+                if (!unreachable) log?.Invoke($"the queue cannot be reached ({e.GetType().Name}); retrying every second");
+                unreachable = true;
                 stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
                 continue;
             }
+            if (unreachable) log?.Invoke("the queue is reachable again");
+            unreachable = false;
             if (entries.Length == 0)
             {
                 try { _wake.Wait(TimeSpan.FromSeconds(1), stop); } catch (OperationCanceledException) { }

@@ -61,6 +61,28 @@ public class SdxlSingleFileTests(ITestOutputHelper output)
         output.WriteLine($"{file}: {summary}");
     }
 
+    /// <summary>convert writes an SDXL file as a diffusers SDXL folder (text_encoder_2, tokenizer_2 padding with "!",
+    /// StableDiffusionXLPipeline with force_zeros_for_empty_prompt): the folder draws the golden case as the file does.</summary>
+    [Fact]
+    public void ConvertedToAFolderItDrawsTheGoldenCase()
+    {
+        const string file = "single_file/pipelines/euler_fromsinglefile_64x64_seed123_8steps_g5.safetensors";
+        using var dir = new TempDir();
+        string folder = System.IO.Path.Combine(dir.Path, "tiny-sdxl");
+        DiffusersFolderWriter.Convert(File, folder, singleFile: Options);
+        var index = System.Text.Json.Nodes.JsonNode.Parse(System.IO.File.ReadAllText(System.IO.Path.Combine(folder, "model_index.json")))!;
+        Assert.Equal("StableDiffusionXLPipeline", (string?)index["_class_name"]);
+        Assert.Equal("CLIPTextModelWithProjection", (string?)index["text_encoder_2"]![1]);
+        var golden2 = System.Text.Json.Nodes.JsonNode.Parse(System.IO.File.ReadAllText(Golden.Path("models", "tiny-sdxl", "tokenizer_2", "special_tokens_map.json")))!;
+        var written2 = System.Text.Json.Nodes.JsonNode.Parse(System.IO.File.ReadAllText(System.IO.Path.Combine(folder, "tokenizer_2", "special_tokens_map.json")))!;
+        Assert.Equal((string?)golden2["pad_token"], (string?)written2["pad_token"]);
+
+        using var pipeline = StableDiffusionPipeline.FromPretrained(folder);
+        Assert.True(pipeline.IsXL);
+        var summary = PipelineParityTests.GenerateAndCompare(pipeline, PipelineParityTests.Options(GoldenManifest.Info(file)), Golden.Load(file.Split('/')));
+        output.WriteLine($"{file} from the converted folder: {summary}");
+    }
+
     [Fact]
     public void ANonStandardSecondTextEncoderWithoutItsConfigIsRefusedByName()
     {

@@ -25,11 +25,6 @@ public static class DiffusersFolderWriter
         // Loaded in float32 on the CPU, contiguous: the stored values unchanged (float16 is cast once, at write).
         var load = new LoadOptions { DType = ScalarType.Float32, Device = "cpu", ChannelsLast = false };
         var c = SingleFileLoader.Load(checkpoint, load, singleFile);
-        if (c.Checkpoint.IsXL)
-        {
-            c.TextEncoder.Dispose(); c.Unet.Dispose(); c.Vae.Dispose(); c.TextEncoder2?.Dispose();
-            throw new NotSupportedException($"{checkpoint}: converting SDXL checkpoints to folders is not supported yet; generate from the file directly.");
-        }
         bool created = !Directory.Exists(output);
         try
         {
@@ -42,7 +37,7 @@ public static class DiffusersFolderWriter
         }
         finally
         {
-            c.TextEncoder.Dispose(); c.Unet.Dispose(); c.Vae.Dispose();
+            c.TextEncoder.Dispose(); c.Unet.Dispose(); c.Vae.Dispose(); c.TextEncoder2?.Dispose();
         }
     }
 
@@ -59,47 +54,76 @@ public static class DiffusersFolderWriter
         WriteJson(Path.Combine(vae, "config.json"), WithVersion(c.Checkpoint.VaeConfig));
         SafetensorsWriter.SaveModule(Path.Combine(vae, "diffusion_pytorch_model.safetensors"), c.Vae, cast, metadata);
 
-        string text = Directory.CreateDirectory(Path.Combine(output, "text_encoder")).FullName;
-        var textConfig = (JsonObject)c.Checkpoint.TextEncoderConfig.DeepClone();
-        textConfig["torch_dtype"] = dtype == ScalarType.Float32 ? "float32" : dtype == ScalarType.Float16 ? "float16" : "bfloat16";
-        WriteJson(Path.Combine(text, "config.json"), textConfig);
-        SafetensorsWriter.SaveModule(Path.Combine(text, "model.safetensors"), c.TextEncoder, cast, metadata);
-
-        string tokenizer = Directory.CreateDirectory(Path.Combine(output, "tokenizer")).FullName;
-        foreach (string name in (string[])["vocab.json", "merges.txt"])
+        string dtypeName = dtype == ScalarType.Float32 ? "float32" : dtype == ScalarType.Float16 ? "float16" : "bfloat16";
+        WriteTextEncoder(Path.Combine(output, "text_encoder"), c.Checkpoint.TextEncoderConfig, c.TextEncoder, dtypeName, cast, metadata);
+        // OpenCLIP's tokenizer pads with "!" (SD 2.x, SDXL's second encoder); OpenAI's CLIP with <|endoftext|>.
+        WriteTokenizer(Path.Combine(output, "tokenizer"), c.Checkpoint.TextEncoderKind == LdmTextEncoder.OpenClip ? "!" : "<|endoftext|>");
+        bool xl = c.TextEncoder2 is not null;
+        if (xl)
         {
-            using var source = ClipTokenizer.BundledFile(name);
-            using var target = File.Create(Path.Combine(tokenizer, name));
-            source.CopyTo(target);
+            var config2 = (JsonObject)c.Checkpoint.TextEncoder2Config!.DeepClone();
+            config2["architectures"] = new JsonArray("CLIPTextModelWithProjection");
+            WriteTextEncoder(Path.Combine(output, "text_encoder_2"), config2, c.TextEncoder2!, dtypeName, cast, metadata);
+            WriteTokenizer(Path.Combine(output, "tokenizer_2"), "!");
         }
-        string pad = c.Checkpoint.TextEncoderKind == LdmTextEncoder.OpenClip ? "!" : "<|endoftext|>";
-        WriteJson(Path.Combine(tokenizer, "special_tokens_map.json"), new JsonObject
-        {
-            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
-        });
-        WriteJson(Path.Combine(tokenizer, "tokenizer_config.json"), new JsonObject
-        {
-            ["tokenizer_class"] = "CLIPTokenizer", ["model_max_length"] = 77, ["do_lower_case"] = true,
-            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
-        });
 
         string scheduler = Directory.CreateDirectory(Path.Combine(output, "scheduler")).FullName;
         WriteJson(Path.Combine(scheduler, "scheduler_config.json"), c.Checkpoint.SchedulerConfig);
 
         bool inpaint = c.Unet.Config.InChannels == 9;
-        WriteJson(Path.Combine(output, "model_index.json"), new JsonObject
+        var index = new JsonObject
         {
-            ["_class_name"] = inpaint ? "StableDiffusionInpaintPipeline" : "StableDiffusionPipeline",
+            ["_class_name"] = xl ? (inpaint ? "StableDiffusionXLInpaintPipeline" : "StableDiffusionXLPipeline")
+                : inpaint ? "StableDiffusionInpaintPipeline" : "StableDiffusionPipeline",
             ["_diffusers_version"] = "0.25.0",
             ["feature_extractor"] = new JsonArray(null, null),
             ["image_encoder"] = new JsonArray(null, null),
-            ["requires_safety_checker"] = false,
-            ["safety_checker"] = new JsonArray(null, null),
-            ["scheduler"] = new JsonArray("diffusers", c.Checkpoint.SchedulerConfig["_class_name"]!.GetValue<string>()),
-            ["text_encoder"] = new JsonArray("transformers", "CLIPTextModel"),
-            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
-            ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
-            ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
+        };
+        if (xl)
+            index["force_zeros_for_empty_prompt"] = true; // SDXL base's own setting (an empty negative prompt → zeros)
+        else
+        {
+            index["requires_safety_checker"] = false;
+            index["safety_checker"] = new JsonArray(null, null);
+        }
+        index["scheduler"] = new JsonArray("diffusers", c.Checkpoint.SchedulerConfig["_class_name"]!.GetValue<string>());
+        index["text_encoder"] = new JsonArray("transformers", "CLIPTextModel");
+        if (xl) index["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection");
+        index["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer");
+        if (xl) index["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer");
+        index["unet"] = new JsonArray("diffusers", "UNet2DConditionModel");
+        index["vae"] = new JsonArray("diffusers", "AutoencoderKL");
+        WriteJson(Path.Combine(output, "model_index.json"), index);
+    }
+
+    static void WriteTextEncoder(string dir, JsonObject config, TorchSharp.torch.nn.Module model, string dtypeName, ScalarType? cast,
+        Dictionary<string, string> metadata)
+    {
+        Directory.CreateDirectory(dir);
+        var copy = (JsonObject)config.DeepClone();
+        copy["torch_dtype"] = dtypeName;
+        WriteJson(Path.Combine(dir, "config.json"), copy);
+        SafetensorsWriter.SaveModule(Path.Combine(dir, "model.safetensors"), model, cast, metadata);
+    }
+
+    /// <summary>The CLIP BPE files (bundled) and the special tokens; <paramref name="pad"/> is the padding token.</summary>
+    static void WriteTokenizer(string dir, string pad)
+    {
+        Directory.CreateDirectory(dir);
+        foreach (string name in (string[])["vocab.json", "merges.txt"])
+        {
+            using var source = ClipTokenizer.BundledFile(name);
+            using var target = File.Create(Path.Combine(dir, name));
+            source.CopyTo(target);
+        }
+        WriteJson(Path.Combine(dir, "special_tokens_map.json"), new JsonObject
+        {
+            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
+        });
+        WriteJson(Path.Combine(dir, "tokenizer_config.json"), new JsonObject
+        {
+            ["tokenizer_class"] = "CLIPTokenizer", ["model_max_length"] = 77, ["do_lower_case"] = true,
+            ["bos_token"] = "<|startoftext|>", ["eos_token"] = "<|endoftext|>", ["unk_token"] = "<|endoftext|>", ["pad_token"] = pad,
         });
     }
 
