@@ -13,10 +13,11 @@ public sealed record MatchRates(double Color, double Position, double Size, doub
 public static class HeldOutEvaluation
 {
     public static MatchRates Evaluate(StableDiffusionPipeline pipe, IReadOnlyList<HeldOutPrompt> prompts, double guidance, int steps,
-        long seed, Action<string>? log = null)
+        long seed, Action<string>? log = null, int deepCacheInterval = 1)
     {
         using var result = pipe.Generate(new GenerationOptions
         {
+            DeepCacheInterval = deepCacheInterval,
             Prompts = prompts.Select(p => p.Prompt).ToList(),
             NumInferenceSteps = steps,
             GuidanceScale = guidance,

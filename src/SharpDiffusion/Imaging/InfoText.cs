@@ -10,7 +10,7 @@ public static partial class InfoText
 {
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
-        string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null)
+        string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -29,6 +29,7 @@ public static partial class InfoText
         if (denoisingStrength is double s) pairs.Add($"Denoising strength: {s.ToString(inv)}");
         if (clipSkip != 1) pairs.Add($"Clip skip: {clipSkip}");
         if (maskBlur is int blur and > 0) pairs.Add($"Mask blur: {blur}");
+        if (deepCacheInterval > 1) pairs.Add($"DeepCache: {deepCacheInterval}"); // the picture depends on it
         // A1111's Lora extension: "name: shorthash" joined by ", ", the name stripped of ':' and ','; quoted as the value has ':'.
         if (loraHashes is { Count: > 0 })
             pairs.Add($"Lora hashes: \"{string.Join(", ", loraHashes.Select(l => $"{l.Name.Replace(":", "").Replace(",", "")}: {l.Hash}"))}\"");

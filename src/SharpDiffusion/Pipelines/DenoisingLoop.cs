@@ -19,6 +19,9 @@ public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Ti
     /// <summary>Sees (step index, x̂₀ [B, 4, h, w]: the clean latents the model predicts at that step), for previews;
     /// the tensor (and anything made from it) lives until the callback returns: detach a copy from the dispose scope to keep it.</summary>
     public Action<int, Tensor>? OnDenoised { get; init; }
+
+    /// <summary>DeepCache: steps it allows reuse the UNet's cached deep features (null: a full pass every step).</summary>
+    public DeepFeatureCache? FeatureCache { get; init; }
 }
 
 /// <summary>
@@ -59,7 +62,8 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
         bool guided = plan.Guidance.Enabled;
         var scaled = plan.Scheduler.ScaleModelInput(guided ? cat([latents, latents], 0) : latents, t);
         var modelInput = plan.Hook?.ExtendModelInput(scaled) ?? scaled;                      // [(2)B, C, h, w]
-        var noisePred = unet.Forward(modelInput.to(dtype), t, plan.Conditioning).to(ScalarType.Float32);
+        var cache = plan.FeatureCache;
+        var noisePred = unet.Forward(modelInput.to(dtype), t, plan.Conditioning, cache, cache?.CanReuse(i) ?? false).to(ScalarType.Float32);
         if (guided)
             noisePred = Guidance.Apply(noisePred, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, 4, h, w]
         if (estimate is not null)

@@ -63,6 +63,11 @@ public sealed record GenerationOptions
     /// <summary>diffusers' guidance_rescale (0 = off); SD 2.x v-prediction models use ~0.7.</summary>
     public double GuidanceRescale { get; init; }
 
+    /// <summary>DeepCache: a full UNet pass every N steps, the shallow path on cached deep features between (1 = off).
+    /// Faster (about N-fold fewer deep computations), at some cost in fidelity; off by default.</summary>
+    public int DeepCacheInterval { get; init; } = 1;
+    public const int MaxDeepCacheInterval = 20;
+
     /// <summary>Seed of the CPU generator all noise is drawn from; null or -1 (AUTOMATIC1111's "random") picks a random
     /// one (reported in the result).</summary>
     public long? Seed { get; init; }
@@ -228,6 +233,8 @@ public sealed record GenerationOptions
         foreach (var lora in Loras)
             if (!double.IsFinite(lora.Scale) || lora.TextEncoderScale is double te && !double.IsFinite(te))
                 throw new ArgumentException($"{lora.File.Path}: the LoRA scale must be a finite number.");
+        if (DeepCacheInterval < 1 || DeepCacheInterval > MaxDeepCacheInterval)
+            throw new ArgumentException($"The DeepCache interval must be 1 (off) to {MaxDeepCacheInterval}; got {DeepCacheInterval}.");
         if (MaskBlur < 0 || MaskBlur > MaxMaskBlur)
             throw new ArgumentException($"Mask blur must be between 0 and {MaxMaskBlur} pixels; got {MaskBlur}.");
     }

@@ -14,7 +14,7 @@ public static class ImageOutput
             denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
             clipSkip: options.ClipSkip,
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
-            modelHash: modelHash, loraHashes: result.Loras);
+            modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval);
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>

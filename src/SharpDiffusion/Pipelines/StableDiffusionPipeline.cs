@@ -314,7 +314,12 @@ public sealed class StableDiffusionPipeline : IDisposable
                 options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator),
         };
 
-        var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook) { OnDenoised = onDenoised };
+        using var featureCache = options.DeepCacheInterval > 1 ? new DeepFeatureCache(options.DeepCacheInterval) : null;
+        var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook)
+        {
+            OnDenoised = onDenoised,
+            FeatureCache = featureCache,
+        };
         var latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
         {
             onStepEnd?.Invoke(i, l);

@@ -89,10 +89,11 @@ public sealed class UNet2DConditionModel : Module
     }
 
     /// <summary>One timestep for the whole batch (float: LMS/Euler pass fractional timesteps).</summary>
-    public Tensor Forward(Tensor sample, float timestep, Conditioning conditioning)
+    /// <param name="cache">DeepCache: with <paramref name="reuse"/> the shallow path on its features; else a full pass that refreshes them.</param>
+    public Tensor Forward(Tensor sample, float timestep, Conditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
     {
         using var t = tensor(timestep, ScalarType.Float32, sample.device);
-        return Forward(sample, t, conditioning);
+        return Forward(sample, t, conditioning, cache, reuse);
     }
 
     /// <summary>One timestep for the whole batch, conditioned on text embeddings alone.</summary>
@@ -106,7 +107,9 @@ public sealed class UNet2DConditionModel : Module
     /// <param name="sample">[B, in_channels, h, w] latents.</param>
     /// <param name="timesteps">a 0-d tensor, or one timestep per batch row [B].</param>
     /// <param name="conditioning">text embeddings [B, T, cross_attention_dim] (T = 77 per prompt chunk).</param>
-    public Tensor Forward(Tensor sample, Tensor timesteps, Conditioning conditioning)
+    /// <param name="cache">DeepCache: stores the next-to-last up block's output on a full pass; with <paramref name="reuse"/>
+    /// runs only conv_in, the first down block and the last up block on it.</param>
+    public Tensor Forward(Tensor sample, Tensor timesteps, Conditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
     {
         var encoderHiddenStates = conditioning.EncoderHiddenStates;
         if (sample.dim() != 4 || sample.shape[1] != Config.InChannels)
@@ -127,6 +130,15 @@ public sealed class UNet2DConditionModel : Module
 
         var h = _convIn.call(sample);
         var skips = new List<Tensor> { h };
+        if (reuse && cache is not null)
+        {
+            // The last up block takes the first skips: conv_in's output and the first down block's resnet outputs.
+            var last = _upBlocks[^1];
+            var (_, firstSkips) = _downBlocks[0].Forward(h, emb, encoderHiddenStates, downsample: false);
+            skips.AddRange(firstSkips);
+            var shallow = last.Forward(cache.Features, skips.Take(last.ResnetCount).ToList(), emb, encoderHiddenStates, null);
+            return _convOut.call(Reuse.Silu(_convNormOut.call(shallow))).MoveToOuterDisposeScope();
+        }
         foreach (var block in _downBlocks)
         {
             (h, var blockSkips) = block.Forward(h, emb, encoderHiddenStates);
@@ -142,6 +154,8 @@ public sealed class UNet2DConditionModel : Module
             skips.RemoveRange(skips.Count - block.ResnetCount, block.ResnetCount);
             long[]? upsampleSize = explicitUpsampleSize && i < _upBlocks.Count - 1 ? skips[^1].shape[2..] : null;
             h = block.Forward(h, blockSkips, emb, encoderHiddenStates, upsampleSize);
+            if (cache is not null && i == _upBlocks.Count - 2)
+                cache.Store(h); // [B, C, h, w]: what the last up block starts from
         }
 
         var output = _convOut.call(Reuse.Silu(_convNormOut.call(h)));

@@ -43,7 +43,8 @@ public sealed class UNetDownBlock : Module
     internal static Transformer2DModel NewTransformer(int channels, BlockAttention a, UNetBlockSettings s) =>
         new(channels, a.Heads, channels / a.Heads, a.Layers, a.CrossAttentionDim, s.Groups, s.UseLinearProjection, a.OnlyCrossAttention, s.UpcastAttention);
 
-    public (Tensor Output, List<Tensor> Skips) Forward(Tensor h, Tensor temb, Tensor context)
+    /// <param name="downsample">false: stop before the downsampler (DeepCache's shallow path needs only the resnet outputs).</param>
+    public (Tensor Output, List<Tensor> Skips) Forward(Tensor h, Tensor temb, Tensor context, bool downsample = true)
     {
         var skips = new List<Tensor>();
         for (int i = 0; i < _resnets.Count; i++)
@@ -57,7 +58,7 @@ public sealed class UNetDownBlock : Module
             }
             skips.Add(h);
         }
-        if (_downsamplers is not null)
+        if (_downsamplers is not null && downsample)
         {
             h = _downsamplers[0].call(h);
             skips.Add(h);
