@@ -45,6 +45,13 @@ public sealed record GenerationOptions
     /// null means the encoded "" (as diffusers).</summary>
     public Tensor? NegativePromptEmbeds { get; init; }
 
+    /// <summary>SDXL: diffusers' <c>pooled_prompt_embeds</c> [B, P] (the second text encoder's projected output), needed
+    /// with <see cref="PromptEmbeds"/>. The caller keeps ownership.</summary>
+    public Tensor? PooledPromptEmbeds { get; init; }
+
+    /// <summary>SDXL: diffusers' <c>negative_pooled_prompt_embeds</c> [B, P], needed with <see cref="NegativePromptEmbeds"/>.</summary>
+    public Tensor? NegativePooledPromptEmbeds { get; init; }
+
     /// <summary>diffusers' <c>latents</c> for text-to-image: the initial noise [B·n, 4, h, w] (before init_noise_sigma)
     /// instead of drawing it. The caller keeps ownership.</summary>
     public Tensor? Latents { get; init; }
@@ -186,6 +193,12 @@ public sealed record GenerationOptions
             throw new ArgumentException($"Prompt embeddings must be [batch, tokens, dim]; got [{string.Join(", ", pe.shape)}].");
         if (NegativePromptEmbeds is { } ne && (PromptEmbeds is null || !ne.shape.SequenceEqual(PromptEmbeds.shape)))
             throw new ArgumentException("Negative prompt embeddings need prompt embeddings of the same shape.");
+        if (PooledPromptEmbeds is { } pp && (PromptEmbeds is null || pp.dim() != 2 || pp.shape[0] != PromptEmbeds.shape[0]))
+            throw new ArgumentException("Pooled prompt embeddings must be [batch, dim], one row per row of the prompt embeddings (which they need).");
+        if (NegativePooledPromptEmbeds is { } np && (NegativePromptEmbeds is null || PooledPromptEmbeds is null || !np.shape.SequenceEqual(PooledPromptEmbeds.shape)))
+            throw new ArgumentException("Negative pooled prompt embeddings need negative prompt embeddings and pooled prompt embeddings of the same shape.");
+        if (NegativePromptEmbeds is not null && PooledPromptEmbeds is not null && NegativePooledPromptEmbeds is null)
+            throw new ArgumentException("With negative prompt embeddings, SDXL also needs their pooled embeddings (negative_pooled_prompt_embeds).");
         if (NegativePrompts is { Count: > 1 } n && n.Count != PromptCount)
             throw new ArgumentException($"Give one negative prompt for all prompts, or one per prompt ({PromptCount}); got {n.Count}.");
         foreach (var (name, list) in new[] { ("prompt_2", Prompts2), ("negative prompt_2", NegativePrompts2) })

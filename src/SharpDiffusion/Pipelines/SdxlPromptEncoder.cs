@@ -95,15 +95,42 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
     {
         using var scope = NewDisposeScope();
         var (embeds, pooled) = Encode(prompts, prompts2, clipSkip, warnings);
-        int batch = prompts.Count;
+        return Assemble(embeds, pooled, guided, size, negativeSize, () => NegativeFor(embeds, pooled, negatives, negatives2, clipSkip));
+    }
+
+    /// <summary>The conditioning from embeddings the caller made (diffusers' prompt_embeds and pooled_prompt_embeds,
+    /// [B, T, D] and [B, P] in the model dtype); the negative ones given, or as for prompts (zeros or the encoded negatives).</summary>
+    public Conditioning FromEmbeddings(Tensor embeds, Tensor pooled, (Tensor Embeds, Tensor Pooled)? negative,
+        IReadOnlyList<string>? negatives, bool guided, int clipSkip, SizeConditioning size, SizeConditioning negativeSize)
+    {
+        using var scope = NewDisposeScope();
+        return Assemble(embeds, pooled, guided, size, negativeSize, () =>
+        {
+            var (negEmbeds, negPooled) = negative ?? NegativeFor(embeds, pooled, negatives, negatives, clipSkip);
+            if (!negEmbeds.shape.SequenceEqual(embeds.shape))
+                throw new ArgumentException($"Prompt embeddings of {embeds.shape[1]} tokens need negative prompt embeddings of the same shape (the encoded negative prompt is {negEmbeds.shape[1]}).");
+            return (negEmbeds, negPooled);
+        });
+    }
+
+    /// <summary>No negative prompt and force_zeros_for_empty_prompt: zeros; else the negative prompts ("" when none) encoded.</summary>
+    (Tensor Embeds, Tensor Pooled) NegativeFor(Tensor embeds, Tensor pooled, IReadOnlyList<string>? negatives, IReadOnlyList<string>? negatives2, int clipSkip)
+    {
+        if (negatives is null && forceZerosForEmptyPrompt)
+            return (zeros_like(embeds), zeros_like(pooled));
+        var empty = Enumerable.Repeat("", (int)embeds.shape[0]).ToList();
+        return Encode(negatives ?? empty, negatives2 ?? negatives ?? empty, clipSkip);
+    }
+
+    /// <summary>[uncond; cond] rows when guided, each with its pooled embedding and time ids (in the caller's dispose scope).</summary>
+    Conditioning Assemble(Tensor embeds, Tensor pooled, bool guided, SizeConditioning size, SizeConditioning negativeSize,
+        Func<(Tensor Embeds, Tensor Pooled)> negative)
+    {
+        long batch = embeds.shape[0];
         var timeIds = tensor(size.TimeIds, device: device).unsqueeze(0).expand(batch, -1);      // [B, 6]
         if (!guided)
             return Detach(embeds, pooled, timeIds.contiguous());
-        Tensor negEmbeds, negPooled;
-        if (negatives is null && forceZerosForEmptyPrompt)
-            (negEmbeds, negPooled) = (zeros_like(embeds), zeros_like(pooled));
-        else
-            (negEmbeds, negPooled) = Encode(negatives ?? Enumerable.Repeat("", batch).ToList(), negatives2 ?? negatives ?? Enumerable.Repeat("", batch).ToList(), clipSkip);
+        var (negEmbeds, negPooled) = negative();
         var negTimeIds = tensor(negativeSize.TimeIds, device: device).unsqueeze(0).expand(batch, -1);
         return Detach(cat([negEmbeds, embeds], 0), cat([negPooled, pooled], 0), cat([negTimeIds, timeIds], 0));
     }

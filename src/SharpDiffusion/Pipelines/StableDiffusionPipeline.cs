@@ -173,8 +173,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (!IsXL && (o.Prompts2 is not null || o.NegativePrompts2 is not null || o.OriginalSize is not null || o.TargetSize is not null
                       || o.CropsCoordsTopLeft is not null || o.NegativeOriginalSize is not null || o.NegativeTargetSize is not null || o.NegativeCropsCoordsTopLeft is not null))
             throw new ArgumentException("prompt_2, negative_prompt_2 and the size/crop conditioning are for SDXL models; this is an SD 1.x/2.x model.");
-        if (IsXL && o.PromptEmbeds is not null)
-            throw new NotSupportedException("Prompt embeddings are not supported for SDXL models yet (they need the pooled embeddings too); give prompts.");
+        if (IsXL && o.PromptEmbeds is not null && o.PooledPromptEmbeds is null)
+            throw new ArgumentException("SDXL prompt embeddings need their pooled embeddings too (PooledPromptEmbeds, diffusers' pooled_prompt_embeds).");
+        if (!IsXL && o.PooledPromptEmbeds is not null)
+            throw new ArgumentException("Pooled prompt embeddings are for SDXL models; this is an SD 1.x/2.x model.");
+        if (IsXL && o.PooledPromptEmbeds is { } pooled && pooled.shape[1] != Unet.Config.PooledTextDim)
+            throw new ArgumentException($"Pooled prompt embeddings have {pooled.shape[1]} channels; this SDXL model takes {Unet.Config.PooledTextDim}.");
         if (IsXL && o.PromptSyntax == PromptSyntax.A1111 && (o.Prompts2 is not null || o.NegativePrompts2 is not null))
             throw new ArgumentException("prompt_2 and negative_prompt_2 are not part of AUTOMATIC1111's syntax (it gives both SDXL text encoders the same prompt); use the plain syntax for them.");
         if (IsXL && o.ClipSkip > TextEncoder2!.Config.NumHiddenLayers)
@@ -375,6 +379,18 @@ public sealed class StableDiffusionPipeline : IDisposable
         var size = new SizeConditioning(o.OriginalSize ?? (height, width), o.CropsCoordsTopLeft ?? (0, 0), o.TargetSize ?? (height, width));
         var negativeSize = o.NegativeOriginalSize is { } no && o.NegativeTargetSize is { } nt
             ? new SizeConditioning(no, o.NegativeCropsCoordsTopLeft ?? (0, 0), nt) : size;
+        if (o.PromptEmbeds is { } given)
+        {
+            using var scope = NewDisposeScope();
+            Tensor Rows(Tensor t) => t.to(DType).to(Device).repeat_interleave(perPrompt, 0);
+            var negative = o.NegativePromptEmbeds is { } ne ? (Rows(ne), Rows(o.NegativePooledPromptEmbeds!)) : ((Tensor, Tensor)?)null;
+            var conditioning = XLPromptEncoder!.FromEmbeddings(Rows(given), Rows(o.PooledPromptEmbeds!), negative,
+                o.HasNegativePrompt ? Each(o.NegativePromptFor) : null, guided, o.ClipSkip, size, negativeSize);
+            conditioning.EncoderHiddenStates.MoveToOuterDisposeScope(); // out of this scope: the caller disposes the conditioning
+            conditioning.TextEmbeds!.MoveToOuterDisposeScope();
+            conditioning.TimeIds!.MoveToOuterDisposeScope();
+            return conditioning;
+        }
         if (o.PromptSyntax == PromptSyntax.A1111)
             return XLPromptEncoder!.EncodeConditioningA1111(prompts, Each(o.NegativePromptFor), guided, o.ClipSkip, size, negativeSize);
         return XLPromptEncoder!.EncodeConditioning(prompts, Each(o.Prompt2For),

@@ -33,6 +33,18 @@ public class SdxlBadInputTests
     }
 
     [Fact]
+    public void PromptEmbeddingsWithoutTheirPooledEmbeddingsAreRefusedByName()
+    {
+        var pipeline = SharpDiffusion.Tests.Pipelines.PipelineParityTests.Pipeline("models/tiny-sdxl");
+        using var embeds = TorchSharp.torch.zeros(1, 77, pipeline.Unet.Config.CrossAttentionDim[0]);
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Generate(new GenerationOptions { PromptEmbeds = embeds, NumInferenceSteps = 1 }));
+        AssertOneLine(e.Message, "PooledPromptEmbeds");
+        using var pooled = TorchSharp.torch.zeros(1, pipeline.Unet.Config.PooledTextDim + 1);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Generate(new GenerationOptions { PromptEmbeds = embeds, PooledPromptEmbeds = pooled, NumInferenceSteps = 1 }));
+        AssertOneLine(e.Message, $"this SDXL model takes {pipeline.Unet.Config.PooledTextDim}");
+    }
+
+    [Fact]
     public void AMissingTokenizer2IsNamed()
     {
         using var dir = Folder(index => index, "tokenizer_2");

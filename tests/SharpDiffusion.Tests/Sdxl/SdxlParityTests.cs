@@ -96,6 +96,30 @@ public class SdxlParityTests(ITestOutputHelper output)
         output.WriteLine($"{file}: {summary}");
     }
 
+    /// <summary>diffusers' prompt_embeds / pooled_prompt_embeds (and the negative ones) given directly: the golden case's own
+    /// UNet conditioning rows, cond and uncond, draw the golden image.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PromptEmbeddingsGivenDirectlyDrawTheGoldenImage(string file)
+    {
+        var info = GoldenManifest.Info(file);
+        var golden = Golden.Load(file.Split('/'));
+        var pipeline = PipelineParityTests.Pipeline(Model);
+        var options = PipelineParityTests.Options(info);
+        Tensor states = golden["unet_encoder_hidden_states"], pooled = golden["unet_added_text_embeds"];   // [2B, 77, D], [2B, P]
+        long batch = states.shape[0] / 2;
+        var summary = PipelineParityTests.GenerateAndCompare(pipeline, options with
+        {
+            Prompts = [],
+            NegativePrompts = null,
+            PromptEmbeds = states.narrow(0, batch, batch),
+            PooledPromptEmbeds = pooled.narrow(0, batch, batch),
+            NegativePromptEmbeds = states.narrow(0, 0, batch),
+            NegativePooledPromptEmbeds = pooled.narrow(0, 0, batch),
+        }, golden);
+        output.WriteLine($"{file} from its embeddings: {summary}");
+    }
+
     /// <summary>AUTOMATIC1111 syntax without emphasis or BREAK reads a short prompt as diffusers does: the same ids for both
     /// tokenizers (the second padded with "!"), unit weights, so the same embeddings and pooled embedding.</summary>
     [Fact]
