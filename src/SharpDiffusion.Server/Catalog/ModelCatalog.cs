@@ -17,14 +17,16 @@ public sealed class ModelCatalog
 {
     readonly object _gate = new();
     readonly Func<IReadOnlyList<ModelEntry>> _scan;
+    readonly bool _live;
     IReadOnlyList<ModelEntry> _entries;
 
-    public ModelCatalog(string startModel, string? modelsDir) : this(() => Scan(startModel, modelsDir)) { }
+    public ModelCatalog(string startModel, string? modelsDir) : this(() => Scan(startModel, modelsDir), live: false) { }
 
-    /// <summary>Entries from elsewhere (a gateway: the models its workers serve), read again by <see cref="Refresh"/>.</summary>
-    public ModelCatalog(Func<IReadOnlyList<ModelEntry>> scan) => (_scan, _entries) = (scan, scan());
+    /// <summary>Entries from elsewhere; <paramref name="live"/>: read at every use (a gateway: the models its workers
+    /// serve, from the worker list it keeps), else once and on <see cref="Refresh"/>.</summary>
+    public ModelCatalog(Func<IReadOnlyList<ModelEntry>> scan, bool live) => (_scan, _live, _entries) = (scan, live, scan());
 
-    public IReadOnlyList<ModelEntry> Entries { get { lock (_gate) return _entries; } }
+    public IReadOnlyList<ModelEntry> Entries { get { if (_live) return _scan(); lock (_gate) return _entries; } }
 
     public ModelEntry Start => Entries[0];
 

@@ -256,7 +256,7 @@ public sealed class RedisGateway : IJobQueue
         try { return call(); }
         catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
         {
-            throw new QueueRefusedException($"The job queue ({Address}) cannot be reached right now ({e.GetType().Name}); retry in a few seconds.", 503, 2);
+            throw new QueueRefusedException($"The job queue ({Address}) cannot be reached right now ({e.GetType().Name}); retry in a few seconds.", 503, 2, "QueueUnavailable");
         }
     }
 

@@ -32,7 +32,7 @@ public static class ApiCall
             return ApiErrors.A1111(413, "PayloadTooLarge", "The request body is larger than this server accepts (serve --max-body-mb); send smaller images.");
         }
         catch (BadHttpRequestException e) { return ApiErrors.A1111(e.StatusCode, "BadRequest", e.Message); }
-        catch (QueueRefusedException e) { return ApiErrors.A1111(e.Status, e.Status == 503 ? "QueueFull" : "Conflict", e.Message, retryAfter: e.Status == 503 ? e.RetryAfterSeconds : null); }
+        catch (QueueRefusedException e) { return ApiErrors.A1111(e.Status, e.Error, e.Message, retryAfter: e.Status == 503 ? e.RetryAfterSeconds : null); }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested) { return Results.Empty; }
         catch (Exception e) when (e is ArgumentException or InvalidDataException or NotSupportedException or FileNotFoundException)
         {

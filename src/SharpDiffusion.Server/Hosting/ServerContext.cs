@@ -19,7 +19,7 @@ public sealed class ServerContext : IDisposable
         if (options.Queue is { } url)
         {
             Gateway = RedisGateway.Connect(url, options);
-            Catalog = new ModelCatalog(Gateway.Models);
+            Catalog = new ModelCatalog(Gateway.Models, live: true);
             Queue = Gateway;
         }
         else
@@ -74,7 +74,7 @@ public sealed class ServerContext : IDisposable
         if (model is null && request.Checkpoint is { } name)
             throw new ArgumentException($"Model '{name}' not found: no worker serves it; GET /sdapi/v1/sd-models lists the names served ({Served()}).");
         return Gateway.Submit(request, kind, (model ?? throw new QueueRefusedException(
-            "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5)).Name, Settings);
+            "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5, "NoWorker")).Name, Settings);
     }
 
     ModelEntry? ServedModel(string? name)

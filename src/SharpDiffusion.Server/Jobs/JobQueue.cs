@@ -4,10 +4,12 @@ using System.Diagnostics;
 namespace SharpDiffusion.Server.Jobs;
 
 /// <summary>Why a job could not be queued: the queue is full (503 + Retry-After) or the id is taken (409).</summary>
-public sealed class QueueRefusedException(string message, int status, int retryAfterSeconds) : Exception(message)
+public sealed class QueueRefusedException(string message, int status, int retryAfterSeconds, string? error = null) : Exception(message)
 {
     public int Status => status;
     public int RetryAfterSeconds => retryAfterSeconds;
+    /// <summary>The A1111 error name: QueueFull / Conflict by default, or e.g. QueueUnavailable, NoWorker.</summary>
+    public string Error => error ?? (status == 503 ? "QueueFull" : "Conflict");
 }
 
 /// <summary>

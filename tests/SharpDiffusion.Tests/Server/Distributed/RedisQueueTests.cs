@@ -139,6 +139,8 @@ public class RedisQueueTests(ITestOutputHelper output)
             longJob["steps"] = 1000;
             string a = (string)(await http.PostAsync($"{g1.Url}/jobs", longJob)).Json["id"]!;
             await Api.PollAsync(() => JobAsync(http, g2.Url, a), j => State(j) == "running" && (int)j["step"]! >= 2, TimeSpan.FromMinutes(1), "the long job running", everyMs: 20);
+            var options = (await http.GetJsonAsync($"{g2.Url}/sdapi/v1/options")).Ok().Json;
+            Assert.Equal("sharp-shapes", (string?)options["sd_model_checkpoint"]); // the model the workers serve
             var progress = (await http.GetJsonAsync($"{g2.Url}/sdapi/v1/progress")).Ok().Json;
             Assert.Equal(a, (string?)progress["current_task"]);
             Assert.True((double)progress["progress"]! > 0);
@@ -178,6 +180,7 @@ public class RedisQueueTests(ITestOutputHelper output)
             redis.Stop();
             var refused = await http.PostAsync($"{g1.Url}/sdapi/v1/txt2img", Body(1));
             Assert.True(refused.Code == 503, refused.Body?.ToJsonString());
+            Assert.Equal("QueueUnavailable", (string?)refused.Json["error"]);
             Assert.NotNull(refused.Headers.RetryAfter);
             Assert.Equal(503, (await http.GetJsonAsync($"{g2.Url}/jobs/{Uri.EscapeDataString(b)}")).Code);
             await Task.Delay(2000);
