@@ -25,7 +25,7 @@ public static class ServeCommand
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
-        new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir and --dtype are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
+        new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir, --dtype and --output-dir are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
         new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
     ];
 

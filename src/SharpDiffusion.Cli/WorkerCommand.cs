@@ -19,6 +19,7 @@ public static class WorkerCommand
         new("embeddings-dir", OptionKind.Text, "textual-inversion embeddings loaded into the model (default: none)", "DIR"),
         new("name", OptionKind.Text, "this worker's name, unique among the workers (default: HOST-PID)", "NAME"),
         new("visibility-timeout", OptionKind.Integer, "seconds without a heartbeat after which another worker takes over a job of this one (default: 30)", "S"),
+        new("output-dir", OptionKind.Text, "also write every PNG this worker generates here (default: nowhere; images only go back to the client)", "DIR"),
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
@@ -40,6 +41,12 @@ public static class WorkerCommand
         if (visibility is < 2 or > 86_400) throw new UsageException($"--visibility-timeout must be 2 to 86400 seconds; got {visibility}.");
         int maxSide = cl.Int("max-image-side") ?? 4096;
         if (maxSide is < 64 or > 8192) throw new UsageException($"--max-image-side must be 64 to 8192; got {maxSide}.");
+        string? outputDir = cl.String("output-dir");
+        if (outputDir is not null)
+        {
+            Directory.CreateDirectory(outputDir);
+            AtomicFiles.CheckWritable(Path.Combine(outputDir, "probe.png"));
+        }
         string? name = cl.String("name");
         if (name is not null && (name.Length is 0 or > 100 || name.Any(char.IsControl)))
             throw new UsageException($"--name must be 1 to 100 printable characters; got '{AtomicFiles.Printable(name)}'.");
@@ -53,6 +60,7 @@ public static class WorkerCommand
                 LoraDir = cl.String("lora-dir"),
                 EmbeddingsDir = cl.String("embeddings-dir"),
                 MaxImageSide = maxSide,
+                OutputDir = outputDir,
                 Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
                 Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
             },
