@@ -123,7 +123,15 @@ public sealed class FastPaths
             if (Stored(machine, out bool corrupt).TryGetValue(name, out var stored)) return (stored, ChoiceSource.Cached);
             if (corrupt) return (new CachedChoice("default", ""), ChoiceSource.Default);
             CachedChoice measured;
-            lock (_measuring) measured = MeasureOverride?.Invoke(name) ?? measure();
+            try
+            {
+                lock (_measuring) measured = MeasureOverride?.Invoke(name) ?? measure();
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                Warn($"could not measure the fast path '{name}' ({e.Message}); using the default.");
+                return (new CachedChoice("default", ""), ChoiceSource.Default);
+            }
             try { _cache?.Save(machine, name, measured); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -113,6 +113,17 @@ public class FastPathsTests
     }
 
     [Fact]
+    public void A_failed_measurement_gives_the_default_with_one_warning()
+    {
+        var warnings = new List<string>();
+        var paths = new FastPaths(null, machine: Machine, warn: warnings.Add) { MeasureOverride = _ => throw new InvalidOperationException("out of memory") };
+        var layout = paths.ChannelsLast(ScalarType.Float32, Cpu);
+        Assert.Equal((FastPaths.DefaultChannelsLast, ChoiceSource.Default), (layout.Value, layout.Source));
+        Assert.Equal(FastPaths.DefaultAttention, paths.Attention(ScalarType.Float32, Cpu, 40, 4096, 4096).Value);
+        Assert.Contains("out of memory", Assert.Single(warnings));
+    }
+
+    [Fact]
     public void Each_dtype_has_its_own_layout_choice()
     {
         var fake = new FakeMeasurements();
