@@ -51,6 +51,7 @@ public static class GenerateCommand
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+        .. FastPathOptions.Options,
     ];
 
     public static int Run(CommandLine cl)
@@ -121,6 +122,8 @@ public static class GenerateCommand
             Variant = cl.String("variant"),
             Device = cl.String("device") ?? "cpu",
             DType = ParseDType(cl.String("dtype")),
+            ChannelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last")),
+            Attention = FastPathOptions.Attention(cl.String("attention")),
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         threads = Threads.Check(threads);

@@ -2,9 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using SharpDiffusion.Diagnostics;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Models;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
+using SharpDiffusion.Tuning;
 using static TorchSharp.torch;
 
 namespace SharpDiffusion.Cli.Bench;
@@ -24,7 +26,8 @@ public static class BenchCommand
         new("dtype", OptionKind.Text, "float32, bfloat16 or both, comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
         new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
-        new("channels-last", OptionKind.Text, "channels-last conv weights (default: true)", "BOOL"),
+        .. FastPathOptions.Options,
+        new("ab-steps", OptionKind.Integer, "UNet steps per candidate in the in-process A/B of each fast-path choice (layout, attention), interleaved; 0 skips it (default: 2)", "N"),
         new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
         new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
@@ -32,7 +35,8 @@ public static class BenchCommand
     ];
 
     public sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
-        double TotalSeconds, long PeakBytes, long PeakBeforeVaeBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit);
+        double TotalSeconds, long PeakBytes, long PeakBeforeVaeBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit,
+        List<string> Choices, List<FastPathAB.Result> ABs);
 
     public static int Run(CommandLine cl)
     {
@@ -44,23 +48,28 @@ public static class BenchCommand
         var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Select(ParseDType).ToList();
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
-        bool channelsLast = (cl.String("channels-last") ?? "true").ToLowerInvariant() is "true" or "1" or "yes" or "on";
+        bool? channelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last"));
+        AttentionKernel? attention = FastPathOptions.Attention(cl.String("attention"));
+        int abSteps = cl.Int("ab-steps") ?? 2;
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         bool skipVae = cl.Flag("skip-vae"), skipRoofline = cl.Flag("skip-roofline");
         if (width % 8 != 0 || height % 8 != 0) throw new UsageException("--width and --height must be multiples of 8.");
         if (steps < 1) throw new UsageException("--steps must be at least 1.");
+        if (abSteps < 0) throw new UsageException("--ab-steps must be 0 or more.");
         threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
 
         if (report is not null)
         {
-            var row = Measure(model ?? throw new UsageException("--report needs --model"), dtypes.Single(), width, height, steps, totalSteps, channelsLast, skipVae);
+            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention };
+            var row = Measure(model ?? throw new UsageException("--report needs --model"), load, width, height, steps, totalSteps, abSteps, skipVae);
             File.WriteAllText(report, System.Text.Json.JsonSerializer.Serialize(row));
             return 0;
         }
 
-        Console.WriteLine($"SharpDiffusion bench: {CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
-                          $"{width}x{height}, CFG batch 2, channels-last {channelsLast}");
+        Console.WriteLine($"SharpDiffusion bench: {MachineKey.CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
+                          $"{width}x{height}, CFG batch 2, channels-last {cl.String("channels-last") ?? "auto"}, attention {cl.String("attention") ?? "auto"}");
+        Console.WriteLine($"Fast-path cache: {(FastPaths.Default.Enabled ? new FastPathCache(FastPathCache.DefaultFolder()).Path : $"off (${FastPaths.TuningVariable})")}");
 
         string? temp = null;
         try
@@ -78,16 +87,19 @@ public static class BenchCommand
                 model = temp;
             }
 
+            var roofline = new Dictionary<string, double>(); // dtype → best conv GFLOP/s
             if (!skipRoofline)
                 foreach (var dtype in dtypes)
                 {
                     Console.WriteLine($"Roofline ({Name(dtype)}):");
-                    foreach (var r in Roofline.Measure(dtype))
-                        Console.WriteLine($"  {r.Kernel,-30} {r.Path,-22} {r.GFlops,8:F1} GFLOP/s");
+                    var results = Roofline.Measure(dtype);
+                    foreach (var r in results)
+                        Console.WriteLine($"  {r.Kernel,-34} {r.Path,-26} {r.GFlops,8:F1} GFLOP/s");
+                    roofline[Name(dtype)] = results.Where(r => r.Kernel.StartsWith("conv 3x3", StringComparison.Ordinal)).Max(r => r.GFlops);
                 }
 
             var rows = dtypes.Select(d => MeasureInChild(model, d, cl, width, height)).ToList();
-            PrintTable(rows, totalSteps);
+            PrintTable(rows, totalSteps, roofline);
         }
         finally
         {
@@ -104,11 +116,12 @@ public static class BenchCommand
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
             start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
         start.ArgumentList.Add("bench");
-        foreach (var key in new[] { "steps", "total-steps", "threads" })
+        foreach (var key in new[] { "steps", "total-steps", "threads", "ab-steps" })
             if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
         start.ArgumentList.Add("--width"); start.ArgumentList.Add(width.ToString(CultureInfo.InvariantCulture));
         start.ArgumentList.Add("--height"); start.ArgumentList.Add(height.ToString(CultureInfo.InvariantCulture));
-        if (cl.String("channels-last") is { } channelsLast) { start.ArgumentList.Add("--channels-last"); start.ArgumentList.Add(channelsLast); }
+        foreach (var key in new[] { "channels-last", "attention" })
+            if (cl.String(key) is { } value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value); }
         if (cl.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
         foreach (var a in new[] { "--model", modelDir, "--dtype", Name(dtype), "--report", report }) start.ArgumentList.Add(a);
         using var child = Process.Start(start)!;
@@ -125,12 +138,14 @@ public static class BenchCommand
         }
     }
 
-    static Row Measure(string modelDir, ScalarType dtype, int width, int height, int steps, int totalSteps, bool channelsLast, bool skipVae)
+    static Row Measure(string modelDir, LoadOptions options, int width, int height, int steps, int totalSteps, int abSteps, bool skipVae)
     {
+        var dtype = options.DType;
         Console.WriteLine($"Measuring {Name(dtype)} ...");
         GC.Collect();
         ProcessMemory.ResetPeak();
-        var options = new LoadOptions { DType = dtype, ChannelsLast = channelsLast };
+        var choices = new List<string> { FastPathAB.Describe("layout", options.FastPaths.ChannelsLast(options), l => l ? "channels-last" : "NCHW") };
+        Console.WriteLine($"  {choices[0]}");
 
         // A single-file checkpoint goes through the single-file loader (key mapping, inferred configs); a folder's
         // components load on their own (the benchmark's random folder has no tokenizer).
@@ -176,11 +191,21 @@ public static class BenchCommand
         using var latents = randn([2, unet.Config.InChannels, height / f, width / f]).to(dtype);
         long stepFlops;
         string split;
+        List<(long HeadDim, long Queries, long Keys)> attentionShapes;
         using (var counter = new FlopCounter(unet))
+        using (var shapes = new FastPathAB.AttentionShapes(unet))
         {
-            using var warm = unet.Forward(latents, 500f, conditioning); // warm-up call, counted
+            using var warm = unet.Forward(latents, 500f, conditioning); // warm-up call, counted; measures attention choices at first use
             stepFlops = counter.Total;
             split = $"conv {counter.Conv / 1e12:F2} + linear {counter.Linear / 1e12:F2} + attention {counter.Attention / 1e12:F2} TFLOP";
+            attentionShapes = shapes.Seen;
+        }
+        foreach (var (d, n, m) in attentionShapes)
+        {
+            var choice = options.Attention is { } forced ? new Choice<AttentionKernel>(forced, ChoiceSource.Forced)
+                : options.FastPaths.Attention(dtype, new Device(options.Device), d, n, m);
+            choices.Add(FastPathAB.Describe($"attention d{d} {n}x{m} tokens", choice, k => k.ToString()));
+            Console.WriteLine($"  {choices[^1]}");
         }
         var times = new List<double>();
         for (int i = 0; i < steps; i++)
@@ -207,34 +232,44 @@ public static class BenchCommand
             Console.WriteLine($"  VAE decode {vaeSeconds:F2}s");
         }
         double total = text + totalSteps * step + vaeSeconds;
-        return new Row(Name(dtype), load, text, step, vaeSeconds, total, ProcessMemory.PeakResidentBytes ?? 0,
-            peakBeforeVae, textFlops, stepFlops, vaeFlops, split);
+        long peak = ProcessMemory.PeakResidentBytes ?? 0; // before the A/B loads a second UNet
+        var abs = abSteps == 0 ? [] : FastPathAB.Run(unet, folder?.Component("unet"), options, latents, conditioning, abSteps);
+        return new Row(Name(dtype), load, text, step, vaeSeconds, total, peak,
+            peakBeforeVae, textFlops, stepFlops, vaeFlops, split, choices, abs);
     }
 
-    static void PrintTable(List<Row> rows, int totalSteps)
+    static void PrintTable(List<Row> rows, int totalSteps, Dictionary<string, double> roofline)
     {
         var inv = CultureInfo.InvariantCulture;
+        // A rate and, when the roofline was measured, its fraction of the best conv rate of the same dtype in this run.
+        string Rate(Row r, long flops, double seconds)
+        {
+            if (seconds <= 0) return "–";
+            double rate = flops / seconds / 1e9;
+            return roofline.TryGetValue(r.DType, out double best) ? string.Create(inv, $"{rate:F0}, {rate / best:P0}") : string.Create(inv, $"{rate:F0}");
+        }
         Console.WriteLine();
-        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s) | VAE decode s (GFLOP/s) | total {totalSteps} steps s | peak RSS GB (before VAE) |");
+        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s, of roofline) | VAE decode s (GFLOP/s, of roofline) | total {totalSteps} steps s | peak RSS GB (before VAE) |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
             Console.WriteLine(string.Create(inv,
-                $"| {r.DType} | {r.LoadSeconds:F1} | {r.TextSeconds * 1000:F0} | {r.StepSeconds:F2} ({r.StepFlops / r.StepSeconds / 1e9:F0}) | " +
-                $"{r.VaeSeconds:F2} ({(r.VaeSeconds > 0 ? r.VaeFlops / r.VaeSeconds / 1e9 : 0):F0}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} ({r.PeakBeforeVaeBytes / 1e9:F2}) |"));
+                $"| {r.DType} | {r.LoadSeconds:F1} | {r.TextSeconds * 1000:F0} | {r.StepSeconds:F2} ({Rate(r, r.StepFlops, r.StepSeconds)}) | " +
+                $"{r.VaeSeconds:F2} ({Rate(r, r.VaeFlops, r.VaeSeconds)}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} ({r.PeakBeforeVaeBytes / 1e9:F2}) |"));
+        if (roofline.Count > 0)
+            Console.WriteLine("Roofline: the best 3x3 conv rate of the dtype measured above in this run.");
+        foreach (var r in rows)
+        {
+            Console.WriteLine($"Fast paths ({r.DType}):");
+            foreach (var c in r.Choices) Console.WriteLine($"  {c}");
+            foreach (var ab in r.ABs)
+                Console.WriteLine(string.Create(inv, $"  A/B {ab.Choice}: {ab.A} {ab.SecondsA:F2} s vs {ab.B} {ab.SecondsB:F2} s per UNet step " +
+                    $"({Rate(r, r.StepFlops, ab.SecondsA)} vs {Rate(r, r.StepFlops, ab.SecondsB)} GFLOP/s): {ab.B} is x{ab.SecondsA / ab.SecondsB:F2}; in use: {ab.InUse}"));
+        }
         var first = rows[0];
         Console.WriteLine(string.Create(inv, $"FLOPs: text encoder {first.TextFlops / 1e12:F3} TFLOP (2 prompts), UNet step {first.StepFlops / 1e12:F2} TFLOP ({first.StepSplit}), VAE decode {first.VaeFlops / 1e12:F2} TFLOP"));
         foreach (var r in rows.Skip(1))
             Console.WriteLine(string.Create(inv, $"{r.DType} vs {first.DType}: UNet step x{first.StepSeconds / r.StepSeconds:F2}, " +
                 $"VAE decode x{(r.VaeSeconds > 0 ? first.VaeSeconds / r.VaeSeconds : 0):F2}, total x{first.TotalSeconds / r.TotalSeconds:F2}"));
-    }
-
-    static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException) { return "unknown CPU"; }
     }
 
     static string Name(ScalarType t) => t switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };

@@ -53,7 +53,13 @@ public static class Roofline
         using var m2 = randn([2048, 2048]).to(dtype);
         double mmFlops = 2.0 * 2048 * 2048 * 2048;
         double mm = Time(() => { using var y = matmul(m1, m2); }, runs);
-        results.Add(new Result("matmul 2048^3", "default", mmFlops / mm / 1e9));
+        results.Add(new Result("matmul 2048^3", "default (MKL sgemm)", mmFlops / mm / 1e9));
+        // The same product as a 1x1 convolution on channels-last tensors: oneDNN's GEMM instead of MKL's (on AMD
+        // CPUs MKL may not take its fastest code path).
+        using var rows = MemoryLayout.ToChannelsLast(m1.reshape(1, 2048, 1, 2048).permute(0, 3, 1, 2)); // [1, K, M, 1]
+        using var kernel = MemoryLayout.ToChannelsLast(m2.t().reshape(2048, 2048, 1, 1));              // [N, K, 1, 1]
+        double conv1x1 = Time(() => { using var y = F.conv2d(rows, kernel); }, runs);
+        results.Add(new Result("matmul 2048^3", "1x1 conv, oneDNN", mmFlops / conv1x1 / 1e9));
         return results;
     }
 }

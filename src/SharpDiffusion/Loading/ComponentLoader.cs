@@ -1,7 +1,9 @@
 using SharpDiffusion.Configuration;
+using SharpDiffusion.Models;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
+using SharpDiffusion.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,8 +17,17 @@ public sealed record LoadOptions
     public string Device { get; init; } = "cpu";
     /// <summary>Compute dtype; weights stored in another dtype are converted once at load.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
-    /// <summary>Convolution weights in channels-last layout (the fast oneDNN path on CPU; same results to rounding).</summary>
-    public bool ChannelsLast { get; init; } = true;
+    /// <summary>Convolution weights in channels-last layout, so conv activations follow (same results to rounding).
+    /// Null: the layout <see cref="Tuning"/> finds faster on this machine for <see cref="DType"/>.</summary>
+    public bool? ChannelsLast { get; init; }
+    /// <summary>The UNet's attention kernel. Null: the one <see cref="Tuning"/> finds faster per head size and token count.</summary>
+    public AttentionKernel? Attention { get; init; }
+    /// <summary>Where the choices left null come from. Null: <see cref="FastPaths.Default"/> (the user's cache folder,
+    /// measured at first use unless SHARPDIFFUSION_TUNING=off).</summary>
+    public FastPaths? Tuning { get; init; }
+
+    /// <summary>The fast-path source in effect.</summary>
+    public FastPaths FastPaths => Tuning ?? FastPaths.Default;
 
 }
 
@@ -52,6 +63,7 @@ public static class ComponentLoader
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var model = Build(() => new UNet2DConditionModel(config));
         WeightFiles.LoadInto(model, weights, Placement(options, convs: true));
+        UseAttentionKernels(model, options);
         return Finish(model);
     }
 
@@ -77,6 +89,16 @@ public static class ComponentLoader
             vae.to(ScalarType.Float32);
     }
 
+    /// <summary>Gives each attention module of <paramref name="unet"/> the kernel choice of <paramref name="options"/>.</summary>
+    internal static void UseAttentionKernels(UNet2DConditionModel unet, LoadOptions options)
+    {
+        var choice = options.FastPaths.AttentionChoice(options);
+        foreach (var attention in unet.modules().OfType<Attention>()) attention.KernelChoice = choice;
+    }
+
+    /// <summary>Whether conv weights go channels-last for <paramref name="options"/> (forced, measured or default).</summary>
+    internal static bool ChannelsLast(LoadOptions options) => options.FastPaths.ChannelsLast(options).Value;
+
     static string ConfigPath(string dir)
     {
         if (!Directory.Exists(dir))
@@ -90,7 +112,7 @@ public static class ComponentLoader
         return construct();
     }
 
-    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && o.ChannelsLast);
+    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && ChannelsLast(o));
 
     static T Finish<T>(T model) where T : nn.Module
     {

@@ -39,7 +39,7 @@ public static class SingleFileLoader
         var textConfig = ClipTextConfig.From(Config(checkpoint.TextEncoderConfig, path, "text encoder"));
         var text2Config = checkpoint.TextEncoder2Config is { } t2 ? ClipTextConfig.From(Config(t2, path, "text encoder 2")) : null;
         var device = new Device(options.Device);
-        var convs = new WeightPlacement(options.DType, device, options.ChannelsLast);
+        var convs = new WeightPlacement(options.DType, device, ComponentLoader.ChannelsLast(options));
         var flat = new WeightPlacement(options.DType, device, false);
 
         var modules = new List<nn.Module>();
@@ -48,6 +48,7 @@ public static class SingleFileLoader
             var unet = Build(() => new UNet2DConditionModel(unetConfig));
             modules.Add(unet);
             Fill(unet, file, LdmKeyMap.UNet(Names(unet), unetConfig), LdmKeyMap.UNetPrefix, convs);
+            ComponentLoader.UseAttentionKernels(unet, options);
 
             var vae = Build(() => new AutoencoderKL(vaeConfig));
             modules.Add(vae);

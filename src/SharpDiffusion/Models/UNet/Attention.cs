@@ -48,11 +48,14 @@ public sealed class Attention : Module<Tensor, Tensor?, Tensor>, IAttentionModul
             (q, k, v) = (q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32));
         }
         _attentionHooks.Call(q, k);
-        var attended = F.scaled_dot_product_attention(q, k, v).to(dtype); // [B, H, N, d]
+        var attended = AttentionKernels.Attend(KernelChoice?.Invoke(q, k) ?? AttentionKernel.Sdpa, q, k, v).to(dtype); // [B, H, N, d]
         long b = attended.shape[0], n = attended.shape[2];
         var merged = attended.transpose(1, 2).reshape(b, n, -1);
         return _toOut.call(merged).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Which kernel computes the attention products (set when the model is loaded); null: SDPA.</summary>
+    public AttentionKernelChoice? KernelChoice { get; set; }
 
     public IDisposable RegisterAttentionHook(Action<Tensor, Tensor> hook) => _attentionHooks.Add(hook);
 

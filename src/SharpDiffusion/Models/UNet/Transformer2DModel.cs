@@ -35,6 +35,7 @@ public sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], h = x.shape[2], w = x.shape[3];
+        bool nchw = x.is_contiguous(); // the layout the UNet runs in (see LoadOptions.ChannelsLast), kept on the way out
         var tokens = _norm.call(x);
         tokens = _linearProjection
             ? _projIn.call(ToTokens(tokens))  // [B, HW, inner]
@@ -42,13 +43,18 @@ public sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
         foreach (var block in _blocks)
             tokens = block.call(tokens, context);
         var output = _linearProjection
-            ? ToImage(_projOut.call(tokens), h, w)
-            : _projOut.call(ToImage(tokens, h, w));
+            ? ToImage(_projOut.call(tokens), h, w, nchw)
+            : _projOut.call(ToImage(tokens, h, w, nchw));
         return Reuse.Add(output, x).MoveToOuterDisposeScope();
     }
 
     static Tensor ToTokens(Tensor t) => t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1]);
 
-    // [B, HW, C] → [B, C, H, W] with channels-last strides: no copy, and the layout the fast conv path wants.
-    static Tensor ToImage(Tensor t, long h, long w) => t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2);
+    // [B, HW, C] → [B, C, H, W]: channels-last strides are a view (no copy); NCHW takes a copy, as diffusers'
+    // .contiguous(), so an NCHW UNet stays NCHW rather than switching its convs to the channels-last path halfway.
+    static Tensor ToImage(Tensor t, long h, long w, bool nchw)
+    {
+        var image = t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2);
+        return nchw ? image.contiguous() : image;
+    }
 }

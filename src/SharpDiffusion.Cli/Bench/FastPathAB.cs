@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Models;
+using SharpDiffusion.Models.UNet;
+using SharpDiffusion.Tuning;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Cli.Bench;
+
+/// <summary>
+/// The fast-path choices as `bench` reports them, and an A/B of each inside one process: whole UNet steps with each
+/// candidate, interleaved (a, b, a, b, …) so a neighbour's load hits both alike.
+/// </summary>
+public static class FastPathAB
+{
+    public sealed record Result(string Choice, string A, double SecondsA, string B, double SecondsB, string InUse);
+
+    /// <summary>"layout: NCHW (measured now: NCHW 61.0 ms, channels-last 64.2 ms per ResNet block)".</summary>
+    public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name)
+    {
+        string source = choice.Source switch
+        {
+            ChoiceSource.Measured => "measured now",
+            ChoiceSource.Cached => "from the cache",
+            ChoiceSource.Forced => "forced",
+            _ => "default",
+        };
+        return choice.Detail.Length == 0 ? $"{what}: {name(choice.Value)} ({source})" : $"{what}: {name(choice.Value)} ({source}: {choice.Detail})";
+    }
+
+    /// <summary>The attention shapes of a UNet call as the tuner classes them: head size, query and key token classes.</summary>
+    public sealed class AttentionShapes : IDisposable
+    {
+        readonly List<IDisposable> _hooks = [];
+        readonly SortedSet<(long, long, long)> _seen = [];
+
+        public AttentionShapes(UNet2DConditionModel unet)
+        {
+            foreach (var module in unet.modules().OfType<IAttentionModule>())
+                _hooks.Add(module.RegisterAttentionHook((q, k) =>
+                {
+                    lock (_seen) _seen.Add((q.shape[3], FastPaths.TokenClass(q.shape[2]), FastPaths.TokenClass(k.shape[2])));
+                }));
+        }
+
+        public List<(long HeadDim, long Queries, long Keys)> Seen
+        {
+            get { lock (_seen) return [.. _seen.Reverse()]; }
+        }
+
+        public void Dispose()
+        {
+            foreach (var hook in _hooks) hook.Dispose();
+        }
+    }
+
+    /// <summary>Layout (a second UNet loaded from <paramref name="unetDir"/> in the other layout; skipped without a
+    /// folder) and attention kernel (every attention module switched), <paramref name="rounds"/> steps each.</summary>
+    public static List<Result> Run(UNet2DConditionModel unet, string? unetDir, LoadOptions options, Tensor latents, Conditioning conditioning, int rounds)
+    {
+        var results = new List<Result>();
+        var attentions = unet.modules().OfType<Attention>().ToList();
+        var inUse = attentions.FirstOrDefault()?.KernelChoice;
+        if (unetDir is not null)
+        {
+            bool channelsLast = options.FastPaths.ChannelsLast(options).Value;
+            Console.WriteLine($"  A/B layout: loading the UNet again in {(channelsLast ? "NCHW" : "channels-last")} ...");
+            using var other = ComponentLoader.LoadUNet(unetDir, options with { ChannelsLast = !channelsLast });
+            var (nchw, cl) = channelsLast ? (other, unet) : (unet, other);
+            var (a, b) = Interleave(() => Step(nchw, latents, conditioning), () => Step(cl, latents, conditioning), rounds, "NCHW", "channels-last");
+            results.Add(new Result("layout", "NCHW", a, "channels-last", b, channelsLast ? "channels-last" : "NCHW"));
+        }
+        if (attentions.Count > 0)
+        {
+            try
+            {
+                void Use(AttentionKernel kernel) { foreach (var m in attentions) m.KernelChoice = (_, _) => kernel; }
+                var (a, b) = Interleave(
+                    () => { Use(AttentionKernel.Sdpa); return Step(unet, latents, conditioning); },
+                    () => { Use(AttentionKernel.SlicedMatmul); return Step(unet, latents, conditioning); }, rounds, "SDPA", "sliced matmul");
+                results.Add(new Result("attention", "SDPA", a, "sliced matmul", b,
+                    options.Attention is { } forced ? forced.ToString() : "per shape, as listed"));
+            }
+            finally
+            {
+                foreach (var m in attentions) m.KernelChoice = inUse;
+            }
+        }
+        return results;
+    }
+
+    static (double A, double B) Interleave(Func<double> a, Func<double> b, int rounds, string nameA, string nameB)
+    {
+        a(); // warm-up: first calls allocate and pick kernels
+        b();
+        var (timesA, timesB) = (new List<double>(), new List<double>());
+        for (int i = 0; i < rounds; i++)
+        {
+            timesA.Add(a());
+            timesB.Add(b());
+            Console.WriteLine($"  A/B round {i + 1}/{rounds}: {nameA} {timesA[^1]:F2}s, {nameB} {timesB[^1]:F2}s");
+        }
+        return (Roofline.Median(timesA), Roofline.Median(timesB));
+    }
+
+    static double Step(UNet2DConditionModel unet, Tensor latents, Conditioning conditioning)
+    {
+        var clock = Stopwatch.StartNew();
+        using var noise = unet.Forward(latents, 500f, conditioning);
+        return clock.Elapsed.TotalSeconds;
+    }
+}

@@ -1,0 +1,165 @@
+using System.Collections.Concurrent;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Models;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Tuning;
+
+/// <summary>
+/// The fast path on the machine we run on, found by measuring rather than fixed at build time: conv activation
+/// layout (NCHW or channels-last) per dtype, and the attention kernel per dtype, head size and token-count class.
+/// Each choice is measured at its first use (<see cref="MicroBenchmarks"/>, about a second each), remembered for the
+/// process, and saved in <see cref="FastPathCache"/> under the <see cref="MachineKey"/>, so later runs read it.
+/// Only CPU choices are measured; other devices, other dtypes and disabled tuning take the defaults. A cache that
+/// cannot be read or written never fails a generation: the first problem is reported once through the warning
+/// callback, and the defaults (corrupt file) or this process's measurement (unwritable folder) are used.
+/// Thread-safe: jobs running side by side share one instance, and each choice is measured once.
+/// </summary>
+public sealed class FastPaths
+{
+    /// <summary>"off" (or 0, false, no) turns measuring off: every choice not forced takes its default.</summary>
+    public const string TuningVariable = "SHARPDIFFUSION_TUNING";
+    /// <summary>"nchw" or "channels-last": forces the layout, as <see cref="LoadOptions.ChannelsLast"/> does.</summary>
+    public const string LayoutVariable = "SHARPDIFFUSION_LAYOUT";
+
+    /// <summary>Channels-last conv weights (and so activations), the faster fp32 layout on the machine it was chosen on.</summary>
+    public const bool DefaultChannelsLast = true;
+    public const AttentionKernel DefaultAttention = AttentionKernel.Sdpa;
+
+    static readonly Lazy<FastPaths> Shared = new(() => new FastPaths(FastPathCache.DefaultFolder(),
+        enabled: !IsOff(Environment.GetEnvironmentVariable(TuningVariable)), warn: m => Console.Error.WriteLine($"warning: {m}")));
+
+    /// <summary>The process's instance: the user's cache folder, measuring unless SHARPDIFFUSION_TUNING=off.</summary>
+    public static FastPaths Default => Shared.Value;
+
+    readonly FastPathCache? _cache;
+    readonly MachineKey? _machine;
+    readonly Action<string> _warn;
+    readonly ConcurrentDictionary<string, Lazy<(CachedChoice Choice, ChoiceSource Source)>> _choices = new();
+    readonly Lock _measuring = new(); // one measurement at a time: two at once would time each other
+    int _warned;
+
+    /// <param name="cacheFolder">Where the cache file lives; null: measure but do not save.</param>
+    /// <param name="enabled">False: no measuring, every choice its default.</param>
+    /// <param name="machine">The cache key; null: <see cref="MachineKey.Current"/> at each choice.</param>
+    /// <param name="warn">Called at most once, with the first cache problem (one line).</param>
+    public FastPaths(string? cacheFolder, bool enabled = true, MachineKey? machine = null, Action<string>? warn = null)
+    {
+        _cache = cacheFolder is null ? null : new FastPathCache(cacheFolder);
+        Enabled = enabled;
+        _machine = machine;
+        _warn = warn ?? (_ => { });
+    }
+
+    public bool Enabled { get; }
+
+    /// <summary>Replaces the micro-benchmarks (tests): the name of the choice → its winner ("nchw", "sdpa", …).</summary>
+    internal Func<string, CachedChoice>? MeasureOverride { get; init; }
+
+    /// <summary>Channels-last for <paramref name="options"/>: its own choice, else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
+    public Choice<bool> ChannelsLast(LoadOptions options)
+    {
+        if (options.ChannelsLast is bool forced) return new(forced, ChoiceSource.Forced);
+        if (ParseLayout(Environment.GetEnvironmentVariable(LayoutVariable)) is bool fromEnvironment)
+            return new(fromEnvironment, ChoiceSource.Forced, $"${LayoutVariable}");
+        return ChannelsLast(options.DType, new Device(options.Device));
+    }
+
+    /// <summary>Whether channels-last is the faster layout for <paramref name="dtype"/> on <paramref name="device"/>.</summary>
+    public Choice<bool> ChannelsLast(ScalarType dtype, Device device)
+    {
+        if (!Measurable(dtype, device)) return new(DefaultChannelsLast, ChoiceSource.Default);
+        var (choice, source) = Resolve($"layout {Name(dtype)}", () =>
+        {
+            var m = MicroBenchmarks.Layout(dtype);
+            return new CachedChoice(m.Winner ? "channels-last" : "nchw", m.Detail);
+        });
+        return ParseLayout(choice.Value) is bool value ? new(value, source, choice.Detail) : new(DefaultChannelsLast, ChoiceSource.Default);
+    }
+
+    /// <summary>The attention kernel for <paramref name="options"/>: its own choice, else measured per call shape.</summary>
+    public AttentionKernelChoice AttentionChoice(LoadOptions options) => options.Attention is AttentionKernel forced
+        ? (_, _) => forced
+        : (q, k) => Attention(q.dtype, q.device, q.shape[3], q.shape[2], k.shape[2]).Value;
+
+    /// <summary>The faster attention kernel for this head size and the token-count classes of the queries and keys.</summary>
+    public Choice<AttentionKernel> Attention(ScalarType dtype, Device device, long headDim, long queries, long keys)
+    {
+        if (!Measurable(dtype, device)) return new(DefaultAttention, ChoiceSource.Default);
+        long n = TokenClass(queries), m = TokenClass(keys);
+        var (choice, source) = Resolve($"attention {Name(dtype)} d{headDim} q{n} k{m}", () =>
+        {
+            var r = MicroBenchmarks.Attention(dtype, (int)headDim, n, m);
+            return new CachedChoice(r.Winner == AttentionKernel.SlicedMatmul ? "sliced-matmul" : "sdpa", r.Detail);
+        });
+        return choice.Value switch
+        {
+            "sdpa" => new(AttentionKernel.Sdpa, source, choice.Detail),
+            "sliced-matmul" => new(AttentionKernel.SlicedMatmul, source, choice.Detail),
+            _ => new(DefaultAttention, ChoiceSource.Default),
+        };
+    }
+
+    /// <summary>Token counts measured as one class: cross-attention's 77, then 256, 1024 and 4096 (64×64 latents;
+    /// larger counts behave as it does).</summary>
+    public static long TokenClass(long tokens) => tokens <= 128 ? 77 : tokens <= 512 ? 256 : tokens <= 2048 ? 1024 : 4096;
+
+    public static bool? ParseLayout(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        "nchw" or "false" or "0" or "off" or "no" => false,
+        "channels-last" or "channels_last" or "nhwc" or "true" or "1" or "on" or "yes" => true,
+        _ => null,
+    };
+
+    bool Measurable(ScalarType dtype, Device device) =>
+        Enabled && device.type == TorchSharp.DeviceType.CPU && dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16;
+
+    // The cached choice if there is one, else a measurement (saved); each name resolved once per machine key.
+    (CachedChoice Choice, ChoiceSource Source) Resolve(string name, Func<CachedChoice> measure)
+    {
+        var machine = _machine ?? MachineKey.Current();
+        return _choices.GetOrAdd($"{machine}|{name}", _ => new(() =>
+        {
+            if (Stored(machine, out bool corrupt).TryGetValue(name, out var stored)) return (stored, ChoiceSource.Cached);
+            if (corrupt) return (new CachedChoice("default", ""), ChoiceSource.Default);
+            CachedChoice measured;
+            try
+            {
+                lock (_measuring) measured = MeasureOverride?.Invoke(name) ?? measure();
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                Warn($"could not measure the fast path '{name}' ({e.Message}); using the default.");
+                return (new CachedChoice("default", ""), ChoiceSource.Default);
+            }
+            try { _cache?.Save(machine, name, measured); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Warn($"could not save the measured fast paths to {_cache!.Path} ({e.Message}); they will be measured again next run.");
+            }
+            return (measured, ChoiceSource.Measured);
+        })).Value;
+    }
+
+    IReadOnlyDictionary<string, CachedChoice> Stored(MachineKey machine, out bool corrupt)
+    {
+        corrupt = false;
+        if (_cache is null) return new Dictionary<string, CachedChoice>();
+        try { return _cache.Read(machine); }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            Warn($"{e.Message} Using the default fast paths; delete the file to measure them again.");
+            corrupt = true;
+            return new Dictionary<string, CachedChoice>();
+        }
+    }
+
+    void Warn(string message)
+    {
+        if (Interlocked.Exchange(ref _warned, 1) == 0) _warn(message);
+    }
+
+    static bool IsOff(string? value) => value?.Trim().ToLowerInvariant() is "off" or "0" or "false" or "no";
+
+    static string Name(ScalarType t) => t switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
+}
