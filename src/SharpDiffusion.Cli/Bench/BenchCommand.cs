@@ -27,6 +27,7 @@ public static class BenchCommand
         new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
         .. FastPathOptions.Options,
+        new("deep-cache", OptionKind.Integer, "also time DeepCache's shallow UNet step (a full pass every N steps) and the UNet time of --total-steps with it (default: off)", "N"),
         new("ab-steps", OptionKind.Integer, "UNet steps per candidate in the in-process A/B of each fast-path choice (layout, attention), interleaved; 0 skips it (default: 2)", "N"),
         new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
@@ -62,7 +63,8 @@ public static class BenchCommand
         if (report is not null)
         {
             var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention };
-            var row = Measure(model ?? throw new UsageException("--report needs --model"), load, width, height, steps, totalSteps, abSteps, skipVae);
+            var row = Measure(model ?? throw new UsageException("--report needs --model"), load, width, height, steps, totalSteps, abSteps, skipVae,
+                cl.Int("deep-cache") ?? 1);
             File.WriteAllText(report, System.Text.Json.JsonSerializer.Serialize(row));
             return 0;
         }
@@ -108,6 +110,34 @@ public static class BenchCommand
         return 0;
     }
 
+    /// <summary>DeepCache's shallow step against the full one, in this process: its time and FLOPs, and the UNet time of
+    /// <paramref name="totalSteps"/> steps with a full pass every <paramref name="interval"/> steps.</summary>
+    static void DeepCacheStep(UNet2DConditionModel unet, Tensor latents, Conditioning conditioning, int interval, int steps,
+        double fullStep, long fullFlops, int totalSteps)
+    {
+        using var cache = new DeepFeatureCache(interval);
+        using (var fill = unet.Forward(latents, 500f, conditioning, cache)) { }
+        long flops;
+        using (var counter = new FlopCounter(unet))
+        {
+            using var warm = unet.Forward(latents, 480f, conditioning, cache, reuse: true);
+            flops = counter.Total;
+        }
+        var times = new List<double>();
+        for (int i = 0; i < steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            using var noise = unet.Forward(latents, 460f - 20 * i, conditioning, cache, reuse: true);
+            times.Add(clock.Elapsed.TotalSeconds);
+        }
+        double shallow = Roofline.Median(times);
+        int full = (totalSteps + interval - 1) / interval;
+        double with = full * fullStep + (totalSteps - full) * shallow, without = totalSteps * fullStep;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  DeepCache every {interval} steps: shallow step {shallow:F2}s ({(double)flops / fullFlops:P0} of the full step's FLOPs, x{fullStep / shallow:F1} faster); " +
+            $"UNet for {totalSteps} steps {with:F1}s vs {without:F1}s: x{without / with:F2}"));
+    }
+
     // Runs this same command for one dtype in a new process: peak RSS then belongs to that measurement alone.
     static Row MeasureInChild(string modelDir, ScalarType dtype, CommandLine cl, int width, int height)
     {
@@ -116,7 +146,7 @@ public static class BenchCommand
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
             start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
         start.ArgumentList.Add("bench");
-        foreach (var key in new[] { "steps", "total-steps", "threads", "ab-steps" })
+        foreach (var key in new[] { "steps", "total-steps", "threads", "ab-steps", "deep-cache" })
             if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
         start.ArgumentList.Add("--width"); start.ArgumentList.Add(width.ToString(CultureInfo.InvariantCulture));
         start.ArgumentList.Add("--height"); start.ArgumentList.Add(height.ToString(CultureInfo.InvariantCulture));
@@ -138,7 +168,8 @@ public static class BenchCommand
         }
     }
 
-    static Row Measure(string modelDir, LoadOptions options, int width, int height, int steps, int totalSteps, int abSteps, bool skipVae)
+    static Row Measure(string modelDir, LoadOptions options, int width, int height, int steps, int totalSteps, int abSteps, bool skipVae,
+        int deepCache)
     {
         var dtype = options.DType;
         Console.WriteLine($"Measuring {Name(dtype)} ...");
@@ -216,6 +247,8 @@ public static class BenchCommand
             Console.WriteLine($"  UNet step {i + 1}/{steps}: {times[^1]:F2}s");
         }
         double step = Roofline.Median(times);
+        if (deepCache > 1)
+            DeepCacheStep(unet, latents, conditioning, deepCache, steps, step, stepFlops, totalSteps);
 
         long peakBeforeVae = ProcessMemory.PeakResidentBytes ?? 0;
         NativeHeap.Trim(); // as the pipeline does between the denoising loop and the decode
