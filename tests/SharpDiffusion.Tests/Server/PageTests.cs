@@ -22,7 +22,7 @@ public sealed class PageFixture : IAsyncLifetime
         Directory.CreateDirectory(TempDir);
         // Generations on 2 shared cores take seconds; every other wait is on the page's own JS.
         SetDefaultExpectTimeout(60_000);
-        EnsureChromium();
+        DebianPackages.EnsureInstalled("/usr/bin/chromium", "chromium fonts-dejavu-core", "The page tests drive Debian's Chromium");
         Server = await TestServer.StartAsync();
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new()
@@ -31,26 +31,6 @@ public sealed class PageFixture : IAsyncLifetime
             // No lookups of Google's hosts: nothing but loopback resolves, so the page can only work from its own server.
             Args = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"],
         });
-    }
-
-    /// <summary>Debian's chromium, as `.ci/run` installs it, so the README's `dotnet test` alone works on a fresh machine
-    /// (as root; otherwise the failure says what to install). Nothing is downloaded but the distribution's package.</summary>
-    static void EnsureChromium()
-    {
-        const string chromium = "/usr/bin/chromium";
-        if (File.Exists(chromium)) return;
-        bool root = Environment.UserName == "root";
-        Assert.True(root && File.Exists("/usr/bin/apt-get"),
-            $"The page tests drive Debian's Chromium at {chromium}; install it: sudo apt-get install --no-install-recommends chromium fonts-dejavu-core");
-        foreach (var args in new[] { "update -qq", "install -y -qq --no-install-recommends chromium fonts-dejavu-core" })
-        {
-            var info = new System.Diagnostics.ProcessStartInfo("apt-get", args) { RedirectStandardOutput = true, RedirectStandardError = true };
-            info.Environment["DEBIAN_FRONTEND"] = "noninteractive";
-            using var apt = System.Diagnostics.Process.Start(info)!;
-            string log = apt.StandardOutput.ReadToEnd() + apt.StandardError.ReadToEnd();
-            apt.WaitForExit();
-            Assert.True(apt.ExitCode == 0, $"apt-get {args} exited {apt.ExitCode}: {log}");
-        }
     }
 
     public async Task DisposeAsync()

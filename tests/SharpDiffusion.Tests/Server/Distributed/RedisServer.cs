@@ -7,8 +7,8 @@ namespace SharpDiffusion.Tests.Server.Distributed;
 
 /// <summary>
 /// Debian's redis-server on a free loopback port, its data in a temporary folder (append-only file, fsync always: a
-/// stop and start keeps the queue, as a production Redis with persistence does). Installed with apt-get when missing
-/// and the tests run as root (as `.ci/run` does); stopped and deleted at the end.
+/// stop and start keeps the queue, as a production Redis with persistence does). Installed when missing
+/// (<see cref="DebianPackages"/>); stopped and deleted at the end.
 /// </summary>
 public sealed class RedisServer : IDisposable
 {
@@ -20,7 +20,7 @@ public sealed class RedisServer : IDisposable
 
     public static RedisServer Start()
     {
-        EnsureInstalled();
+        DebianPackages.EnsureInstalled("/usr/bin/redis-server", "redis-server", "The job-queue tests run Debian's redis-server");
         var redis = new RedisServer();
         redis.Restart();
         return redis;
@@ -79,24 +79,6 @@ public sealed class RedisServer : IDisposable
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
         return port;
-    }
-
-    static readonly object InstallGate = new();
-
-    static void EnsureInstalled()
-    {
-        lock (InstallGate)
-        {
-            if (File.Exists("/usr/bin/redis-server")) return;
-            if (Environment.UserName != "root")
-                throw new InvalidOperationException("redis-server is not installed: run `apt-get install -y redis-server` (`.ci/run` does, as root).");
-            foreach (var args in new[] { "update -qq", "install -y -qq --no-install-recommends redis-server" })
-            {
-                var p = Process.Start(new ProcessStartInfo("apt-get", args) { UseShellExecute = false, Environment = { ["DEBIAN_FRONTEND"] = "noninteractive" } })!;
-                p.WaitForExit();
-                if (p.ExitCode != 0) throw new InvalidOperationException($"apt-get {args} failed with {p.ExitCode}");
-            }
-        }
     }
 
     public void Dispose()
