@@ -29,46 +29,71 @@ public static class ServeCommand
         new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
     ];
 
-    public static int Run(CommandLine cl)
+    /// <summary>A queue URL that parses, or a usage error that shows the form (serve --queue, worker --queue).</summary>
+    internal static string CheckQueue(string url)
     {
-        string? queueUrl = cl.String("queue");
-        if (queueUrl is not null)
-        {
-            try { SharpDiffusion.Server.Distributed.RedisAddress.Parse(queueUrl); }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
-        }
-        int retention = cl.Int("job-retention") ?? 30;
-        if (retention is < 1 or > 10_080)
-            throw new UsageException($"--job-retention must be 1 to 10080 minutes; got {retention}.");
-        string model = queueUrl is not null ? cl.String("model") ?? "" : cl.String("model") ?? DefaultModel.Locate()
+        try { SharpDiffusion.Server.Distributed.RedisAddress.Parse(url); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        return url;
+    }
+
+    /// <summary>--model, else the shipped model; it must exist.</summary>
+    internal static string Model(CommandLine cl)
+    {
+        string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR|FILE is required (the shipped models/sharp-shapes was not found).");
-        if (queueUrl is null && !File.Exists(model) && !Directory.Exists(model))
+        if (!File.Exists(model) && !Directory.Exists(model))
             throw new UsageException($"--model: {AtomicFiles.Printable(model)} does not exist.");
-        string? modelsDir = cl.String("models-dir");
-        if (modelsDir is not null && !Directory.Exists(modelsDir))
-            throw new UsageException($"--models-dir: the folder {AtomicFiles.Printable(modelsDir)} does not exist.");
-        string? Sub(string option, string name)
-        {
-            string? given = cl.String(option);
-            if (given is not null && !Directory.Exists(given))
-                throw new UsageException($"--{option}: the folder {AtomicFiles.Printable(given)} does not exist.");
-            return given ?? (modelsDir is not null && Directory.Exists(Path.Combine(modelsDir, name)) ? Path.Combine(modelsDir, name) : null);
-        }
-        int port = cl.Int("port") ?? 7860;
-        if (port is < 0 or > 65535)
-            throw new UsageException($"--port must be 0 to 65535; got {port}.");
-        int queue = cl.Int("queue-size") ?? 16;
-        if (queue is < 0 or > 100_000)
-            throw new UsageException($"--queue-size must be 0 to 100000; got {queue}.");
-        int maxBody = cl.Int("max-body-mb") ?? 64, maxSide = cl.Int("max-image-side") ?? 4096;
-        if (maxBody is < 1 or > 2048) throw new UsageException($"--max-body-mb must be 1 to 2048; got {maxBody}.");
+        return model;
+    }
+
+    /// <summary>The folder an option names, which must exist; null when not given.</summary>
+    internal static string? Folder(CommandLine cl, string option)
+    {
+        string? given = cl.String(option);
+        if (given is not null && !Directory.Exists(given))
+            throw new UsageException($"--{option}: the folder {AtomicFiles.Printable(given)} does not exist.");
+        return given;
+    }
+
+    internal static int MaxImageSide(CommandLine cl)
+    {
+        int maxSide = cl.Int("max-image-side") ?? 4096;
         if (maxSide is < 64 or > 8192) throw new UsageException($"--max-image-side must be 64 to 8192; got {maxSide}.");
+        return maxSide;
+    }
+
+    /// <summary>--output-dir, created and checked writable before any work; null when not given.</summary>
+    internal static string? OutputDir(CommandLine cl)
+    {
         string? outputDir = cl.String("output-dir");
         if (outputDir is not null)
         {
             Directory.CreateDirectory(outputDir);
             AtomicFiles.CheckWritable(Path.Combine(outputDir, "probe.png"));
         }
+        return outputDir;
+    }
+
+    public static int Run(CommandLine cl)
+    {
+        string? queueUrl = cl.String("queue") is { } url ? CheckQueue(url) : null;
+        int retention = cl.Int("job-retention") ?? 30;
+        if (retention is < 1 or > 10_080)
+            throw new UsageException($"--job-retention must be 1 to 10080 minutes; got {retention}.");
+        string model = queueUrl is not null ? cl.String("model") ?? "" : Model(cl); // a gateway loads no model
+        string? modelsDir = Folder(cl, "models-dir");
+        string? Sub(string option, string name) =>
+            Folder(cl, option) ?? (modelsDir is not null && Directory.Exists(Path.Combine(modelsDir, name)) ? Path.Combine(modelsDir, name) : null);
+        int port = cl.Int("port") ?? 7860;
+        if (port is < 0 or > 65535)
+            throw new UsageException($"--port must be 0 to 65535; got {port}.");
+        int queue = cl.Int("queue-size") ?? 16;
+        if (queue is < 0 or > 100_000)
+            throw new UsageException($"--queue-size must be 0 to 100000; got {queue}.");
+        int maxBody = cl.Int("max-body-mb") ?? 64, maxSide = MaxImageSide(cl);
+        if (maxBody is < 1 or > 2048) throw new UsageException($"--max-body-mb must be 1 to 2048; got {maxBody}.");
+        string? outputDir = OutputDir(cl);
         var options = new ServerOptions
         {
             Model = model,

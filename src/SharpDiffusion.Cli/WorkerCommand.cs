@@ -27,26 +27,14 @@ public static class WorkerCommand
 
     public static int Run(CommandLine cl)
     {
-        string queue = cl.String("queue") ?? throw new UsageException("--queue redis://HOST:PORT[/DB] is required: the queue `serve --queue` writes to.");
-        try { RedisAddress.Parse(queue); }
-        catch (ArgumentException e) { throw new UsageException(e.Message); }
-        string model = cl.String("model") ?? DefaultModel.Locate()
-            ?? throw new UsageException("--model DIR|FILE is required (the shipped models/sharp-shapes was not found).");
-        if (!File.Exists(model) && !Directory.Exists(model))
-            throw new UsageException($"--model: {AtomicFiles.Printable(model)} does not exist.");
-        foreach (var option in new[] { "lora-dir", "embeddings-dir" })
-            if (cl.String(option) is { } dir && !Directory.Exists(dir))
-                throw new UsageException($"--{option}: the folder {AtomicFiles.Printable(dir)} does not exist.");
+        string queue = ServeCommand.CheckQueue(cl.String("queue")
+            ?? throw new UsageException("--queue redis://HOST:PORT[/DB] is required: the queue `serve --queue` writes to."));
+        string model = ServeCommand.Model(cl);
+        string? loraDir = ServeCommand.Folder(cl, "lora-dir"), embeddingsDir = ServeCommand.Folder(cl, "embeddings-dir");
         int visibility = cl.Int("visibility-timeout") ?? 30;
         if (visibility is < 2 or > 86_400) throw new UsageException($"--visibility-timeout must be 2 to 86400 seconds; got {visibility}.");
-        int maxSide = cl.Int("max-image-side") ?? 4096;
-        if (maxSide is < 64 or > 8192) throw new UsageException($"--max-image-side must be 64 to 8192; got {maxSide}.");
-        string? outputDir = cl.String("output-dir");
-        if (outputDir is not null)
-        {
-            Directory.CreateDirectory(outputDir);
-            AtomicFiles.CheckWritable(Path.Combine(outputDir, "probe.png"));
-        }
+        int maxSide = ServeCommand.MaxImageSide(cl);
+        string? outputDir = ServeCommand.OutputDir(cl);
         string? name = cl.String("name");
         if (name is not null && (name.Length is 0 or > 100 || name.Any(char.IsControl)))
             throw new UsageException($"--name must be 1 to 100 printable characters; got '{AtomicFiles.Printable(name)}'.");
@@ -57,8 +45,8 @@ public static class WorkerCommand
             {
                 Model = model,
                 OriginalConfig = cl.String("config"),
-                LoraDir = cl.String("lora-dir"),
-                EmbeddingsDir = cl.String("embeddings-dir"),
+                LoraDir = loraDir,
+                EmbeddingsDir = embeddingsDir,
                 MaxImageSide = maxSide,
                 OutputDir = outputDir,
                 Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),

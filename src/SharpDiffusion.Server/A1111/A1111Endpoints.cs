@@ -167,7 +167,6 @@ public static class A1111Endpoints
         {
             string name = checkpoint is JsonValue v && v.TryGetValue(out string? s) ? s
                 : throw new RequestValidationException([new FieldError("sd_model_checkpoint", "str type expected", "type_error.str")]);
-            if (server.Gateway is not null) server.Catalog.Refresh(); // the workers' models as of now
             var entry = server.Catalog.Find(name)
                 ?? throw new ArgumentException($"Model '{name}' not found; GET /sdapi/v1/sd-models lists the names.");
             server.Settings.Set(body); // checked before the switch is queued

@@ -22,7 +22,7 @@ public sealed class RedisGateway : IJobQueue
         public Job Job { get; } = job;
         public string Model { get; } = model;
         public int PreviewVersion;
-        public string? ProgressJson;
+        public JobProgress? Progress;
     }
 
     readonly ConnectionMultiplexer _redis;
@@ -103,10 +103,9 @@ public sealed class RedisGateway : IJobQueue
             ["clip_skip"] = settings.ClipSkip,
             ["settings"] = settings.Snapshot(),
         };
-        var job = new Job(id, kind, _ => throw new InvalidOperationException("A gateway's job runs on a worker."));
-        var mirror = new Mirror(job, model);
+        var mirror = new Mirror(new Job(id, kind, RunsOnAWorker), model);
         if (!_mirrors.TryAdd(id, mirror))
-            throw new QueueRefusedException($"A job with the id '{id}' already exists; use another force_task_id.", 409, 0);
+            throw QueueRefusedException.IdTaken(id);
         try
         {
             bool queued = Redis(() => _store.Submit(id, kind, model, payload.ToJsonString(), _options.QueueSize, _options.JobRetention));
@@ -118,16 +117,18 @@ public sealed class RedisGateway : IJobQueue
             _mirrors.TryRemove(id, out _);
             throw;
         }
-        return job;
+        return mirror.Job;
     }
+
+    /// <summary>A mirrored job's work: it is never run here.</summary>
+    static JsonObject RunsOnAWorker(Job job) => throw new InvalidOperationException($"The job {job.Id} runs on a worker, not on a gateway.");
 
     public Job? Find(string id)
     {
         if (_mirrors.TryGetValue(id, out var known)) return known.Job;
         var record = Redis(() => _store.Read(id));
         if (record is null) return null;
-        var job = new Job(id, record.Kind, _ => throw new InvalidOperationException("A gateway's job runs on a worker.")) { Created = record.Created };
-        var mirror = _mirrors.GetOrAdd(id, new Mirror(job, record.Model));
+        var mirror = _mirrors.GetOrAdd(id, new Mirror(new Job(id, record.Kind, RunsOnAWorker) { Created = record.Created }, record.Model));
         Apply(mirror, record);
         return mirror.Job;
     }
@@ -226,10 +227,9 @@ public sealed class RedisGateway : IJobQueue
             var job = m.Job;
             if (job.IsFinished) return;
             if (r.State != "queued") job.TryStart();
-            string progress = $"{r.Progress}";
-            if (progress != m.ProgressJson && r.State == "running")
+            if (r.State == "running" && r.Progress != m.Progress)
             {
-                m.ProgressJson = progress;
+                m.Progress = r.Progress;
                 job.Report(r.Progress);
             }
             if (r.PreviewVersion > m.PreviewVersion && _store.Preview(r.Id) is { } png)

@@ -52,20 +52,31 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return 1
         """;
 
+    // The job's end, shared by the scripts below (KEYS: job, queued, stats; ARGV[1]: id): the state and why, the request
+    // dropped, out of the waiting set, kept for its retention time, counted, announced.
+    const string Ending = """
+        local function ended(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+        local function finish(state, now, err)
+          redis.call('HSET', KEYS[1], 'state', state, 'ended', now, 'error', err)
+          redis.call('HDEL', KEYS[1], 'payload')
+          redis.call('ZREM', KEYS[2], ARGV[1])
+          redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
+          redis.call('HINCRBY', KEYS[3], state, 1)
+          redis.call('PUBLISH', 'sd:events', ARGV[1])
+        end
+
+        """;
+
     // KEYS: job, queued, stats. ARGV: id, worker, now(ms), lifetime(s).
     // Returns {run, kind, payload} | {finished} | {gone} | {cancelled}.
-    const string StartScript = """
+    const string StartScript = Ending + """
         local s = redis.call('HGET', KEYS[1], 'state')
         if not s then redis.call('ZREM', KEYS[2], ARGV[1]) return {'gone'} end
-        if s == 'completed' or s == 'failed' or s == 'cancelled' then return {'finished'} end
+        if ended(s) then return {'finished'} end
         redis.call('ZREM', KEYS[2], ARGV[1])
         local reason = redis.call('HGET', KEYS[1], 'cancel')
         if reason then
-          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'ended', ARGV[3], 'error', reason)
-          redis.call('HDEL', KEYS[1], 'payload')
-          redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
-          redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
-          redis.call('PUBLISH', 'sd:events', ARGV[1])
+          finish('cancelled', ARGV[3], reason)
           return {'cancelled'}
         end
         redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[2], 'started', ARGV[3])
@@ -77,37 +88,28 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
 
     // KEYS: job, queued, stats, stream. ARGV: id, state, result, error, status, now(ms), stream entry.
     // Stores the end (unless the job had ended: returns '') and acknowledges the stream entry in the same step.
-    const string EndScript = """
+    const string EndScript = Ending + """
         redis.call('XACK', KEYS[4], 'workers', ARGV[7])
         redis.call('XDEL', KEYS[4], ARGV[7])
         local s = redis.call('HGET', KEYS[1], 'state')
-        if not s or s == 'completed' or s == 'failed' or s == 'cancelled' then return '' end
+        if not s or ended(s) then return '' end
         local state, result, err = ARGV[2], ARGV[3], ARGV[4]
         local reason = redis.call('HGET', KEYS[1], 'cancel')
         if reason and state == 'completed' then state, result, err = 'cancelled', '', reason end
-        redis.call('HSET', KEYS[1], 'state', state, 'ended', ARGV[6], 'error', err, 'error_status', ARGV[5])
         if result ~= '' then redis.call('HSET', KEYS[1], 'result', result) end
-        redis.call('HDEL', KEYS[1], 'payload')
-        redis.call('ZREM', KEYS[2], ARGV[1])
-        redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
-        redis.call('HINCRBY', KEYS[3], state, 1)
-        redis.call('PUBLISH', 'sd:events', ARGV[1])
+        redis.call('HSET', KEYS[1], 'error_status', ARGV[5])
+        finish(state, ARGV[6], err)
         return state
         """;
 
     // KEYS: job, queued, stats. ARGV: id, reason, now(ms). Returns cancelled (was waiting) | running | finished | gone.
-    const string CancelScript = """
+    const string CancelScript = Ending + """
         local s = redis.call('HGET', KEYS[1], 'state')
         if not s then return 'gone' end
-        if s == 'completed' or s == 'failed' or s == 'cancelled' then return 'finished' end
+        if ended(s) then return 'finished' end
         if redis.call('HEXISTS', KEYS[1], 'cancel') == 0 then redis.call('HSET', KEYS[1], 'cancel', ARGV[2]) end
         if s == 'queued' then
-          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'ended', ARGV[3], 'error', redis.call('HGET', KEYS[1], 'cancel'))
-          redis.call('HDEL', KEYS[1], 'payload')
-          redis.call('ZREM', KEYS[2], ARGV[1])
-          redis.call('EXPIRE', KEYS[1], redis.call('HGET', KEYS[1], 'retention'))
-          redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
-          redis.call('PUBLISH', 'sd:events', ARGV[1])
+          finish('cancelled', ARGV[3], redis.call('HGET', KEYS[1], 'cancel'))
           return 'cancelled'
         end
         return 'running'
@@ -121,7 +123,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         var r = (long)Db.ScriptEvaluate(SubmitScript, [JobKey(id), QueuedKey(model), StreamKey(model)],
             [id, capacity, kind, model, payload, Now, (long)PendingLifetime.TotalSeconds, Math.Max(1, (long)retention.TotalSeconds)]);
         if (r == -1)
-            throw new QueueRefusedException($"A job with the id '{id}' already exists; use another force_task_id.", 409, 0);
+            throw QueueRefusedException.IdTaken(id);
         if (r == 1)
             Bus.Publish(Ready(model), id, CommandFlags.FireAndForget);
         return r == 1;

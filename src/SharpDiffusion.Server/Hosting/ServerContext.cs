@@ -77,11 +77,7 @@ public sealed class ServerContext : IDisposable
             "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5, "NoWorker")).Name, Settings);
     }
 
-    ModelEntry? ServedModel(string? name)
-    {
-        Catalog.Refresh();
-        return name is null ? CurrentModel : Catalog.Find(name);
-    }
+    ModelEntry? ServedModel(string? name) => name is null ? CurrentModel : Catalog.Find(name); // a gateway's catalog is live
 
     /// <summary>A gateway's POST /options sd_model_checkpoint: the model requests get by default.</summary>
     public void ChooseModel(ModelEntry entry) => _gatewayModel = entry.Name;

@@ -10,6 +10,10 @@ public sealed class QueueRefusedException(string message, int status, int retryA
     public int RetryAfterSeconds => retryAfterSeconds;
     /// <summary>The A1111 error name: QueueFull / Conflict by default, or e.g. QueueUnavailable, NoWorker.</summary>
     public string Error => error ?? (status == 503 ? "QueueFull" : "Conflict");
+
+    /// <summary>force_task_id names a job that exists (409).</summary>
+    public static QueueRefusedException IdTaken(string id) =>
+        new($"A job with the id '{id}' already exists; use another force_task_id.", 409, 0);
 }
 
 /// <summary>
@@ -64,7 +68,7 @@ public sealed class JobQueue : IJobQueue
                 throw new QueueRefusedException($"The queue is full ({_capacity} waiting); retry in about {retry} s.", 503, retry);
             }
             if (!_jobs.TryAdd(job.Id, job))
-                throw new QueueRefusedException($"A job with the id '{job.Id}' already exists; use another force_task_id.", 409, 0);
+                throw QueueRefusedException.IdTaken(job.Id);
             _pending.AddLast(job);
         }
         _signal.Release();
