@@ -37,12 +37,16 @@ public sealed class RedisWorker : IDisposable
     readonly SemaphoreSlim _wake = new(0);
     readonly object _gate = new();
     (Job Job, RedisValue Entry)? _current;
-    Timer? _heartbeat;
+    readonly Thread _heart;
+    readonly AutoResetEvent _beatNow = new(false);
+    readonly CancellationTokenSource _stopBeating = new();
+    Action<string>? _log;
 
     RedisWorker(WorkerOptions options, ConnectionMultiplexer redis, ModelCatalog catalog, ModelHost host)
     {
         (_options, _redis, _catalog, _host) = (options, redis, catalog, host);
         _store = new RedisJobStore(redis);
+        _heart = new Thread(Beating) { IsBackground = true, Name = "worker heartbeat" };
     }
 
     /// <summary>The model name this worker serves: the stream it reads and the name clients use.</summary>
@@ -65,8 +69,8 @@ public sealed class RedisWorker : IDisposable
             var worker = new RedisWorker(options, address.Connect($"sharpdiffusion-worker-{options.Name}"), catalog, host);
             worker._store.Bus.Subscribe(RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release());
             worker._store.Bus.Subscribe(RedisJobStore.Control, (_, message) => worker.OnControl(message!));
-            worker._heartbeat = new Timer(_ => worker.Beat(), null, TimeSpan.Zero, WorkerRegistry.Heartbeat);
             worker.Beat(); // registered before it says it is ready
+            worker._heart.Start();
             return worker;
         }
         catch
@@ -79,6 +83,7 @@ public sealed class RedisWorker : IDisposable
     /// <summary>Takes jobs until <paramref name="stop"/>; the job running then is finished first.</summary>
     public void Run(CancellationToken stop, Action<string>? log = null)
     {
+        _log = log;
         var stream = RedisJobStore.StreamKey(Model);
         EnsureGroup(stream);
         var sinceReclaim = System.Diagnostics.Stopwatch.StartNew();
@@ -191,35 +196,62 @@ public sealed class RedisWorker : IDisposable
         else job.Cancel((string?)o["reason"] ?? "cancelled");
     }
 
-    /// <summary>Every second: announce this worker and its job, renew the claim on the job's entry, and pick up a
-    /// cancellation whose message was missed.</summary>
-    readonly object _beatGate = new();
+    /// <summary>A heartbeat now (the job it runs or ended is announced without waiting a second).</summary>
+    void BeatSoon() => _beatNow.Set();
 
-    /// <summary>A heartbeat now, off the job's path (the job it runs or ended is announced without waiting a second).</summary>
-    void BeatSoon() => _heartbeat?.Change(TimeSpan.Zero, WorkerRegistry.Heartbeat);
-
-    void Beat()
+    /// <summary>The heartbeat's own thread (not the thread pool, whose threads a busy process may hand out late): a
+    /// beat every second, or at once when asked.</summary>
+    void Beating()
     {
-        lock (_beatGate) BeatLocked(); // one at a time, so a beat that read the job before another cannot write after it
+        while (!_stopBeating.IsCancellationRequested)
+        {
+            WaitHandle.WaitAny([_beatNow, _stopBeating.Token.WaitHandle], WorkerRegistry.Heartbeat);
+            if (!_stopBeating.IsCancellationRequested) Beat();
+        }
     }
 
-    void BeatLocked()
+    readonly System.Diagnostics.Stopwatch _sinceRenewal = new();
+    RedisValue _renewed;
+    readonly HashSet<string> _failing = [];
+
+    /// <summary>Renews the claim on the running job's entry first (a claim idle past the visibility timeout is taken
+    /// over by another worker), picks up a cancellation whose message was missed, then announces this worker and its job.</summary>
+    void Beat()
     {
         (Job Job, RedisValue Entry)? current;
         lock (_gate) current = _current;
+        if (current is { } c)
+        {
+            if (Try("renew its claim on the running job", () => _store.Db.StreamClaimIdsOnly(RedisJobStore.StreamKey(Model), RedisJobStore.Group, Name, 0, [c.Entry])))
+            {
+                if (_renewed == c.Entry && _sinceRenewal.Elapsed > _options.VisibilityTimeout / 2)
+                    _log?.Invoke($"job {c.Job.Id}: its claim was renewed {_sinceRenewal.Elapsed.TotalSeconds:0.0} s after the last time "
+                        + $"(visibility timeout {_options.VisibilityTimeout.TotalSeconds:0.#} s): this machine is too busy for that timeout; raise --visibility-timeout");
+                _renewed = c.Entry;
+                _sinceRenewal.Restart();
+            }
+            Try("check for a cancellation", () => { if (_store.Field(c.Job.Id, "cancel") is { } reason) c.Job.Cancel(reason); });
+        }
+        var pipeline = _host.Current;
+        Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
+            pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
+            _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)));
+    }
+
+    /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>
+    bool Try(string what, Action call)
+    {
         try
         {
-            var pipeline = _host.Current;
-            WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash, pipeline.IsFile,
-                pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
-                _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow));
-            if (current is { } c)
-            {
-                _store.Db.StreamClaimIdsOnly(RedisJobStore.StreamKey(Model), RedisJobStore.Group, Name, 0, [c.Entry]);
-                if (_store.Field(c.Job.Id, "cancel") is { } reason) c.Job.Cancel(reason);
-            }
+            call();
+            if (_failing.Remove(what)) _log?.Invoke($"heartbeat: can {what} again");
+            return true;
         }
-        catch (Exception) { } // Redis away: the next beat tries again
+        catch (Exception e)
+        {
+            if (_failing.Add(what)) _log?.Invoke($"heartbeat: could not {what} ({e.GetType().Name}: {e.Message}); retrying every second");
+            return false;
+        }
     }
 
     /// <summary>Repeats a Redis call until it gets through (Redis restarting) or the worker is told to stop and 30 s more have passed.</summary>
@@ -240,7 +272,8 @@ public sealed class RedisWorker : IDisposable
 
     public void Dispose()
     {
-        _heartbeat?.Dispose();
+        _stopBeating.Cancel();
+        if (_heart.IsAlive) _heart.Join();
         try { WorkerRegistry.Withdraw(_store.Db, Name); } catch (Exception) { }
         _redis.Dispose();
         _host.Dispose();

@@ -51,8 +51,8 @@ public class RedisQueueTests(ITestOutputHelper output)
         using var redis = RedisServer.Start();
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
         var gateway = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "100");
-        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "3");
-        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "3");
+        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "5");
+        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "5");
         try
         {
             var ids = new List<string>();
@@ -131,7 +131,7 @@ public class RedisQueueTests(ITestOutputHelper output)
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
         using var g1 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
         using var g2 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
-        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "3");
+        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "5");
         try
         {
             // A long job through g1, seen running on g2, in /progress and /workers.
@@ -194,6 +194,46 @@ public class RedisQueueTests(ITestOutputHelper output)
         catch
         {
             output.WriteLine($"g1:\n{g1.Output}\ng2:\n{g2.Output}\nworker:\n{worker.Output}");
+            throw;
+        }
+    }
+
+    [Fact]
+    public async Task A_live_worker_keeps_a_job_that_outlasts_the_visibility_timeout_while_another_waits_idle()
+    {
+        using var redis = RedisServer.Start();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        using var gateway = await ServerProcess.StartAsync("--queue", redis.Url);
+        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "2");
+        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "2");
+        try
+        {
+            var longJob = Body(0);
+            longJob["steps"] = 1000;
+            var accepted = await http.PostAsync($"{gateway.Url}/jobs", longJob);
+            Assert.True(accepted.Code == 202, accepted.Body?.ToJsonString());
+            string id = (string)accepted.Json["id"]!;
+            await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) == "running", TimeSpan.FromMinutes(1), "the job running", everyMs: 20);
+            using var client = redis.Connect();
+            var db = client.GetDatabase();
+            string owner = (string)db.HashGet($"sd:job:{id}", "worker")!;
+
+            // Four visibility timeouts; the idle worker looks for abandoned jobs every second meanwhile.
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            var job = await JobAsync(http, gateway.Url, id);
+            Assert.Equal("running", State(job));
+            Assert.Equal(1, (int)db.HashGet($"sd:job:{id}", "attempts"));
+            Assert.Equal(owner, (string?)db.HashGet($"sd:job:{id}", "worker"));
+            Assert.Equal(id, await JobOfAsync(http, gateway.Url, owner));
+            Assert.Null(await JobOfAsync(http, gateway.Url, owner == "w1" ? "w2" : "w1"));
+
+            (await http.PostAsync($"{gateway.Url}/sdapi/v1/interrupt", new JsonObject())).Ok();
+            var stopped = await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) != "running", TimeSpan.FromSeconds(30), "interrupted", everyMs: 20);
+            Assert.Equal("cancelled", State(stopped));
+        }
+        catch
+        {
+            output.WriteLine($"gateway:\n{gateway.Output}\nw1:\n{w1.Output}\nw2:\n{w2.Output}");
             throw;
         }
     }
