@@ -124,6 +124,7 @@ public static class GenerateCommand
             DType = ParseDType(cl.String("dtype")),
             ChannelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last")),
             Attention = FastPathOptions.Attention(cl.String("attention")),
+            LowMemory = true, // one generation: each part's weights are read when it runs and freed after, never twice
         };
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         threads = Threads.Check(threads);
@@ -145,7 +146,7 @@ public static class GenerateCommand
         bool singleFile = File.Exists(model);
         if (!singleFile && (cl.Given("config") || cl.Given("text-encoder-config") || cl.Given("text-encoder-2-config")))
             throw new UsageException("--config, --text-encoder-config and --text-encoder-2-config apply to a single-file checkpoint; --model names a folder.");
-        using var pipeline = Progress.Status("Loading model", () => singleFile
+        using var pipeline = Progress.Status("Opening model", () => singleFile
             ? StableDiffusionPipeline.FromSingleFile(model, load, SingleFileOptions(cl))
             : StableDiffusionPipeline.FromPretrained(model, load));
         foreach (var warning in pipeline.LoadWarnings)
@@ -167,7 +168,7 @@ public static class GenerateCommand
             GenerationTask.ImageToImage => $", img2img at strength {options.EffectiveStrength:0.###}",
             _ => $", inpainting at strength {options.EffectiveStrength:0.###}",
         };
-        Progress.Line($"Loaded {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s; {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
+        Progress.Line($"Opened {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s (each part's weights are read when it runs); {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
 
         using var interruption = new Interruption();
         using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));

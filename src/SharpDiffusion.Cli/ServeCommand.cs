@@ -25,6 +25,7 @@ public static class ServeCommand
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+        new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),
         new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir, --dtype and --output-dir are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
         new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
     ];
@@ -110,7 +111,7 @@ public static class ServeCommand
             MaxBodyBytes = (long)maxBody << 20,
             MaxImageSide = maxSide,
             Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
-            Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")) },
+            Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")), LowMemory = cl.Flag("low-memory") },
             Queue = queueUrl,
             JobRetention = TimeSpan.FromMinutes(retention),
         };

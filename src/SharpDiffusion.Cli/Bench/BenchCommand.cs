@@ -32,8 +32,13 @@ public static class BenchCommand
         new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
         new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
+        new("generation-steps", OptionKind.Integer, "steps of the whole generations whose peak RSS is measured, one with the weights resident (as `serve`) and one with LowMemory (as `generate`); 0 skips them (default: 2)", "N"),
         new("report", OptionKind.Text, "internal: a child measures one dtype and writes its row here", "FILE", Hidden: true),
+        new("generation", OptionKind.Text, "internal: the child measures one whole generation: resident or low-memory", "MODE", Hidden: true),
     ];
+
+    /// <summary>One whole generation in a process of its own: its time and peak RSS, and the RSS once the pipeline was opened.</summary>
+    public sealed record GenerationRow(string DType, string Mode, double OpenSeconds, double GenerateSeconds, long OpenedBytes, long PeakBytes);
 
     public sealed record Row(string DType, double LoadSeconds, double TextSeconds, double StepSeconds, double VaeSeconds,
         double TotalSeconds, long PeakBytes, long PeakBeforeVaeBytes, long TextFlops, long StepFlops, long VaeFlops, string StepSplit,
@@ -60,6 +65,13 @@ public static class BenchCommand
         threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
 
+        if (report is not null && cl.String("generation") is { } mode)
+        {
+            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention, LowMemory = mode == "low-memory" };
+            var row = MeasureGeneration(model ?? throw new UsageException("--report needs --model"), load, mode, width, height, cl.Int("generation-steps") ?? 2);
+            File.WriteAllText(report, System.Text.Json.JsonSerializer.Serialize(row));
+            return 0;
+        }
         if (report is not null)
         {
             var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention };
@@ -83,7 +95,8 @@ public static class BenchCommand
                 // SDXL's 3.5 B parameters are written as bfloat16 (7 GB, not 14); the float32 run upcasts them at load.
                 var disk = arch == "sdxl" ? ScalarType.BFloat16 : ScalarType.Float32;
                 Console.WriteLine($"Writing a random-weight {(arch == "sdxl" ? "SDXL 1.0" : "SD 1.5")} folder ({Name(disk)} safetensors) ...");
-                RandomModelFolder.Write(temp, disk, xl: arch == "sdxl");
+                RandomModelFolder.Write(temp, disk, xl: arch == "sdxl", tokenizer: DefaultModel.Locate("tokenizer/vocab.json") is { } shipped
+                    ? Path.Combine(shipped, "tokenizer") : null);
                 NativeHeap.Trim(); // the freed random models (10 GB for SDXL) go back to the system before the children load theirs
                 Console.WriteLine($"  written in {clock.Elapsed.TotalSeconds:F1}s to {temp}");
                 model = temp;
@@ -100,8 +113,16 @@ public static class BenchCommand
                     roofline[Name(dtype)] = results.Where(r => r.Kernel.StartsWith("conv 3x3", StringComparison.Ordinal)).Max(r => r.GFlops);
                 }
 
-            var rows = dtypes.Select(d => MeasureInChild(model, d, cl, width, height)).ToList();
+            var rows = dtypes.Select(d => MeasureInChild<Row>(model, d, cl, width, height, null)).ToList();
+            int generationSteps = cl.Int("generation-steps") ?? 2;
+            bool canGenerate = File.Exists(model) || Directory.Exists(Path.Combine(model, "tokenizer"));
+            if (!canGenerate && generationSteps > 0)
+                Console.WriteLine($"No whole generations: {model} has no tokenizer/ (the shipped model's was not found to copy).");
+            var generations = generationSteps <= 0 || !canGenerate ? [] : dtypes
+                .SelectMany(d => new[] { "resident", "low-memory" }.Select(mode => MeasureInChild<GenerationRow>(model, d, cl, width, height, mode)))
+                .ToList();
             PrintTable(rows, totalSteps, roofline);
+            PrintGenerations(generations, width, height, generationSteps);
         }
         finally
         {
@@ -138,29 +159,30 @@ public static class BenchCommand
             $"UNet for {totalSteps} steps {with:F1}s vs {without:F1}s: x{without / with:F2}"));
     }
 
-    // Runs this same command for one dtype in a new process: peak RSS then belongs to that measurement alone.
-    static Row MeasureInChild(string modelDir, ScalarType dtype, CommandLine cl, int width, int height)
+    // Runs this same command for one dtype (and one whole generation) in a new process: peak RSS then belongs to that measurement alone.
+    static T MeasureInChild<T>(string modelDir, ScalarType dtype, CommandLine cl, int width, int height, string? generation)
     {
         string report = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}-{Name(dtype)}.json");
         var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
             start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
         start.ArgumentList.Add("bench");
-        foreach (var key in new[] { "steps", "total-steps", "threads", "ab-steps", "deep-cache" })
+        foreach (var key in new[] { "steps", "total-steps", "threads", "ab-steps", "deep-cache", "generation-steps" })
             if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
         start.ArgumentList.Add("--width"); start.ArgumentList.Add(width.ToString(CultureInfo.InvariantCulture));
         start.ArgumentList.Add("--height"); start.ArgumentList.Add(height.ToString(CultureInfo.InvariantCulture));
         foreach (var key in new[] { "channels-last", "attention" })
             if (cl.String(key) is { } value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value); }
         if (cl.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
+        if (generation is not null) { start.ArgumentList.Add("--generation"); start.ArgumentList.Add(generation); }
         foreach (var a in new[] { "--model", modelDir, "--dtype", Name(dtype), "--report", report }) start.ArgumentList.Add(a);
         using var child = Process.Start(start)!;
         child.WaitForExit();
         try
         {
             if (child.ExitCode != 0 || !File.Exists(report))
-                throw new InvalidOperationException($"The {Name(dtype)} measurement failed (exit code {child.ExitCode}).");
-            return System.Text.Json.JsonSerializer.Deserialize<Row>(File.ReadAllText(report))!;
+                throw new InvalidOperationException($"The {Name(dtype)} {generation ?? ""} measurement failed (exit code {child.ExitCode}).");
+            return System.Text.Json.JsonSerializer.Deserialize<T>(File.ReadAllText(report))!;
         }
         finally
         {
@@ -269,6 +291,41 @@ public static class BenchCommand
         var abs = abSteps == 0 ? [] : FastPathAB.Run(unet, folder?.Component("unet"), options, latents, conditioning, abSteps);
         return new Row(Name(dtype), load, text, step, vaeSeconds, total, peak,
             peakBeforeVae, textFlops, stepFlops, vaeFlops, split, choices, abs);
+    }
+
+    /// <summary>A whole generation as `generate` (LowMemory) or `serve` (resident) runs it: open, encode, denoise, decode.</summary>
+    static GenerationRow MeasureGeneration(string model, LoadOptions options, string mode, int width, int height, int steps)
+    {
+        Console.WriteLine($"Measuring a whole {Name(options.DType)} generation, weights {mode} ...");
+        GC.Collect();
+        ProcessMemory.ResetPeak();
+        var clock = Stopwatch.StartNew();
+        using var pipeline = File.Exists(model) ? Pipelines.StableDiffusionPipeline.FromSingleFile(model, options)
+            : Pipelines.StableDiffusionPipeline.FromPretrained(model, options);
+        double open = clock.Elapsed.TotalSeconds;
+        long opened = ProcessMemory.ResidentBytes ?? 0;
+        clock.Restart();
+        using var result = pipeline.Generate(new Pipelines.GenerationOptions
+        {
+            Prompts = ["a photograph of an astronaut riding a horse"], Width = width, Height = height, NumInferenceSteps = steps, Seed = 1,
+            Scheduler = "euler",
+        });
+        double generate = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"  open {open:F1}s, generate {generate:F1}s, peak RSS {(ProcessMemory.PeakResidentBytes ?? 0) / 1e9:F2} GB");
+        return new GenerationRow(Name(options.DType), mode, open, generate, opened, ProcessMemory.PeakResidentBytes ?? 0);
+    }
+
+    static void PrintGenerations(List<GenerationRow> rows, int width, int height, int steps)
+    {
+        if (rows.Count == 0) return;
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine();
+        Console.WriteLine($"Whole generations ({width}x{height}, {steps} steps, each in a process of its own):");
+        Console.WriteLine("| dtype | weights | open s | generate s | RSS after open GB | peak RSS GB |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            Console.WriteLine(string.Create(inv, $"| {r.DType} | {r.Mode} | {r.OpenSeconds:F1} | {r.GenerateSeconds:F1} | {r.OpenedBytes / 1e9:F2} | {r.PeakBytes / 1e9:F2} |"));
+        Console.WriteLine("resident: as `serve` keeps them (every component loaded at open); low-memory: as `generate` (each part's weights read when it runs, freed after).");
     }
 
     static void PrintTable(List<Row> rows, int totalSteps, Dictionary<string, double> roofline)

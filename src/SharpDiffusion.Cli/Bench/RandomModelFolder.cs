@@ -9,12 +9,20 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Cli.Bench;
 
 /// <summary>A full-size SD 1.5 or SDXL 1.0 architecture with random weights, written as a diffusers folder so the
-/// benchmark measures the same loading path as a real download.</summary>
+/// benchmark measures the same loading path as a real download (with the shipped model's CLIP tokenizer, whole
+/// generations too).</summary>
 public static class RandomModelFolder
 {
-    public static void Write(string root, ScalarType diskType, bool xl = false)
+    /// <param name="tokenizer">a CLIP tokenizer folder to copy in (the shipped model's), so whole generations can run; null: none.</param>
+    public static void Write(string root, ScalarType diskType, bool xl = false, string? tokenizer = null)
     {
         Directory.CreateDirectory(root);
+        if (tokenizer is not null)
+            foreach (var name in xl ? new[] { "tokenizer", "tokenizer_2" } : ["tokenizer"])
+            {
+                Directory.CreateDirectory(Path.Combine(root, name));
+                foreach (var f in Directory.GetFiles(tokenizer)) File.Copy(f, Path.Combine(root, name, Path.GetFileName(f)));
+            }
         File.WriteAllText(Path.Combine(root, "model_index.json"), xl ? """
             {"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": true, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
              "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],

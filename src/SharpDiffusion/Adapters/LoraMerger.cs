@@ -34,7 +34,10 @@ public sealed class LoraMerger : IDisposable
     /// <summary>Merges <paramref name="loras"/> into the given modules' weights; dispose the result to restore them.
     /// Every layer must find its weight with a fitting shape, or nothing is changed and the error names the file and key.</summary>
     /// <param name="textEncoder2">SDXL's second text encoder (lora_te2_*, text_encoder_2.*); null for SD 1.x/2.x.</param>
-    public static LoraMerger Apply(IReadOnlyList<LoraWeight> loras, nn.Module unet, nn.Module textEncoder, nn.Module? textEncoder2 = null)
+    /// <param name="restores">whether a module's weights are restored at the end (default all); weights that leave
+    /// memory after the call (<see cref="Loading.ComponentWeights"/>) need no copy of their originals.</param>
+    public static LoraMerger Apply(IReadOnlyList<LoraWeight> loras, nn.Module unet, nn.Module textEncoder, nn.Module? textEncoder2 = null,
+        Func<nn.Module, bool>? restores = null)
     {
         var merger = new LoraMerger();
         if (loras.Count == 0)
@@ -48,6 +51,10 @@ public sealed class LoraMerger : IDisposable
 
         // Check every layer first, so a bad file changes nothing.
         var deltas = new Dictionary<Tensor, List<(LoraLayer Layer, double Scale)>>(ReferenceEqualityComparer.Instance);
+        var restored = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var (target, module) in new[] { (LoraTarget.Unet, unet), (LoraTarget.TextEncoder, textEncoder), (LoraTarget.TextEncoder2, textEncoder2) })
+            if (module is not null && restores?.Invoke(module) != false)
+                restored.UnionWith(weights[target].Values);
         foreach (var lora in loras)
             foreach (var layer in lora.File.Layers)
             {
@@ -71,7 +78,8 @@ public sealed class LoraMerger : IDisposable
         foreach (var (weight, layers) in deltas)
         {
             using var scope = NewDisposeScope();
-            var original = weight.detach().clone().MoveToOuterDisposeScope();
+            bool restore = restored.Contains(weight);
+            var original = restore ? weight.detach().clone().MoveToOuterDisposeScope() : weight;
             var merged = original.to(ScalarType.Float32, copy: true);
             foreach (var (layer, scale) in layers)
             {
@@ -80,7 +88,7 @@ public sealed class LoraMerger : IDisposable
                 merged.add_(up.matmul(down).reshape(weight.shape), alpha: scale * layer.AlphaScale);
             }
             weight.copy_(merged);
-            merger._patched.Add((weight, original));
+            if (restore) merger._patched.Add((weight, original));
         }
         return merger;
     }

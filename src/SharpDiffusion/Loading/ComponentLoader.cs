@@ -29,6 +29,10 @@ public sealed record LoadOptions
     /// <summary>The fast-path source in effect.</summary>
     public FastPaths FastPaths => Tuning ?? FastPaths.Default;
 
+    /// <summary>A pipeline's components keep their weights in memory only while they run: the text encoder's are read
+    /// for the prompts and freed, the UNet's for the denoising loop, the VAE's for encoding and decoding. The lowest
+    /// peak memory for one generation (the CLI's); every later call reads the weights from their files again.</summary>
+    public bool LowMemory { get; init; }
 }
 
 /// <summary>
@@ -40,54 +44,71 @@ public static class ComponentLoader
 {
     static readonly Device Meta = new("meta");
 
-    public static ClipTextModel LoadTextEncoder(string dir, LoadOptions? options = null)
+    public static ClipTextModel LoadTextEncoder(string dir, LoadOptions? options = null) =>
+        (ClipTextModel)TextEncoder(dir, (options ?? new LoadOptions()) with { LowMemory = false }).Module;
+
+    public static UNet2DConditionModel LoadUNet(string dir, LoadOptions? options = null) =>
+        (UNet2DConditionModel)UNet(dir, (options ?? new LoadOptions()) with { LowMemory = false }).Module;
+
+    public static AutoencoderKL LoadVae(string dir, LoadOptions? options = null) =>
+        (AutoencoderKL)Vae(dir, (options ?? new LoadOptions()) with { LowMemory = false }).Module;
+
+    /// <summary>The text encoder of a component folder, its weights read now or, with <see cref="LoadOptions.LowMemory"/>, when it first runs.</summary>
+    public static ComponentWeights TextEncoder(string dir, LoadOptions options)
     {
-        options ??= new LoadOptions();
         string configPath = ConfigPath(dir);
         var config = ClipTextConfig.From(JsonConfig.Load(configPath));
         var weights = WeightFiles.Find(dir, "model", options.Variant);
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
-        var model = Build(() => new ClipTextModel(config));
         // position_ids was a non-persistent buffer that older transformers versions saved anyway.
-        WeightFiles.LoadInto(model, weights, Placement(options, convs: false),
-            ignore: k => k.EndsWith("position_ids", StringComparison.Ordinal));
-        return Finish(model);
+        return Create(() => new ClipTextModel(config), options, m => WeightFiles.LoadInto(m, weights, Placement(options, convs: false),
+            ignore: k => k.EndsWith("position_ids", StringComparison.Ordinal)));
     }
 
-    public static UNet2DConditionModel LoadUNet(string dir, LoadOptions? options = null)
+    public static ComponentWeights UNet(string dir, LoadOptions options)
     {
-        options ??= new LoadOptions();
         string configPath = ConfigPath(dir);
         var config = UNet2DConditionConfig.From(JsonConfig.Load(configPath));
         var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
-        var model = Build(() => new UNet2DConditionModel(config));
-        WeightFiles.LoadInto(model, weights, Placement(options, convs: true));
-        UseAttentionKernels(model, options);
-        return Finish(model);
+        var unet = Create(() => new UNet2DConditionModel(config), options, m => WeightFiles.LoadInto(m, weights, Placement(options, convs: true)));
+        UseAttentionKernels((UNet2DConditionModel)unet.Module, options);
+        return unet;
     }
 
-    public static AutoencoderKL LoadVae(string dir, LoadOptions? options = null)
+    public static ComponentWeights Vae(string dir, LoadOptions options)
     {
-        options ??= new LoadOptions();
         string configPath = ConfigPath(dir);
         var config = AutoencoderKLConfig.From(JsonConfig.Load(configPath));
         var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
-        var model = Build(() => new AutoencoderKL(config));
-        WeightFiles.LoadInto(model, weights, Placement(options, convs: true),
-            rename: VaeAttention.RenameLegacyKey);
-        UpcastIfNeeded(model, options);
-        return Finish(model);
+        return Create(() => new AutoencoderKL(config), options, m =>
+        {
+            WeightFiles.LoadInto(m, weights, Placement(options, convs: true), rename: VaeAttention.RenameLegacyKey);
+            UpcastIfNeeded((AutoencoderKL)m, options);
+        });
+    }
+
+    /// <summary>A component built on the meta device (no memory, no random initialisation), in evaluation mode, whose
+    /// <paramref name="read"/> fills it from its files: now, or at first use with <see cref="LoadOptions.LowMemory"/>.</summary>
+    internal static ComponentWeights Create(Func<nn.Module> build, LoadOptions options, Action<nn.Module> read)
+    {
+        nn.Module model;
+        using (Models.Layers.Placement(Meta)) model = build();
+        model.eval();
+        var dtype = model is AutoencoderKL vae && NeedsUpcast(vae, options) ? ScalarType.Float32 : options.DType;
+        return ComponentWeights.Create(model, read, options.LowMemory, dtype);
     }
 
     /// <summary>diffusers' force_upcast: a float16 model's VAE runs in float32 (SDXL's overflows in float16), its weights
     /// the float16 ones upcast, as diffusers' vae.to(float32).</summary>
     internal static void UpcastIfNeeded(AutoencoderKL vae, LoadOptions options)
     {
-        if (options.DType == ScalarType.Float16 && vae.Config.ForceUpcast)
+        if (NeedsUpcast(vae, options))
             vae.to(ScalarType.Float32);
     }
+
+    static bool NeedsUpcast(AutoencoderKL vae, LoadOptions options) => options.DType == ScalarType.Float16 && vae.Config.ForceUpcast;
 
     /// <summary>Gives each attention module of <paramref name="unet"/> the kernel choice of <paramref name="options"/>.</summary>
     internal static void UseAttentionKernels(UNet2DConditionModel unet, LoadOptions options)
@@ -106,17 +127,6 @@ public static class ComponentLoader
         return Path.Combine(dir, "config.json");
     }
 
-    static T Build<T>(Func<T> construct)
-    {
-        using var _ = Models.Layers.Placement(Meta);
-        return construct();
-    }
-
     static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && ChannelsLast(o));
 
-    static T Finish<T>(T model) where T : nn.Module
-    {
-        model.eval();
-        return model;
-    }
 }

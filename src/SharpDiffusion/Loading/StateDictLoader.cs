@@ -93,7 +93,7 @@ public static class StateDictLoader
     }
 
     // TorchSharp layers keep their parameters in fields behind typed setters: assign through them.
-    static void Assign(nn.Module owner, string leaf, Parameter p, string name)
+    internal static void Assign(nn.Module owner, string leaf, Parameter p, string name)
     {
         switch (owner, leaf)
         {

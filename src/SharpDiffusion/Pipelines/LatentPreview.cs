@@ -27,6 +27,7 @@ public sealed class LatentPreview : IDisposable
         // Smooth colour fields: 4×4 random colours upsampled, so a latent cell's pixels are nearly one colour.
         var coarse = rand([samples, 3, 4, 4], generator: generator) * 2 - 1;
         var images = nn.functional.interpolate(coarse, [size, size], mode: InterpolationMode.Bilinear, align_corners: true);
+        using var use = pipeline.Weights.Vae.Use();
         using var posterior = pipeline.Vae.Encode(images.to(pipeline.VaeDType).to(pipeline.Device));
         var latents = (posterior.Mean.to(ScalarType.Float32).cpu() * pipeline.Vae.Config.ScalingFactor);  // [S, C, h, w]
         var targets = (nn.functional.avg_pool2d(images, factor) + 1) / 2;                                 // [S, 3, h, w] in [0, 1]

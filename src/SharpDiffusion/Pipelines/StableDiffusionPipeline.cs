@@ -24,9 +24,12 @@ namespace SharpDiffusion.Pipelines;
 public sealed class StableDiffusionPipeline : IDisposable
 {
     public ClipTokenizer Tokenizer { get; }
-    public ClipTextModel TextEncoder { get; }
-    public UNet2DConditionModel Unet { get; }
-    public AutoencoderKL Vae { get; }
+    public ClipTextModel TextEncoder => (ClipTextModel)Weights.TextEncoder.Module;
+    public UNet2DConditionModel Unet => (UNet2DConditionModel)Weights.Unet.Module;
+    public AutoencoderKL Vae => (AutoencoderKL)Weights.Vae.Module;
+    /// <summary>Where the components' weights are: resident, or read only while each runs (<see cref="LoadOptions.LowMemory"/>).
+    /// Code outside the pipeline that runs a component directly holds a <see cref="ComponentWeights.Use"/> meanwhile.</summary>
+    public PipelineWeights Weights { get; }
     /// <summary>The model's scheduler_config.json; every scheduler is built from it (diffusers' from_config).</summary>
     public SchedulerConfig SchedulerConfig { get; }
     /// <summary>A short name for the model (its folder name), written into image metadata.</summary>
@@ -36,7 +39,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public PromptEncoder PromptEncoder { get; }
     /// <summary>SDXL's second tokenizer and text encoder (CLIPTextModelWithProjection); null for SD 1.x/2.x.</summary>
     public ClipTokenizer? Tokenizer2 { get; }
-    public ClipTextModel? TextEncoder2 { get; }
+    public ClipTextModel? TextEncoder2 => Weights.TextEncoder2?.Module as ClipTextModel;
     /// <summary>SDXL: encodes both encoders' prompts, the pooled embedding and the size/crop time ids.</summary>
     public SdxlPromptEncoder? XLPromptEncoder { get; }
     /// <summary>An SDXL model (two text encoders, the UNet's text_time embedding).</summary>
@@ -44,10 +47,21 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <summary>The VAE's dtype: float32 when a float16 model's VAE must be upcast (force_upcast).</summary>
     public ScalarType VaeDType { get; }
 
+    /// <summary>A pipeline of loaded components (their weights stay in memory).</summary>
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
         SchedulerConfig schedulerConfig, string modelName, Device device, ScalarType dtype,
         ClipTokenizer? tokenizer2 = null, ClipTextModel? textEncoder2 = null, bool forceZerosForEmptyPrompt = true)
+        : this(tokenizer, new PipelineWeights(ComponentWeights.Loaded(textEncoder), ComponentWeights.Loaded(unet), ComponentWeights.Loaded(vae),
+            textEncoder2 is null ? null : ComponentWeights.Loaded(textEncoder2)), schedulerConfig, modelName, device, dtype, tokenizer2, forceZerosForEmptyPrompt)
     {
+    }
+
+    /// <summary>A pipeline of components whose weights may be read only while each runs (<see cref="ComponentLoader"/>).</summary>
+    public StableDiffusionPipeline(ClipTokenizer tokenizer, PipelineWeights weights, SchedulerConfig schedulerConfig, string modelName, Device device,
+        ScalarType dtype, ClipTokenizer? tokenizer2 = null, bool forceZerosForEmptyPrompt = true)
+    {
+        Weights = weights;
+        var (textEncoder, unet, vae, textEncoder2) = (TextEncoder, Unet, Vae, TextEncoder2);
         if ((tokenizer2 is null) != (textEncoder2 is null))
             throw new ArgumentException("SDXL needs both tokenizer_2 and text_encoder_2.");
         if ((textEncoder2 is not null) != (unet.Config.AdditionEmbedType == "text_time"))
@@ -57,16 +71,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (textEncoder2 is not null && textEncoder2.Config.ProjectionDim is null)
             throw new InvalidDataException("SDXL's text_encoder_2 must be a CLIPTextModelWithProjection (its config names that architecture and a projection_dim).");
         Tokenizer = tokenizer;
-        TextEncoder = textEncoder;
-        Unet = unet;
-        Vae = vae;
         SchedulerConfig = schedulerConfig;
         ModelName = modelName;
         Device = device;
         DType = dtype;
         PromptEncoder = new PromptEncoder(tokenizer, textEncoder, device);
         Tokenizer2 = tokenizer2;
-        TextEncoder2 = textEncoder2;
         if (tokenizer2 is not null && textEncoder2 is not null)
             XLPromptEncoder = new SdxlPromptEncoder(tokenizer, textEncoder, tokenizer2, textEncoder2, device, forceZerosForEmptyPrompt);
         VaeDType = vae.parameters().FirstOrDefault()?.dtype ?? dtype;
@@ -80,27 +90,34 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (folder.IsXL && folder.ComponentClass("text_encoder") is null)
             throw new NotSupportedException($"{modelDir} is an SDXL refiner (text_encoder_2 only, aesthetic-score time ids), which is not supported; use an SDXL base model.");
         var tokenizer = ClipTokenizer.FromDirectory(folder.Component("tokenizer"));
-        var textEncoder = ComponentLoader.LoadTextEncoder(folder.Component("text_encoder"), options);
-        var unet = ComponentLoader.LoadUNet(folder.Component("unet"), options);
-        var vae = ComponentLoader.LoadVae(folder.Component("vae"), options);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
-        ClipTokenizer? tokenizer2 = null;
-        ClipTextModel? textEncoder2 = null;
+        var loaded = new List<ComponentWeights>();
+        ComponentWeights Load(Func<string, LoadOptions, ComponentWeights> component, string name)
+        {
+            var weights = component(folder.Component(name), options);
+            loaded.Add(weights);
+            return weights;
+        }
         try
         {
-            CheckVocabulary(folder, "tokenizer", tokenizer, "text_encoder", textEncoder);
+            var textEncoder = Load(ComponentLoader.TextEncoder, "text_encoder");
+            CheckVocabulary(folder, "tokenizer", tokenizer, "text_encoder", (ClipTextModel)textEncoder.Module);
+            var unet = Load(ComponentLoader.UNet, "unet");
+            var vae = Load(ComponentLoader.Vae, "vae");
+            ClipTokenizer? tokenizer2 = null;
+            ComponentWeights? textEncoder2 = null;
             if (folder.IsXL)
             {
                 tokenizer2 = ClipTokenizer.FromDirectory(folder.Component("tokenizer_2"));
-                textEncoder2 = ComponentLoader.LoadTextEncoder(folder.Component("text_encoder_2"), options);
-                CheckVocabulary(folder, "tokenizer_2", tokenizer2, "text_encoder_2", textEncoder2);
+                textEncoder2 = Load(ComponentLoader.TextEncoder, "text_encoder_2");
+                CheckVocabulary(folder, "tokenizer_2", tokenizer2, "text_encoder_2", (ClipTextModel)textEncoder2.Module);
             }
-            return new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, folder.Name, new Device(options.Device), options.DType,
-                tokenizer2, textEncoder2, folder.ForceZerosForEmptyPrompt);
+            return new StableDiffusionPipeline(tokenizer, new PipelineWeights(textEncoder, unet, vae, textEncoder2), schedulerConfig, folder.Name,
+                new Device(options.Device), options.DType, tokenizer2, folder.ForceZerosForEmptyPrompt);
         }
         catch
         {
-            textEncoder.Dispose(); unet.Dispose(); vae.Dispose(); textEncoder2?.Dispose();
+            foreach (var weights in loaded) weights.Module.Dispose();
             throw;
         }
     }
@@ -120,8 +137,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         options ??= new LoadOptions();
         var c = SingleFileLoader.Load(path, options, singleFile);
-        return new StableDiffusionPipeline(c.Tokenizer, c.TextEncoder, c.Unet, c.Vae, c.SchedulerConfig, Path.GetFileNameWithoutExtension(path),
-            new Device(options.Device), options.DType, c.Tokenizer2, c.TextEncoder2, forceZerosForEmptyPrompt: true)
+        return new StableDiffusionPipeline(c.Tokenizer, c.Weights, c.SchedulerConfig, Path.GetFileNameWithoutExtension(path),
+            new Device(options.Device), options.DType, c.Tokenizer2, forceZerosForEmptyPrompt: true)
         {
             _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),
             LoadWarnings = c.Checkpoint.Warnings,
@@ -191,7 +208,11 @@ public sealed class StableDiffusionPipeline : IDisposable
     static int Round(int value, int multiple) => Math.Max(multiple, (int)Math.Round(value / (double)multiple) * multiple);
 
     /// <summary>Text → last_hidden_state [B, 77, D] in the model dtype (plain syntax, diffusers).</summary>
-    public Tensor EncodePrompt(IReadOnlyList<string> texts) => PromptEncoder.EncodePlain(texts);
+    public Tensor EncodePrompt(IReadOnlyList<string> texts)
+    {
+        using var use = Weights.UseTextEncoders();
+        return PromptEncoder.EncodePlain(texts);
+    }
 
     /// <summary>Token ids [B, 77] int64 on the CPU.</summary>
     public Tensor TokenIds(IReadOnlyList<string> texts) => Tokenizer.EncodeBatch(texts.Select(Tokenizer.ExpandMultiVectorTokens).ToList());
@@ -214,6 +235,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (tokens.FirstOrDefault(t => Tokenizer.TryGetTokenId(t, out _) || Tokenizer2?.TryGetTokenId(t, out _) == true) is { } taken)
             throw new ArgumentException($"{path}: the token '{taken}' is already in the tokenizer; give another trigger word.");
         using var noGrad = no_grad();
+        Weights.TextEncoder.Pin(); // changed in memory from here on: its files no longer describe it
+        Weights.TextEncoder2?.Pin();
         var ids = Tokenizer.AddTokens(tokens);
         TextEncoder.SetTokenEmbeddings(Tokenizer.VocabSize, ids, embedding.Vectors);
         if (IsXL)
@@ -259,6 +282,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Tensor EncodeImage(Tensor image, Generator generator)
     {
         using var scope = NewDisposeScope();
+        using var use = Weights.Vae.Use();
         using var posterior = Vae.Encode(image.to(VaeDType).to(Device));
         var sample = posterior.Sample(generator).to(ScalarType.Float32);
         return (sample * Vae.Config.ScalingFactor).MoveToOuterDisposeScope();
@@ -268,6 +292,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     public Tensor DecodeLatents(Tensor latents, bool tiled = false)
     {
         using var scope = NewDisposeScope();
+        using var use = Weights.Vae.Use();
         var z = (latents / Vae.Config.ScalingFactor).to(VaeDType);
         var decoded = (tiled ? TiledDecoder.Decode(Vae, z) : Vae.Decode(z)).to(ScalarType.Float32);
         var image = (decoded / 2 + 0.5).clamp(0.0, 1.0);
@@ -295,7 +320,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         var encoded = tagged?.Prompts.ToList() ?? prompts;
         warnings.AddRange(tagged?.Warnings ?? []);
         var loras = options.Loras.Concat(tagged?.Loras ?? []).ToList();
-        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder, TextEncoder2);  // restored when the call ends
+        // With LowMemory each component's weights are read just before it runs and freed after (the UNet's early when
+        // LoRAs are merged into it); a LoRA merged into weights that leave is not restored: they are read again next time.
+        using var textEncoders = Weights.UseTextEncoders();
+        using var unetForLoras = loras.Count > 0 ? Weights.Unet.Use() : null;
+        using var merged = LoraMerger.Apply(loras, Unet, TextEncoder, TextEncoder2, restores: m => !Weights.Of(m).LeavesAfterUse); // until the call ends
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
@@ -306,6 +335,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var conditioning = IsXL
             ? EncodeXL(options, encoded, guidance.Enabled, width, height, warnings)
             : new Conditioning(EncodeConditioning(options, encoded, negatives, guidance.Enabled, warnings)); // [(2)B, T, D], uncond first
+        textEncoders.Dispose();
         using var generator = new Generator((ulong)seed);
         scheduler.SetTimesteps(options.NumInferenceSteps);
         using var inputs = options.Image is null ? null : ImageInputs.Prepare(options, width, height, warnings);
@@ -324,11 +354,16 @@ public sealed class StableDiffusionPipeline : IDisposable
             OnDenoised = onDenoised,
             FeatureCache = featureCache,
         };
-        var latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
+        Tensor latents;
+        using (Weights.Unet.Use())
         {
-            onStepEnd?.Invoke(i, l);
-            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, start.Timesteps.Count, clock.Elapsed));
-        }, cancellation);
+            unetForLoras?.Dispose();
+            latents = new DenoisingLoop(Unet, DType).Run(start.Latents, plan, (i, l) =>
+            {
+                onStepEnd?.Invoke(i, l);
+                progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, start.Timesteps.Count, clock.Elapsed));
+            }, cancellation);
+        }
 
         Diagnostics.NativeHeap.Trim(); // the UNet's freed activations, before the VAE's large ones
         progress?.Report(new GenerationProgress(GenerationStage.Decoding, steps, steps, clock.Elapsed));

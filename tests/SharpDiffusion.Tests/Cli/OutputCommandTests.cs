@@ -27,7 +27,7 @@ public class OutputCommandTests
         Assert.True(code == 2, $"{what}: exit {code}, {err}");
         Assert.Contains(message, err);
         Assert.Single(err.TrimEnd('\n').Split('\n'));
-        Assert.DoesNotContain("Loading model", stdout);
+        Assert.DoesNotContain("Opening model", stdout);
         Assert.DoesNotContain(".tmp", err);
     }
 

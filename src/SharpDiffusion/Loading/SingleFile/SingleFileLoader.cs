@@ -9,26 +9,28 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Loading.SingleFile;
 
-/// <summary>The components of a single-file checkpoint, loaded, with the configs they were built from.</summary>
-public sealed record SingleFileComponents(ClipTokenizer Tokenizer, ClipTextModel TextEncoder, UNet2DConditionModel Unet,
-    AutoencoderKL Vae, SchedulerConfig SchedulerConfig, LdmCheckpoint Checkpoint)
+/// <summary>The components of a single-file checkpoint (loaded, or read at first use with <see cref="LoadOptions.LowMemory"/>),
+/// with the configs they were built from.</summary>
+public sealed record SingleFileComponents(ClipTokenizer Tokenizer, PipelineWeights Weights, SchedulerConfig SchedulerConfig, LdmCheckpoint Checkpoint)
 {
+    public ClipTextModel TextEncoder => (ClipTextModel)Weights.TextEncoder.Module;
+    public UNet2DConditionModel Unet => (UNet2DConditionModel)Weights.Unet.Module;
+    public AutoencoderKL Vae => (AutoencoderKL)Weights.Vae.Module;
     /// <summary>SDXL's second tokenizer (the "!" pad variant) and text encoder (CLIPTextModelWithProjection).</summary>
     public ClipTokenizer? Tokenizer2 { get; init; }
-    public ClipTextModel? TextEncoder2 { get; init; }
+    public ClipTextModel? TextEncoder2 => Weights.TextEncoder2?.Module as ClipTextModel;
 }
 
 /// <summary>
 /// Loads a single-file checkpoint (LDM layout, .safetensors; .ckpt through <see cref="TensorFiles"/>) into our
 /// components: each is built on the meta device from its inferred config and filled tensor by tensor through
 /// <see cref="StateDictLoader"/>, whose rename maps the checkpoint's keys with <see cref="LdmKeyMap"/>, so peak memory
-/// is the weights plus one tensor, as for a diffusers folder. The tokenizer is the bundled CLIP one (SD 1.x or, for an
+/// is the weights plus one tensor, as for a diffusers folder. With <see cref="LoadOptions.LowMemory"/> a component's
+/// weights are read when it runs (the file opened again then), not here. The tokenizer is the bundled CLIP one (SD 1.x or, for an
 /// OpenCLIP text encoder, SD 2.x's with the "!" pad).
 /// </summary>
 public static class SingleFileLoader
 {
-    static readonly Device Meta = new("meta");
-
     public static SingleFileComponents Load(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
     {
         options ??= new LoadOptions();
@@ -42,72 +44,90 @@ public static class SingleFileLoader
         var convs = new WeightPlacement(options.DType, device, ComponentLoader.ChannelsLast(options));
         var flat = new WeightPlacement(options.DType, device, false);
 
-        var modules = new List<nn.Module>();
+        // The file opened here serves the components read now; one read later (LowMemory) opens it again.
+        ITensorFile? open = file;
+        void WithFile(Action<ITensorFile> use)
+        {
+            if (open is not null) { use(open); return; }
+            using var again = TensorFiles.Open(path);
+            use(again);
+        }
+
+        var modules = new List<ComponentWeights>();
+        ComponentWeights Add(ComponentWeights w) { modules.Add(w); return w; }
         try
         {
-            var unet = Build(() => new UNet2DConditionModel(unetConfig));
-            modules.Add(unet);
-            Fill(unet, file, LdmKeyMap.UNet(Names(unet), unetConfig), LdmKeyMap.UNetPrefix, convs);
-            ComponentLoader.UseAttentionKernels(unet, options);
+            var unet = Add(ComponentLoader.Create(() => new UNet2DConditionModel(unetConfig), options,
+                m => WithFile(f => Fill(m, f, LdmKeyMap.UNet(Names(m), unetConfig), LdmKeyMap.UNetPrefix, convs))));
+            ComponentLoader.UseAttentionKernels((UNet2DConditionModel)unet.Module, options);
 
-            var vae = Build(() => new AutoencoderKL(vaeConfig));
-            modules.Add(vae);
-            Fill(vae, file, LdmKeyMap.Vae(Names(vae), vaeConfig.BlockOutChannels.Length, vaeConfig.LayersPerBlock), LdmKeyMap.VaePrefix, convs,
-                skip: k => k.StartsWith(LdmKeyMap.VaePrefix + "loss.", StringComparison.Ordinal)); // training-only discriminator/LPIPS
-            ComponentLoader.UpcastIfNeeded(vae, options);
+            var vae = Add(ComponentLoader.Create(() => new AutoencoderKL(vaeConfig), options, m =>
+            {
+                WithFile(f => Fill(m, f, LdmKeyMap.Vae(Names(m), vaeConfig.BlockOutChannels.Length, vaeConfig.LayersPerBlock), LdmKeyMap.VaePrefix, convs,
+                    skip: k => k.StartsWith(LdmKeyMap.VaePrefix + "loss.", StringComparison.Ordinal))); // training-only discriminator/LPIPS
+                ComponentLoader.UpcastIfNeeded((AutoencoderKL)m, options);
+            }));
 
-            var textEncoder = Build(() => new ClipTextModel(textConfig));
-            modules.Add(textEncoder);
             ClipTokenizer tokenizer;
+            ComponentWeights textEncoder;
             if (checkpoint.TextEncoderKind == LdmTextEncoder.Clip)
             {
                 // Older checkpoints lack transformers' "text_model." level: map both spellings.
-                string prefix = checkpoint.ClipKeyPrefix;
-                var toLdm = Names(textEncoder).ToDictionary(n => n, n => prefix + n["text_model.".Length..], StringComparer.Ordinal);
-                Fill(textEncoder, file, toLdm, checkpoint.ClipPrefix, flat, skip: k => k.EndsWith("position_ids", StringComparison.Ordinal));
+                string prefix = checkpoint.ClipKeyPrefix, clipPrefix = checkpoint.ClipPrefix;
+                textEncoder = Add(ComponentLoader.Create(() => new ClipTextModel(textConfig), options, m =>
+                {
+                    var toLdm = Names(m).ToDictionary(n => n, n => prefix + n["text_model.".Length..], StringComparer.Ordinal);
+                    WithFile(f => Fill(m, f, toLdm, clipPrefix, flat, skip: k => k.EndsWith("position_ids", StringComparison.Ordinal)));
+                }));
                 tokenizer = ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd1);
             }
             else
             {
-                using var split = new FusedQkvSplitFile(file);
-                var toLdm = LdmKeyMap.OpenClip(Names(textEncoder), textConfig.NumHiddenLayers);
-                var used = new HashSet<string>(toLdm.Values, StringComparer.Ordinal);
-                // Not part of a CLIPTextModel: the contrastive projection and temperature, the causal mask buffer, and
-                // the resblocks past the layer SD 2.x conditions on (the penultimate).
-                Fill(textEncoder, split, toLdm, LdmKeyMap.OpenClipPrefix, flat,
-                    skip: k => !used.Contains(k) && (k.EndsWith("text_projection", StringComparison.Ordinal) || k.EndsWith("logit_scale", StringComparison.Ordinal)
-                        || k.EndsWith("attn_mask", StringComparison.Ordinal) || ResblockIndex(k) >= textConfig.NumHiddenLayers));
+                textEncoder = Add(ComponentLoader.Create(() => new ClipTextModel(textConfig), options, m => WithFile(f =>
+                {
+                    using var split = new FusedQkvSplitFile(f);
+                    var toLdm = LdmKeyMap.OpenClip(Names(m), textConfig.NumHiddenLayers);
+                    var used = new HashSet<string>(toLdm.Values, StringComparer.Ordinal);
+                    // Not part of a CLIPTextModel: the contrastive projection and temperature, the causal mask buffer, and
+                    // the resblocks past the layer SD 2.x conditions on (the penultimate).
+                    Fill(m, split, toLdm, LdmKeyMap.OpenClipPrefix, flat,
+                        skip: k => !used.Contains(k) && (k.EndsWith("text_projection", StringComparison.Ordinal) || k.EndsWith("logit_scale", StringComparison.Ordinal)
+                            || k.EndsWith("attn_mask", StringComparison.Ordinal) || ResblockIndex(k) >= textConfig.NumHiddenLayers));
+                })));
                 tokenizer = ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd2);
             }
             if (tokenizer.VocabSize > textConfig.VocabSize)
                 throw new InvalidDataException($"Checkpoint {path}: its text encoder embeds {textConfig.VocabSize} tokens, fewer than the {tokenizer.VocabSize} of the CLIP tokenizer");
 
-            ClipTextModel? textEncoder2 = null;
+            ComponentWeights? textEncoder2 = null;
             if (text2Config is not null)
             {
                 // SDXL's OpenCLIP bigG: every layer (the penultimate hidden state and the last layer's pooled output are
                 // used), fused q/k/v split, text_projection transposed.
-                textEncoder2 = Build(() => new ClipTextModel(text2Config));
-                modules.Add(textEncoder2);
-                using var split = new FusedQkvSplitFile(file);
-                using var transposed = new TransposedFile(split, k => LdmKeyMap.Normalize(k) == LdmKeyMap.XLOpenClipPrefix + "text_projection");
-                var toLdm = LdmKeyMap.OpenClip(Names(textEncoder2), text2Config.NumHiddenLayers, LdmKeyMap.XLOpenClipPrefix);
-                Fill(textEncoder2, transposed, toLdm, LdmKeyMap.XLOpenClipPrefix, flat,
-                    skip: k => k.EndsWith("logit_scale", StringComparison.Ordinal) || k.EndsWith("attn_mask", StringComparison.Ordinal));
+                textEncoder2 = Add(ComponentLoader.Create(() => new ClipTextModel(text2Config), options, m => WithFile(f =>
+                {
+                    using var split = new FusedQkvSplitFile(f);
+                    using var transposed = new TransposedFile(split, k => LdmKeyMap.Normalize(k) == LdmKeyMap.XLOpenClipPrefix + "text_projection");
+                    var toLdm = LdmKeyMap.OpenClip(Names(m), text2Config.NumHiddenLayers, LdmKeyMap.XLOpenClipPrefix);
+                    Fill(m, transposed, toLdm, LdmKeyMap.XLOpenClipPrefix, flat,
+                        skip: k => k.EndsWith("logit_scale", StringComparison.Ordinal) || k.EndsWith("attn_mask", StringComparison.Ordinal));
+                })));
             }
 
             var scheduler = SchedulerConfig.Parse(checkpoint.SchedulerConfig.ToJsonString());
-            foreach (var m in modules) m.eval();
-            return new SingleFileComponents(tokenizer, textEncoder, unet, vae, scheduler, checkpoint)
+            return new SingleFileComponents(tokenizer, new PipelineWeights(textEncoder, unet, vae, textEncoder2), scheduler, checkpoint)
             {
                 Tokenizer2 = textEncoder2 is null ? null : ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd2),
-                TextEncoder2 = textEncoder2,
             };
         }
         catch
         {
-            foreach (var m in modules) m.Dispose();
+            foreach (var m in modules) m.Module.Dispose();
             throw;
+        }
+        finally
+        {
+            open = null;
         }
     }
 
@@ -122,12 +142,6 @@ public static class SingleFileLoader
 
     // Through text: a JsonValue built from an int does not read as a double, one parsed from JSON does.
     static JsonConfig Config(JsonObject json, string path, string what) => JsonConfig.Parse(json.ToJsonString(), $"{what} config inferred from {path}");
-
-    static T Build<T>(Func<T> construct)
-    {
-        using var _ = Models.Layers.Placement(Meta);
-        return construct();
-    }
 
     static IEnumerable<string> Names(nn.Module module) => module.named_parameters().Select(p => p.name);
 
