@@ -21,6 +21,25 @@ public class A1111GenerationTests(ShippedServer fixture) : IClassFixture<Shipped
     static JsonObject Body(string prompt, long seed, int steps, double cfg = 5) =>
         new() { ["prompt"] = prompt, ["seed"] = seed, ["steps"] = steps, ["cfg_scale"] = cfg };
 
+    /// <summary>`serve --low-memory`: every job reads the weights it needs and frees them; the pictures do not change.</summary>
+    [Fact]
+    public async Task A_low_memory_server_answers_the_pngs_of_the_resident_one_job_after_job()
+    {
+        await using var server = await TestServer.StartAsync(o => o with { Load = o.Load with { LowMemory = true } });
+        var expected = Reference.Png(Model, Reference.Options("a red circle", 7, 3, 5.5, negative: "blurry"));
+        for (int i = 0; i < 2; i++)
+        {
+            var body = Body("a red circle", 7, 3, 5.5);
+            body["negative_prompt"] = "blurry";
+            Assert.Equal(expected, (await server.Client.PostAsync("/sdapi/v1/txt2img", body)).Ok().Png());
+        }
+        var img2img = Body("a blue square", 3, 4);
+        img2img["init_images"] = new JsonArray(Convert.ToBase64String(File.ReadAllBytes(InitImage)));
+        img2img["denoising_strength"] = 0.6;
+        var withImage = await Client.PostAsync("/sdapi/v1/img2img", img2img.DeepClone());
+        Assert.Equal(withImage.Ok().Png(), (await server.Client.PostAsync("/sdapi/v1/img2img", img2img)).Ok().Png()); // as the resident server's
+    }
+
     [Fact]
     public async Task Txt2img_answers_a1111s_shape_with_the_png_generate_writes()
     {
