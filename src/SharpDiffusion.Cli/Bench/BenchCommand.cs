@@ -20,6 +20,7 @@ public static class BenchCommand
     public static readonly OptionSpec[] Options =
     [
         new("model", OptionKind.Text, "a diffusers SD folder or a single-file checkpoint to time (default: a full-size --arch architecture, random weights)", "DIR|FILE"),
+        new("keep-model", OptionKind.Text, "without --model: write the random-weight folder here and keep it; a folder written before is reused (default: a temporary folder, deleted)", "DIR"),
         new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5) or sdxl (SDXL 1.0 base), random weights (default: sd15)", "NAME"),
         new("width", OptionKind.Integer, "image width (default: 512; sdxl 1024)", "N"),
         new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
@@ -88,9 +89,15 @@ public static class BenchCommand
         string? temp = null;
         try
         {
-            if (model is null)
+            if (model is null && cl.String("keep-model") is { } keep && File.Exists(Path.Combine(keep, "model_index.json")))
             {
-                temp = Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}");
+                Console.WriteLine($"Reusing the random-weight folder {keep}");
+                model = keep;
+            }
+            else if (model is null)
+            {
+                string? kept = cl.String("keep-model");
+                temp = kept ?? Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{Environment.ProcessId}");
                 var clock = Stopwatch.StartNew();
                 // SDXL's 3.5 B parameters are written as bfloat16 (7 GB, not 14); the float32 run upcasts them at load.
                 var disk = arch == "sdxl" ? ScalarType.BFloat16 : ScalarType.Float32;
@@ -100,6 +107,7 @@ public static class BenchCommand
                 NativeHeap.Trim(); // the freed random models (10 GB for SDXL) go back to the system before the children load theirs
                 Console.WriteLine($"  written in {clock.Elapsed.TotalSeconds:F1}s to {temp}");
                 model = temp;
+                if (kept is not null) temp = null; // kept: not deleted at the end
             }
 
             var roofline = new Dictionary<string, double>(); // dtype → best conv GFLOP/s

@@ -23,4 +23,16 @@ public interface ITensorFile : IDisposable
 
     /// <summary>A new CPU tensor in the stored dtype.</summary>
     Tensor Load(string name);
+
+    /// <summary>Whether <see cref="ReadInto"/> may run on several threads at once.</summary>
+    bool ReadsInParallel => false;
+
+    /// <summary>The tensor's values into <paramref name="destination"/> (as many elements; its own shape, dtype, device and
+    /// strides: converted as they are copied).</summary>
+    void ReadInto(string name, Tensor destination)
+    {
+        using var stored = Load(name);
+        using var shaped = stored.reshape(destination.shape);
+        destination.copy_(shaped);
+    }
 }

@@ -1,4 +1,4 @@
-using System.IO.MemoryMappedFiles;
+using Microsoft.Win32.SafeHandles;
 using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,9 +12,11 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, l
 }
 
 /// <summary>
-/// A memory-mapped safetensors file: 8-byte little-endian header length, a JSON header
+/// A safetensors file: 8-byte little-endian header length, a JSON header
 /// (<c>dtype</c>, <c>shape</c>, <c>data_offsets</c> relative to the data section, optional <c>__metadata__</c>),
-/// then raw little-endian data. Every offset is validated against the file size before any data is touched.
+/// then raw little-endian data. Every offset is validated against the file size before any data is touched. Tensors
+/// are read with positioned reads straight into their memory (no mapping: the file's pages are not faulted in one by
+/// one, and none stay resident beside the weights).
 /// </summary>
 public sealed class SafetensorsFile : ITensorFile
 {
@@ -34,7 +36,7 @@ public sealed class SafetensorsFile : ITensorFile
         ["BOOL"] = (ScalarType.Bool, 1),
     };
 
-    readonly MemoryMappedFile? _map;
+    readonly SafeFileHandle _file;
     readonly long _dataStart;
 
     public string Path { get; }
@@ -43,11 +45,11 @@ public sealed class SafetensorsFile : ITensorFile
     public IReadOnlyList<TensorHeader> Headers => _headers ??= Tensors.Values.Select(e => new TensorHeader(e.Name, e.Shape)).ToList();
     List<TensorHeader>? _headers;
 
-    SafetensorsFile(string path, MemoryMappedFile? map, long dataStart,
+    SafetensorsFile(string path, SafeFileHandle file, long dataStart,
         Dictionary<string, SafetensorsEntry> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
-        _map = map;
+        _file = file;
         _dataStart = dataStart;
         Tensors = tensors;
         Metadata = metadata;
@@ -57,29 +59,39 @@ public sealed class SafetensorsFile : ITensorFile
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"Safetensors file not found: {path}", path);
-        // The stream's length, not FileInfo's: FileInfo measures a symbolic link itself (the Hugging Face cache stores
-        // every file as a link into blobs/), the stream the file it points to.
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        long fileLength = stream.Length;
+        var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        try
+        {
+            return Open(path, file);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    static SafetensorsFile Open(string path, SafeFileHandle file)
+    {
+        // The handle's length, not FileInfo's: FileInfo measures a symbolic link itself (the Hugging Face cache stores
+        // every file as a link into blobs/), the handle the file it points to.
+        long fileLength = RandomAccess.GetLength(file);
         if (fileLength < 8)
             throw Corrupt(path, $"the file has {fileLength} bytes, fewer than the 8-byte header length");
 
         Span<byte> lengthBytes = stackalloc byte[8];
-        stream.ReadExactly(lengthBytes);
+        RandomAccess.Read(file, lengthBytes, 0);
         ulong headerLength = BitConverter.ToUInt64(lengthBytes);
         if (headerLength == 0 || headerLength > MaxHeaderBytes || (long)headerLength > fileLength - 8)
             throw Corrupt(path, $"the header claims {headerLength} bytes but the file has {fileLength} (truncated or not a safetensors file)");
 
         var headerBytes = new byte[headerLength];
-        stream.ReadExactly(headerBytes);
+        if (RandomAccess.Read(file, headerBytes, 8) != headerBytes.Length)
+            throw Corrupt(path, "the file ended inside its header");
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
         var (tensors, metadata) = ParseHeader(path, headerBytes, dataLength);
-
-        if (dataLength == 0)
-            return new SafetensorsFile(path, null, dataStart, tensors, metadata);
-        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-        return new SafetensorsFile(path, map, dataStart, tensors, metadata);
+        return new SafetensorsFile(path, file, dataStart, tensors, metadata);
     }
 
     static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -159,8 +171,7 @@ public sealed class SafetensorsFile : ITensorFile
 
     public bool Contains(string name) => Tensors.ContainsKey(name);
 
-    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype: one copy out of a view of just that
-    /// tensor's bytes, unmapped right after, so the file's pages do not stay resident beside the weights.</summary>
+    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype.</summary>
     public Tensor Load(string name)
     {
         if (!Tensors.TryGetValue(name, out var entry))
@@ -172,22 +183,63 @@ public sealed class SafetensorsFile : ITensorFile
         return tensor;
     }
 
+    // Per thread and stored dtype, reused: a tensor that must be converted is read here first, not into new memory each time.
+    readonly ThreadLocal<Dictionary<ScalarType, Tensor>> _staging = new(() => [], trackAllValues: true);
+
+    /// <summary>Positioned reads and per-thread staging: tensors may be read on several threads.</summary>
+    public bool ReadsInParallel => true;
+
+    /// <summary>Straight into <paramref name="destination"/>'s memory when it is a contiguous CPU tensor of the stored dtype;
+    /// otherwise through a reused staging buffer and one converting copy (new memory is paid for once, in the destination).</summary>
+    public void ReadInto(string name, Tensor destination)
+    {
+        if (!Tensors.TryGetValue(name, out var entry))
+            throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
+        var stored = DTypes[entry.DType].Type;
+        long length = entry.End - entry.Begin;
+        if (destination.numel() != entry.ElementCount)
+            throw new ArgumentException($"Tensor '{name}' of {Path} has {entry.ElementCount} elements; the destination {destination.numel()}.");
+        if (length == 0) return;
+        if (destination.dtype == stored && destination.device_type == TorchSharp.DeviceType.CPU && destination.is_contiguous())
+        {
+            CopyInto(destination, entry.Begin, length);
+            return;
+        }
+        var buffers = _staging.Value!;
+        if (!buffers.TryGetValue(stored, out var staging) || staging.numel() < entry.ElementCount)
+        {
+            staging?.Dispose();
+            buffers[stored] = staging = empty(entry.ElementCount, stored);
+        }
+        using var values = staging.narrow(0, 0, entry.ElementCount);
+        CopyInto(values, entry.Begin, length);
+        using var shaped = values.view(destination.shape);
+        destination.copy_(shaped);
+    }
+
+    /// <summary>The bytes [begin, begin + length) of the data section into the tensor's memory, in reads of at most 1 GiB.</summary>
     unsafe void CopyInto(Tensor tensor, long begin, long length)
     {
-        if (length > int.MaxValue)
-            throw new NotSupportedException($"Tensor of {length} bytes in {Path} is larger than 2 GiB");
-        using var view = _map!.CreateViewAccessor(_dataStart + begin, length, MemoryMappedFileAccess.Read);
-        byte* basePtr = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-        try
+        byte* destination = (byte*)TensorData(tensor.Handle);
+        for (long done = 0; done < length;)
         {
-            tensor.bytes = new Span<byte>(basePtr + view.PointerOffset, (int)length);
-        }
-        finally
-        {
-            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            int chunk = (int)Math.Min(length - done, 1L << 30);
+            int read = RandomAccess.Read(_file, new Span<byte>(destination + done, chunk), _dataStart + begin + done);
+            if (read == 0)
+                throw Corrupt(Path, $"the file ended while reading bytes {begin + done}..{begin + length} of the data section (truncated while in use?)");
+            done += read;
         }
     }
 
-    public void Dispose() => _map?.Dispose();
+    /// <summary>The first byte of a tensor's storage (libtorch's data_ptr; the tensor is new, contiguous and on the CPU).</summary>
+    [System.Runtime.InteropServices.DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
+    static extern IntPtr TensorData(IntPtr tensor);
+
+    public void Dispose()
+    {
+        foreach (var buffers in _staging.Values)
+            foreach (var staging in buffers.Values) staging.Dispose();
+        _staging.Dispose();
+        _file.Dispose();
+    }
 }

@@ -31,61 +31,90 @@ public static class StateDictLoader
         var filled = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
         var mismatched = new List<string>();
+        var plan = new List<(ITensorFile File, string Key, string Name, long[] Shape)>();
         string where = string.Join(", ", files.Select(f => f.Path));
 
-        using (no_grad())
+        // Names and shapes first, from the headers: a file that does not fit is reported before any data is read.
+        foreach (var file in files)
+        foreach (var entry in file.Headers)
         {
-            foreach (var file in files)
-            foreach (var entry in file.Headers)
+            if (ignore?.Invoke(entry.Name) == true) continue;
+            string name = rename?.Invoke(entry.Name) ?? entry.Name;
+            if (!targets.TryGetValue(name, out var target))
             {
-                if (ignore?.Invoke(entry.Name) == true) continue;
-                string name = rename?.Invoke(entry.Name) ?? entry.Name;
-                if (!targets.TryGetValue(name, out var target))
-                {
-                    unexpected.Add(entry.Name);
-                    continue;
-                }
-                long[] shape = entry.Shape;
-                // Very old VAE checkpoints store attention projections as 1×1 convs ([C, C, 1, 1]), and diffusers'
-                // convert_diffusers_to_original_stable_diffusion.py writes their biases as [C, 1, 1]: trailing 1s dropped.
-                bool squeeze = shape.Length > target.dim() && target.dim() >= 1 && shape[(int)target.dim()..].All(d => d == 1);
-                if (squeeze) shape = shape[..(int)target.dim()];
-                if (!shape.SequenceEqual(target.shape))
-                {
-                    mismatched.Add($"{entry.Name}: stored [{string.Join(", ", entry.Shape)}], model [{string.Join(", ", target.shape)}]");
-                    continue;
-                }
-                int dot = name.LastIndexOf('.');
-                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], Place(file, entry.Name, squeeze ? shape : null, placement), name);
-                filled.Add(name);
+                unexpected.Add(entry.Name);
+                continue;
             }
+            long[] shape = entry.Shape;
+            // Very old VAE checkpoints store attention projections as 1×1 convs ([C, C, 1, 1]), and diffusers'
+            // convert_diffusers_to_original_stable_diffusion.py writes their biases as [C, 1, 1]: trailing 1s dropped.
+            bool squeeze = shape.Length > target.dim() && target.dim() >= 1 && shape[(int)target.dim()..].All(d => d == 1);
+            if (squeeze) shape = shape[..(int)target.dim()];
+            if (!shape.SequenceEqual(target.shape))
+            {
+                mismatched.Add($"{entry.Name}: stored [{string.Join(", ", entry.Shape)}], model [{string.Join(", ", target.shape)}]");
+                continue;
+            }
+            plan.Add((file, entry.Name, name, shape));
+            filled.Add(name);
         }
 
         var missing = targets.Keys.Where(k => !filled.Contains(k)).ToList();
-        if (unexpected.Count == 0 && mismatched.Count == 0 && missing.Count == 0)
-            return;
+        if (unexpected.Count > 0 || mismatched.Count > 0 || missing.Count > 0)
+        {
+            var report = new StringBuilder($"Weights in {where} do not match the {module.GetName()} built from its config.json:");
+            Append(report, "shape differs", mismatched);
+            Append(report, "missing from the file", missing);
+            Append(report, "in the file but not in the model", unexpected);
+            report.Append("\nCheck that config.json belongs to these weights (a mismatched or truncated download?).");
+            throw new InvalidDataException(report.ToString());
+        }
 
-        var report = new StringBuilder($"Weights in {where} do not match the {module.GetName()} built from its config.json:");
-        Append(report, "shape differs", mismatched);
-        Append(report, "missing from the file", missing);
-        Append(report, "in the file but not in the model", unexpected);
-        report.Append("\nCheck that config.json belongs to these weights (a mismatched or truncated download?).");
-        throw new InvalidDataException(report.ToString());
+        // Then the data, on several threads when the files allow it: most of a load is the kernel handing out the new
+        // pages the weights fill, and that scales with threads.
+        var placed = new Parameter?[plan.Count];
+        try
+        {
+            int threads = files.All(f => f.ReadsInParallel) ? Math.Clamp(Environment.ProcessorCount, 1, 4) : 1;
+            Parallel.For(0, plan.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+            {
+                using var noGrad = no_grad();
+                placed[i] = Place(plan[i].File, plan[i].Key, plan[i].Shape, placement);
+            });
+        }
+        catch (AggregateException e)
+        {
+            foreach (var p in placed) p?.Dispose();
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]); // the file's own one-line error
+        }
+        using (no_grad())
+            for (int i = 0; i < plan.Count; i++)
+            {
+                string name = plan[i].Name;
+                int dot = name.LastIndexOf('.');
+                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], placed[i]!, name);
+            }
     }
 
-    // The stored tensor as the parameter it becomes: squeezed, cast, moved, channels-last for conv kernels.
-    // Every intermediate is disposed here: an undisposed view would keep the stored copy alive until the GC ran.
-    static Parameter Place(ITensorFile file, string key, long[]? reshapeTo, WeightPlacement placement)
+    // The stored tensor as the parameter it becomes: new memory of the final shape, dtype, device and layout (conv
+    // kernels channels-last when asked), filled from the file in one pass (ITensorFile.ReadInto converts as it copies).
+    static Parameter Place(ITensorFile file, string key, long[] shape, WeightPlacement placement)
     {
         Tensor placed;
-        using (var scope = NewDisposeScope())
+        if (placement.ChannelsLastConvs && shape.Length == 4)
         {
-            var t = file.Load(key);
-            if (reshapeTo is not null) t = t.reshape(reshapeTo);
-            if (t.dtype != placement.DType) t = t.to(placement.DType);
-            if (t.device != placement.Device) t = t.to(placement.Device);
-            if (placement.ChannelsLastConvs && t.dim() == 4) t = Models.MemoryLayout.ToChannelsLast(t);
-            placed = t.MoveToOuterDisposeScope();
+            using var nhwc = empty([shape[0], shape[2], shape[3], shape[1]], placement.DType, placement.Device);
+            placed = nhwc.permute(0, 3, 1, 2); // [O, I, kH, kW] with channels-last strides; keeps the storage alive
+        }
+        else placed = empty(shape, placement.DType, placement.Device);
+        try
+        {
+            file.ReadInto(key, placed);
+        }
+        catch
+        {
+            placed.Dispose();
+            throw;
         }
         var parameter = new Parameter(placed, requires_grad: false);
         placed.Dispose(); // the parameter holds its own reference to the storage

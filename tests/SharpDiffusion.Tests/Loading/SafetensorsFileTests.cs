@@ -44,6 +44,38 @@ public class SafetensorsFileTests
     }
 
     [Fact]
+    public void A_file_cut_short_after_it_was_opened_is_reported_when_read()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("cut.safetensors");
+        File.Copy(Golden.Path("text_encoder", "tiny-sd.safetensors"), path);
+        using var file = SafetensorsFile.Open(path);
+        var last = file.Tensors.Values.MaxBy(e => e.End)!;
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write))
+            stream.SetLength(stream.Length - (last.End - last.Begin) / 2);
+        var e = Assert.Throws<InvalidDataException>(() => file.Load(last.Name).Dispose());
+        Assert.Contains(path, e.Message);
+        Assert.Contains("truncated", e.Message);
+    }
+
+    [Fact]
+    public void Read_into_converts_dtype_and_layout_as_the_tensor_to_would()
+    {
+        using var file = SafetensorsFile.Open(Golden.Path("text_encoder", "tiny-sd.safetensors"));
+        var entry = file.Tensors.Values.Where(e => e.DType == "F32" && e.Shape.Length >= 2).MaxBy(e => e.ElementCount)!;
+        using var stored = file.Load(entry.Name);
+        using var expected = stored.to(ScalarType.BFloat16);
+        using var into = empty(entry.Shape, ScalarType.BFloat16);
+        file.ReadInto(entry.Name, into);
+        Assert.True(into.eq(expected).all().item<bool>(), $"{entry.Name} read into bfloat16 differs from Load().to(bfloat16)");
+        using var reversedStorage = empty(entry.Shape.Reverse().ToArray(), ScalarType.Float32);
+        using var strided = reversedStorage.permute(Enumerable.Range(0, entry.Shape.Length).Reverse().Select(d => (long)d).ToArray()); // the stored shape, other strides
+        Assert.False(strided.is_contiguous());
+        file.ReadInto(entry.Name, strided);
+        Assert.True(strided.eq(stored).all().item<bool>(), $"{entry.Name} read into a strided tensor differs");
+    }
+
+    [Fact]
     public void Header_length_beyond_the_file_is_reported()
     {
         using var dir = new TempDir();
