@@ -117,15 +117,13 @@ public static class GenerateCommand
         if (embeddingDir is not null && !Directory.Exists(embeddingDir))
             throw new UsageException($"--embedding-dir: the folder {AtomicFiles.Printable(embeddingDir)} does not exist.");
         string output = cl.String("output") ?? "out.png";
-        var load = new LoadOptions
+        var load = FastPathOptions.Apply(new LoadOptions
         {
             Variant = cl.String("variant"),
             Device = cl.String("device") ?? "cpu",
             DType = ParseDType(cl.String("dtype")),
-            ChannelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last")),
-            Attention = FastPathOptions.Attention(cl.String("attention")),
             LowMemory = true, // one generation: each part's weights are read when it runs and freed after, never twice
-        };
+        }, cl);
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         threads = Threads.Check(threads);
         if (imagePath is null && (options.Strength is not null || cl.Given("mask-blur") || options.InvertMask || options.PasteOriginal))

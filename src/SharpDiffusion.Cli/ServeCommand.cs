@@ -25,6 +25,7 @@ public static class ServeCommand
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+        .. FastPathOptions.Options,
         new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),
         new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir, --dtype and --output-dir are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
         new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
@@ -76,6 +77,10 @@ public static class ServeCommand
         return outputDir;
     }
 
+    /// <summary>How the model is loaded (serve and worker): --dtype, --low-memory, --channels-last, --attention.</summary>
+    internal static LoadOptions Load(CommandLine cl) =>
+        FastPathOptions.Apply(new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")), LowMemory = cl.Flag("low-memory") }, cl);
+
     public static int Run(CommandLine cl)
     {
         string? queueUrl = cl.String("queue") is { } url ? CheckQueue(url) : null;
@@ -111,7 +116,7 @@ public static class ServeCommand
             MaxBodyBytes = (long)maxBody << 20,
             MaxImageSide = maxSide,
             Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
-            Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")), LowMemory = cl.Flag("low-memory") },
+            Load = Load(cl),
             Queue = queueUrl,
             JobRetention = TimeSpan.FromMinutes(retention),
         };

@@ -23,6 +23,7 @@ public static class WorkerCommand
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
         new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
+        .. FastPathOptions.Options,
         new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),
     ];
 
@@ -51,7 +52,7 @@ public static class WorkerCommand
                 MaxImageSide = maxSide,
                 OutputDir = outputDir,
                 Threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount),
-                Load = new LoadOptions { DType = GenerateCommand.ParseDType(cl.String("dtype")), LowMemory = cl.Flag("low-memory") },
+                Load = ServeCommand.Load(cl),
             },
             VisibilityTimeout = TimeSpan.FromSeconds(visibility),
         };

@@ -32,6 +32,9 @@ public sealed class ComponentWeights
     /// <summary>Whether the weights are in memory now.</summary>
     public bool Resident { get; private set; }
 
+    /// <summary>The weights' size in memory (known while they are out too: the placeholders keep shape and dtype).</summary>
+    public long Bytes => Module.parameters().Sum(p => p.numel() * p.ElementSize);
+
     /// <summary>A component whose weights are already in memory and stay there.</summary>
     public static ComponentWeights Loaded(nn.Module module) =>
         new(module, _ => throw new InvalidOperationException("A loaded component's weights never leave memory."), releasedWhenIdle: false) { Resident = true };

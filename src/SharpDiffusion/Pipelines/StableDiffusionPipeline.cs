@@ -328,8 +328,10 @@ public sealed class StableDiffusionPipeline : IDisposable
         var negatives = Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(options.NegativePromptFor(i), perPrompt)).ToList();
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         int steps = options.DenoisingSteps;
+        // With LowMemory the UNet's weights come in after this check: what they will take is not available to activations.
+        long? available = MemoryEstimate.AvailableBytes() - (Weights.Unet.Resident ? 0 : Weights.Unet.Bytes);
         bool tiled = options.VaeTiling || NeedsTiling(MemoryEstimate.For(this, prompts.Count, guidance.Enabled, width, height),
-            MemoryEstimate.AvailableBytes(), width, height, warnings);
+            available, width, height, warnings);
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
         using var conditioning = IsXL
