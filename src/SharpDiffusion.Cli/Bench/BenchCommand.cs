@@ -167,6 +167,28 @@ public static class BenchCommand
             $"UNet for {totalSteps} steps {with:F1}s vs {without:F1}s: x{without / with:F2}"));
     }
 
+    /// <summary>What the transformer blocks at the UNet's full latent resolution cost in a step, and their self-attention:
+    /// the most token merging (ToMe) could save there.</summary>
+    static void TopResolutionShare(UNet2DConditionModel unet, Tensor latents, Tensor context, double step, bool channelsLast)
+    {
+        var top = unet.named_modules().Where(m => m.name.StartsWith("down_blocks.0.", StringComparison.Ordinal)
+                || m.name.StartsWith($"up_blocks.{unet.Config.BlockOutChannels.Length - 1}.", StringComparison.Ordinal))
+            .Select(m => m.module).Distinct().ToList();
+        var blocks = top.OfType<Transformer2DModel>().ToList();
+        var selfAttention = unet.named_modules().Where(m => top.Contains(m.module) && m.name.EndsWith(".attn1", StringComparison.Ordinal))
+            .Select(m => (Attention)m.module).Distinct().ToList();
+        if (blocks.Count == 0) return;
+        long c = unet.Config.BlockOutChannels[0], h = latents.shape[2], w = latents.shape[3];
+        using var nhwc = randn([latents.shape[0], h, w, c]).to(latents.dtype);
+        using var x = channelsLast ? nhwc.permute(0, 3, 1, 2) : nhwc.permute(0, 3, 1, 2).contiguous(); // the layout of the UNet's activations
+        using var tokens = randn([latents.shape[0], h * w, c]).to(latents.dtype);
+        double blockSeconds = blocks.Sum(b => Roofline.Time(() => { using var y = b.call(x, context); }, 2));
+        double selfSeconds = selfAttention.Sum(a => Roofline.Time(() => { using var y = a.call(tokens, null); }, 2));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  {blocks.Count} transformer blocks at {h}x{w} latents: {blockSeconds:F2}s ({blockSeconds / step:P0} of a step; x{step / (step - blockSeconds):F2} if they cost nothing); " +
+            $"their self-attention {selfSeconds:F2}s ({selfSeconds / step:P0}; token merging at 50% there: at most x{step / (step - 0.75 * selfSeconds):F2})"));
+    }
+
     // Runs this same command for one dtype (and one whole generation) in a new process: peak RSS then belongs to that measurement alone.
     static T MeasureInChild<T>(string modelDir, ScalarType dtype, CommandLine cl, int width, int height, string? generation)
     {
@@ -279,6 +301,7 @@ public static class BenchCommand
         double step = Roofline.Median(times);
         if (deepCache > 1)
             DeepCacheStep(unet, latents, conditioning, deepCache, steps, step, stepFlops, totalSteps);
+        TopResolutionShare(unet, latents, context, step, options.FastPaths.ChannelsLast(options).Value);
 
         long peakBeforeVae = ProcessMemory.PeakResidentBytes ?? 0;
         NativeHeap.Trim(); // as the pipeline does between the denoising loop and the decode

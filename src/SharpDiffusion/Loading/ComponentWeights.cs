@@ -90,6 +90,7 @@ public sealed class ComponentWeights
     {
         _read(Module);
         Resident = true;
+        Diagnostics.NativeHeap.Trim(); // the readers' staging buffers, freed in their threads' heaps
     }
 
     void Return()

@@ -30,6 +30,8 @@ public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Ti
 /// </summary>
 public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
 {
+    static readonly TimeSpan LongStep = TimeSpan.FromMilliseconds(500);
+
     /// <param name="latents">[B, 4, h, w] float32 initial latents, owned by the loop from here on.</param>
     /// <param name="onStepEnd">sees (step index, latents after the step), as diffusers' callback_on_step_end.</param>
     /// <returns>The final latents [B, 4, h, w] float32.</returns>
@@ -38,12 +40,18 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
         var estimate = plan.OnDenoised is null ? null : new DenoisedEstimate(plan.Scheduler);
         try
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             for (int i = 0; i < plan.Timesteps.Count; i++)
             {
                 cancellation.ThrowIfCancellationRequested();
+                clock.Restart();
                 var next = Step(i, latents, plan, estimate);
                 latents.Dispose();
                 latents = next;
+                // A step's freed activations go back to the system: glibc otherwise keeps them, fragmented, and the
+                // resident size creeps up step after step (full-size SD 1.5, 512², 5 steps: peak 4.81 → 4.41 GB). A
+                // trim costs about a millisecond, so only long steps pay it.
+                if (clock.Elapsed > LongStep) Diagnostics.NativeHeap.Trim();
                 onStepEnd?.Invoke(i, latents);
             }
             return latents;
