@@ -90,7 +90,6 @@ public sealed class ComponentWeights
     {
         _read(Module);
         Resident = true;
-        Diagnostics.NativeHeap.Trim(); // the readers' staging buffers, freed in their threads' heaps
     }
 
     void Return()
@@ -113,17 +112,10 @@ public sealed class ComponentWeights
     /// <summary>Each parameter replaced by a meta tensor of its shape, in <paramref name="dtype"/> or its own.</summary>
     void Placeholders(ScalarType? dtype)
     {
-        var owners = Module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
-        owners[""] = Module;
-        using (no_grad())
-            foreach (var (name, parameter) in Module.named_parameters().ToList())
-            {
-                int dot = name.LastIndexOf('.');
-                var owner = owners[dot < 0 ? "" : name[..dot]];
-                var placeholder = new Parameter(empty(parameter.shape, dtype ?? parameter.dtype, device: Meta), requires_grad: false);
-                StateDictLoader.Assign(owner, name[(dot + 1)..], placeholder, name);
-                parameter.Dispose();
-            }
+        var parameters = Module.named_parameters().ToList();
+        StateDictLoader.Assign(Module, parameters.Select(p =>
+            (p.name, new Parameter(empty(p.parameter.shape, dtype ?? p.parameter.dtype, device: Meta), requires_grad: false))));
+        foreach (var (_, parameter) in parameters) parameter.Dispose();
     }
 
     sealed class Lease(ComponentWeights weights) : IDisposable

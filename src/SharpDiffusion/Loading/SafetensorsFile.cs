@@ -177,9 +177,15 @@ public sealed class SafetensorsFile : ITensorFile
         if (!Tensors.TryGetValue(name, out var entry))
             throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
         var tensor = empty(entry.Shape, DTypes[entry.DType].Type);
-        long length = entry.End - entry.Begin;
-        if (length > 0)
-            CopyInto(tensor, entry.Begin, length);
+        try
+        {
+            ReadInto(name, tensor); // the stored dtype, contiguous: read straight in
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
         return tensor;
     }
 

@@ -25,8 +25,6 @@ public static class StateDictLoader
     {
         placement ??= WeightPlacement.Cpu32;
         var targets = module.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
-        var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
-        owners[""] = module;
 
         var filled = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -87,13 +85,20 @@ public static class StateDictLoader
             foreach (var p in placed) p?.Dispose();
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]); // the file's own one-line error
         }
-        using (no_grad())
-            for (int i = 0; i < plan.Count; i++)
-            {
-                string name = plan[i].Name;
-                int dot = name.LastIndexOf('.');
-                Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], placed[i]!, name);
-            }
+        Assign(module, plan.Select((entry, i) => (entry.Name, placed[i]!)));
+    }
+
+    /// <summary>Each parameter into <paramref name="module"/>'s parameter of that dotted name, through its layer's setter.</summary>
+    internal static void Assign(nn.Module module, IEnumerable<(string Name, Parameter Parameter)> parameters)
+    {
+        var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
+        owners[""] = module;
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in parameters)
+        {
+            int dot = name.LastIndexOf('.');
+            Assign(owners[dot < 0 ? "" : name[..dot]], name[(dot + 1)..], parameter, name);
+        }
     }
 
     // The stored tensor as the parameter it becomes: new memory of the final shape, dtype, device and layout (conv
@@ -101,12 +106,9 @@ public static class StateDictLoader
     static Parameter Place(ITensorFile file, string key, long[] shape, WeightPlacement placement)
     {
         Tensor placed;
-        if (placement.ChannelsLastConvs && shape.Length == 4)
-        {
-            using var nhwc = empty([shape[0], shape[2], shape[3], shape[1]], placement.DType, placement.Device);
-            placed = nhwc.permute(0, 3, 1, 2); // [O, I, kH, kW] with channels-last strides; keeps the storage alive
-        }
-        else placed = empty(shape, placement.DType, placement.Device);
+        placed = placement.ChannelsLastConvs && shape.Length == 4
+            ? Models.MemoryLayout.EmptyChannelsLast(shape, placement.DType, placement.Device)
+            : empty(shape, placement.DType, placement.Device);
         try
         {
             file.ReadInto(key, placed);
@@ -122,7 +124,7 @@ public static class StateDictLoader
     }
 
     // TorchSharp layers keep their parameters in fields behind typed setters: assign through them.
-    internal static void Assign(nn.Module owner, string leaf, Parameter p, string name)
+    static void Assign(nn.Module owner, string leaf, Parameter p, string name)
     {
         switch (owner, leaf)
         {

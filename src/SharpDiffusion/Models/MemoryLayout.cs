@@ -17,4 +17,11 @@ public static class MemoryLayout
         using var packed = nhwc.contiguous();
         return packed.permute(0, 3, 1, 2); // a view: keeps the packed storage alive, not the input's
     }
+
+    /// <summary>New memory of <paramref name="shape"/> [N, C, H, W] with channels-last strides.</summary>
+    public static Tensor EmptyChannelsLast(long[] shape, ScalarType dtype, Device device)
+    {
+        using var nhwc = empty([shape[0], shape[2], shape[3], shape[1]], dtype, device);
+        return nhwc.permute(0, 3, 1, 2); // a view: keeps the storage alive
+    }
 }
