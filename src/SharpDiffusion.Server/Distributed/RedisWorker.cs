@@ -22,7 +22,7 @@ public sealed record WorkerOptions
 /// <summary>
 /// `worker --queue redis://…`: one model, one job at a time, pulled from the model's stream through the consumer group
 /// "workers". Delivery is at least once, results exactly once: a job is acknowledged (XACK) only after its result is
-/// stored; while it runs, the worker renews its claim every second (XCLAIM of its own entry resets the idle time), so
+/// stored; while it runs, the worker renews its claim every second or faster (XCLAIM of its own entry resets the idle time), so
 /// an entry idle for longer than the visibility timeout belongs to a worker that died, and the next idle worker takes
 /// it over (XAUTOCLAIM) and runs it again from the start — same seed, same image; the store keeps only the first end.
 /// Progress and previews go to the job's record; cancel and skip arrive on <see cref="RedisJobStore.Control"/>.
@@ -200,12 +200,14 @@ public sealed class RedisWorker : IDisposable
     void BeatSoon() => _beatNow.Set();
 
     /// <summary>The heartbeat's own thread (not the thread pool, whose threads a busy process may hand out late): a
-    /// beat every second, or at once when asked.</summary>
+    /// beat every second — at least four per visibility timeout, so one late beat does not lose the job —, or at once
+    /// when asked.</summary>
     void Beating()
     {
+        var every = TimeSpan.FromTicks(Math.Min(WorkerRegistry.Heartbeat.Ticks, _options.VisibilityTimeout.Ticks / 4));
         while (!_stopBeating.IsCancellationRequested)
         {
-            WaitHandle.WaitAny([_beatNow, _stopBeating.Token.WaitHandle], WorkerRegistry.Heartbeat);
+            WaitHandle.WaitAny([_beatNow, _stopBeating.Token.WaitHandle], every);
             if (!_stopBeating.IsCancellationRequested) Beat();
         }
     }

@@ -40,8 +40,9 @@ public sealed class JobQueue : IJobQueue
         _worker.Start();
     }
 
-    /// <summary>The job running now, if any.</summary>
-    public Job? Running { get; private set; }
+    /// <summary>The job running now, if any (one that has ended is not, though the worker may not have let go of it yet).</summary>
+    public Job? Running => _running is { IsFinished: false } job ? job : null;
+    Job? _running;
 
     public int Capacity => _capacity;
 
@@ -62,7 +63,7 @@ public sealed class JobQueue : IJobQueue
         {
             // capacity waiting plus the one running: counted together, so a job the worker has not picked up yet
             // (it is still in _pending while the worker is idle) does not take a waiting place away.
-            if (_pending.Count + (Running is null ? 0 : 1) > _capacity)
+            if (_pending.Count + (_running is null ? 0 : 1) > _capacity)
             {
                 int retry = (int)Math.Clamp(Math.Ceiling(_averageSeconds), 1, 3600); // the head of the queue frees a place after about one job
                 throw new QueueRefusedException($"The queue is full ({_capacity} waiting); retry in about {retry} s.", 503, retry);
@@ -113,13 +114,13 @@ public sealed class JobQueue : IJobQueue
                 if (job is null) continue;
                 _pending.RemoveFirst();
                 if (!job.TryStart()) continue; // cancelled while waiting
-                Running = job;
+                _running = job;
             }
             var clock = Stopwatch.StartNew();
             try { job.Run(); }
             finally
             {
-                lock (_gate) Running = null;
+                lock (_gate) _running = null;
                 _averageSeconds = 0.8 * _averageSeconds + 0.2 * clock.Elapsed.TotalSeconds;
             }
         }

@@ -40,9 +40,9 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         return clock.Elapsed.TotalSeconds / ((int)b["step"]! - from);
     }
 
-    /// <summary>"Within a few steps": the work stops at its next step check; the slack covers HTTP, polling and a machine
-    /// shared with other work (a job that did not stop would run on for its remaining hundreds of steps).</summary>
-    static double Prompt(double step) => 5 * step + 2.0;
+    /// <summary>"Soon" for a hang-up the server learns of asynchronously: generous, because the test process itself can
+    /// stall for seconds on loaded cores; a job that did not stop would run on for its remaining hundreds of steps.</summary>
+    static double Prompt(double step) => 5 * step + 10.0;
 
     [Fact]
     public async Task The_queue_takes_its_size_plus_the_running_job_whether_or_not_the_worker_has_started_it()
@@ -66,7 +66,7 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
         var posted = await Client.PostAsync("/jobs", Body("a kite", 12, 3));
         Assert.Equal(202, posted.Code);
         string id = (string)posted.Json["id"]!;
-        Assert.Contains(State(posted.Json), new[] { "queued", "running" });
+        Assert.Contains(State(posted.Json), new[] { "queued", "running", "completed" }); // 3 steps may end before the answer is written
 
         var done = await UntilAsync(id, j => State(j) == "completed", "completed");
         Assert.Equal(1.0, (double)done["progress"]!);
@@ -87,8 +87,12 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
     [Fact]
     public async Task Event_stream_sends_progress_events_then_done_with_the_result()
     {
-        string id = (string)(await Client.PostAsync("/jobs", Body("a boat", 5, 30))).Json["id"]!; // long enough to connect while it runs
+        // Another job holds the worker until the stream is open, so the stream sees this one from its start on any machine.
+        string blocker = (string)(await Client.PostAsync("/jobs", Body("blocker", 4, 1000))).Json["id"]!;
+        await UntilAsync(blocker, j => State(j) == "running", "the blocker running");
+        string id = (string)(await Client.PostAsync("/jobs", Body("a boat", 5, 30))).Json["id"]!;
         using var response = await Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"/jobs/{id}/events"), HttpCompletionOption.ResponseHeadersRead);
+        (await Client.SendJsonAsync(new HttpRequestMessage(HttpMethod.Delete, $"/jobs/{blocker}"))).Ok();
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         var events = new List<(string Name, JsonNode Data)>();
@@ -177,15 +181,14 @@ public class JobTests(ShippedServer fixture, ITestOutputHelper output) : IClassF
     {
         string running = (string)(await Client.PostAsync("/jobs", Body("long", 1, 1000))).Json["id"]!;
         string next = (string)(await Client.PostAsync("/jobs", Body("next", 2, 2))).Json["id"]!;
-        double step = await StepSecondsAsync(running);
-        var clock = Stopwatch.StartNew();
+        await UntilAsync(running, j => (int)j["step"]! >= 2, "step 2");
         Assert.Equal("{}", (await Client.PostAsync("/sdapi/v1/interrupt", new JsonObject())).Ok().Json.ToJsonString());
+        // Counted in steps, not seconds (a loaded machine can stall the test itself): the job stops at its next step check.
+        int after = (int)(await Job(running))["step"]!;
         var ended = await UntilAsync(running, j => State(j) != "running", "the interrupted job to end");
-        double took = clock.Elapsed.TotalSeconds;
-        output.WriteLine($"step {step * 1000:0} ms; interrupt → cancelled in {took * 1000:0} ms");
+        output.WriteLine($"interrupt answered by step {after}; the job ended at step {(int)ended["step"]!}");
         Assert.Equal("cancelled", State(ended));
-        Assert.True(took < Prompt(step), $"took {took:0.00} s with {step:0.000} s per step");
-        Assert.True((int)ended["step"]! < 1000);
+        Assert.True((int)ended["step"]! <= after + 2, $"ran on from step {after} to {(int)ended["step"]!}");
         Assert.Equal("completed", State(await UntilAsync(next, j => State(j) is "completed" or "failed" or "cancelled", "the next job")));
     }
 

@@ -110,6 +110,20 @@ public sealed class PageTests(PageFixture fixture)
 {
     static ILocator Gallery(IPage page) => page.Locator("#gallery > li");
 
+    /// <summary>Another client's long job, running: a job the page starts now waits behind it (queue position 1) until
+    /// <see cref="ReleaseTheWorkerAsync"/>, so the page is connected before its job runs, on any machine.</summary>
+    async Task<string> HoldTheWorkerAsync()
+    {
+        var posted = await fixture.Server.Client.PostAsJsonAsync("/jobs", new { task = "txt2img", prompt = "other client", steps = 1000 });
+        Assert.Equal(202, (int)posted.StatusCode);
+        string id = (await posted.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
+        await Api.PollAsync(() => fixture.Server.Client.GetJsonAsync($"/jobs/{id}"), r => (string?)r.Json["state"] == "running",
+            TimeSpan.FromSeconds(60), "the other client's job running", everyMs: 20);
+        return id;
+    }
+
+    async Task ReleaseTheWorkerAsync(string id) => (await fixture.Server.Client.DeleteAsync($"/jobs/{id}")).EnsureSuccessStatusCode();
+
     /// <summary>Records the progress bar's values, the status texts and the preview's sources as the page changes them.</summary>
     static Task WatchAsync(IPage page) => page.EvaluateAsync(@"() => {
         window.__values = []; window.__texts = []; window.__previews = [];
@@ -134,14 +148,19 @@ public sealed class PageTests(PageFixture fixture)
         var page = session.Page;
         await page.GetByLabel("Prompt", new() { Exact = true }).FillAsync("a red circle");
         await page.GetByLabel("Negative prompt").FillAsync("blurry");
-        // Enough steps that the job outlasts the event stream's connection on a loaded machine (else only "done" is seen).
         await page.GetByLabel("Steps").FillAsync("60");
         await page.GetByLabel("Seed", new() { Exact = true }).FillAsync("4242");
         await Expect(page.GetByLabel("Sampler")).ToHaveValueAsync("Euler a");
         await Expect(page.GetByLabel("Model", new() { Exact = true })).ToHaveValueAsync(new Regex("^sharp-shapes"));
         await WatchAsync(page);
 
-        await page.GetByRole(AriaRole.Button, new() { Name = "Generate" }).ClickAsync();
+        string other = await HoldTheWorkerAsync();
+        try
+        {
+            await page.GetByRole(AriaRole.Button, new() { Name = "Generate" }).ClickAsync();
+            await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "queued");
+        }
+        finally { await ReleaseTheWorkerAsync(other); }
 
         var item = Gallery(page);
         await Expect(item).ToHaveCountAsync(1);
@@ -440,9 +459,7 @@ public sealed class PageTests(PageFixture fixture)
 
         // A waiting job (someone else's long job holds the worker, so it cannot finish before the reload) is followed
         // again after the reload, through its start, to its result.
-        var other = await fixture.Server.Client.PostAsJsonAsync("/jobs", new { task = "txt2img", prompt = "other client", steps = 1000 });
-        Assert.Equal(202, (int)other.StatusCode);
-        string otherId = (await other.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
+        string otherId = await HoldTheWorkerAsync();
         try
         {
             await page.Locator("#prompt").FillAsync("a white circle");
@@ -455,7 +472,7 @@ public sealed class PageTests(PageFixture fixture)
             await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "queued");
             await Expect(page.Locator("#status")).ToContainTextAsync("Queued: position 1");
         }
-        finally { await fixture.Server.Client.DeleteAsync($"/jobs/{otherId}"); }
+        finally { await ReleaseTheWorkerAsync(otherId); }
         await Expect(Gallery(page)).ToHaveCountAsync(1);
         await Expect(Gallery(page).Locator(".infotext")).ToContainTextAsync("Seed: 5");
         await Expect(Gallery(page).Locator(".infotext")).ToContainTextAsync("Steps: 6");
@@ -476,9 +493,7 @@ public sealed class PageTests(PageFixture fixture)
         var page = session.Page;
 
         // Someone else's long job holds the worker: the page's job waits, with its place in the queue.
-        var other = await fixture.Server.Client.PostAsJsonAsync("/jobs", new { task = "txt2img", prompt = "other client", steps = 1000 });
-        Assert.Equal(202, (int)other.StatusCode);
-        string otherId = (await other.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
+        string otherId = await HoldTheWorkerAsync();
         try
         {
             await page.Locator("#steps").FillAsync("4");
@@ -489,7 +504,7 @@ public sealed class PageTests(PageFixture fixture)
             await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "cancelled");
             await Expect(page.Locator("#status")).ToHaveTextAsync("Cancelled.");
         }
-        finally { await fixture.Server.Client.DeleteAsync($"/jobs/{otherId}"); }
+        finally { await ReleaseTheWorkerAsync(otherId); }
 
         // The page's own long job, running, stops at the next step.
         await page.Locator("#steps").FillAsync("1000");

@@ -63,20 +63,23 @@ public class RedisQueueTests(ITestOutputHelper output)
                 ids.Add((string)reply.Json["id"]!);
             }
 
-            // w1 dies in the middle of a job: SIGKILL once it has a job past its first steps.
-            var busy = await Api.PollAsync(() => JobOfAsync(http, gateway.Url, "w1"), j => j is not null, TimeSpan.FromMinutes(2), "w1 running a job", everyMs: 20);
-            string orphan = busy!;
-            await Api.PollAsync(() => JobAsync(http, gateway.Url, orphan), j => State(j) != "running" || (int)j["step"]! >= 3, TimeSpan.FromMinutes(1), "a few steps", everyMs: 10);
+            // w1 dies in the middle of a job: SIGKILL once a job of its own is past its first steps and far from its last
+            // (one seen near its end, or already ended, is passed over for w1's next one).
+            string orphan = (await Api.PollAsync(async () =>
+            {
+                string? id = await JobOfAsync(http, gateway.Url, "w1");
+                return (Id: id, Job: id is null ? null : await JobAsync(http, gateway.Url, id));
+            }, o => o.Job is { } j && State(j) == "running" && (int)j["step"]! is >= 3 and <= Steps - 10, TimeSpan.FromMinutes(2), "w1 in the middle of a job", everyMs: 10)).Id!;
             w1.KillHard();
             output.WriteLine($"killed w1 during {orphan}");
 
             // The gateway goes away too, and another starts: clients keep polling their jobs by id there.
-            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n >= 5, TimeSpan.FromMinutes(2), "5 jobs done");
+            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n >= 5, TimeSpan.FromMinutes(2), "5 jobs done", everyMs: 250);
             Assert.Equal(0, gateway.Terminate(TimeSpan.FromSeconds(30)));
             gateway.Dispose();
             gateway = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "100");
 
-            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n == Jobs, TimeSpan.FromMinutes(4), "all jobs done", everyMs: 200);
+            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n == Jobs, TimeSpan.FromMinutes(10), "all jobs done", everyMs: 250);
             for (int i = 0; i < Jobs; i++)
             {
                 var job = await JobAsync(http, gateway.Url, ids[i]);
@@ -204,8 +207,8 @@ public class RedisQueueTests(ITestOutputHelper output)
         using var redis = RedisServer.Start();
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
         using var gateway = await ServerProcess.StartAsync("--queue", redis.Url);
-        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "2");
-        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "2");
+        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "3");
+        using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "3");
         try
         {
             var longJob = Body(0);
@@ -218,8 +221,8 @@ public class RedisQueueTests(ITestOutputHelper output)
             var db = client.GetDatabase();
             string owner = (string)db.HashGet($"sd:job:{id}", "worker")!;
 
-            // Four visibility timeouts; the idle worker looks for abandoned jobs every second meanwhile.
-            await Task.Delay(TimeSpan.FromSeconds(8));
+            // Over three visibility timeouts; the idle worker looks for abandoned jobs every second meanwhile.
+            await Task.Delay(TimeSpan.FromSeconds(10));
             var job = await JobAsync(http, gateway.Url, id);
             Assert.Equal("running", State(job));
             Assert.Equal(1, (int)db.HashGet($"sd:job:{id}", "attempts"));
