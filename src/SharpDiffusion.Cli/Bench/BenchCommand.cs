@@ -227,7 +227,7 @@ public static class BenchCommand
         Console.WriteLine($"Measuring {Name(dtype)} ...");
         GC.Collect();
         ProcessMemory.ResetPeak();
-        var choices = new List<string> { FastPathAB.Describe("layout", options.FastPaths.ChannelsLast(options), l => l ? "channels-last" : "NCHW") };
+        var choices = new List<string> { FastPathAB.Describe("layout", options.Layout(), l => l ? "channels-last" : "NCHW") };
         Console.WriteLine($"  {choices[0]}");
 
         // A single-file checkpoint goes through the single-file loader (key mapping, inferred configs); a folder's
@@ -301,7 +301,7 @@ public static class BenchCommand
         double step = Roofline.Median(times);
         if (deepCache > 1)
             DeepCacheStep(unet, latents, conditioning, deepCache, steps, step, stepFlops, totalSteps);
-        TopResolutionShare(unet, latents, context, step, options.FastPaths.ChannelsLast(options).Value);
+        TopResolutionShare(unet, latents, context, step, options.Layout().Value);
 
         long peakBeforeVae = ProcessMemory.PeakResidentBytes ?? 0;
         NativeHeap.Trim(); // as the pipeline does between the denoising loop and the decode

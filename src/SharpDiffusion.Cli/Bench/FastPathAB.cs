@@ -63,7 +63,7 @@ public static class FastPathAB
         var inUse = attentions.FirstOrDefault()?.KernelChoice;
         if (unetDir is not null)
         {
-            bool channelsLast = options.FastPaths.ChannelsLast(options).Value;
+            bool channelsLast = options.Layout().Value;
             Console.WriteLine($"  A/B layout: loading the UNet again in {(channelsLast ? "NCHW" : "channels-last")} ...");
             using var other = ComponentLoader.LoadUNet(unetDir, options with { ChannelsLast = !channelsLast });
             var (nchw, cl) = channelsLast ? (other, unet) : (unet, other);

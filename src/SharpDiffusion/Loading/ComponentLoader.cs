@@ -29,6 +29,9 @@ public sealed record LoadOptions
     /// <summary>The fast-path source in effect.</summary>
     public FastPaths FastPaths => Tuning ?? FastPaths.Default;
 
+    /// <summary>Whether conv weights go channels-last: <see cref="ChannelsLast"/>, else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
+    public Choice<bool> Layout() => FastPaths.ChannelsLast(ChannelsLast, DType, new Device(Device));
+
     /// <summary>A pipeline's components keep their weights in memory only while they run: the text encoder's are read
     /// for the prompts and freed, the UNet's for the denoising loop, the VAE's for encoding and decoding. The lowest
     /// peak memory for one generation (the CLI's); every later call reads the weights from their files again.</summary>
@@ -113,12 +116,12 @@ public static class ComponentLoader
     /// <summary>Gives each attention module of <paramref name="unet"/> the kernel choice of <paramref name="options"/>.</summary>
     internal static void UseAttentionKernels(UNet2DConditionModel unet, LoadOptions options)
     {
-        var choice = options.FastPaths.AttentionChoice(options);
+        var choice = options.FastPaths.AttentionChoice(options.Attention);
         foreach (var attention in unet.modules().OfType<Attention>()) attention.KernelChoice = choice;
     }
 
     /// <summary>Whether conv weights go channels-last for <paramref name="options"/> (forced, measured or default).</summary>
-    internal static bool ChannelsLast(LoadOptions options) => options.FastPaths.ChannelsLast(options).Value;
+    internal static bool ChannelsLast(LoadOptions options) => options.Layout().Value;
 
     static string ConfigPath(string dir)
     {

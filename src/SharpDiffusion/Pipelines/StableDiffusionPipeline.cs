@@ -255,8 +255,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Every embedding file of <paramref name="directory"/> (.safetensors, .pt, .bin, in name order), each triggered
-    /// by its file name (AUTOMATIC1111's rule). Files that cannot be read yet (.pt) are skipped and reported, as
-    /// AUTOMATIC1111 skips them; anything else wrong stops with the file named.</summary>
+    /// by its file name (AUTOMATIC1111's rule). A file that is not an embedding (unknown layout, wrong width, unreadable
+    /// pickle) is skipped and reported, as AUTOMATIC1111 skips it.</summary>
     public (IReadOnlyList<string> Tokens, IReadOnlyList<string> Skipped) LoadTextualInversionDirectory(string directory)
     {
         var (tokens, skipped) = (new List<string>(), new List<string>());

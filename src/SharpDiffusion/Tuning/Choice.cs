@@ -5,7 +5,7 @@ public enum ChoiceSource
 {
     /// <summary>The built-in default: tuning is off, or there is nothing to measure for this dtype or device.</summary>
     Default,
-    /// <summary>The caller chose (<see cref="Loading.LoadOptions"/>, a CLI flag, an environment variable).</summary>
+    /// <summary>The caller chose (the load options, a CLI flag, an environment variable).</summary>
     Forced,
     /// <summary>Measured on this machine in an earlier run and read from the cache file.</summary>
     Cached,

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using SharpDiffusion.Loading;
 using SharpDiffusion.Models;
 using static TorchSharp.torch;
 
@@ -19,7 +18,7 @@ public sealed class FastPaths
 {
     /// <summary>"off" (or 0, false, no) turns measuring off: every choice not forced takes its default.</summary>
     public const string TuningVariable = "SHARPDIFFUSION_TUNING";
-    /// <summary>"nchw" or "channels-last": forces the layout, as <see cref="LoadOptions.ChannelsLast"/> does.</summary>
+    /// <summary>"nchw" or "channels-last": forces the layout, as the load options' ChannelsLast does.</summary>
     public const string LayoutVariable = "SHARPDIFFUSION_LAYOUT";
 
     /// <summary>Channels-last conv weights (and so activations), the faster fp32 layout on the machine it was chosen on.</summary>
@@ -56,13 +55,13 @@ public sealed class FastPaths
     /// <summary>Replaces the micro-benchmarks (tests): the name of the choice → its winner ("nchw", "sdpa", …).</summary>
     internal Func<string, CachedChoice>? MeasureOverride { get; init; }
 
-    /// <summary>Channels-last for <paramref name="options"/>: its own choice, else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
-    public Choice<bool> ChannelsLast(LoadOptions options)
+    /// <summary>Channels-last: the caller's choice (<paramref name="forced"/>), else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
+    public Choice<bool> ChannelsLast(bool? forced, ScalarType dtype, Device device)
     {
-        if (options.ChannelsLast is bool forced) return new(forced, ChoiceSource.Forced);
+        if (forced is bool value) return new(value, ChoiceSource.Forced);
         if (ParseLayout(Environment.GetEnvironmentVariable(LayoutVariable)) is bool fromEnvironment)
             return new(fromEnvironment, ChoiceSource.Forced, $"${LayoutVariable}");
-        return ChannelsLast(options.DType, new Device(options.Device));
+        return ChannelsLast(dtype, device);
     }
 
     /// <summary>Whether channels-last is the faster layout for <paramref name="dtype"/> on <paramref name="device"/>.</summary>
@@ -77,9 +76,9 @@ public sealed class FastPaths
         return ParseLayout(choice.Value) is bool value ? new(value, source, choice.Detail) : new(DefaultChannelsLast, ChoiceSource.Default);
     }
 
-    /// <summary>The attention kernel for <paramref name="options"/>: its own choice, else measured per call shape.</summary>
-    public AttentionKernelChoice AttentionChoice(LoadOptions options) => options.Attention is AttentionKernel forced
-        ? (_, _) => forced
+    /// <summary>The attention kernel: the caller's choice (<paramref name="forced"/>), else measured per call shape.</summary>
+    public AttentionKernelChoice AttentionChoice(AttentionKernel? forced) => forced is AttentionKernel kernel
+        ? (_, _) => kernel
         : (q, k) => Attention(q.dtype, q.device, q.shape[3], q.shape[2], k.shape[2]).Value;
 
     /// <summary>The faster attention kernel for this head size and the token-count classes of the queries and keys.</summary>

@@ -77,6 +77,8 @@ public class NodeClientTests(ITestOutputHelper output)
         lock (InstallGate)
         {
             if (Directory.Exists(Path.Combine(ClientDir, "node_modules", "node-sd-webui"))) return;
+            if (!File.Exists("/usr/bin/npm") && !File.Exists("/usr/local/bin/npm"))
+                DebianPackages.EnsureInstalled("/usr/bin/npm", "nodejs npm", "The npm client test runs the package node-sd-webui with npm");
             var (code, log) = Run("npm", ClientDir, "ci", "--no-audit", "--no-fund", "--loglevel=error");
             Assert.True(code == 0, $"npm ci in {ClientDir} exited {code}:\n{log}");
         }

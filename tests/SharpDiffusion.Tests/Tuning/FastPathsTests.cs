@@ -176,13 +176,13 @@ public class FastPathsTests
     {
         var fake = new FakeMeasurements(layout: "nchw", attention: "sliced-matmul");
         var paths = Paths(null, fake);
-        var forced = paths.ChannelsLast(new LoadOptions { ChannelsLast = true, Tuning = paths });
+        var forced = new LoadOptions { ChannelsLast = true, Tuning = paths }.Layout();
         Assert.Equal((true, ChoiceSource.Forced), (forced.Value, forced.Source));
         using var q = zeros(1, 1, 4096, 40);
         using var k = zeros(1, 1, 77, 40);
-        Assert.Equal(AttentionKernel.Sdpa, paths.AttentionChoice(new LoadOptions { Attention = AttentionKernel.Sdpa })(q, k));
+        Assert.Equal(AttentionKernel.Sdpa, paths.AttentionChoice(new LoadOptions { Attention = AttentionKernel.Sdpa }.Attention)(q, k));
         Assert.Empty(fake.Asked);
-        Assert.Equal(AttentionKernel.SlicedMatmul, paths.AttentionChoice(new LoadOptions())(q, k));
+        Assert.Equal(AttentionKernel.SlicedMatmul, paths.AttentionChoice(new LoadOptions().Attention)(q, k));
         Assert.Equal(["attention float32 d40 q4096 k77"], fake.Asked);
     }
 
