@@ -17,10 +17,12 @@ namespace SharpDiffusion.Server.Distributed;
 /// </summary>
 public sealed class RedisGateway : IJobQueue
 {
-    sealed class Mirror(Job job, string model)
+    sealed class Mirror(Job job, string model, bool submitted)
     {
         public Job Job { get; } = job;
         public string Model { get; } = model;
+        /// <summary>In Redis: until then a read that finds no record means "not written yet", not "lost".</summary>
+        public volatile bool Submitted = submitted;
         public int PreviewVersion;
         public JobProgress? Progress;
     }
@@ -103,7 +105,7 @@ public sealed class RedisGateway : IJobQueue
             ["clip_skip"] = settings.ClipSkip,
             ["settings"] = settings.Snapshot(),
         };
-        var mirror = new Mirror(new Job(id, kind, RunsOnAWorker), model);
+        var mirror = new Mirror(new Job(id, kind, RunsOnAWorker), model, submitted: false);
         if (!_mirrors.TryAdd(id, mirror))
             throw QueueRefusedException.IdTaken(id);
         try
@@ -111,6 +113,7 @@ public sealed class RedisGateway : IJobQueue
             bool queued = Redis(() => _store.Submit(id, kind, model, payload.ToJsonString(), _options.QueueSize, _options.JobRetention));
             if (!queued)
                 throw new QueueRefusedException($"The queue for {model} is full ({_options.QueueSize} waiting); retry in a few seconds.", 503, 2);
+            mirror.Submitted = true;
         }
         catch
         {
@@ -128,8 +131,8 @@ public sealed class RedisGateway : IJobQueue
         if (_mirrors.TryGetValue(id, out var known)) return known.Job;
         var record = Redis(() => _store.Read(id));
         if (record is null) return null;
-        var mirror = _mirrors.GetOrAdd(id, new Mirror(new Job(id, record.Kind, RunsOnAWorker) { Created = record.Created }, record.Model));
-        Apply(mirror, record);
+        var mirror = _mirrors.GetOrAdd(id, new Mirror(new Job(id, record.Kind, RunsOnAWorker) { Created = record.Created }, record.Model, submitted: true));
+        Redis(() => { Apply(mirror, record); return 0; });
         return mirror.Job;
     }
 
@@ -145,6 +148,10 @@ public sealed class RedisGateway : IJobQueue
     {
         if (!_mirrors.TryGetValue(job.Id, out var m)) return false;
         string outcome = Redis(() => _store.Cancel(job.Id, m.Model, reason));
+        // A job whose worker died waits for another worker to take it over; cancelled, it ends now instead.
+        if (outcome == "running")
+            Redis(() => _store.Read(job.Id) is { Worker: { } worker } && !WorkerRegistry.Live(_store.Db).Any(w => w.Name == worker)
+                && _store.EndAbandoned(job.Id, m.Model, worker, reason));
         Refresh(job.Id);
         return outcome is "cancelled" or "running";
     }
@@ -210,13 +217,13 @@ public sealed class RedisGateway : IJobQueue
 
     void Refresh(string id)
     {
-        if (!_mirrors.TryGetValue(id, out var m) || m.Job.IsFinished) return;
+        if (!_mirrors.TryGetValue(id, out var m) || m.Job.IsFinished || !m.Submitted) return;
         try
         {
             if (_store.Read(id) is { } record) Apply(m, record);
             else m.Job.Fail($"The job {id} is no longer in the queue (Redis lost it, or it expired).", 500);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException) { }
+        catch (Exception e) when (e is RedisException or TimeoutException) { } // the next refresh tries again
     }
 
     /// <summary>Brings the mirror up to the record: started, progress, a new preview, the end.</summary>
@@ -254,9 +261,10 @@ public sealed class RedisGateway : IJobQueue
     T Redis<T>(Func<T> call)
     {
         try { return call(); }
-        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+        catch (Exception e) when (RedisUnavailable.Is(e))
         {
-            throw new QueueRefusedException($"The job queue ({Address}) cannot be reached right now ({e.GetType().Name}); retry in a few seconds.", 503, 2, "QueueUnavailable");
+            string why = e is RedisServerException ? e.Message.Split(' ', 2)[0] : e.GetType().Name;
+            throw new QueueRefusedException($"The job queue ({Address}) cannot take requests right now ({why}); retry in a few seconds.", 503, 2, "QueueUnavailable");
         }
     }
 

@@ -40,9 +40,10 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     public ISubscriber Bus => redis.GetSubscriber();
 
     // KEYS: job, queued, stream. ARGV: id, capacity, kind, model, payload, now(ms), lifetime(s), retention(s).
+    // A capacity of 0 still lets a job through when none waits (it is taken at once by an idle worker), as in-process.
     const string SubmitScript = """
         if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-        if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return -2 end
+        if redis.call('ZCARD', KEYS[2]) >= math.max(tonumber(ARGV[2]), 1) then return -2 end
         redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[3], 'model', ARGV[4], 'payload', ARGV[5], 'state', 'queued',
           'created', ARGV[6], 'retention', ARGV[8], 'attempts', 0, 'preview_version', 0)
         redis.call('EXPIRE', KEYS[1], ARGV[7])
@@ -115,6 +116,38 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return 'running'
         """;
 
+    // KEYS: job, queued, stats. ARGV: id, worker, reason, now(ms). Ends a running job of a worker that is gone.
+    const string EndAbandonedScript = Ending + """
+        if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+        finish('cancelled', ARGV[4], ARGV[3])
+        return 1
+        """;
+
+    // KEYS: stream. ARGV: entry, consumer. Renews the consumer's claim (resets the entry's idle time) only while the entry
+    // is still pending for it: 0 once another worker has taken it over (or it was acknowledged).
+    const string RenewScript = """
+        local p = redis.call('XPENDING', KEYS[1], 'workers', ARGV[1], ARGV[1], 1, ARGV[2])
+        if #p == 0 then return 0 end
+        redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'JUSTID')
+        return 1
+        """;
+
+    // KEYS: job. ARGV: id, worker, progress[, preview, preview version]. Only while the job runs on that worker: a late
+    // report never recreates an expired record (without its expiry) nor overwrites the progress of a worker that took over.
+    const string ReportScript = """
+        if redis.call('HGET', KEYS[1], 'state') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+        redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+        if ARGV[4] then redis.call('HSET', KEYS[1], 'preview', ARGV[4], 'preview_version', ARGV[5]) end
+        redis.call('PUBLISH', 'sd:events', ARGV[1])
+        return 1
+        """;
+
+    // KEYS: stream. ARGV: entry.
+    const string AcknowledgeScript = """
+        redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+        redis.call('XDEL', KEYS[1], ARGV[1])
+        """;
+
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     /// <summary>Queues a job; false if <paramref name="capacity"/> jobs already wait for the model. Throws if the id is taken.</summary>
@@ -143,12 +176,18 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         (string)Db.ScriptEvaluate(EndScript, [JobKey(id), QueuedKey(model), Stats, StreamKey(model)],
             [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now, entry])!;
 
-    /// <summary>Acknowledges and removes a stream entry whose job will not run (ended, cancelled or expired).</summary>
-    public void Acknowledge(string model, RedisValue entry)
-    {
-        Db.StreamAcknowledge(StreamKey(model), Group, entry);
-        Db.StreamDelete(StreamKey(model), [entry]);
-    }
+    /// <summary>Acknowledges and removes a stream entry whose job will not run (ended, cancelled or expired), in one step.</summary>
+    public void Acknowledge(string model, RedisValue entry) =>
+        Db.ScriptEvaluate(AcknowledgeScript, [StreamKey(model)], [entry]);
+
+    /// <summary>Renews <paramref name="worker"/>'s claim on its running job's entry; false if the entry is no longer its own.</summary>
+    public bool RenewClaim(string model, RedisValue entry, string worker) =>
+        (long)Db.ScriptEvaluate(RenewScript, [StreamKey(model)], [entry, worker]) == 1;
+
+    /// <summary>Ends as cancelled a job still running on <paramref name="worker"/>, a worker no longer alive (nobody would
+    /// ever end it); its stream entry is acknowledged by whichever worker takes it over later.</summary>
+    public bool EndAbandoned(string id, string model, string worker, string reason) =>
+        (long)Db.ScriptEvaluate(EndAbandonedScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, reason, Now]) == 1;
 
     /// <summary>Asks for a cancellation: a waiting job ends at once ("cancelled"); a running one ("running") is told over
     /// <see cref="Control"/> and stops at its next step.</summary>
@@ -181,17 +220,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
 
     public byte[]? Preview(string id) => (byte[]?)Db.HashGet(JobKey(id), "preview");
 
-    /// <summary>Progress and preview of a running job; fire-and-forget (a lost update is replaced by the next).</summary>
-    public void Report(string id, JobProgress p, byte[]? preview, int previewVersion)
+    /// <summary>Progress and preview of a job running on <paramref name="worker"/>; fire-and-forget (a lost update is
+    /// replaced by the next).</summary>
+    public void Report(string id, string worker, JobProgress p, byte[]? preview, int previewVersion)
     {
-        var fields = new List<HashEntry> { new("progress", FormatProgress(p)) };
-        if (preview is not null)
-        {
-            fields.Add(new HashEntry("preview", preview));
-            fields.Add(new HashEntry("preview_version", previewVersion));
-        }
-        Db.HashSet(JobKey(id), fields.ToArray(), CommandFlags.FireAndForget);
-        Bus.Publish(Events, id, CommandFlags.FireAndForget);
+        RedisValue[] args = preview is null
+            ? [id, worker, FormatProgress(p)]
+            : [id, worker, FormatProgress(p), preview, previewVersion];
+        Db.ScriptEvaluate(ReportScript, [JobKey(id)], args, CommandFlags.FireAndForget);
     }
 
     static string FormatProgress(JobProgress p) =>

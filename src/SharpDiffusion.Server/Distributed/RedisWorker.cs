@@ -37,6 +37,7 @@ public sealed class RedisWorker : IDisposable
     readonly SemaphoreSlim _wake = new(0);
     readonly object _gate = new();
     (Job Job, RedisValue Entry)? _current;
+    bool _takenOver;
     readonly Thread _heart;
     readonly AutoResetEvent _beatNow = new(false);
     readonly CancellationTokenSource _stopBeating = new();
@@ -108,9 +109,9 @@ public sealed class RedisWorker : IDisposable
                 EnsureGroup(stream); // Redis came back without its data
                 continue;
             }
-            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+            catch (Exception e) when (RedisUnavailable.Is(e))
             {
-                if (!unreachable) log?.Invoke($"the queue cannot be reached ({e.GetType().Name}); retrying every second");
+                if (!unreachable) log?.Invoke($"the queue cannot be used ({Why(e)}); retrying every second");
                 unreachable = true;
                 stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
                 continue;
@@ -123,15 +124,26 @@ public sealed class RedisWorker : IDisposable
                 continue;
             }
             foreach (var entry in entries)
-                Process(stream, entry, stop, log);
+            {
+                try { Process(stream, entry, stop, log); }
+                catch (RedisException e)
+                {
+                    // Anything Redis refused that waiting does not cure: the entry stays pending, and the visibility
+                    // timeout hands it to a worker again (this one included), so the job is not lost.
+                    log?.Invoke($"job {(string?)entry["id"]}: the queue refused a step ({e.Message}); left for a retry after the visibility timeout");
+                    stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+                }
+            }
         }
     }
+
+    static string Why(Exception e) => e is RedisServerException ? e.Message : e.GetType().Name;
 
     void EnsureGroup(RedisKey stream)
     {
         try { _store.Db.StreamCreateConsumerGroup(stream, RedisJobStore.Group, "0-0", createStream: true); }
         catch (RedisServerException e) when (e.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal)) { }
-        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException) { }
+        catch (Exception e) when (RedisUnavailable.Is(e)) { }
     }
 
     void Process(RedisKey stream, StreamEntry entry, CancellationToken stop, Action<string>? log)
@@ -144,22 +156,48 @@ public sealed class RedisWorker : IDisposable
             Retry(() => { _store.Acknowledge(Model, entry.Id); return 0; }, stop);
             return;
         }
-        var job = new Job(id, kind ?? "txt2img", j => Work(j, id, payload));
+        GenerationWork? work = null;
+        var job = new Job(id, kind ?? "txt2img", j => Work(j, id, payload, out work));
         job.TryStart();
         job.Changed += Forward;
-        lock (_gate) _current = (job, entry.Id);
-        BeatSoon();
-        log?.Invoke($"job {id}: running");
-        job.Run();
-        lock (_gate) _current = null;
-        string? result = job.Result?.ToJsonString();
-        // Stored and acknowledged in one step: a crash before it leaves the entry to be claimed again, never a lost result.
-        string written = Retry(() => _store.End(id, Model, entry.Id, job.State, result, job.Error, job.ErrorStatus), stop);
-        log?.Invoke($"job {id}: {job.State.ToString().ToLowerInvariant()}{(written == "" ? " (already ended elsewhere; result not written)" : "")}");
-        BeatSoon();
+        _previewSent = 0;
+        lock (_gate) (_current, _takenOver) = ((job, entry.Id), false);
+        try
+        {
+            BeatSoon();
+            log?.Invoke($"job {id}: running");
+            job.Run();
+            bool takenOver;
+            lock (_gate) takenOver = _takenOver;
+            if (takenOver && job.State != JobState.Completed)
+            {
+                // Its entry is another worker's now (this one stalled past the visibility timeout): that worker ends it.
+                log?.Invoke($"job {id}: stopped here; another worker took it over after this one missed its heartbeats (raise --visibility-timeout)");
+                return;
+            }
+            string? result = job.Result?.ToJsonString();
+            // Stored and acknowledged in one step: a crash before it leaves the entry to be claimed again, never a lost
+            // result. The claim is renewed meanwhile (the job stays current), so a Redis outage here does not hand it on.
+            string written = Retry(() => _store.End(id, Model, entry.Id, job.State, result, job.Error, job.ErrorStatus), stop);
+            log?.Invoke($"job {id}: {(written == "" ? $"{job.State.ToString().ToLowerInvariant()} (already ended elsewhere; result not written)" : written)}");
+            // Files only for a result the queue kept: a job cancelled as it finished leaves none.
+            if (written == "completed" && _options.Server.OutputDir is { } dir && work is not null)
+            {
+                try { GenerationWork.Save(dir, work.Images, id); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    log?.Invoke($"job {id}: its images were not saved in {dir} ({e.Message}); the result is kept in the queue");
+                }
+            }
+        }
+        finally
+        {
+            lock (_gate) _current = null;
+            BeatSoon();
+        }
     }
 
-    JsonObject Work(Job job, string id, string? payloadJson)
+    JsonObject Work(Job job, string id, string? payloadJson, out GenerationWork work)
     {
         var payload = JsonNode.Parse(payloadJson ?? throw new InvalidDataException($"The job {id} has no request (it expired)."))!.AsObject();
         string task = (string?)payload["task"] ?? "txt2img";
@@ -167,7 +205,8 @@ public sealed class RedisWorker : IDisposable
         if (payload["settings"] is JsonObject s) settings.Set(s);
         int clipSkip = payload["clip_skip"] is JsonValue v && v.TryGetValue(out int c) ? c : 1;
         var request = A1111Requests.Parse(payload["body"]!.AsObject(), task, clipSkip, _options.Server.MaxImageSide, _options.Server.LoraDir);
-        return new GenerationWork(_host, _catalog, settings, _options.Server.OutputDir).Run(job, request with { Checkpoint = null });
+        work = new GenerationWork(_host, _catalog, settings, outputDir: null);
+        return work.Run(job, request with { Checkpoint = null });
     }
 
     long _lastForward;
@@ -182,7 +221,7 @@ public sealed class RedisWorker : IDisposable
         int version = job.PreviewVersion;
         var preview = version != _previewSent ? job.Preview : null;
         _previewSent = version;
-        try { _store.Report(job.Id, job.Progress, preview, version); }
+        try { _store.Report(job.Id, Name, job.Progress, preview, version); }
         catch (RedisException) { } // best effort; the next report or the end replaces it
     }
 
@@ -224,7 +263,13 @@ public sealed class RedisWorker : IDisposable
         lock (_gate) current = _current;
         if (current is { } c)
         {
-            if (Try("renew its claim on the running job", () => _store.Db.StreamClaimIdsOnly(RedisJobStore.StreamKey(Model), RedisJobStore.Group, Name, 0, [c.Entry])))
+            bool ours = true;
+            if (Try("renew its claim on the running job", () => ours = _store.RenewClaim(Model, c.Entry, Name)) && !ours)
+            {
+                lock (_gate) if (_current?.Entry == c.Entry) _takenOver = true;
+                c.Job.Cancel("another worker took the job over");
+            }
+            else if (ours)
             {
                 if (_renewed == c.Entry && _sinceRenewal.Elapsed > _options.VisibilityTimeout / 2)
                     _log?.Invoke($"job {c.Job.Id}: its claim was renewed {_sinceRenewal.Elapsed.TotalSeconds:0.0} s after the last time "
@@ -263,7 +308,7 @@ public sealed class RedisWorker : IDisposable
         while (true)
         {
             try { return call(); }
-            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+            catch (Exception e) when (RedisUnavailable.Is(e))
             {
                 if (stop.IsCancellationRequested && giveUp == DateTime.MaxValue) giveUp = DateTime.UtcNow.AddSeconds(30);
                 if (DateTime.UtcNow > giveUp) throw;
@@ -277,6 +322,14 @@ public sealed class RedisWorker : IDisposable
         _stopBeating.Cancel();
         if (_heart.IsAlive) _heart.Join();
         try { WorkerRegistry.Withdraw(_store.Db, Name); } catch (Exception) { }
+        try
+        {
+            // This worker's consumer leaves the group with it, unless an entry is still pending for it (to be taken over).
+            var stream = RedisJobStore.StreamKey(Model);
+            if (_store.Db.StreamPendingMessages(stream, RedisJobStore.Group, 1, Name).Length == 0)
+                _store.Db.StreamDeleteConsumer(stream, RedisJobStore.Group, Name);
+        }
+        catch (Exception) { }
         _redis.Dispose();
         _host.Dispose();
     }

@@ -33,15 +33,17 @@ public static class WorkerRegistry
     public static void Announce(IDatabase db, WorkerInfo w)
     {
         var key = RedisJobStore.WorkerKey(w.Name);
-        db.HashSet(key,
+        var all = db.CreateTransaction(); // one step: never a worker record without its expiry
+        _ = all.HashSetAsync(key,
         [
             new("name", w.Name), new("model", w.Model), new("title", w.Title), new("hash", w.Hash ?? ""),
             new("is_file", w.IsFile), new("file_name", w.FileName),
             new("embeddings", new JsonArray(w.Embeddings.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
         ]);
-        db.KeyExpire(key, Lifetime);
-        db.SortedSetAdd(RedisJobStore.Workers, w.Name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        _ = all.KeyExpireAsync(key, Lifetime);
+        _ = all.SortedSetAddAsync(RedisJobStore.Workers, w.Name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        all.Execute();
     }
 
     public static void Withdraw(IDatabase db, string name)

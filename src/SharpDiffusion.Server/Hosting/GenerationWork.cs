@@ -11,10 +11,14 @@ namespace SharpDiffusion.Server.Hosting;
 /// Runs a <see cref="GenerationRequest"/> on the worker thread: each image is its own library call with seed + index
 /// (so every image can be made again from its infotext, by this server or the CLI), with progress and live previews
 /// reported to the job. Returns AUTOMATIC1111's response body: images (base64 PNG with the "parameters" chunk),
-/// parameters and info.
+/// parameters and info. With <paramref name="outputDir"/> the PNGs are also saved there as soon as they are made;
+/// without, <see cref="Images"/> keeps them for a caller that saves them later (a queue worker, once its result is kept).
 /// </summary>
 public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerSettings settings, string? outputDir)
 {
+    /// <summary>The PNGs (with their infotext) of the last <see cref="Run"/>, in order.</summary>
+    public IReadOnlyList<byte[]> Images { get; private set; } = [];
+
     public JsonObject Run(Job job, GenerationRequest request)
     {
         var previous = host.Current;
@@ -84,8 +88,9 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
                 negatives.Add(image.NegativePrompt);
             }
         }
+        Images = pngs;
         if (outputDir is not null)
-            Save(pngs, job.Id);
+            Save(outputDir, pngs, job.Id);
 
         var parameters = (JsonObject)request.Parameters.DeepClone();
         parameters["width"] = width;
@@ -149,11 +154,12 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         return PngFile.Encode(image.Width, image.Height, image.Rgb);
     }
 
-    void Save(List<byte[]> pngs, string jobId)
+    /// <summary>Writes the job's PNGs into <paramref name="directory"/> (all or none), named by time, job id and index.</summary>
+    public static void Save(string directory, IReadOnlyList<byte[]> pngs, string jobId)
     {
-        Directory.CreateDirectory(outputDir!);
+        Directory.CreateDirectory(directory);
         string stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss");
         string safeId = new(jobId.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray());
-        AtomicFiles.WriteAll(pngs.Select((png, i) => (Path.Combine(outputDir!, $"{stamp}-{safeId}-{i}.png"), png)).ToList());
+        AtomicFiles.WriteAll(pngs.Select((png, i) => (Path.Combine(directory, $"{stamp}-{safeId}-{i}.png"), png)).ToList());
     }
 }

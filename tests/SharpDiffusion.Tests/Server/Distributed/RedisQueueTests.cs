@@ -202,6 +202,53 @@ public class RedisQueueTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_worker_paused_past_the_visibility_timeout_loses_its_job_to_another_and_stops_it_when_it_resumes()
+    {
+        using var redis = RedisServer.Start();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        using var gateway = await ServerProcess.StartAsync("--queue", redis.Url);
+        using var w1 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w1", "--visibility-timeout", "2");
+        try
+        {
+            var body = Body(0);
+            body["steps"] = 150;
+            string id = (string)(await http.PostAsync($"{gateway.Url}/jobs", body)).Json["id"]!;
+            await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) == "running" && (int)j["step"]! >= 2, TimeSpan.FromMinutes(1), "w1 running the job", everyMs: 20);
+            using var w2 = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w2", "--visibility-timeout", "2");
+
+            // w1 stops dead (SIGSTOP: as a machine that swaps, or a VM paused); w2 takes the job over and starts it again.
+            Assert.Equal(0, ServerProcess.Kill(w1.Id, 19));
+            using var client = redis.Connect();
+            var db = client.GetDatabase();
+            await Api.PollAsync(() => Task.FromResult((string?)db.HashGet($"sd:job:{id}", "worker")), w => w == "w2", TimeSpan.FromMinutes(1), "w2 taking the job over", everyMs: 50);
+
+            // w1 resumes: its next heartbeat finds the job is no longer its own, and it stops its run without ending the job.
+            Assert.Equal(0, ServerProcess.Kill(w1.Id, 18));
+            await Api.PollAsync(() => Task.FromResult(w1.Output), o => o.Contains($"job {id}: stopped here", StringComparison.Ordinal), TimeSpan.FromMinutes(1), "w1 stopping its copy");
+            var done = await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(2), "the job done", everyMs: 100);
+            Assert.Equal("completed", State(done));
+            Assert.Equal(2, (int)db.HashGet($"sd:job:{id}", "attempts"));
+            Assert.Equal("w2", (string?)db.HashGet($"sd:job:{id}", "worker"));
+            Assert.DoesNotContain($"job {id}: completed", w1.Output);
+            Assert.Contains($"job {id}: completed", w2.Output);
+
+            // w1 goes on taking jobs.
+            var next = Body(1);
+            next["steps"] = 2;
+            var ids = new List<string>();
+            for (int i = 0; i < 4; i++) ids.Add((string)(await http.PostAsync($"{gateway.Url}/jobs", next)).Json["id"]!);
+            await Api.PollAsync(() => CompletedAsync(http, gateway.Url, ids), n => n == ids.Count, TimeSpan.FromMinutes(2), "the next jobs", everyMs: 250);
+            Assert.Equal(5, (int)db.HashGet("sd:stats", "completed"));
+            Assert.Equal(0, db.StreamInfo("sd:stream:sharp-shapes").Length);
+        }
+        catch
+        {
+            output.WriteLine($"gateway:\n{gateway.Output}\nw1:\n{w1.Output}");
+            throw;
+        }
+    }
+
+    [Fact]
     public async Task A_live_worker_keeps_a_job_that_outlasts_the_visibility_timeout_while_another_waits_idle()
     {
         using var redis = RedisServer.Start();

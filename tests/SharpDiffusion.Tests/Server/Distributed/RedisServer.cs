@@ -20,10 +20,15 @@ public sealed class RedisServer : IDisposable
     public int Port { get; } = FreePort();
     public string Url => $"redis://127.0.0.1:{Port}/0";
 
-    public static RedisServer Start()
+    readonly string[] _extra = [];
+
+    RedisServer(string[] extra) => _extra = extra;
+
+    /// <param name="extra">more redis-server options, e.g. "--replicaof", "127.0.0.1", "6380".</param>
+    public static RedisServer Start(params string[] extra)
     {
         DebianPackages.EnsureInstalled("/usr/bin/redis-server", "redis-server", "The job-queue tests run Debian's redis-server");
-        var redis = new RedisServer();
+        var redis = new RedisServer(extra);
         redis.Restart();
         return redis;
     }
@@ -32,8 +37,8 @@ public sealed class RedisServer : IDisposable
     public void Restart()
     {
         var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _dir.Path, "--save", "", "--appendonly", "yes",
-                     "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning" })
+        foreach (var a in (string[])["--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _dir.Path, "--save", "", "--appendonly", "yes",
+                     "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning", .. _extra])
             info.ArgumentList.Add(a);
         _process = Process.Start(info)!;
         _process.BeginOutputReadLine();
