@@ -27,7 +27,7 @@ public static class ServeCommand
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
         .. FastPathOptions.Options,
         new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),
-        new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir, --dtype and --output-dir are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB]"),
+        new("queue", OptionKind.Text, "run as a gateway of a Redis job queue: no model here; `worker` processes (any machine) generate; --model, --models-dir, --dtype and --output-dir are then the workers' (default: none, one process)", "redis://HOST:PORT[/DB] | redis+sentinel://HOST:PORT[,…]/SERVICE[/DB]"),
         new("job-retention", OptionKind.Integer, "minutes a finished job (its state and result) stays readable by id (default: 30)", "N"),
     ];
 

@@ -12,7 +12,7 @@ public static class WorkerCommand
 {
     public static readonly OptionSpec[] Options =
     [
-        new("queue", OptionKind.Text, "the Redis job queue the gateways (`serve --queue`) write to (required)", "redis://HOST:PORT[/DB]"),
+        new("queue", OptionKind.Text, "the Redis job queue the gateways (`serve --queue`) write to (required)", "redis://HOST:PORT[/DB] | redis+sentinel://HOST:PORT[,…]/SERVICE[/DB]"),
         new("model", OptionKind.Text, "the model this worker serves: a diffusers folder or a single-file checkpoint; clients name it by its folder or file name (default: the shipped models/sharp-shapes)", "DIR|FILE"),
         new("config", OptionKind.Text, "with a single-file --model: its original LDM .yaml", "FILE"),
         new("lora-dir", OptionKind.Text, "where <lora:NAME:SCALE> in prompts finds NAME.safetensors (default: none)", "DIR"),

@@ -7,7 +7,7 @@ public sealed record ServerOptions
 {
     /// <summary>The model loaded at start: a diffusers folder or a single-file checkpoint (unused with <see cref="Queue"/>).</summary>
     public required string Model { get; init; }
-    /// <summary>redis://HOST:PORT[/DB]: run as a gateway: jobs go to workers through Redis, no model is loaded here.
+    /// <summary>redis://HOST:PORT[/DB] (or redis+sentinel://…, <see cref="Distributed.RedisAddress"/>): run as a gateway: jobs go to workers through Redis, no model is loaded here.
     /// Null = one process, one model, jobs in memory.</summary>
     public string? Queue { get; init; }
     /// <summary>More models (folders with model_index.json, .safetensors/.ckpt files), listed by /sdapi/v1/sd-models and

@@ -43,10 +43,10 @@ public sealed class RedisGateway : IJobQueue
         _store = new RedisJobStore(redis);
         // The message handler only notes the id: the reads happen on the refresher thread, never on the client's own
         // threads (a blocking call there would hold up the replies it waits for).
-        _store.Bus.Subscribe(RedisJobStore.Events, (_, id) =>
+        Subscriptions.Keep(_store.Bus, RedisJobStore.Events, (_, id) =>
         {
             if (_mirrors.ContainsKey(id!) && _changed.TryAdd(id!, 0)) _signal.Release();
-        });
+        }, _stop.Token);
         RefreshWorkers();
         _refresher = new Thread(RefreshLoop) { Name = "sharpdiffusion-gateway-refresh", IsBackground = true };
         _refresher.Start();

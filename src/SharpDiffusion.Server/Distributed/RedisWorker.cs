@@ -68,8 +68,8 @@ public sealed class RedisWorker : IDisposable
         {
             _ = host.Pipeline;
             var worker = new RedisWorker(options, address.Connect($"sharpdiffusion-worker-{options.Name}"), catalog, host);
-            worker._store.Bus.Subscribe(RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release());
-            worker._store.Bus.Subscribe(RedisJobStore.Control, (_, message) => worker.OnControl(message!));
+            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release(), worker._stopBeating.Token);
+            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Control, (_, message) => worker.OnControl(message!), worker._stopBeating.Token);
             worker.Beat(); // registered before it says it is ready
             worker._heart.Start();
             return worker;

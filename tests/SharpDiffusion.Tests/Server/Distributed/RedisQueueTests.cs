@@ -202,6 +202,34 @@ public class RedisQueueTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_gateway_and_a_worker_started_before_Redis_wait_for_it_and_then_serve()
+    {
+        using var redis = RedisServer.Unstarted();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        using var gateway = await ServerProcess.StartAsync("--queue", redis.Url);
+        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "5");
+        try
+        {
+            var refused = await http.PostAsync($"{gateway.Url}/jobs", Body(0));
+            Assert.True(refused.Code == 503, refused.Body?.ToJsonString());
+            Assert.NotNull(refused.Headers.RetryAfter);
+
+            redis.Restart();
+            var accepted = await Api.PollAsync(() => http.PostAsync($"{gateway.Url}/jobs", Body(0)), r => r.Code != 503, TimeSpan.FromSeconds(60), "accepted", everyMs: 250);
+            Assert.True(accepted.Code == 202, accepted.Body?.ToJsonString());
+            string id = (string)accepted.Json["id"]!;
+            var done = await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(1), "the job done", everyMs: 100);
+            Assert.Equal("completed", State(done));
+            (await http.GetJsonAsync($"{gateway.Url}/sdapi/v1/progress")).Ok();
+        }
+        catch
+        {
+            output.WriteLine($"gateway:\n{gateway.Output}\nworker:\n{worker.Output}");
+            throw;
+        }
+    }
+
+    [Fact]
     public async Task A_worker_paused_past_the_visibility_timeout_loses_its_job_to_another_and_stops_it_when_it_resumes()
     {
         using var redis = RedisServer.Start();
@@ -289,18 +317,24 @@ public class RedisQueueTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("redis://127.0.0.1:6379/2", "127.0.0.1", 6379, 2, null)]
-    [InlineData("redis://queue.lan", "queue.lan", 6379, 0, null)]
-    [InlineData("redis://:s3cret@10.0.0.5:7000", "10.0.0.5", 7000, 0, "s3cret")]
-    [InlineData("redis://[::1]:6380/1", "::1", 6380, 1, null)]
-    public void Queue_urls_name_host_port_database_and_password(string url, string host, int port, int db, string? password) =>
-        Assert.Equal(new RedisAddress(host, port, db, password), RedisAddress.Parse(url));
+    [InlineData("redis://127.0.0.1:6379/2", "127.0.0.1:6379", 2, null, null)]
+    [InlineData("redis://queue.lan", "queue.lan:6379", 0, null, null)]
+    [InlineData("redis://:s3cret@10.0.0.5:7000", "10.0.0.5:7000", 0, "s3cret", null)]
+    [InlineData("redis://[::1]:6380/1", "[::1]:6380", 1, null, null)]
+    [InlineData("redis://[::1]", "[::1]:6379", 0, null, null)]
+    [InlineData("redis+sentinel://10.0.0.7,10.0.0.8:26380/queue", "10.0.0.7:26379,10.0.0.8:26380", 0, null, "queue")]
+    [InlineData("redis+sentinel://:pw@s1:26379/queue/3", "s1:26379", 3, "pw", "queue")]
+    public void Queue_urls_name_the_servers_database_password_and_sentinel_service(string url, string endpoints, int db, string? password, string? service) =>
+        Assert.Equal(new RedisAddress(endpoints, db, password, service), RedisAddress.Parse(url));
 
     [Theory]
     [InlineData("http://127.0.0.1:6379", "not a redis:// URL")]
     [InlineData("redis://127.0.0.1:99999", "the port '99999'")]
     [InlineData("redis://127.0.0.1:6379/x", "the database 'x'")]
     [InlineData("redis://:6379", "no host")]
+    [InlineData("redis://a:6379,b:6379", "several hosts")]
+    [InlineData("redis+sentinel://s1:26379", "no Sentinel service name")]
+    [InlineData("redis+sentinel://s1:26379/queue/0/1", "too many parts")]
     public void Bad_queue_urls_are_one_line_errors_that_show_the_form(string url, string why)
     {
         var e = Assert.Throws<ArgumentException>(() => RedisAddress.Parse(url));

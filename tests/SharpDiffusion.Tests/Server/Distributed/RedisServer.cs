@@ -21,8 +21,37 @@ public sealed class RedisServer : IDisposable
     public string Url => $"redis://127.0.0.1:{Port}/0";
 
     readonly string[] _extra = [];
+    string? _sentinelConfig;
 
     RedisServer(string[] extra) => _extra = extra;
+
+    /// <summary>A free port for a Redis started later (<see cref="Restart"/>): for processes that start before Redis does.</summary>
+    public static RedisServer Unstarted()
+    {
+        DebianPackages.EnsureInstalled("/usr/bin/redis-server", "redis-server", "The job-queue tests run Debian's redis-server");
+        return new RedisServer([]);
+    }
+
+    /// <summary>A Sentinel (redis-server in sentinel mode) that watches the primary on <paramref name="primaryPort"/> as
+    /// <paramref name="service"/>, alone (quorum 1), and fails over one second after the primary stops answering.</summary>
+    public static RedisServer StartSentinel(string service, int primaryPort)
+    {
+        DebianPackages.EnsureInstalled("/usr/bin/redis-server", "redis-server", "The job-queue tests run Debian's redis-server");
+        var sentinel = new RedisServer([]);
+        sentinel._sentinelConfig = Path.Combine(sentinel._dir.Path, "sentinel.conf");
+        File.WriteAllText(sentinel._sentinelConfig, $"""
+            port {sentinel.Port}
+            bind 127.0.0.1
+            protected-mode no
+            dir {sentinel._dir.Path}
+            sentinel monitor {service} 127.0.0.1 {primaryPort} 1
+            sentinel down-after-milliseconds {service} 1000
+            sentinel failover-timeout {service} 5000
+
+            """);
+        sentinel.Restart();
+        return sentinel;
+    }
 
     /// <param name="extra">more redis-server options, e.g. "--replicaof", "127.0.0.1", "6380".</param>
     public static RedisServer Start(params string[] extra)
@@ -37,9 +66,9 @@ public sealed class RedisServer : IDisposable
     public void Restart()
     {
         var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in (string[])["--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _dir.Path, "--save", "", "--appendonly", "yes",
-                     "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning", .. _extra])
-            info.ArgumentList.Add(a);
+        string[] args = _sentinelConfig is { } config ? [config, "--sentinel"] : ["--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _dir.Path, "--save", "", "--appendonly", "yes",
+                     "--appendfsync", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning", .. _extra];
+        foreach (var a in args) info.ArgumentList.Add(a);
         _process = Process.Start(info)!;
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
