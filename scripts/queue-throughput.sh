@@ -37,22 +37,44 @@ throughput() {
     ids+=("$(curl -s "$url/jobs" -H 'content-type: application/json' -d "$(body $((1000 + i)) "$steps")" | grep -o '"id":"[^"]*"' | cut -d'"' -f4)")
   done
   for id in "${ids[@]}"; do
-    while ! curl -s "$url/jobs/$id" | grep -q '"state":"completed"'; do sleep 0.05; done
+    while :; do
+      state=$(curl -s "$url/jobs/$id" | grep -o '"state":"[a-z]*"' | cut -d'"' -f4 || true)
+      case "$state" in
+        completed) break ;;
+        failed|cancelled|"") echo "job $id ended '$state':" >&2; curl -s "$url/jobs/$id" >&2; exit 1 ;;
+      esac
+      sleep 0.05
+    done
   done
   t1=$(now_ms)
   echo "$n worker(s): $jobs jobs of $steps steps in $(( t1 - t0 )) ms = $(( jobs * 60000 / (t1 - t0) )) jobs/min"
 }
 
-# mean latency of sequential synchronous 1-step requests (the generation itself is a few ms)
-latency() {
-  local url=$1 total=0 t0
-  curl -s -o /dev/null "$url/sdapi/v1/txt2img" -H 'content-type: application/json' -d "$(body 1 1)" # warm-up
+# one synchronous 1-step request (the generation itself is a few ms): its time in microseconds
+request_us() {
+  local t0 t1
+  t0=$(date +%s%N)
+  curl -s -f -o /dev/null "$1/sdapi/v1/txt2img" -H 'content-type: application/json' -d "$(body "$2" 1)" || { echo "request to $1 failed" >&2; exit 1; }
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000 ))
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+quartiles() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f-%.1f", v[int(NR / 4) + 1] / 1000, v[int(3 * NR / 4) + 1] / 1000 }'; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1000 }'; }
+
+# sequential requests, alternating between the two servers (so both see the same machine), and the paired differences
+overhead() {
+  local local_url=$1 queue_url=$2 a b
+  request_us "$local_url" 1 >/dev/null; request_us "$queue_url" 1 >/dev/null   # warm-up
+  : >"$work/local.us"; : >"$work/queue.us"; : >"$work/diff.us"
   for i in $(seq "$runs"); do
-    t0=$(now_ms)
-    curl -s -o /dev/null "$url/sdapi/v1/txt2img" -H 'content-type: application/json' -d "$(body "$i" 1)"
-    total=$(( total + $(now_ms) - t0 ))
+    a=$(request_us "$local_url" "$i"); b=$(request_us "$queue_url" "$i")
+    echo "$a" >>"$work/local.us"; echo "$b" >>"$work/queue.us"; echo $(( b - a )) >>"$work/diff.us"
   done
-  echo $(( total * 1000 / runs ))  # the mean, in microseconds
+  echo "sequential 1-step requests, $runs each, alternating: in-process median $(ms "$(median <"$work/local.us")") ms" \
+    "(quartiles $(quartiles <"$work/local.us") ms), queue median $(ms "$(median <"$work/queue.us")") ms" \
+    "(quartiles $(quartiles <"$work/queue.us") ms); queue overhead per job: median of the paired differences" \
+    "$(ms "$(median <"$work/diff.us")") ms (quartiles $(quartiles <"$work/diff.us") ms)"
 }
 
 rport=$(free_port)
@@ -66,7 +88,5 @@ start w2 worker --queue "$queue" --name w2
 throughput "$gw" 2
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true   # one worker again, for the latency comparison
 sleep 6                                                     # its registration expires
-queued=$(latency "$gw")
 start local serve --port 0
-inproc=$(latency "$url")
-echo "sequential 1-step requests, mean: in-process $((inproc / 1000)).$(( (inproc % 1000) / 100 )) ms, queue $((queued / 1000)).$(( (queued % 1000) / 100 )) ms: overhead $(( (queued - inproc) / 1000 )).$(( ((queued - inproc) % 1000 + 1000) % 1000 / 100 )) ms per job"
+overhead "$url" "$gw"

@@ -95,6 +95,7 @@ public static class A1111Endpoints
     static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
     {
         var body = await ServerContext.ReadObjectAsync(context);
+        server.SyncSettings();
         var request = A1111Requests.Parse(body, task, server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
         var job = server.Submit(request, task);
         await server.WaitAsync(job, context.RequestAborted);
@@ -151,6 +152,7 @@ public static class A1111Endpoints
 
     static JsonObject Options(ServerContext server)
     {
+        server.SyncSettings();
         var o = server.Settings.Snapshot();
         var current = server.CurrentModel;
         o["sd_model_checkpoint"] = current is null ? null : current.Title(server.HashOf(current));
@@ -169,12 +171,9 @@ public static class A1111Endpoints
                 : throw new RequestValidationException([new FieldError("sd_model_checkpoint", "str type expected", "type_error.str")]);
             var entry = server.Catalog.Find(name)
                 ?? throw new ArgumentException($"Model '{name}' not found; GET /sdapi/v1/sd-models lists the names.");
-            server.Settings.Set(body); // checked before the switch is queued
+            server.SetSettings(body, entry); // checked before the switch is queued
             if (server.LocalQueue is null)
-            {
-                server.ChooseModel(entry); // a gateway loads nothing: later requests go to that model's workers
-                return Json(new JsonObject());
-            }
+                return Json(new JsonObject()); // a gateway loads nothing: later requests go to that model's workers
             var host = server.Host!;
             var job = server.LocalQueue.Enqueue(new Job(ServerContext.NewJobId(), "options", _ =>
             {
@@ -186,7 +185,7 @@ public static class A1111Endpoints
                 return ApiErrors.A1111(job.ErrorStatus is 0 ? 409 : job.ErrorStatus, "ModelLoadError", job.Error ?? "cancelled");
         }
         else
-            server.Settings.Set(body);
+            server.SetSettings(body);
         return Json(new JsonObject());
     }
 

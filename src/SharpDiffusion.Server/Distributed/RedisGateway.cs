@@ -41,6 +41,7 @@ public sealed class RedisGateway : IJobQueue
     {
         (_redis, _options) = (redis, options);
         _store = new RedisJobStore(redis);
+        Files = new RedisImageFiles(this, _store.Db);
         // The message handler only notes the id: the reads happen on the refresher thread, never on the client's own
         // threads (a blocking call there would hold up the replies it waits for).
         Subscriptions.Keep(_store.Bus, RedisJobStore.Events, (_, id) =>
@@ -75,12 +76,20 @@ public sealed class RedisGateway : IJobQueue
 
     public RedisAddress Address { get; private init; } = null!;
 
+    /// <summary>Generated files served by URL, shared by every gateway.</summary>
+    public IImageFiles Files { get; }
+
     /// <summary>Connects (Redis may still be down: the gateway starts anyway and answers 503 until it is up).</summary>
     public static RedisGateway Connect(string url, ServerOptions options)
     {
         var address = RedisAddress.Parse(url);
         return new RedisGateway(address.Connect("sharpdiffusion-gateway"), options) { Address = address };
     }
+
+    /// <summary>Options set through any gateway (A1111's POST /options), for every gateway.</summary>
+    public void SaveSettings(JsonObject changes) => Redis(() => { _store.SaveSettings(changes); return 0; });
+
+    public JsonObject LoadSettings() => Redis(() => _store.LoadSettings());
 
     /// <summary>The workers heard of lately (refreshed every second).</summary>
     public IReadOnlyList<WorkerInfo> Workers => _workers;
@@ -258,7 +267,7 @@ public sealed class RedisGateway : IJobQueue
     }
 
     /// <summary>Runs a Redis call; Redis unreachable → 503 with Retry-After (the client retries; the gateway reconnects by itself).</summary>
-    T Redis<T>(Func<T> call)
+    internal T Redis<T>(Func<T> call)
     {
         try { return call(); }
         catch (Exception e) when (RedisUnavailable.Is(e))

@@ -29,6 +29,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     public static RedisKey WorkerKey(string name) => $"{Prefix}worker:{name}";
     public static readonly RedisKey Workers = $"{Prefix}workers";
     public static readonly RedisKey Stats = $"{Prefix}stats";
+    /// <summary>The A1111 options set through any gateway: one field per option, its JSON value.</summary>
+    public static readonly RedisKey Settings = $"{Prefix}settings";
     public static readonly RedisChannel Events = RedisChannel.Literal($"{Prefix}events");
     public static readonly RedisChannel Control = RedisChannel.Literal($"{Prefix}control");
     public static RedisChannel Ready(string model) => RedisChannel.Literal($"{Prefix}ready:{model}");
@@ -217,6 +219,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     }
 
     public string? Field(string id, string field) => Db.HashGet(JobKey(id), field);
+
+    public void SaveSettings(JsonObject changes) =>
+        Db.HashSet(Settings, changes.Select(c => new HashEntry(c.Key, c.Value?.ToJsonString() ?? "null")).ToArray());
+
+    public JsonObject LoadSettings()
+    {
+        var stored = new JsonObject();
+        foreach (var field in Db.HashGetAll(Settings))
+            stored[(string)field.Name!] = JsonNode.Parse((string)field.Value!);
+        return stored;
+    }
 
     public byte[]? Preview(string id) => (byte[]?)Db.HashGet(JobKey(id), "preview");
 

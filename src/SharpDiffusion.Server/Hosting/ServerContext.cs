@@ -21,6 +21,7 @@ public sealed class ServerContext : IDisposable
             Gateway = RedisGateway.Connect(url, options);
             Catalog = new ModelCatalog(Gateway.Models, live: true);
             Queue = Gateway;
+            Files = Gateway.Files;
         }
         else
         {
@@ -29,6 +30,7 @@ public sealed class ServerContext : IDisposable
             LocalQueue = new JobQueue(options.QueueSize, options.JobRetention);
             Queue = LocalQueue;
             Work = new GenerationWork(Host, Catalog, Settings, options.OutputDir);
+            Files = new MemoryImageFiles();
         }
     }
 
@@ -37,6 +39,8 @@ public sealed class ServerContext : IDisposable
     public LoraCatalog Loras { get; }
     public ServerSettings Settings { get; }
     public IJobQueue Queue { get; }
+    /// <summary>Generated files served by URL (OpenAI's response_format "url").</summary>
+    public IImageFiles Files { get; }
     /// <summary>One process: the loaded model, its queue and the work it runs (null for a gateway).</summary>
     public ModelHost? Host { get; }
     public JobQueue? LocalQueue { get; }
@@ -79,8 +83,30 @@ public sealed class ServerContext : IDisposable
 
     ModelEntry? ServedModel(string? name) => name is null ? CurrentModel : Catalog.Find(name); // a gateway's catalog is live
 
-    /// <summary>A gateway's POST /options sd_model_checkpoint: the model requests get by default.</summary>
-    public void ChooseModel(ModelEntry entry) => _gatewayModel = entry.Name;
+    /// <summary>Stores options (checked first: all or none). A gateway stores them in Redis too, so every gateway uses
+    /// them, with <paramref name="model"/> (POST /options sd_model_checkpoint) as the model requests get by default.</summary>
+    public void SetSettings(JsonObject changes, ModelEntry? model = null)
+    {
+        if (Gateway is not null)
+        {
+            ServerSettings.Check(changes); // refused before anything is stored anywhere
+            var shared = (JsonObject)changes.DeepClone();
+            shared.Remove("sd_model_checkpoint");
+            if (model is not null) shared["sd_model_checkpoint"] = model.Name;
+            Gateway.SaveSettings(shared);
+            if (model is not null) _gatewayModel = model.Name;
+        }
+        Settings.Set(changes);
+    }
+
+    /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.</summary>
+    public void SyncSettings()
+    {
+        if (Gateway is null) return;
+        var stored = Gateway.LoadSettings();
+        if (stored["sd_model_checkpoint"] is JsonValue v && v.TryGetValue(out string? model)) _gatewayModel = model;
+        Settings.Apply(stored);
+    }
 
     string Served() => Catalog.Entries.Count == 0 ? "none" : string.Join(", ", Catalog.Entries.Select(e => e.Name));
 

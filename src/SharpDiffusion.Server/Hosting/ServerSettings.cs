@@ -39,8 +39,8 @@ public sealed class ServerSettings
 
     public JsonObject Snapshot() { lock (_gate) return (JsonObject)_values.DeepClone(); }
 
-    /// <summary>Checks then stores the values (all or none); the model switch is done by the caller.</summary>
-    public void Set(JsonObject changes)
+    /// <summary>Throws the one-line error of the first value this server would refuse.</summary>
+    public static void Check(JsonObject changes)
     {
         foreach (var (key, value) in changes)
         {
@@ -48,6 +48,21 @@ public sealed class ServerSettings
                 && !(Number(value) is double d && d == Math.Floor(d) && d is >= -1 and <= 1000))
                 throw new ArgumentException($"Option {key} must be a whole number; got {value?.ToJsonString() ?? "null"}.");
         }
+    }
+
+    /// <summary>Takes values stored elsewhere (checked when they were set there: a gateway's shared options).</summary>
+    public void Apply(JsonObject stored)
+    {
+        lock (_gate)
+            foreach (var (key, value) in stored)
+                if (key != "sd_model_checkpoint")
+                    _values[key] = value?.DeepClone();
+    }
+
+    /// <summary>Checks then stores the values (all or none); the model switch is done by the caller.</summary>
+    public void Set(JsonObject changes)
+    {
+        Check(changes);
         lock (_gate)
             foreach (var (key, value) in changes)
                 if (key != "sd_model_checkpoint")

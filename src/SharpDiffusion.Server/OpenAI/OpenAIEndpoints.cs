@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -11,20 +10,20 @@ namespace SharpDiffusion.Server.OpenAI;
 /// <summary>
 /// OpenAI's Images API: POST /v1/images/generations (prompt, n, size "WxH", response_format b64_json or url, model)
 /// and GET /v1/models, with OpenAI's response and error shapes. Extra fields this server understands: negative_prompt,
-/// seed, steps, cfg_scale, sampler_name. "url" results are served from memory for an hour (nothing is written to disk).
+/// seed, steps, cfg_scale, sampler_name. "url" results are served for an hour from <see cref="ServerContext.Files"/>
+/// (memory; with a Redis queue, Redis, so any gateway serves them); nothing is written to disk.
 /// </summary>
 public sealed class OpenAIEndpoints(ServerContext server)
 {
-    readonly ConcurrentDictionary<string, (byte[] Png, DateTimeOffset Expires)> _files = new();
     const int MaxN = 10;
 
     public void Map(WebApplication app)
     {
         app.MapPost("/v1/images/generations", (HttpContext c) => ApiCall.OpenAI(c, () => Generate(c)));
-        app.MapGet("/v1/images/files/{name}", (string name) =>
-            _files.TryGetValue(name, out var f) && f.Expires > DateTimeOffset.UtcNow
-                ? Results.Bytes(f.Png, "image/png")
-                : ApiErrors.OpenAI(404, $"No image '{name}' (images are kept for an hour).", "invalid_request_error"));
+        app.MapGet("/v1/images/files/{name}", (string name, HttpContext c) => ApiCall.OpenAI(c, () => Task.FromResult(
+            server.Files.Get(name) is { } png
+                ? Results.Bytes(png, "image/png")
+                : ApiErrors.OpenAI(404, $"No image '{name}' (images are kept for an hour).", "invalid_request_error"))));
         app.MapGet("/v1/models", () => new JsonResult(200, new JsonObject
         {
             ["object"] = "list",
@@ -67,6 +66,7 @@ public sealed class OpenAIEndpoints(ServerContext server)
         if (model is not null && server.Catalog.Find(model) is { } entry)
             a1111["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = entry.Name };
         GenerationRequest request;
+        server.SyncSettings();
         try { request = A1111Requests.Parse(a1111, "txt2img", server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory); }
         catch (RequestValidationException e)
         {
@@ -81,7 +81,6 @@ public sealed class OpenAIEndpoints(ServerContext server)
         if (job.State != JobState.Completed)
             return ApiErrors.OpenAI(409, $"The request was cancelled ({job.Error}).", "invalid_request_error", code: "cancelled");
 
-        Purge();
         var data = new JsonArray();
         foreach (var image in job.Result!["images"]!.AsArray())
         {
@@ -90,23 +89,12 @@ public sealed class OpenAIEndpoints(ServerContext server)
                 data.Add(new JsonObject { ["b64_json"] = b64, ["revised_prompt"] = prompt });
             else
             {
-                string name = $"{Guid.NewGuid():N}.png";
-                _files[name] = (Convert.FromBase64String(b64), DateTimeOffset.UtcNow.AddHours(1));
+                string name = server.Files.Add(Convert.FromBase64String(b64));
                 var url = $"{context.Request.Scheme}://{context.Request.Host}/v1/images/files/{name}";
                 data.Add(new JsonObject { ["url"] = url, ["revised_prompt"] = prompt });
             }
         }
         job.ReleaseResult(); // delivered: not kept for GET /jobs/{id}
         return new JsonResult(200, new JsonObject { ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(), ["data"] = data });
-    }
-
-    void Purge()
-    {
-        var now = DateTimeOffset.UtcNow;
-        foreach (var (name, file) in _files)
-            if (file.Expires <= now) _files.TryRemove(name, out _);
-        // bounded: at most 256 kept, oldest first out
-        foreach (var (name, _) in _files.OrderBy(f => f.Value.Expires).Take(Math.Max(0, _files.Count - 256)))
-            _files.TryRemove(name, out _);
     }
 }

@@ -27,12 +27,12 @@ public class RedisQueueTests(ITestOutputHelper output)
     };
 
     /// <summary>`generate` in this process for the same settings: the bytes every job with them must answer.</summary>
-    static byte[] Reference(int k, TempDir dir)
+    static byte[] Reference(int k, TempDir dir, params string[] more)
     {
-        string file = dir.File($"cli-{k}.png");
-        var r = GenerateCommandTests.Run("generate", "--model", Repo.ShippedModel, "--prompt", Prompt(k), "--negative-prompt", "blurry",
+        string file = dir.File($"cli-{k}{string.Concat(more)}.png");
+        var r = GenerateCommandTests.Run(["generate", "--model", Repo.ShippedModel, "--prompt", Prompt(k), "--negative-prompt", "blurry",
             "--prompt-syntax", "a1111", "--scheduler", "Euler", "--seed", Seed(k).ToString(), "--steps", Steps.ToString(), "--guidance", "6.5",
-            "--width", "64", "--height", "64", "--threads", "1", "--output", file);
+            "--width", "64", "--height", "64", "--threads", "1", "--output", file, .. more]);
         Assert.True(r.Code == 0, r.Err);
         return File.ReadAllBytes(file);
     }
@@ -193,6 +193,50 @@ public class RedisQueueTests(ITestOutputHelper output)
             output.WriteLine($"a generation answered {clock.ElapsedMilliseconds} ms after Redis restarted");
             Assert.Equal(reference, again.Ok().Png());
             Assert.Equal("completed", State(await JobAsync(http, g1.Url, b))); // kept across the restart (append-only file)
+        }
+        catch
+        {
+            output.WriteLine($"g1:\n{g1.Output}\ng2:\n{g2.Output}\nworker:\n{worker.Output}");
+            throw;
+        }
+    }
+
+    [Fact]
+    public async Task Gateways_share_the_options_set_through_any_of_them_and_the_files_they_serve()
+    {
+        using var dir = new TempDir();
+        var clipSkip2 = Reference(1, dir, "--clip-skip", "2");
+        using var redis = RedisServer.Start();
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        using var g1 = await ServerProcess.StartAsync("--queue", redis.Url);
+        using var g2 = await ServerProcess.StartAsync("--queue", redis.Url);
+        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "5");
+        try
+        {
+            // Set on g1, used by g2: the options and the image they make.
+            (await http.PostAsync($"{g1.Url}/sdapi/v1/options", new JsonObject { ["CLIP_stop_at_last_layers"] = 2, ["some_client_key"] = "kept" })).Ok();
+            var options = (await http.GetJsonAsync($"{g2.Url}/sdapi/v1/options")).Ok().Json;
+            Assert.Equal(2, (int)options["CLIP_stop_at_last_layers"]!);
+            Assert.Equal("kept", (string?)options["some_client_key"]);
+            Assert.Equal(clipSkip2, (await http.PostAsync($"{g2.Url}/sdapi/v1/txt2img", Body(1))).Ok().Png());
+
+            // A refused value is stored nowhere.
+            var bad = await http.PostAsync($"{g2.Url}/sdapi/v1/options", new JsonObject { ["CLIP_stop_at_last_layers"] = "many", ["other_key"] = 1 });
+            Assert.Equal(422, bad.Code);
+            var kept = (await http.GetJsonAsync($"{g1.Url}/sdapi/v1/options")).Ok().Json;
+            Assert.Equal(2, (int)kept["CLIP_stop_at_last_layers"]!);
+            Assert.Null(kept["other_key"]);
+
+            // An OpenAI "url" answered by g1 is served by g2 too.
+            var openai = (await http.PostAsync($"{g1.Url}/v1/images/generations",
+                new JsonObject { ["prompt"] = "a red circle", ["size"] = "64x64", ["steps"] = 2, ["response_format"] = "url" })).Ok();
+            string url = (string)openai.Json["data"]![0]!["url"]!;
+            string name = url[(url.LastIndexOf('/') + 1)..];
+            var fromG1 = await http.GetByteArrayAsync($"{g1.Url}/v1/images/files/{name}");
+            var fromG2 = await http.GetByteArrayAsync($"{g2.Url}/v1/images/files/{name}");
+            Assert.Equal(fromG1, fromG2);
+            Assert.True(fromG2.AsSpan().StartsWith(new byte[] { 137, 80, 78, 71 }), "a PNG");
+            Assert.Equal(404, (await http.GetJsonAsync($"{g2.Url}/v1/images/files/no-such.png")).Code);
         }
         catch
         {
