@@ -132,8 +132,8 @@ public class RedisQueueTests(ITestOutputHelper output)
         var reference = Reference(1, dir);
         using var redis = RedisServer.Start();
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
-        using var g1 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
-        using var g2 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2");
+        using var g1 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2", "--job-retention", "3");
+        using var g2 = await ServerProcess.StartAsync("--queue", redis.Url, "--queue-size", "2", "--job-retention", "3");
         using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--name", "w", "--visibility-timeout", "5");
         try
         {
@@ -148,6 +148,9 @@ public class RedisQueueTests(ITestOutputHelper output)
             Assert.Equal(a, (string?)progress["current_task"]);
             Assert.True((double)progress["progress"]! > 0);
             Assert.Equal(a, await JobOfAsync(http, g2.Url, "w"));
+            var preview = await Api.PollAsync(() => http.GetJsonAsync($"{g2.Url}/sdapi/v1/progress"), p => p.Json["current_image"] is not null,
+                TimeSpan.FromSeconds(30), "a live preview from the worker, through g2");
+            Assert.True(Convert.FromBase64String((string)preview.Json["current_image"]!).AsSpan().StartsWith(new byte[] { 137, 80, 78, 71 }), "a PNG preview");
 
             // Two wait (the queue size), a third is refused; one waiting job is cancelled from the other gateway.
             string b = (string)(await http.PostAsync($"{g1.Url}/jobs", Body(1))).Json["id"]!;
@@ -177,6 +180,8 @@ public class RedisQueueTests(ITestOutputHelper output)
                     Assert.False(db.HashExists($"sd:job:{id}", "result")); // a cancelled job never has an image
                 }
                 Assert.Equal(1, (int)db.HashGet("sd:stats", "completed"));
+                // Ended jobs expire after the retention of the gateway that took them (3 minutes).
+                Assert.InRange(db.KeyTimeToLive($"sd:job:{b}") ?? TimeSpan.MaxValue, TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(3));
             }
 
             // Redis away for a while: both gateways answer 503 with Retry-After, then work again without a restart.
