@@ -63,6 +63,10 @@ public class RedisJobStoreTests(ITestOutputHelper output)
 
         Assert.Equal("completed", store.End(id, Model, entry.Id, JobState.Completed, "{\"images\":[]}", null, 0));
         Assert.False(store.RenewClaim(Model, entry.Id, "b")); // acknowledged: nobody's
+        // A second end (a copy that ran on) changes nothing: the first result stands, counted once.
+        Assert.Equal("", store.End(id, Model, entry.Id, JobState.Completed, "{\"images\":[\"other\"]}", null, 0));
+        Assert.Equal("{\"images\":[]}", store.Read(id)!.Result);
+        Assert.Equal(1, (int)store.Db.HashGet(RedisJobStore.Stats, "completed"));
         store.Report(id, "b", new JobProgress(0, 1, 20, 20, "decoding"), null, 0);
         store.Db.Ping();
         Assert.Equal(1, store.Read(id)!.Progress.Step); // an ended job's record is final
