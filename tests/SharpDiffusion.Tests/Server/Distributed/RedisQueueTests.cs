@@ -42,6 +42,10 @@ public class RedisQueueTests(ITestOutputHelper output)
 
     static string State(JsonNode job) => (string)job["state"]!;
 
+    /// <summary>The job once it has ended (completed, failed or cancelled), polled through <paramref name="url"/>.</summary>
+    static Task<JsonNode> EndedAsync(HttpClient http, string url, string id, int minutes = 2) =>
+        Api.PollAsync(() => JobAsync(http, url, id), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(minutes), $"{id} to end", everyMs: 100);
+
     [Fact]
     public async Task Forty_jobs_on_two_workers_end_once_each_with_the_CLI_image_through_a_worker_kill_and_a_gateway_restart()
     {
@@ -167,7 +171,7 @@ public class RedisQueueTests(ITestOutputHelper output)
             var stopped = await Api.PollAsync(() => JobAsync(http, g1.Url, a), j => State(j) != "running", TimeSpan.FromSeconds(30), "interrupted", everyMs: 20);
             Assert.Equal("cancelled", State(stopped));
             Assert.Null(stopped["result"]);
-            var done = await Api.PollAsync(() => JobAsync(http, g1.Url, b), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(1), "b done");
+            var done = await EndedAsync(http, g1.Url, b);
             Assert.Equal("completed", State(done));
             Assert.Equal(reference, Convert.FromBase64String((string)done["result"]!["images"]![0]!));
 
@@ -267,7 +271,7 @@ public class RedisQueueTests(ITestOutputHelper output)
             var accepted = await Api.PollAsync(() => http.PostAsync($"{gateway.Url}/jobs", Body(0)), r => r.Code != 503, TimeSpan.FromSeconds(60), "accepted", everyMs: 250);
             Assert.True(accepted.Code == 202, accepted.Body?.ToJsonString());
             string id = (string)accepted.Json["id"]!;
-            var done = await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(1), "the job done", everyMs: 100);
+            var done = await EndedAsync(http, gateway.Url, id);
             Assert.Equal("completed", State(done));
             (await http.GetJsonAsync($"{gateway.Url}/sdapi/v1/progress")).Ok();
         }
@@ -302,7 +306,7 @@ public class RedisQueueTests(ITestOutputHelper output)
             // w1 resumes: its next heartbeat finds the job is no longer its own, and it stops its run without ending the job.
             Assert.Equal(0, ServerProcess.Kill(w1.Id, 18));
             await Api.PollAsync(() => Task.FromResult(w1.Output), o => o.Contains($"job {id}: stopped here", StringComparison.Ordinal), TimeSpan.FromMinutes(1), "w1 stopping its copy");
-            var done = await Api.PollAsync(() => JobAsync(http, gateway.Url, id), j => State(j) is "completed" or "failed" or "cancelled", TimeSpan.FromMinutes(2), "the job done", everyMs: 100);
+            var done = await EndedAsync(http, gateway.Url, id);
             Assert.Equal("completed", State(done));
             Assert.Equal(2, (int)db.HashGet($"sd:job:{id}", "attempts"));
             Assert.Equal("w2", (string?)db.HashGet($"sd:job:{id}", "worker"));
