@@ -47,7 +47,7 @@ public sealed class RedisGateway : IJobQueue
         Subscriptions.Keep(_store.Bus, RedisJobStore.Events, (_, id) =>
         {
             if (_mirrors.ContainsKey(id!) && _changed.TryAdd(id!, 0)) _signal.Release();
-        }, _stop.Token);
+        });
         RefreshWorkers();
         _refresher = new Thread(RefreshLoop) { Name = "sharpdiffusion-gateway-refresh", IsBackground = true };
         _refresher.Start();
@@ -123,6 +123,7 @@ public sealed class RedisGateway : IJobQueue
             if (!queued)
                 throw new QueueRefusedException($"The queue for {model} is full ({_options.QueueSize} waiting); retry in a few seconds.", 503, 2);
             mirror.Submitted = true;
+            if (_changed.TryAdd(id, 0)) _signal.Release(); // what was announced meanwhile (its start) was passed over
         }
         catch
         {
@@ -159,8 +160,14 @@ public sealed class RedisGateway : IJobQueue
         string outcome = Redis(() => _store.Cancel(job.Id, m.Model, reason));
         // A job whose worker died waits for another worker to take it over; cancelled, it ends now instead.
         if (outcome == "running")
-            Redis(() => _store.Read(job.Id) is { Worker: { } worker } && !WorkerRegistry.Live(_store.Db).Any(w => w.Name == worker)
-                && _store.EndAbandoned(job.Id, m.Model, worker, reason));
+        {
+            try
+            {
+                if (_store.Read(job.Id) is { Worker: { } worker } && !WorkerRegistry.Live(_store.Db).Any(w => w.Name == worker))
+                    _store.EndAbandoned(job.Id, m.Model, worker, reason);
+            }
+            catch (Exception e) when (RedisUnavailable.Is(e)) { } // the cancellation is recorded; the worker, or the next cancel, ends it
+        }
         Refresh(job.Id);
         return outcome is "cancelled" or "running";
     }

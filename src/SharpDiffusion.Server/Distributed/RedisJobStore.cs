@@ -89,13 +89,19 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return {'run', redis.call('HGET', KEYS[1], 'kind'), redis.call('HGET', KEYS[1], 'payload')}
         """;
 
-    // KEYS: job, queued, stats, stream. ARGV: id, state, result, error, status, now(ms), stream entry.
-    // Stores the end (unless the job had ended: returns '') and acknowledges the stream entry in the same step.
+    // KEYS: job, queued, stats, stream. ARGV: id, state, result, error, status, now(ms), stream entry, worker.
+    // Stores the end (unless the job had ended: returns '', or the state stored if this worker's own end was repeated
+    // because its reply was lost) and acknowledges the stream entry in the same step.
     const string EndScript = Ending + """
         redis.call('XACK', KEYS[4], 'workers', ARGV[7])
         redis.call('XDEL', KEYS[4], ARGV[7])
         local s = redis.call('HGET', KEYS[1], 'state')
-        if not s or ended(s) then return '' end
+        if not s then return '' end
+        if ended(s) then
+          if redis.call('HGET', KEYS[1], 'ended_by') == ARGV[8] then return s end
+          return ''
+        end
+        redis.call('HSET', KEYS[1], 'ended_by', ARGV[8])
         local state, result, err = ARGV[2], ARGV[3], ARGV[4]
         local reason = redis.call('HGET', KEYS[1], 'cancel')
         if reason and state == 'completed' then state, result, err = 'cancelled', '', reason end
@@ -144,6 +150,13 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
         return 1
         """;
 
+    // KEYS: stream. ARGV: consumer. Deletes the consumer unless an entry is still pending for it, in one step (deleting a
+    // consumer drops its pending entries: a job would be left to nobody).
+    const string LeaveScript = """
+        if #redis.call('XPENDING', KEYS[1], 'workers', '-', '+', 1, ARGV[1]) > 0 then return 0 end
+        return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'workers', ARGV[1])
+        """;
+
     // KEYS: stream. ARGV: entry.
     const string AcknowledgeScript = """
         redis.call('XACK', KEYS[1], 'workers', ARGV[1])
@@ -174,13 +187,16 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
 
     /// <summary>Ends the job once and acknowledges its stream entry, in one step: the state written ("cancelled" if a
     /// cancellation came first), or "" if it had already ended.</summary>
-    public string End(string id, string model, RedisValue entry, JobState state, string? result, string? error, int status) =>
+    public string End(string id, string model, RedisValue entry, string worker, JobState state, string? result, string? error, int status) =>
         (string)Db.ScriptEvaluate(EndScript, [JobKey(id), QueuedKey(model), Stats, StreamKey(model)],
-            [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now, entry])!;
+            [id, state.ToString().ToLowerInvariant(), result ?? "", error ?? "", status, Now, entry, worker])!;
 
     /// <summary>Acknowledges and removes a stream entry whose job will not run (ended, cancelled or expired), in one step.</summary>
     public void Acknowledge(string model, RedisValue entry) =>
         Db.ScriptEvaluate(AcknowledgeScript, [StreamKey(model)], [entry]);
+
+    /// <summary>Takes <paramref name="worker"/> out of the model's consumer group, unless a job entry is still its own.</summary>
+    public void Leave(string model, string worker) => Db.ScriptEvaluate(LeaveScript, [StreamKey(model)], [worker]);
 
     /// <summary>Renews <paramref name="worker"/>'s claim on its running job's entry; false if the entry is no longer its own.</summary>
     public bool RenewClaim(string model, RedisValue entry, string worker) =>
@@ -211,7 +227,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     /// such job (never was, or expired).</summary>
     public JobRecord? Read(string id)
     {
-        var v = Db.HashGet(JobKey(id), RecordFields);
+        // From the primary only: a lagging replica (Sentinel mode, primary away) could say a live job does not exist.
+        var v = Db.HashGet(JobKey(id), RecordFields, CommandFlags.DemandMaster);
         if (v[3].IsNull) return null;
         return new JobRecord((string)v[0]!, (string?)v[1] ?? "txt2img", (string?)v[2] ?? "", (string)v[3]!,
             DateTimeOffset.FromUnixTimeMilliseconds((long)v[4]), ParseProgress((string?)v[5]), (int)v[6], (string?)v[7],

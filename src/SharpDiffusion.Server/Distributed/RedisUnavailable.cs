@@ -15,7 +15,7 @@ public static class RedisUnavailable
     public static bool Is(Exception e) => e switch
     {
         RedisConnectionException or RedisTimeoutException or TimeoutException => true,
-        RedisServerException s => TransientReplies.Any(r => s.Message.StartsWith(r, StringComparison.Ordinal)),
+        RedisServerException s => TransientReplies.Any(r => s.Message.StartsWith(r + " ", StringComparison.Ordinal) || s.Message == r),
         _ => false,
     };
 }

@@ -68,8 +68,8 @@ public sealed class RedisWorker : IDisposable
         {
             _ = host.Pipeline;
             var worker = new RedisWorker(options, address.Connect($"sharpdiffusion-worker-{options.Name}"), catalog, host);
-            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release(), worker._stopBeating.Token);
-            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Control, (_, message) => worker.OnControl(message!), worker._stopBeating.Token);
+            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Ready(worker.Model), (_, _) => worker._wake.Release());
+            Subscriptions.Keep(worker._store.Bus, RedisJobStore.Control, (_, message) => worker.OnControl(message!));
             worker.Beat(); // registered before it says it is ready
             worker._heart.Start();
             return worker;
@@ -126,7 +126,7 @@ public sealed class RedisWorker : IDisposable
             foreach (var entry in entries)
             {
                 try { Process(stream, entry, stop, log); }
-                catch (RedisException e)
+                catch (Exception e) when (e is RedisException or TimeoutException)
                 {
                     // Anything Redis refused that waiting does not cure: the entry stays pending, and the visibility
                     // timeout hands it to a worker again (this one included), so the job is not lost.
@@ -178,7 +178,7 @@ public sealed class RedisWorker : IDisposable
             string? result = job.Result?.ToJsonString();
             // Stored and acknowledged in one step: a crash before it leaves the entry to be claimed again, never a lost
             // result. The claim is renewed meanwhile (the job stays current), so a Redis outage here does not hand it on.
-            string written = Retry(() => _store.End(id, Model, entry.Id, job.State, result, job.Error, job.ErrorStatus), stop);
+            string written = Retry(() => _store.End(id, Model, entry.Id, Name, job.State, result, job.Error, job.ErrorStatus), stop);
             log?.Invoke($"job {id}: {(written == "" ? $"{job.State.ToString().ToLowerInvariant()} (already ended elsewhere; result not written)" : written)}");
             // Files only for a result the queue kept: a job cancelled as it finished leaves none.
             if (written == "completed" && _options.Server.OutputDir is { } dir && work is not null)
@@ -263,13 +263,14 @@ public sealed class RedisWorker : IDisposable
         lock (_gate) current = _current;
         if (current is { } c)
         {
-            bool ours = true;
-            if (Try("renew its claim on the running job", () => ours = _store.RenewClaim(Model, c.Entry, Name)) && !ours)
+            bool ours = false;
+            bool answered = Try("renew its claim on the running job", () => ours = _store.RenewClaim(Model, c.Entry, Name));
+            if (answered && !ours)
             {
                 lock (_gate) if (_current?.Entry == c.Entry) _takenOver = true;
                 c.Job.Cancel("another worker took the job over");
             }
-            else if (ours)
+            else if (answered)
             {
                 if (_renewed == c.Entry && _sinceRenewal.Elapsed > _options.VisibilityTimeout / 2)
                     _log?.Invoke($"job {c.Job.Id}: its claim was renewed {_sinceRenewal.Elapsed.TotalSeconds:0.0} s after the last time "
@@ -325,9 +326,7 @@ public sealed class RedisWorker : IDisposable
         try
         {
             // This worker's consumer leaves the group with it, unless an entry is still pending for it (to be taken over).
-            var stream = RedisJobStore.StreamKey(Model);
-            if (_store.Db.StreamPendingMessages(stream, RedisJobStore.Group, 1, Name).Length == 0)
-                _store.Db.StreamDeleteConsumer(stream, RedisJobStore.Group, Name);
+            _store.Leave(Model, Name);
         }
         catch (Exception) { }
         _redis.Dispose();

@@ -94,18 +94,32 @@ public sealed class ServerContext : IDisposable
             shared.Remove("sd_model_checkpoint");
             if (model is not null) shared["sd_model_checkpoint"] = model.Name;
             Gateway.SaveSettings(shared);
-            if (model is not null) _gatewayModel = model.Name;
         }
-        Settings.Set(changes);
+        lock (_settingsGate)
+        {
+            _settingsVersion++;
+            if (Gateway is not null && model is not null) _gatewayModel = model.Name;
+            Settings.Set(changes);
+        }
     }
 
-    /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.</summary>
+    readonly object _settingsGate = new();
+    int _settingsVersion;
+
+    /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.
+    /// A read that a change through this gateway overtook is not applied (it would undo the change until the next read).</summary>
     public void SyncSettings()
     {
         if (Gateway is null) return;
+        int seen;
+        lock (_settingsGate) seen = _settingsVersion;
         var stored = Gateway.LoadSettings();
-        if (stored["sd_model_checkpoint"] is JsonValue v && v.TryGetValue(out string? model)) _gatewayModel = model;
-        Settings.Apply(stored);
+        lock (_settingsGate)
+        {
+            if (seen != _settingsVersion) return;
+            if (stored["sd_model_checkpoint"] is JsonValue v && v.TryGetValue(out string? model)) _gatewayModel = model;
+            Settings.Apply(stored);
+        }
     }
 
     string Served() => Catalog.Entries.Count == 0 ? "none" : string.Join(", ", Catalog.Entries.Select(e => e.Name));

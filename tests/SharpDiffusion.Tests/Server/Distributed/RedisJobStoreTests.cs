@@ -61,10 +61,12 @@ public class RedisJobStoreTests(ITestOutputHelper output)
         var record = store.Read(id)!;
         Assert.Equal((1, 0, "b", 2), (record.Progress.Step, record.PreviewVersion, record.Worker, record.Attempts)); // a's late report dropped
 
-        Assert.Equal("completed", store.End(id, Model, entry.Id, JobState.Completed, "{\"images\":[]}", null, 0));
+        Assert.Equal("completed", store.End(id, Model, entry.Id, "b", JobState.Completed, "{\"images\":[]}", null, 0));
         Assert.False(store.RenewClaim(Model, entry.Id, "b")); // acknowledged: nobody's
-        // A second end (a copy that ran on) changes nothing: the first result stands, counted once.
-        Assert.Equal("", store.End(id, Model, entry.Id, JobState.Completed, "{\"images\":[\"other\"]}", null, 0));
+        // A second end (a copy that ran on) changes nothing: the first result stands, counted once. The same worker's
+        // end sent again (its reply was lost) is told what it stored.
+        Assert.Equal("", store.End(id, Model, entry.Id, "a", JobState.Completed, "{\"images\":[\"other\"]}", null, 0));
+        Assert.Equal("completed", store.End(id, Model, entry.Id, "b", JobState.Completed, "{\"images\":[]}", null, 0));
         Assert.Equal("{\"images\":[]}", store.Read(id)!.Result);
         Assert.Equal(1, (int)store.Db.HashGet(RedisJobStore.Stats, "completed"));
         store.Report(id, "b", new JobProgress(0, 1, 20, 20, "decoding"), null, 0);
@@ -119,6 +121,25 @@ public class RedisJobStoreTests(ITestOutputHelper output)
         Submit(store, capacity: 2);
         Assert.False(store.Submit("third", "txt2img", Model, "{}", 2, Retention));
         Assert.Null(store.Read("third"));
+    }
+
+    [Fact]
+    public void Url_files_are_shared_through_Redis_and_only_the_newest_are_kept()
+    {
+        using var server = RedisServer.Start();
+        using var gateway = RedisGateway.Connect(server.Url, new SharpDiffusion.Server.ServerOptions { Model = "unused", Queue = server.Url });
+        static byte[] Png(int i) => [137, 80, 78, 71, .. BitConverter.GetBytes(i)];
+        var names = Enumerable.Range(0, RedisImageFiles.MaxFiles + 10).Select(i => gateway.Files.Add(Png(i))).ToList();
+        Assert.Null(gateway.Files.Get(names[0])); // the oldest went
+        Assert.Null(gateway.Files.Get(names[9]));
+        Assert.Equal(Png(10), gateway.Files.Get(names[10]));
+        Assert.Equal(Png(RedisImageFiles.MaxFiles + 9), gateway.Files.Get(names[^1]));
+        using var client = server.Connect();
+        var db = client.GetDatabase();
+        Assert.Equal(RedisImageFiles.MaxFiles, (int)db.SortedSetLength("sd:files"));
+        var ttl = db.KeyTimeToLive($"sd:file:{names[^1]}");
+        Assert.InRange(ttl ?? TimeSpan.Zero, TimeSpan.FromMinutes(59), TimeSpan.FromHours(1));
+        Assert.Null(gateway.Files.Get("no-such.png"));
     }
 
     [Fact]
