@@ -95,8 +95,7 @@ public static class A1111Endpoints
     static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
     {
         var body = await ServerContext.ReadObjectAsync(context);
-        server.SyncSettings();
-        var request = A1111Requests.Parse(body, task, server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
+        var request = server.ParseRequest(body, task);
         var job = server.Submit(request, task);
         await server.WaitAsync(job, context.RequestAborted);
         var outcome = ApiCall.A1111Outcome(job);

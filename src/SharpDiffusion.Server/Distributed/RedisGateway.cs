@@ -279,8 +279,7 @@ public sealed class RedisGateway : IJobQueue
         try { return call(); }
         catch (Exception e) when (RedisUnavailable.Is(e))
         {
-            string why = e is RedisServerException ? e.Message.Split(' ', 2)[0] : e.GetType().Name;
-            throw new QueueRefusedException($"The job queue ({Address}) cannot take requests right now ({why}); retry in a few seconds.", 503, 2, "QueueUnavailable");
+            throw new QueueRefusedException($"The job queue ({Address}) cannot take requests right now ({RedisUnavailable.Reason(e)}); retry in a few seconds.", 503, 2, "QueueUnavailable");
         }
     }
 

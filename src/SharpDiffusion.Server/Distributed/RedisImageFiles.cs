@@ -12,7 +12,7 @@ public sealed class RedisImageFiles(RedisGateway gateway, IDatabase db) : IImage
     const string Prefix = "sd:file:";
     static readonly RedisKey Index = "sd:files", Counter = "sd:files:count";
 
-    // KEYS: file, index, counter. ARGV: name, png, lifetime(s), max. Stores the file, numbered in the index in the order
+    // KEYS: file, index, counter. ARGV: name, png, lifetime(s), max, file key prefix. Stores the file, numbered in the index in the order
     // of adding (files of the same millisecond included), then drops the oldest beyond max, and their files. Index and
     // counter expire with the newest file; an expired file's entry only waits to be dropped.
     const string AddScript = """
@@ -23,14 +23,14 @@ public sealed class RedisImageFiles(RedisGateway gateway, IDatabase db) : IImage
         local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
         if over > 0 then
           local oldest = redis.call('ZPOPMIN', KEYS[2], over)
-          for i = 1, #oldest, 2 do redis.call('DEL', 'sd:file:' .. oldest[i]) end
+          for i = 1, #oldest, 2 do redis.call('DEL', ARGV[5] .. oldest[i]) end
         end
         """;
 
     public string Add(byte[] png)
     {
         string name = IImageFiles.NewName();
-        gateway.Redis(() => db.ScriptEvaluate(AddScript, [Prefix + name, Index, Counter], [name, png, (long)IImageFiles.Lifetime.TotalSeconds, MaxFiles]));
+        gateway.Redis(() => db.ScriptEvaluate(AddScript, [Prefix + name, Index, Counter], [name, png, (long)IImageFiles.Lifetime.TotalSeconds, MaxFiles, Prefix]));
         return name;
     }
 

@@ -12,6 +12,9 @@ public static class RedisUnavailable
 {
     static readonly string[] TransientReplies = ["LOADING", "READONLY", "BUSY", "MASTERDOWN", "NOREPLICAS", "OOM", "TRYAGAIN", "CLUSTERDOWN"];
 
+    /// <summary>What Redis said (its reply: "READONLY You can't write…"), or what failed (RedisConnectionException).</summary>
+    public static string Reason(Exception e) => e is RedisServerException ? e.Message : e.GetType().Name;
+
     public static bool Is(Exception e) => e switch
     {
         RedisConnectionException or RedisTimeoutException or TimeoutException => true,

@@ -111,7 +111,7 @@ public sealed class RedisWorker : IDisposable
             }
             catch (Exception e) when (RedisUnavailable.Is(e))
             {
-                if (!unreachable) log?.Invoke($"the queue cannot be used ({Why(e)}); retrying every second");
+                if (!unreachable) log?.Invoke($"the queue cannot be used ({RedisUnavailable.Reason(e)}); retrying every second");
                 unreachable = true;
                 stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
                 continue;
@@ -136,8 +136,6 @@ public sealed class RedisWorker : IDisposable
             }
         }
     }
-
-    static string Why(Exception e) => e is RedisServerException ? e.Message : e.GetType().Name;
 
     void EnsureGroup(RedisKey stream)
     {

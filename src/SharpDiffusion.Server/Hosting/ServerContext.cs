@@ -106,6 +106,14 @@ public sealed class ServerContext : IDisposable
     readonly object _settingsGate = new();
     int _settingsVersion;
 
+    /// <summary>An A1111-style request body as this server's request: with the options in effect now (for a gateway, the
+    /// ones set through any gateway).</summary>
+    public GenerationRequest ParseRequest(JsonObject body, string task)
+    {
+        SyncSettings();
+        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory);
+    }
+
     /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.
     /// A read that a change through this gateway overtook is not applied (it would undo the change until the next read).</summary>
     public void SyncSettings()

@@ -22,8 +22,7 @@ public static class JobEndpoints
             string task = body["task"] is JsonValue v && v.TryGetValue(out string? t) ? t : "txt2img";
             if (task is not ("txt2img" or "img2img"))
                 throw new RequestValidationException([new FieldError("task", "must be txt2img or img2img", "value_error")]);
-            server.SyncSettings();
-            var request = A1111Requests.Parse(body, task, server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory);
+            var request = server.ParseRequest(body, task);
             var job = server.Submit(request, task);
             return new JsonResult(202, job.Describe(server.Queue.PositionOf(job), withResult: false));
         }));

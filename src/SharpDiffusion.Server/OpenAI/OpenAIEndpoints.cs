@@ -66,8 +66,7 @@ public sealed class OpenAIEndpoints(ServerContext server)
         if (model is not null && server.Catalog.Find(model) is { } entry)
             a1111["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = entry.Name };
         GenerationRequest request;
-        server.SyncSettings();
-        try { request = A1111Requests.Parse(a1111, "txt2img", server.Settings.ClipSkip, server.Options.MaxImageSide, server.Loras.Directory); }
+        try { request = server.ParseRequest(a1111, "txt2img"); }
         catch (RequestValidationException e)
         {
             // width and height are not OpenAI fields: the client sent "size", so the error names it.

@@ -120,9 +120,6 @@ public static class ComponentLoader
         foreach (var attention in unet.modules().OfType<Attention>()) attention.KernelChoice = choice;
     }
 
-    /// <summary>Whether conv weights go channels-last for <paramref name="options"/> (forced, measured or default).</summary>
-    internal static bool ChannelsLast(LoadOptions options) => options.Layout().Value;
-
     static string ConfigPath(string dir)
     {
         if (!Directory.Exists(dir))
@@ -130,6 +127,6 @@ public static class ComponentLoader
         return Path.Combine(dir, "config.json");
     }
 
-    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && ChannelsLast(o));
+    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && o.Layout().Value);
 
 }

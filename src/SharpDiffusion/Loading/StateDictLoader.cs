@@ -105,8 +105,7 @@ public static class StateDictLoader
     // kernels channels-last when asked), filled from the file in one pass (ITensorFile.ReadInto converts as it copies).
     static Parameter Place(ITensorFile file, string key, long[] shape, WeightPlacement placement)
     {
-        Tensor placed;
-        placed = placement.ChannelsLastConvs && shape.Length == 4
+        var placed = placement.ChannelsLastConvs && shape.Length == 4
             ? Models.MemoryLayout.EmptyChannelsLast(shape, placement.DType, placement.Device)
             : empty(shape, placement.DType, placement.Device);
         try

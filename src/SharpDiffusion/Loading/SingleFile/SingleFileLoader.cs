@@ -41,7 +41,7 @@ public static class SingleFileLoader
         var textConfig = ClipTextConfig.From(Config(checkpoint.TextEncoderConfig, path, "text encoder"));
         var text2Config = checkpoint.TextEncoder2Config is { } t2 ? ClipTextConfig.From(Config(t2, path, "text encoder 2")) : null;
         var device = new Device(options.Device);
-        var convs = new WeightPlacement(options.DType, device, ComponentLoader.ChannelsLast(options));
+        var convs = new WeightPlacement(options.DType, device, options.Layout().Value);
         var flat = new WeightPlacement(options.DType, device, false);
 
         // The file opened here serves the components read now; one read later (LowMemory) opens it again.
