@@ -16,10 +16,20 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     const string Model = "m";
     static readonly TimeSpan Retention = TimeSpan.FromMinutes(5);
 
-    static (ConnectionMultiplexer Redis, RedisJobStore Store) Connect(RedisServer server)
+    /// <summary>A store on its own redis-server (or on <paramref name="server"/>, left running): both go with it.</summary>
+    sealed class StoreOnRedis(RedisServer? owned, RedisServer server) : IDisposable
     {
-        var redis = RedisAddress.Parse(server.Url).Connect("store-test");
-        return (redis, new RedisJobStore(redis));
+        readonly ConnectionMultiplexer _redis = RedisAddress.Parse(server.Url).Connect("store-test");
+        public RedisJobStore Store => new(_redis);
+
+        public static StoreOnRedis Start() { var server = RedisServer.Start(); return new(server, server); }
+        public static StoreOnRedis On(RedisServer server) => new(null, server);
+
+        public void Dispose()
+        {
+            _redis.Dispose();
+            owned?.Dispose();
+        }
     }
 
     static string Submit(RedisJobStore store, int capacity = 10)
@@ -36,9 +46,8 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     [Fact]
     public void A_claim_is_renewed_only_by_its_owner_and_reports_reach_only_a_job_running_on_their_worker()
     {
-        using var server = RedisServer.Start();
-        var (redis, store) = Connect(server);
-        using var _ = redis;
+        using var redis = StoreOnRedis.Start();
+        var store = redis.Store;
         string id = Submit(store);
         var entry = Deliver(store, "a");
         Assert.Equal("run", store.Start(id, Model, "a").Outcome);
@@ -83,9 +92,8 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     [Fact]
     public void A_cancelled_job_left_running_by_a_gone_worker_ends_and_its_entry_is_acknowledged_by_the_next_worker()
     {
-        using var server = RedisServer.Start();
-        var (redis, store) = Connect(server);
-        using var _ = redis;
+        using var redis = StoreOnRedis.Start();
+        var store = redis.Store;
         string id = Submit(store);
         var entry = Deliver(store, "gone");
         Assert.Equal("run", store.Start(id, Model, "gone").Outcome);
@@ -109,9 +117,8 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     [Fact]
     public void The_waiting_set_is_bounded_and_a_capacity_of_zero_still_takes_a_job_when_none_waits()
     {
-        using var server = RedisServer.Start();
-        var (redis, store) = Connect(server);
-        using var _ = redis;
+        using var redis = StoreOnRedis.Start();
+        var store = redis.Store;
         string first = Submit(store, capacity: 0);
         Assert.False(store.Submit("second", "txt2img", Model, "{}", 0, Retention)); // one waits: refused
         Deliver(store, "w");
@@ -147,8 +154,8 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     {
         using var primary = RedisServer.Start();
         using var replica = RedisServer.Start("--replicaof", "127.0.0.1", primary.Port.ToString());
-        var (redis, store) = Connect(replica);
-        using var _ = redis;
+        using var onReplica = StoreOnRedis.On(replica);
+        var store = onReplica.Store;
         var refused = Assert.IsAssignableFrom<RedisServerException>(Record.Exception(() => Submit(store)));
         output.WriteLine(refused.Message);
         Assert.StartsWith("READONLY", refused.Message, StringComparison.Ordinal);
