@@ -43,14 +43,21 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     static StreamEntry Deliver(RedisJobStore store, string consumer) =>
         Assert.Single(store.Db.StreamReadGroup(RedisJobStore.StreamKey(Model), RedisJobStore.Group, consumer, StreamPosition.NewMessages, 1));
 
+    /// <summary>A new job, delivered to <paramref name="worker"/> and started there: its id and stream entry.</summary>
+    static (string Id, StreamEntry Entry) StartedOn(RedisJobStore store, string worker)
+    {
+        string id = Submit(store);
+        var entry = Deliver(store, worker);
+        Assert.Equal("run", store.Start(id, Model, worker).Outcome);
+        return (id, entry);
+    }
+
     [Fact]
     public void A_claim_is_renewed_only_by_its_owner_and_reports_reach_only_a_job_running_on_their_worker()
     {
         using var redis = StoreOnRedis.Start();
         var store = redis.Store;
-        string id = Submit(store);
-        var entry = Deliver(store, "a");
-        Assert.Equal("run", store.Start(id, Model, "a").Outcome);
+        var (id, entry) = StartedOn(store, "a");
         Assert.True(store.RenewClaim(Model, entry.Id, "a"));
         Assert.False(store.RenewClaim(Model, entry.Id, "b")); // not b's: b may not take it by renewing
 
@@ -94,9 +101,7 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     {
         using var redis = StoreOnRedis.Start();
         var store = redis.Store;
-        string id = Submit(store);
-        var entry = Deliver(store, "gone");
-        Assert.Equal("run", store.Start(id, Model, "gone").Outcome);
+        var (id, entry) = StartedOn(store, "gone");
         Assert.Equal("running", store.Cancel(id, Model, "cancelled by a client"));
         Assert.False(store.EndAbandoned(id, Model, "someone-else", "cancelled by a client")); // only the worker it runs on
         Assert.True(store.EndAbandoned(id, Model, "gone", "cancelled by a client"));
