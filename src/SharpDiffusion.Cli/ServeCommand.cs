@@ -72,7 +72,7 @@ public static class ServeCommand
         if (outputDir is not null)
         {
             Directory.CreateDirectory(outputDir);
-            AtomicFiles.CheckWritable(Path.Combine(outputDir, "probe.png"));
+            AtomicFiles.CheckWritableFolder(outputDir);
         }
         return outputDir;
     }

@@ -15,16 +15,16 @@ public static class A1111Endpoints
     {
         app.MapPost("/sdapi/v1/txt2img", (HttpContext c) => ApiCall.A1111(c, () => Generate(c, server, "txt2img")));
         app.MapPost("/sdapi/v1/img2img", (HttpContext c) => ApiCall.A1111(c, () => Generate(c, server, "img2img")));
-        app.MapGet("/sdapi/v1/progress", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult(Progress(c, server))));
-        app.MapPost("/sdapi/v1/interrupt", (HttpContext c) => ApiCall.A1111(c, () =>
+        app.MapGet("/sdapi/v1/progress", (HttpContext c) => ApiCall.A1111(c, () => ProgressAsync(c, server)));
+        app.MapPost("/sdapi/v1/interrupt", (HttpContext c) => ApiCall.A1111(c, async () =>
         {
-            server.Queue.Interrupt();
-            return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
+            await server.Queue.InterruptAsync();
+            return new JsonResult(200, new JsonObject());
         }));
-        app.MapPost("/sdapi/v1/skip", (HttpContext c) => ApiCall.A1111(c, () =>
+        app.MapPost("/sdapi/v1/skip", (HttpContext c) => ApiCall.A1111(c, async () =>
         {
-            server.Queue.Skip();
-            return Task.FromResult<IResult>(new JsonResult(200, new JsonObject()));
+            await server.Queue.SkipAsync();
+            return new JsonResult(200, new JsonObject());
         }));
         app.MapGet("/sdapi/v1/samplers", () => Json(new JsonArray(SamplerNames.Samplers.Select(s => (JsonNode?)new JsonObject
         {
@@ -74,7 +74,7 @@ public static class A1111Endpoints
             return Json(new JsonObject { ["loaded"] = loaded, ["skipped"] = new JsonObject() });
         });
         app.MapGet("/sdapi/v1/memory", () => Json(Memory()));
-        app.MapGet("/sdapi/v1/options", () => Json(Options(server)));
+        app.MapGet("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, async () => Json(await OptionsAsync(server))));
         app.MapPost("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, () => SetOptions(c, server)));
         app.MapPost("/sdapi/v1/png-info", (HttpContext c) => ApiCall.A1111(c, () => PngInfo(c)));
         // Lists some clients read at start; this server has none of these.
@@ -95,18 +95,18 @@ public static class A1111Endpoints
     static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
     {
         var body = await ServerContext.ReadObjectAsync(context);
-        var request = server.ParseRequest(body, task);
-        var job = server.Submit(request, task);
+        var request = await server.ParseRequestAsync(body, task);
+        var job = await server.SubmitAsync(request, task);
         await server.WaitAsync(job, context.RequestAborted);
         var outcome = ApiCall.A1111Outcome(job);
         job.ReleaseResult(); // the answer holds it now
         return outcome;
     }
 
-    static IResult Progress(HttpContext context, ServerContext server)
+    static async Task<IResult> ProgressAsync(HttpContext context, ServerContext server)
     {
         bool skipImage = string.Equals(context.Request.Query["skip_current_image"], "true", StringComparison.OrdinalIgnoreCase);
-        var running = server.Queue.RunningJobs;
+        var running = await server.Queue.RunningJobsAsync();
         var job = running.FirstOrDefault();
         var d = job?.Describe(0, withResult: false);
         var p = job?.Progress;
@@ -121,7 +121,7 @@ public static class A1111Endpoints
             ["job_no"] = p?.ImageIndex ?? 0,
             ["sampling_step"] = p?.Step ?? 0,
             ["sampling_steps"] = p?.Steps ?? 0,
-            ["queued"] = server.Queue.Waiting,
+            ["queued"] = await server.Queue.WaitingAsync(),
         };
         byte[]? preview = skipImage ? null : job?.Preview;
         return Json(new JsonObject
@@ -149,9 +149,9 @@ public static class A1111Endpoints
         };
     }
 
-    static JsonObject Options(ServerContext server)
+    static async Task<JsonObject> OptionsAsync(ServerContext server)
     {
-        server.SyncSettings();
+        await server.SyncSettingsAsync();
         var o = server.Settings.Snapshot();
         var current = server.CurrentModel;
         o["sd_model_checkpoint"] = current is null ? null : current.Title(server.HashOf(current));

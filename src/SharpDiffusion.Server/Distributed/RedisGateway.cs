@@ -48,7 +48,7 @@ public sealed class RedisGateway : IJobQueue
         {
             if (_mirrors.ContainsKey(id!) && _changed.TryAdd(id!, 0)) _signal.Release();
         });
-        RefreshWorkers();
+        RefreshWorkersAsync().GetAwaiter().GetResult();
         _refresher = new Thread(RefreshLoop) { Name = "sharpdiffusion-gateway-refresh", IsBackground = true };
         _refresher.Start();
     }
@@ -89,7 +89,7 @@ public sealed class RedisGateway : IJobQueue
     /// <summary>Options set through any gateway (A1111's POST /options), for every gateway.</summary>
     public void SaveSettings(JsonObject changes) => Redis(() => { _store.SaveSettings(changes); return 0; });
 
-    public JsonObject LoadSettings() => Redis(() => _store.LoadSettings());
+    public Task<JsonObject> LoadSettingsAsync() => RedisAsync(_store.LoadSettingsAsync);
 
     /// <summary>The workers heard of lately (refreshed every second).</summary>
     public IReadOnlyList<WorkerInfo> Workers => _workers;
@@ -104,7 +104,7 @@ public sealed class RedisGateway : IJobQueue
     public IReadOnlyList<string> Embeddings => _workers.SelectMany(w => w.Embeddings).Distinct().Order(StringComparer.Ordinal).ToList();
 
     /// <summary>Queues the request for <paramref name="model"/>'s workers.</summary>
-    public Job Submit(GenerationRequest request, string kind, string model, ServerSettings settings)
+    public async Task<Job> SubmitAsync(GenerationRequest request, string kind, string model, ServerSettings settings)
     {
         string id = request.TaskId ?? ServerContext.NewJobId();
         var payload = new JsonObject
@@ -119,7 +119,7 @@ public sealed class RedisGateway : IJobQueue
             throw QueueRefusedException.IdTaken(id);
         try
         {
-            bool queued = Redis(() => _store.Submit(id, kind, model, payload.ToJsonString(), _options.QueueSize, _options.JobRetention));
+            bool queued = await RedisAsync(() => _store.SubmitAsync(id, kind, model, payload.ToJsonString(), _options.QueueSize, _options.JobRetention));
             if (!queued)
                 throw new QueueRefusedException($"The queue for {model} is full ({_options.QueueSize} waiting); retry in a few seconds.", 503, 2);
             mirror.Submitted = true;
@@ -136,71 +136,79 @@ public sealed class RedisGateway : IJobQueue
     /// <summary>A mirrored job's work: it is never run here.</summary>
     static JsonObject RunsOnAWorker(Job job) => throw new InvalidOperationException($"The job {job.Id} runs on a worker, not on a gateway.");
 
-    public Job? Find(string id)
+    public async Task<Job?> FindAsync(string id)
     {
         if (_mirrors.TryGetValue(id, out var known)) return known.Job;
-        var record = Redis(() => _store.Read(id));
+        var record = await RedisAsync(() => _store.ReadAsync(id));
         if (record is null) return null;
         var mirror = _mirrors.GetOrAdd(id, new Mirror(new Job(id, record.Kind, RunsOnAWorker) { Created = record.Created }, record.Model, submitted: true));
-        Redis(() => { Apply(mirror, record); return 0; });
+        await RedisAsync(() => ApplyAsync(mirror, record));
         return mirror.Job;
     }
 
-    public int? PositionOf(Job job)
+    public async Task<int?> PositionOfAsync(Job job)
     {
         if (job.State == JobState.Running) return 0;
         if (job.State != JobState.Queued || !_mirrors.TryGetValue(job.Id, out var m)) return null;
-        try { return _store.Db.SortedSetRank(RedisJobStore.QueuedKey(m.Model), job.Id) is long rank ? (int)rank + 1 : null; }
+        try { return await _store.Db.SortedSetRankAsync(RedisJobStore.QueuedKey(m.Model), job.Id) is long rank ? (int)rank + 1 : null; }
         catch (RedisException) { return null; }
     }
 
-    public bool Cancel(Job job, string reason = "cancelled")
+    public async Task<bool> CancelAsync(Job job, string reason = "cancelled")
     {
         if (!_mirrors.TryGetValue(job.Id, out var m)) return false;
-        string outcome = Redis(() => _store.Cancel(job.Id, m.Model, reason));
+        string outcome = await RedisAsync(() => _store.CancelAsync(job.Id, m.Model, reason));
         // A job whose worker died waits for another worker to take it over; cancelled, it ends now instead.
         if (outcome == "running")
         {
             try
             {
-                if (_store.Read(job.Id) is { Worker: { } worker } && !WorkerRegistry.Live(_store.Db).Any(w => w.Name == worker))
-                    _store.EndAbandoned(job.Id, m.Model, worker, reason);
+                if (await _store.ReadAsync(job.Id) is { Worker: { } worker } && !(await WorkerRegistry.LiveAsync(_store.Db)).Any(w => w.Name == worker))
+                    await _store.EndAbandonedAsync(job.Id, m.Model, worker, reason);
             }
             catch (Exception e) when (RedisUnavailable.Is(e)) { } // the cancellation is recorded; the worker, or the next cancel, ends it
         }
-        Refresh(job.Id);
+        try
+        {
+            if (!m.Job.IsFinished && await _store.ReadAsync(job.Id) is { } record) await ApplyAsync(m, record);
+        }
+        catch (Exception e) when (RedisUnavailable.Is(e)) { } // the refresher brings the end
         return outcome is "cancelled" or "running";
     }
 
-    public IReadOnlyList<Job> RunningJobs
+    public async Task<IReadOnlyList<Job>> RunningJobsAsync()
     {
-        get
-        {
-            var workers = Redis(() => WorkerRegistry.Live(_store.Db));
-            return workers.Where(w => w.Job is not null).Select(w => Find(w.Job!)).OfType<Job>()
-                .Where(j => j.State == JobState.Running).ToList();
-        }
+        var workers = await RedisAsync(() => WorkerRegistry.LiveAsync(_store.Db));
+        var running = new List<Job>();
+        foreach (var w in workers)
+            if (w.Job is not null && await FindAsync(w.Job) is { State: JobState.Running } job) running.Add(job);
+        return running;
     }
 
-    public int Waiting => Redis(() => Models().Sum(m => (int)_store.Db.SortedSetLength(RedisJobStore.QueuedKey(m.Name))));
-
-    public void Interrupt()
+    public Task<int> WaitingAsync() => RedisAsync(async () =>
     {
-        foreach (var job in RunningJobs) Cancel(job, "interrupted");
+        int waiting = 0;
+        foreach (var model in Models()) waiting += (int)await _store.Db.SortedSetLengthAsync(RedisJobStore.QueuedKey(model.Name));
+        return waiting;
+    });
+
+    public async Task InterruptAsync()
+    {
+        foreach (var job in await RunningJobsAsync()) await CancelAsync(job, "interrupted");
     }
 
-    public void Skip()
+    public async Task SkipAsync()
     {
-        foreach (var job in RunningJobs) Redis(() => { _store.SkipImage(job.Id); return 0; });
+        foreach (var job in await RunningJobsAsync()) await RedisAsync(async () => { await _store.SkipImageAsync(job.Id); return 0; });
     }
 
     /// <summary>The status of every worker and queue, for GET /workers.</summary>
-    public JsonObject Status()
+    public async Task<JsonObject> StatusAsync()
     {
-        var workers = Redis(() => WorkerRegistry.Live(_store.Db));
+        var workers = await RedisAsync(() => WorkerRegistry.LiveAsync(_store.Db));
         var queues = new JsonObject();
         foreach (var model in workers.Select(w => w.Model).Distinct().Order(StringComparer.Ordinal))
-            queues[model] = Redis(() => _store.Db.SortedSetLength(RedisJobStore.QueuedKey(model)));
+            queues[model] = await RedisAsync(() => _store.Db.SortedSetLengthAsync(RedisJobStore.QueuedKey(model)));
         return new JsonObject
         {
             ["queue"] = Address.ToString(),
@@ -213,7 +221,7 @@ public sealed class RedisGateway : IJobQueue
     {
         try
         {
-            RefreshWorkers();
+            RefreshWorkersAsync().GetAwaiter().GetResult(); // on the refresher's own thread
             var cutoff = DateTimeOffset.UtcNow - _options.JobRetention;
             foreach (var (id, m) in _mirrors)
             {
@@ -225,9 +233,9 @@ public sealed class RedisGateway : IJobQueue
     }
 
     /// <summary>Reads the worker list now (it is otherwise read every second).</summary>
-    public void RefreshWorkers()
+    public async Task RefreshWorkersAsync()
     {
-        try { _workers = WorkerRegistry.Live(_store.Db); }
+        try { _workers = await WorkerRegistry.LiveAsync(_store.Db); }
         catch (RedisException) { }
     }
 
@@ -236,14 +244,23 @@ public sealed class RedisGateway : IJobQueue
         if (!_mirrors.TryGetValue(id, out var m) || m.Job.IsFinished || !m.Submitted) return;
         try
         {
-            if (_store.Read(id) is { } record) Apply(m, record);
+            if (_store.Read(id) is { } record) Apply(m, record, NewPreview(m, record) ? _store.Preview(id) : null);
             else m.Job.Fail($"The job {id} is no longer in the queue (Redis lost it, or it expired).", 500);
         }
         catch (Exception e) when (e is RedisException or TimeoutException) { } // the next refresh tries again
     }
 
-    /// <summary>Brings the mirror up to the record: started, progress, a new preview, the end.</summary>
-    void Apply(Mirror m, JobRecord r)
+    static bool NewPreview(Mirror m, JobRecord r) => r.PreviewVersion > m.PreviewVersion;
+
+    async Task<int> ApplyAsync(Mirror m, JobRecord r)
+    {
+        Apply(m, r, NewPreview(m, r) ? await _store.PreviewAsync(r.Id) : null);
+        return 0;
+    }
+
+    /// <summary>Brings the mirror up to the record: started, progress, a new preview (<paramref name="preview"/>, read
+    /// by the caller when the record has a newer one), the end.</summary>
+    void Apply(Mirror m, JobRecord r, byte[]? preview)
     {
         lock (m)
         {
@@ -255,7 +272,7 @@ public sealed class RedisGateway : IJobQueue
                 m.Progress = r.Progress;
                 job.Report(r.Progress);
             }
-            if (r.PreviewVersion > m.PreviewVersion && _store.Preview(r.Id) is { } png)
+            if (NewPreview(m, r) && preview is { } png)
             {
                 m.PreviewVersion = r.PreviewVersion;
                 job.ReportPreview(png);
@@ -277,11 +294,19 @@ public sealed class RedisGateway : IJobQueue
     internal T Redis<T>(Func<T> call)
     {
         try { return call(); }
-        catch (Exception e) when (RedisUnavailable.Is(e))
-        {
-            throw new QueueRefusedException($"The job queue ({Address}) cannot take requests right now ({RedisUnavailable.Reason(e)}); retry in a few seconds.", 503, 2, "QueueUnavailable");
-        }
+        catch (Exception e) when (RedisUnavailable.Is(e)) { throw Unavailable(e); }
     }
+
+    /// <summary><see cref="Redis{T}"/> for a request's own calls: awaited, so a burst of requests holds no thread while
+    /// Redis answers.</summary>
+    async Task<T> RedisAsync<T>(Func<Task<T>> call)
+    {
+        try { return await call(); }
+        catch (Exception e) when (RedisUnavailable.Is(e)) { throw Unavailable(e); }
+    }
+
+    QueueRefusedException Unavailable(Exception e) =>
+        new($"The job queue ({Address}) cannot take requests right now ({RedisUnavailable.Reason(e)}); retry in a few seconds.", 503, 2, "QueueUnavailable");
 
     public void Dispose()
     {

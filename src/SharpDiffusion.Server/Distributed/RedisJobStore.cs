@@ -166,9 +166,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     /// <summary>Queues a job; false if <paramref name="capacity"/> jobs already wait for the model. Throws if the id is taken.</summary>
-    public bool Submit(string id, string kind, string model, string payload, int capacity, TimeSpan retention)
+    public async Task<bool> SubmitAsync(string id, string kind, string model, string payload, int capacity, TimeSpan retention)
     {
-        var r = (long)Db.ScriptEvaluate(SubmitScript, [JobKey(id), QueuedKey(model), StreamKey(model)],
+        var r = (long)await Db.ScriptEvaluateAsync(SubmitScript, [JobKey(id), QueuedKey(model), StreamKey(model)],
             [id, capacity, kind, model, payload, Now, (long)PendingLifetime.TotalSeconds, Math.Max(1, (long)retention.TotalSeconds)]);
         if (r == -1)
             throw QueueRefusedException.IdTaken(id);
@@ -204,31 +204,34 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
 
     /// <summary>Ends as cancelled a job still running on <paramref name="worker"/>, a worker no longer alive (nobody would
     /// ever end it); its stream entry is acknowledged by whichever worker takes it over later.</summary>
-    public bool EndAbandoned(string id, string model, string worker, string reason) =>
-        (long)Db.ScriptEvaluate(EndAbandonedScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, reason, Now]) == 1;
+    public async Task<bool> EndAbandonedAsync(string id, string model, string worker, string reason) =>
+        (long)await Db.ScriptEvaluateAsync(EndAbandonedScript, [JobKey(id), QueuedKey(model), Stats], [id, worker, reason, Now]) == 1;
 
     /// <summary>Asks for a cancellation: a waiting job ends at once ("cancelled"); a running one ("running") is told over
     /// <see cref="Control"/> and stops at its next step.</summary>
-    public string Cancel(string id, string model, string reason)
+    public async Task<string> CancelAsync(string id, string model, string reason)
     {
-        string r = (string)Db.ScriptEvaluate(CancelScript, [JobKey(id), QueuedKey(model), Stats], [id, reason, Now])!;
+        string r = (string)(await Db.ScriptEvaluateAsync(CancelScript, [JobKey(id), QueuedKey(model), Stats], [id, reason, Now]))!;
         if (r == "running")
-            Bus.Publish(Control, new JsonObject { ["id"] = id, ["action"] = "cancel", ["reason"] = reason }.ToJsonString());
+            await Bus.PublishAsync(Control, new JsonObject { ["id"] = id, ["action"] = "cancel", ["reason"] = reason }.ToJsonString());
         return r;
     }
 
-    public void SkipImage(string id) =>
-        Bus.Publish(Control, new JsonObject { ["id"] = id, ["action"] = "skip" }.ToJsonString());
+    public Task SkipImageAsync(string id) =>
+        Bus.PublishAsync(Control, new JsonObject { ["id"] = id, ["action"] = "skip" }.ToJsonString());
 
     static readonly RedisValue[] RecordFields =
         ["id", "kind", "model", "state", "created", "progress", "preview_version", "error", "error_status", "worker", "cancel", "attempts", "result"];
 
     /// <summary>The job's record (with its result once completed: the field exists only then), or null when there is no
     /// such job (never was, or expired).</summary>
-    public JobRecord? Read(string id)
+    public JobRecord? Read(string id) => Record(Db.HashGet(JobKey(id), RecordFields, CommandFlags.DemandMaster));
+
+    public async Task<JobRecord?> ReadAsync(string id) => Record(await Db.HashGetAsync(JobKey(id), RecordFields, CommandFlags.DemandMaster));
+
+    // Read from the primary only: a lagging replica (Sentinel mode, primary away) could say a live job does not exist.
+    static JobRecord? Record(RedisValue[] v)
     {
-        // From the primary only: a lagging replica (Sentinel mode, primary away) could say a live job does not exist.
-        var v = Db.HashGet(JobKey(id), RecordFields, CommandFlags.DemandMaster);
         if (v[3].IsNull) return null;
         return new JobRecord((string)v[0]!, (string?)v[1] ?? "txt2img", (string?)v[2] ?? "", (string)v[3]!,
             DateTimeOffset.FromUnixTimeMilliseconds((long)v[4]), ParseProgress((string?)v[5]), (int)v[6], (string?)v[7],
@@ -240,15 +243,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis)
     public void SaveSettings(JsonObject changes) =>
         Db.HashSet(Settings, changes.Select(c => new HashEntry(c.Key, c.Value?.ToJsonString() ?? "null")).ToArray());
 
-    public JsonObject LoadSettings()
+    public async Task<JsonObject> LoadSettingsAsync()
     {
         var stored = new JsonObject();
-        foreach (var field in Db.HashGetAll(Settings))
+        foreach (var field in await Db.HashGetAllAsync(Settings))
             stored[(string)field.Name!] = JsonNode.Parse((string)field.Value!);
         return stored;
     }
 
     public byte[]? Preview(string id) => (byte[]?)Db.HashGet(JobKey(id), "preview");
+
+    public async Task<byte[]?> PreviewAsync(string id) => (byte[]?)await Db.HashGetAsync(JobKey(id), "preview");
 
     /// <summary>Progress and preview of a job running on <paramref name="worker"/>; fire-and-forget (a lost update is
     /// replaced by the next).</summary>

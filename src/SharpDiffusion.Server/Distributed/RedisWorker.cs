@@ -62,6 +62,7 @@ public sealed class RedisWorker : IDisposable
     {
         var address = RedisAddress.Parse(options.Queue);
         if (options.Server.Threads is int threads) TorchRuntime.Initialize(threads);
+        else TorchRuntime.TurnOffNnpack();
         var catalog = new ModelCatalog(options.Server.Model, null);
         var host = new ModelHost(options.Server, catalog);
         try

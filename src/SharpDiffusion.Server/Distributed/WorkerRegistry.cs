@@ -53,15 +53,15 @@ public static class WorkerRegistry
     }
 
     /// <summary>The workers heard of within <see cref="Lifetime"/>, by name.</summary>
-    public static IReadOnlyList<WorkerInfo> Live(IDatabase db)
+    public static async Task<IReadOnlyList<WorkerInfo>> LiveAsync(IDatabase db)
     {
         long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        db.SortedSetRemoveRangeByScore(RedisJobStore.Workers, double.NegativeInfinity, now - Lifetime.TotalMilliseconds, flags: CommandFlags.FireAndForget);
-        var names = db.SortedSetRangeByScoreWithScores(RedisJobStore.Workers, now - Lifetime.TotalMilliseconds);
+        await db.SortedSetRemoveRangeByScoreAsync(RedisJobStore.Workers, double.NegativeInfinity, now - Lifetime.TotalMilliseconds, flags: CommandFlags.FireAndForget);
+        var names = await db.SortedSetRangeByScoreWithScoresAsync(RedisJobStore.Workers, now - Lifetime.TotalMilliseconds);
         var list = new List<WorkerInfo>();
         foreach (var entry in names)
         {
-            var h = db.HashGetAll(RedisJobStore.WorkerKey((string)entry.Element!)).ToDictionary(e => (string)e.Name!, e => e.Value);
+            var h = (await db.HashGetAllAsync(RedisJobStore.WorkerKey((string)entry.Element!))).ToDictionary(e => (string)e.Name!, e => e.Value);
             if (!h.ContainsKey("model")) continue;
             string S(string k) => h.TryGetValue(k, out var v) ? (string?)v ?? "" : "";
             var embeddings = JsonNode.Parse(S("embeddings") is { Length: > 0 } j ? j : "[]")!.AsArray().Select(n => (string)n!).ToList();

@@ -65,19 +65,19 @@ public sealed class ServerContext : IDisposable
     public static string NewJobId() => $"task({Guid.NewGuid():N}"[..21] + ")";
 
     /// <summary>Queues a generation and returns its job.</summary>
-    public Job Submit(GenerationRequest request, string kind)
+    public async Task<Job> SubmitAsync(GenerationRequest request, string kind)
     {
         if (Gateway is null)
             return LocalQueue!.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work!.Run(job, request)));
         var model = ServedModel(request.Checkpoint);
         if (model is null)
         {
-            Gateway.RefreshWorkers(); // a worker that started within the last second
+            await Gateway.RefreshWorkersAsync(); // a worker that started within the last second
             model = ServedModel(request.Checkpoint);
         }
         if (model is null && request.Checkpoint is { } name)
             throw new ArgumentException($"Model '{name}' not found: no worker serves it; GET /sdapi/v1/sd-models lists the names served ({Served()}).");
-        return Gateway.Submit(request, kind, (model ?? throw new QueueRefusedException(
+        return await Gateway.SubmitAsync(request, kind, (model ?? throw new QueueRefusedException(
             "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5, "NoWorker")).Name, Settings);
     }
 
@@ -108,20 +108,20 @@ public sealed class ServerContext : IDisposable
 
     /// <summary>An A1111-style request body as this server's request: with the options in effect now (for a gateway, the
     /// ones set through any gateway).</summary>
-    public GenerationRequest ParseRequest(JsonObject body, string task)
+    public async Task<GenerationRequest> ParseRequestAsync(JsonObject body, string task)
     {
-        SyncSettings();
+        await SyncSettingsAsync();
         return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory);
     }
 
     /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.
     /// A read that a change through this gateway overtook is not applied (it would undo the change until the next read).</summary>
-    public void SyncSettings()
+    public async Task SyncSettingsAsync()
     {
         if (Gateway is null) return;
         int seen;
         lock (_settingsGate) seen = _settingsVersion;
-        var stored = Gateway.LoadSettings();
+        var stored = await Gateway.LoadSettingsAsync();
         lock (_settingsGate)
         {
             if (seen != _settingsVersion) return;
@@ -138,7 +138,7 @@ public sealed class ServerContext : IDisposable
         try { await job.Finished.WaitAsync(clientGone); }
         catch (OperationCanceledException) when (clientGone.IsCancellationRequested)
         {
-            Queue.Cancel(job, "the client disconnected");
+            await Queue.CancelAsync(job, "the client disconnected");
             throw;
         }
     }

@@ -32,6 +32,7 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
     public static async Task<SharpDiffusionServer> StartAsync(ServerOptions options, bool loadModel = true)
     {
         if (options.Threads is int threads) TorchRuntime.Initialize(threads);
+        else TorchRuntime.TurnOffNnpack();
         var context = new ServerContext(options);
         try
         {

@@ -2,28 +2,30 @@ namespace SharpDiffusion.Server.Jobs;
 
 /// <summary>
 /// Where the endpoints find and steer jobs: the in-process <see cref="JobQueue"/> (one worker thread beside the API)
-/// or a <see cref="Distributed.RedisGateway"/> (workers elsewhere, pulling from Redis streams).
+/// or a <see cref="Distributed.RedisGateway"/> (workers elsewhere, pulling from Redis streams). What may ask Redis is
+/// awaited: a request never holds a thread while Redis answers (a burst of requests that did starved the thread pool
+/// that reads Redis's replies, issue 20).
 /// </summary>
 public interface IJobQueue : IDisposable
 {
     /// <summary>A job by id (finished ones while they are kept), or null.</summary>
-    Job? Find(string id);
+    Task<Job?> FindAsync(string id);
 
     /// <summary>1-based place in the queue; 0 = running; null = not waiting.</summary>
-    int? PositionOf(Job job);
+    Task<int?> PositionOfAsync(Job job);
 
     /// <summary>Cancels a job wherever it is: a waiting one at once, a running one at its next step; false if it had ended.</summary>
-    bool Cancel(Job job, string reason = "cancelled");
+    Task<bool> CancelAsync(Job job, string reason = "cancelled");
 
     /// <summary>The jobs running now (in-process: at most one).</summary>
-    IReadOnlyList<Job> RunningJobs { get; }
+    Task<IReadOnlyList<Job>> RunningJobsAsync();
 
     /// <summary>Jobs waiting to run (not counting the running ones).</summary>
-    int Waiting { get; }
+    Task<int> WaitingAsync();
 
     /// <summary>A1111's /interrupt: every running job is cancelled.</summary>
-    void Interrupt();
+    Task InterruptAsync();
 
     /// <summary>A1111's /skip: every running job skips its current image.</summary>
-    void Skip();
+    Task SkipAsync();
 }

@@ -22,26 +22,26 @@ public static class JobEndpoints
             string task = body["task"] is JsonValue v && v.TryGetValue(out string? t) ? t : "txt2img";
             if (task is not ("txt2img" or "img2img"))
                 throw new RequestValidationException([new FieldError("task", "must be txt2img or img2img", "value_error")]);
-            var request = server.ParseRequest(body, task);
-            var job = server.Submit(request, task);
-            return new JsonResult(202, job.Describe(server.Queue.PositionOf(job), withResult: false));
+            var request = await server.ParseRequestAsync(body, task);
+            var job = await server.SubmitAsync(request, task);
+            return new JsonResult(202, job.Describe(await server.Queue.PositionOfAsync(job), withResult: false));
         }));
-        app.MapGet("/jobs/{id}", (string id, HttpContext c) => ApiCall.A1111(c, () =>
+        app.MapGet("/jobs/{id}", (string id, HttpContext c) => ApiCall.A1111(c, async () =>
         {
-            var job = Find(server, id);
-            return Task.FromResult<IResult>(new JsonResult(200, job.Describe(server.Queue.PositionOf(job), withResult: true)));
+            var job = await FindAsync(server, id);
+            return new JsonResult(200, job.Describe(await server.Queue.PositionOfAsync(job), withResult: true));
         }));
         app.MapDelete("/jobs/{id}", (string id, HttpContext c) => ApiCall.A1111(c, () => Cancel(server, id)));
         app.MapPost("/jobs/{id}/cancel", (string id, HttpContext c) => ApiCall.A1111(c, () => Cancel(server, id)));
         app.MapGet("/jobs/{id}/events", (string id, HttpContext c) => ApiCall.A1111(c, () => Events(c, server, id)));
-        app.MapGet("/workers", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult<IResult>(new JsonResult(200, Workers(server)))));
+        app.MapGet("/workers", (HttpContext c) => ApiCall.A1111(c, async () => new JsonResult(200, await WorkersAsync(server))));
     }
 
     /// <summary>Who generates: with a Redis queue every live worker (model, current job) and each model's waiting jobs;
     /// in one process the process itself.</summary>
-    static JsonObject Workers(ServerContext server)
+    static async Task<JsonObject> WorkersAsync(ServerContext server)
     {
-        if (server.Gateway is { } gateway) return gateway.Status();
+        if (server.Gateway is { } gateway) return await gateway.StatusAsync();
         var model = server.CurrentModel!;
         return new JsonObject
         {
@@ -52,30 +52,30 @@ public static class JobEndpoints
                 ["model"] = model.Name,
                 ["title"] = model.Title(server.HashOf(model)),
                 ["hash"] = server.HashOf(model),
-                ["job"] = server.Queue.RunningJobs.FirstOrDefault()?.Id,
+                ["job"] = (await server.Queue.RunningJobsAsync()).FirstOrDefault()?.Id,
                 ["host"] = Environment.MachineName,
                 ["pid"] = Environment.ProcessId,
                 ["threads"] = server.Options.Threads ?? Environment.ProcessorCount,
             }),
-            ["waiting"] = new JsonObject { [model.Name] = server.Queue.Waiting },
+            ["waiting"] = new JsonObject { [model.Name] = await server.Queue.WaitingAsync() },
         };
     }
 
-    static Job Find(ServerContext server, string id) =>
-        server.Queue.Find(id) ?? throw new KeyNotFoundException($"No job '{id}' (finished jobs are kept for {server.Options.JobRetention.TotalMinutes:0} minutes).");
+    static async Task<Job> FindAsync(ServerContext server, string id) =>
+        await server.Queue.FindAsync(id) ?? throw new KeyNotFoundException($"No job '{id}' (finished jobs are kept for {server.Options.JobRetention.TotalMinutes:0} minutes).");
 
-    static Task<IResult> Cancel(ServerContext server, string id)
+    static async Task<IResult> Cancel(ServerContext server, string id)
     {
-        var job = Find(server, id);
-        server.Queue.Cancel(job, "cancelled by a client");
-        return Task.FromResult<IResult>(new JsonResult(200, job.Describe(null, withResult: false)));
+        var job = await FindAsync(server, id);
+        await server.Queue.CancelAsync(job, "cancelled by a client");
+        return new JsonResult(200, job.Describe(null, withResult: false));
     }
 
     /// <summary>"event: progress" whenever the job changes (with "preview": a data: URL when a new one exists), then one
     /// "event: done" with the result, and the stream ends. A comment every 15 s keeps proxies from closing it.</summary>
     static async Task<IResult> Events(HttpContext context, ServerContext server, string id)
     {
-        var job = Find(server, id);
+        var job = await FindAsync(server, id);
         var response = context.Response;
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
@@ -89,7 +89,7 @@ public static class JobEndpoints
             if (job.Version != sent || finished)
             {
                 sent = job.Version;
-                var state = job.Describe(server.Queue.PositionOf(job), withResult: finished);
+                var state = job.Describe(await server.Queue.PositionOfAsync(job), withResult: finished);
                 if (job.PreviewVersion != previewSent && job.Preview is { } png)
                 {
                     previewSent = job.PreviewVersion;

@@ -135,6 +135,15 @@ public sealed class JobQueue : IJobQueue
                 _jobs.TryRemove(id, out _);
     }
 
+    // The interface's awaitable calls: nothing here waits.
+    Task<Job?> IJobQueue.FindAsync(string id) => Task.FromResult(Find(id));
+    Task<int?> IJobQueue.PositionOfAsync(Job job) => Task.FromResult(PositionOf(job));
+    Task<bool> IJobQueue.CancelAsync(Job job, string reason) => Task.FromResult(Cancel(job, reason));
+    Task<IReadOnlyList<Job>> IJobQueue.RunningJobsAsync() => Task.FromResult(RunningJobs);
+    Task<int> IJobQueue.WaitingAsync() => Task.FromResult(Waiting);
+    Task IJobQueue.InterruptAsync() { Interrupt(); return Task.CompletedTask; }
+    Task IJobQueue.SkipAsync() { Skip(); return Task.CompletedTask; }
+
     public void Dispose()
     {
         lock (_gate)

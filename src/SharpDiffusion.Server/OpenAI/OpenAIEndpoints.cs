@@ -66,14 +66,14 @@ public sealed class OpenAIEndpoints(ServerContext server)
         if (model is not null && server.Catalog.Find(model) is { } entry)
             a1111["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = entry.Name };
         GenerationRequest request;
-        try { request = server.ParseRequest(a1111, "txt2img"); }
+        try { request = await server.ParseRequestAsync(a1111, "txt2img"); }
         catch (RequestValidationException e)
         {
             // width and height are not OpenAI fields: the client sent "size", so the error names it.
             throw new RequestValidationException(e.Errors.Select(x => x.Field is "width" or "height"
                 ? x with { Field = "size", Message = $"'{size}': {x.Field} {x.Message}" } : x).ToList());
         }
-        var job = server.Submit(request, "openai");
+        var job = await server.SubmitAsync(request, "openai");
         await server.WaitAsync(job, context.RequestAborted);
         if (job.State == JobState.Failed)
             return ApiErrors.OpenAI(job.ErrorStatus == 422 ? 400 : 500, job.Error ?? "failed", job.ErrorStatus == 422 ? "invalid_request_error" : "server_error");

@@ -51,6 +51,16 @@ public static class AtomicFiles
             throw new DirectoryNotFoundException($"The output folder {Printable(dir)} does not exist; create it or choose another path.");
         if (File.Exists(path) && new FileInfo(path).IsReadOnly)
             throw new UnauthorizedAccessException($"The output {shown} exists and is read-only; choose another name.");
+        CheckFolderTakesFiles(dir, shown);
+    }
+
+    /// <summary>Checks before any work that files can be created in the existing folder <paramref name="dir"/>.</summary>
+    public static void CheckWritableFolder(string dir) => CheckFolderTakesFiles(Path.GetFullPath(dir), Printable(dir));
+
+    /// <summary>Creates and deletes a temporary file in <paramref name="dir"/>; the error names <paramref name="shown"/>, what
+    /// the user asked for, and never the temporary name.</summary>
+    static void CheckFolderTakesFiles(string dir, string shown)
+    {
         string probe = Path.Combine(dir, $".{Guid.NewGuid():N}.probe");
         try
         {
@@ -58,9 +68,18 @@ public static class AtomicFiles
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UnauthorizedAccessException($"Cannot write into the folder {Printable(dir)} ({e.Message.TrimEnd('.')}); choose another output path.");
+            throw new UnauthorizedAccessException($"Cannot write {shown}: {Why(e)} in {Printable(dir)}; choose another output path.");
         }
     }
+
+    /// <summary>Why the file system refused a file, in its words but without the file's name (a temporary one the user
+    /// never gave): "permission denied", "Read-only file system", "No space left on device".</summary>
+    static string Why(Exception e) => e switch
+    {
+        UnauthorizedAccessException => "permission denied",
+        FileNotFoundException or DirectoryNotFoundException => "no file can be created", // /proc, /sys: ENOENT on create
+        _ => System.Text.RegularExpressions.Regex.Replace(e.Message, @"\s*:?\s*'[^']*'", "").Trim().TrimEnd('.'),
+    };
 
     /// <summary>The text with control characters shown as \uXXXX, safe to print on a terminal.</summary>
     public static string Printable(string text) =>
@@ -71,7 +90,7 @@ public static class AtomicFiles
         try { write(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new IOException($"Could not write {Printable(path)}: {e.Message}", e);
+            throw new IOException($"Could not write {Printable(path)}: {Why(e)}", e);
         }
     }
 }

@@ -14,7 +14,7 @@ public class OutputCommandTests
     public static IEnumerable<object[]> Unwritable() =>
     [
         ["a folder", Path.GetTempPath().TrimEnd('/'), "is a folder"],
-        ["a pseudo file system", "/proc/out.png", "Cannot write into the folder /proc"],
+        ["a pseudo file system", "/proc/out.png", "Cannot write /proc/out.png: no file can be created in /proc"],
         ["a 300-character name", Path.Combine(Path.GetTempPath(), new string('n', 296) + ".png"), "file systems take at most 255"],
         ["a missing folder", "/nonexistent-folder/out.png", "does not exist"],
     ];
@@ -29,6 +29,7 @@ public class OutputCommandTests
         Assert.Single(err.TrimEnd('\n').Split('\n'));
         Assert.DoesNotContain("Opening model", stdout);
         Assert.DoesNotContain(".tmp", err);
+        Assert.DoesNotContain(".probe", err); // the user's file is named, never our temporary one
     }
 
     [Fact]
@@ -38,6 +39,7 @@ public class OutputCommandTests
         string first = dir.File("a.png");
         var e = Assert.Throws<IOException>(() => AtomicFiles.WriteAll([(first, [1, 2, 3]), ("/proc/b.png", [4, 5, 6])]));
         Assert.StartsWith("Could not write /proc/b.png", e.Message);
+        Assert.DoesNotContain(".tmp", e.Message);
         Assert.Empty(Directory.GetFiles(dir.Path));
     }
 

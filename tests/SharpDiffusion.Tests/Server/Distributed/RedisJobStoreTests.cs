@@ -35,7 +35,7 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     static string Submit(RedisJobStore store, int capacity = 10)
     {
         string id = Guid.NewGuid().ToString("N");
-        Assert.True(store.Submit(id, "txt2img", Model, new JsonObject { ["prompt"] = "x" }.ToJsonString(), capacity, Retention));
+        Assert.True(store.SubmitAsync(id, "txt2img", Model, new JsonObject { ["prompt"] = "x" }.ToJsonString(), capacity, Retention).GetAwaiter().GetResult());
         return id;
     }
 
@@ -97,18 +97,18 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_cancelled_job_left_running_by_a_gone_worker_ends_and_its_entry_is_acknowledged_by_the_next_worker()
+    public async Task A_cancelled_job_left_running_by_a_gone_worker_ends_and_its_entry_is_acknowledged_by_the_next_worker()
     {
         using var redis = StoreOnRedis.Start();
         var store = redis.Store;
         var (id, entry) = StartedOn(store, "gone");
-        Assert.Equal("running", store.Cancel(id, Model, "cancelled by a client"));
-        Assert.False(store.EndAbandoned(id, Model, "someone-else", "cancelled by a client")); // only the worker it runs on
-        Assert.True(store.EndAbandoned(id, Model, "gone", "cancelled by a client"));
+        Assert.Equal("running", await store.CancelAsync(id, Model, "cancelled by a client"));
+        Assert.False(await store.EndAbandonedAsync(id, Model, "someone-else", "cancelled by a client")); // only the worker it runs on
+        Assert.True(await store.EndAbandonedAsync(id, Model, "gone", "cancelled by a client"));
         var record = store.Read(id)!;
         Assert.Equal(("cancelled", "cancelled by a client"), (record.State, record.Error));
         Assert.Null(record.Result);
-        Assert.False(store.EndAbandoned(id, Model, "gone", "again")); // ended once
+        Assert.False(await store.EndAbandonedAsync(id, Model, "gone", "again")); // ended once
 
         // Later another worker takes the entry over: the job does not run again, and the entry goes.
         var taken = store.Db.StreamAutoClaim(RedisJobStore.StreamKey(Model), RedisJobStore.Group, "next", 0, "0-0", 1).ClaimedEntries;
@@ -120,18 +120,18 @@ public class RedisJobStoreTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void The_waiting_set_is_bounded_and_a_capacity_of_zero_still_takes_a_job_when_none_waits()
+    public async Task The_waiting_set_is_bounded_and_a_capacity_of_zero_still_takes_a_job_when_none_waits()
     {
         using var redis = StoreOnRedis.Start();
         var store = redis.Store;
         string first = Submit(store, capacity: 0);
-        Assert.False(store.Submit("second", "txt2img", Model, "{}", 0, Retention)); // one waits: refused
+        Assert.False(await store.SubmitAsync("second", "txt2img", Model, "{}", 0, Retention)); // one waits: refused
         Deliver(store, "w");
         Assert.Equal("run", store.Start(first, Model, "w").Outcome); // taken: none waits
         Submit(store, capacity: 0);
 
         Submit(store, capacity: 2);
-        Assert.False(store.Submit("third", "txt2img", Model, "{}", 2, Retention));
+        Assert.False(await store.SubmitAsync("third", "txt2img", Model, "{}", 2, Retention));
         Assert.Null(store.Read("third"));
     }
 
@@ -181,7 +181,7 @@ public class RedisJobStoreTests(ITestOutputHelper output)
         });
         try
         {
-            await Api.PollAsync(() => Task.FromResult(WorkerRegistry.Live(store.Db)), live => live.Count == 1, TimeSpan.FromSeconds(30), "the replica in sync");
+            await Api.PollAsync(() => WorkerRegistry.LiveAsync(store.Db), live => live.Count == 1, TimeSpan.FromSeconds(30), "the replica in sync");
             using var gateway = await ServerProcess.StartAsync("--queue", replica.Url);
             using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
             var reply = await http.PostAsync($"{gateway.Url}/jobs", new JsonObject { ["prompt"] = "x" });

@@ -18,29 +18,31 @@ public class RedisQueueTests(ITestOutputHelper output)
 {
     const int Steps = 30;
     static string Prompt(int k) => $"a {(k % 2 == 0 ? "red" : "blue")} circle, ({(k % 3 == 0 ? "green" : "yellow")}:1.2) square {k}";
-    static long Seed(int k) => 500 + k;
+    internal static long Seed(int k) => 500 + k;
 
-    static JsonObject Body(int k) => new()
+    internal static JsonObject Body(int k, int steps = Steps) => new()
     {
-        ["prompt"] = Prompt(k), ["negative_prompt"] = "blurry", ["seed"] = Seed(k), ["steps"] = Steps, ["cfg_scale"] = 6.5,
+        ["prompt"] = Prompt(k), ["negative_prompt"] = "blurry", ["seed"] = Seed(k), ["steps"] = steps, ["cfg_scale"] = 6.5,
         ["sampler_name"] = "Euler", ["width"] = 64, ["height"] = 64,
     };
 
     /// <summary>`generate` in this process for the same settings: the bytes every job with them must answer.</summary>
-    static byte[] Reference(int k, TempDir dir, params string[] more)
+    internal static byte[] Reference(int k, TempDir dir, params string[] more) => Reference(k, Steps, dir, more);
+
+    internal static byte[] Reference(int k, int steps, TempDir dir, params string[] more)
     {
-        string file = dir.File($"cli-{k}{string.Concat(more)}.png");
+        string file = dir.File($"cli-{k}-{steps}{string.Concat(more)}.png");
         var r = GenerateCommandTests.Run(["generate", "--model", Repo.ShippedModel, "--prompt", Prompt(k), "--negative-prompt", "blurry",
-            "--prompt-syntax", "a1111", "--scheduler", "Euler", "--seed", Seed(k).ToString(), "--steps", Steps.ToString(), "--guidance", "6.5",
+            "--prompt-syntax", "a1111", "--scheduler", "Euler", "--seed", Seed(k).ToString(), "--steps", steps.ToString(), "--guidance", "6.5",
             "--width", "64", "--height", "64", "--threads", "1", "--output", file, .. more]);
         Assert.True(r.Code == 0, r.Err);
         return File.ReadAllBytes(file);
     }
 
-    static async Task<JsonNode> JobAsync(HttpClient client, string url, string id) =>
+    internal static async Task<JsonNode> JobAsync(HttpClient client, string url, string id) =>
         (await client.GetJsonAsync($"{url}/jobs/{Uri.EscapeDataString(id)}")).Ok().Json;
 
-    static string State(JsonNode job) => (string)job["state"]!;
+    internal static string State(JsonNode job) => (string)job["state"]!;
 
     /// <summary>The job once it has ended (completed, failed or cancelled), polled through <paramref name="url"/>.</summary>
     static Task<JsonNode> EndedAsync(HttpClient http, string url, string id, int minutes = 2) =>
@@ -111,7 +113,7 @@ public class RedisQueueTests(ITestOutputHelper output)
         finally { gateway.Dispose(); }
     }
 
-    static async Task<string?> JobOfAsync(HttpClient http, string url, string worker)
+    internal static async Task<string?> JobOfAsync(HttpClient http, string url, string worker)
     {
         var status = (await http.GetJsonAsync($"{url}/workers")).Ok().Json;
         return status["workers"]!.AsArray().Where(w => (string?)w!["name"] == worker).Select(w => (string?)w!["job"]).FirstOrDefault();
