@@ -8,7 +8,8 @@ namespace SharpDiffusion.Models.T5;
 /// T5Block of the encoder, two pre-norm residual layers named as transformers' state dict:
 /// <c>layer.0</c> h += SelfAttention(layer_norm(h)); <c>layer.1</c> h += DenseReluDense(layer_norm(h)).
 /// In float16, values are clamped below the dtype's maximum after each layer as transformers does (T5's
-/// activations outgrow float16; bfloat16 or float32 are the better compute dtypes).
+/// activations outgrow float16: bfloat16 or float32 are the better compute dtypes; see also
+/// <see cref="T5DenseGatedActDense.KeepOutputProjectionInFloat32"/>).
 /// </summary>
 public sealed class T5Block : Module<Tensor, Tensor, Tensor>
 {
@@ -31,6 +32,10 @@ public sealed class T5Block : Module<Tensor, Tensor, Tensor>
         h = ClampFloat16(_feedForward.call(h));
         return h.MoveToOuterDisposeScope();
     }
+
+    /// <summary>h + update, promoted as torch promotes (a float32 update lifts a float16 stream: see
+    /// <see cref="T5DenseGatedActDense.KeepOutputProjectionInFloat32"/>); in place into the update when dtypes agree.</summary>
+    internal static Tensor Residual(Tensor h, Tensor update) => update.dtype == h.dtype ? Reuse.Add(update, h) : h + update;
 
     // transformers: clamp to ±(max − 1000) when any value overflowed to inf, else to ±max.
     static Tensor ClampFloat16(Tensor h)
@@ -60,7 +65,7 @@ public sealed class T5LayerSelfAttention : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor positionBias)
     {
         using var scope = NewDisposeScope();
-        return Reuse.Add(_selfAttention.call(_norm.Forward(h), positionBias), h).MoveToOuterDisposeScope();
+        return T5Block.Residual(h, _selfAttention.call(_norm.Forward(h), positionBias)).MoveToOuterDisposeScope();
     }
 }
 
@@ -81,6 +86,6 @@ public sealed class T5LayerFF : Module<Tensor, Tensor>
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        return Reuse.Add(_dense.call(_norm.Forward(h)), h).MoveToOuterDisposeScope();
+        return T5Block.Residual(h, _dense.call(_norm.Forward(h))).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -20,6 +21,10 @@ public sealed class T5DenseGatedActDense : Module<Tensor, Tensor>
         register_module("wi_1", _wi1);
         register_module("wo", _wo);
     }
+
+    /// <summary>transformers' <c>_keep_in_fp32_modules = ["wo"]</c> for float16 models: wo's product overflows float16,
+    /// so wo stays float32 and its output (float32) lifts the residual stream to float32 from there on.</summary>
+    public void KeepOutputProjectionInFloat32() => _wo.to(ScalarType.Float32);
 
     public override Tensor forward(Tensor x)
     {

@@ -61,10 +61,15 @@ public sealed class T5EncoderModel : Module<Tensor, Tensor>
         // A whole T5 (encoder-decoder) file loads too: transformers' T5EncoderModel skips the decoder, and so do we.
         bool hasShared = keys.Contains("shared.weight");
         var placement = new WeightPlacement(options.DType, new Device(options.Device), ChannelsLastConvs: false);
-        return ComponentLoader.Create(() => new T5EncoderModel(config), options, m => WeightFiles.LoadInto(m, files, placement,
-            rename: k => k == "encoder.embed_tokens.weight" ? "shared.weight" : k,
-            ignore: k => (k == "encoder.embed_tokens.weight" && hasShared) || k.StartsWith("decoder.", StringComparison.Ordinal)
-                || k == "lm_head.weight"));
+        return ComponentLoader.Create(() => new T5EncoderModel(config), options, m =>
+        {
+            WeightFiles.LoadInto(m, files, placement,
+                rename: k => k == "encoder.embed_tokens.weight" ? "shared.weight" : k,
+                ignore: k => (k == "encoder.embed_tokens.weight" && hasShared) || k.StartsWith("decoder.", StringComparison.Ordinal)
+                    || k == "lm_head.weight");
+            if (options.DType == ScalarType.Float16)
+                foreach (var dense in m.modules().OfType<T5DenseGatedActDense>()) dense.KeepOutputProjectionInFloat32();
+        });
     }
 
     static HashSet<string> StoredKeys(IReadOnlyList<string> files)
