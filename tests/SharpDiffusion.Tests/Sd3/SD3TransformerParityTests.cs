@@ -45,6 +45,24 @@ public class SD3TransformerParityTests(ITestOutputHelper output)
         Assert.True(diff > 0, "bf16 gave the fp32 result exactly: is the bf16 path running?");
     }
 
+    /// <summary>With LowMemory the weights (RMS norm scales and the position table too, which our own modules hold) leave
+    /// memory after each use and are read again at the next, with the same result.</summary>
+    [Fact]
+    public void Low_memory_transformer_reads_its_weights_again_at_each_use()
+    {
+        using var _ = inference_mode();
+        var golden = Golden.Load("v3", "sd3", "tiny-sd35", "transformer.safetensors");
+        var weights = ComponentLoader.SD3Transformer(ModelDir("tiny-sd35"), new LoadOptions { LowMemory = true });
+        using var transformer = (SD3Transformer2DModel)weights.Module;
+        Assert.False(weights.Resident);
+        for (int use = 0; use < 2; use++)
+        {
+            using (weights.Use())
+                Golden.AssertClose(transformer.Forward(Input(golden, ScalarType.Float32)), golden["out"], what: $"use {use}");
+            Assert.False(weights.Resident);
+        }
+    }
+
     [Theory]
     [InlineData(12, 9, "not a multiple of patch_size 2")]           // 9 latent pixels: not whole patches
     [InlineData(66, 8, "larger than pos_embed_max_size × patch_size")] // 33 patches > pos_embed_max_size 32
