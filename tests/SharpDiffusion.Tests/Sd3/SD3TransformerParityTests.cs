@@ -27,6 +27,34 @@ public class SD3TransformerParityTests(ITestOutputHelper output)
         output.WriteLine($"{model} transformer max |diff| {diff:E3} (max |expected| {Golden.MaxAbs(golden["out"]):E3})");
     }
 
+    /// <summary>Every golden SD3 pipeline case stores the inputs and output of its first transformer call: real text
+    /// conditioning (CLIP ‖ T5, or zero T5 rows), CFG batches, and non-square latents (96×128: the position table is cropped
+    /// off-centre differently per axis).</summary>
+    public static TheoryData<string, string> PipelineCases()
+    {
+        var cases = new TheoryData<string, string>();
+        foreach (var model in new[] { "tiny-sd3", "tiny-sd35" })
+        foreach (var path in Directory.GetFiles(Golden.Path("v3", "sd3", model), "*.safetensors").Order(StringComparer.Ordinal))
+        {
+            using var file = SafetensorsFile.Open(path);
+            if (file.Contains("denoiser_output_call0")) cases.Add(model, System.IO.Path.GetFileName(path));
+        }
+        return cases;
+    }
+
+    [Theory]
+    [MemberData(nameof(PipelineCases))]
+    public void Transformer_matches_the_first_call_of_each_pipeline_case(string model, string caseFile)
+    {
+        using var _ = inference_mode();
+        var golden = Golden.Load("v3", "sd3", model, caseFile);
+        using var transformer = ComponentLoader.LoadSD3Transformer(ModelDir(model));
+        var input = new SD3Transformer2DInput(golden["denoiser_call0_hidden_states"], golden["denoiser_call0_timestep"],
+            golden["denoiser_call0_encoder_hidden_states"], golden["denoiser_call0_pooled_projections"]);
+        double diff = Golden.AssertClose(transformer.Forward(input), golden["denoiser_output_call0"], what: caseFile);
+        output.WriteLine($"{model}/{caseFile} first transformer call max |diff| {diff:E3}");
+    }
+
     /// <summary>bf16 compute is not bit-faithful: the result must stay within a few bf16 roundings of the fp32 reference, and be bf16.</summary>
     [Theory]
     [InlineData("tiny-sd3")]

@@ -14,7 +14,8 @@ namespace SharpDiffusion.Models.Transformers;
 public sealed class JointTransformerBlock : Module
 {
     readonly AdaLayerNormZero _norm1;
-    readonly Module _norm1Context; // AdaLayerNormZero, or AdaLayerNormContinuous when context_pre_only
+    readonly AdaLayerNormZero? _norm1Context;               // the text stream goes on
+    readonly AdaLayerNormContinuous? _norm1ContextLast;      // context_pre_only (also "norm1_context" in the weights)
     readonly JointAttention _attn;
     readonly JointAttention? _attn2;
     readonly GeluFeedForward _ff;
@@ -27,10 +28,11 @@ public sealed class JointTransformerBlock : Module
     {
         ContextPreOnly = contextPreOnly;
         _norm1 = new AdaLayerNormZero(dim, dual: dualAttention);
-        _norm1Context = contextPreOnly ? new AdaLayerNormContinuous(dim, dim) : new AdaLayerNormZero(dim, dual: false);
+        if (contextPreOnly) _norm1ContextLast = new AdaLayerNormContinuous(dim, dim);
+        else _norm1Context = new AdaLayerNormZero(dim, dual: false);
         _attn = new JointAttention(dim, heads, headDim, hasContext: true, contextPreOnly, qkRmsNorm);
         register_module("norm1", _norm1);
-        register_module("norm1_context", _norm1Context);
+        register_module("norm1_context", (Module?)_norm1Context ?? _norm1ContextLast!);
         register_module("attn", _attn);
         if (dualAttention)
         {
@@ -54,15 +56,8 @@ public sealed class JointTransformerBlock : Module
     {
         using var scope = NewDisposeScope();
         var x = _norm1.call(hidden, temb);
-        Tensor normedContext;
-        AdaLayerNormZeroOutput? c = null;
-        if (_norm1Context is AdaLayerNormContinuous last)
-            normedContext = last.call(context, temb);
-        else
-        {
-            c = ((AdaLayerNormZero)_norm1Context).call(context, temb);
-            normedContext = c.Normed;
-        }
+        var c = _norm1Context?.call(context, temb);
+        var normedContext = c?.Normed ?? _norm1ContextLast!.call(context, temb);
 
         var (attnOut, contextAttnOut) = _attn.Forward(x.Normed, normedContext);
         hidden = hidden + Gated(x.GateMsa, attnOut);
