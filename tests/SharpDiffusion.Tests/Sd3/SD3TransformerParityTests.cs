@@ -91,6 +91,20 @@ public class SD3TransformerParityTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>The loader builds the model on the meta device so nothing is allocated before the weights arrive; that must
+    /// hold for the parameters our own modules keep (RMS norm scales, the position table: 1536 × 384² values in SD3.5 Medium).</summary>
+    [Fact]
+    public void Every_parameter_is_shape_only_when_built_on_the_meta_device()
+    {
+        var config = SD3Transformer2DConfig.From(JsonConfig.Load(System.IO.Path.Combine(ModelDir("tiny-sd35"), "config.json")));
+        using var placement = SharpDiffusion.Models.Layers.Placement(new Device("meta"));
+        using var transformer = new SD3Transformer2DModel(config);
+        var parameters = transformer.named_parameters().ToList();
+        Assert.Contains(parameters, p => p.name == "pos_embed.pos_embed");
+        Assert.Contains(parameters, p => p.name == "transformer_blocks.0.attn.norm_added_q.weight");
+        Assert.All(parameters, p => Assert.Equal(TorchSharp.DeviceType.META, p.parameter.device_type));
+    }
+
     [Theory]
     [InlineData(12, 9, "not a multiple of patch_size 2")]           // 9 latent pixels: not whole patches
     [InlineData(66, 8, "larger than pos_embed_max_size × patch_size")] // 33 patches > pos_embed_max_size 32

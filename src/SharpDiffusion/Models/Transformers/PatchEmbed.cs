@@ -8,8 +8,9 @@ namespace SharpDiffusion.Models.Transformers;
 /// <summary>
 /// diffusers' PatchEmbed as SD3 configures it: a p×p stride-p convolution turns the latent [B, C, H, W] into
 /// (H/p)·(W/p) tokens, to which the centre of a (max × max) position table is added (max = pos_embed_max_size): rows
-/// top = (max − H/p) / 2 and columns left = (max − W/p) / 2 onwards. The table is 2-D sin-cos at training, but it is a
-/// persistent buffer that checkpoints store, so it is loaded like a parameter rather than recomputed.
+/// top = (max − H/p) / 2 and columns left = (max − W/p) / 2 onwards. diffusers fills the table with 2-D sin-cos values but
+/// registers it as a persistent buffer, so every checkpoint stores it and from_pretrained uses the stored one: it is loaded
+/// like a parameter, not recomputed.
 /// </summary>
 public sealed class PatchEmbed : Module<Tensor, Tensor>, IParameterOwner
 {
