@@ -1,6 +1,7 @@
 using SharpDiffusion.Configuration;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.Clip;
+using SharpDiffusion.Models.Transformers;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
 using SharpDiffusion.Tuning;
@@ -90,6 +91,21 @@ public static class ComponentLoader
             WeightFiles.LoadInto(m, weights, Placement(options, convs: true), rename: VaeAttention.RenameLegacyKey);
             UpcastIfNeeded((AutoencoderKL)m, options);
         });
+    }
+
+    public static SD3Transformer2DModel LoadSD3Transformer(string dir, LoadOptions? options = null) =>
+        (SD3Transformer2DModel)SD3Transformer(dir, (options ?? new LoadOptions()) with { LowMemory = false }).Module;
+
+    /// <summary>An SD3/SD3.5 transformer/ folder (SD3Transformer2DModel), its weights read now or at first use.</summary>
+    public static ComponentWeights SD3Transformer(string dir, LoadOptions options)
+    {
+        string configPath = ConfigPath(dir);
+        var config = SD3Transformer2DConfig.From(JsonConfig.Load(configPath));
+        var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
+        WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
+        var transformer = Create(() => new SD3Transformer2DModel(config), options, m => WeightFiles.LoadInto(m, weights, Placement(options, convs: false)));
+        ((SD3Transformer2DModel)transformer.Module).UseAttentionKernel(options.FastPaths.AttentionChoice(options.Attention));
+        return transformer;
     }
 
     /// <summary>A component built on the meta device (no memory, no random initialisation), in evaluation mode, whose

@@ -136,6 +136,7 @@ public static class StateDictLoader
             case (LayerNorm n, "weight"): n.weight = p; break;
             case (LayerNorm n, "bias"): n.bias = p; break;
             case (Embedding e, "weight"): e.weight = p; break;
+            case (Models.Transformers.IParameterOwner o, _): o.SetParameter(leaf, p); break;
             default: throw new NotSupportedException($"Cannot load parameter '{name}' into a {owner.GetType().Name}");
         }
     }

@@ -47,6 +47,14 @@ public static class Layers
     public static Embedding Embedding(long count, long dim) =>
         nn.Embedding(count, dim, device: _device, dtype: _dtype);
 
+    /// <summary>A parameter that a module of ours holds itself (an RMS norm's scale, a position table), filled with
+    /// <paramref name="value"/>; shape-only on the meta device like every other layer's.</summary>
+    public static Parameter Parameter(long[] shape, double value)
+    {
+        using var values = full(shape, value, dtype: _dtype, device: _device);
+        return new Parameter(values);
+    }
+
     sealed class Restore(Action restore) : IDisposable
     {
         public void Dispose() => restore();

@@ -40,12 +40,13 @@ public sealed class DiagonalGaussian : IDisposable
     }
 }
 
-/// <summary>diffusers' AutoencoderKL: image [B,3,H,W] in [-1,1] ⇄ latents [B,4,H/f,W/f].</summary>
+/// <summary>diffusers' AutoencoderKL: image [B,3,H,W] in [-1,1] ⇄ latents [B,latent_channels,H/f,W/f] (4 for SD, 16 for SD3/Flux,
+/// which have no quant convs).</summary>
 public sealed class AutoencoderKL : Module
 {
     readonly VaeEncoder _encoder;
     readonly VaeDecoder _decoder;
-    readonly Conv2d _quantConv, _postQuantConv;
+    readonly Conv2d? _quantConv, _postQuantConv;
 
     public AutoencoderKLConfig Config { get; }
 
@@ -55,19 +56,26 @@ public sealed class AutoencoderKL : Module
         int latent = config.LatentChannels;
         _encoder = new VaeEncoder(config);
         _decoder = new VaeDecoder(config);
-        _quantConv = Layers.Conv2d(2 * latent, 2 * latent, 1);
-        _postQuantConv = Layers.Conv2d(latent, latent, 1);
         register_module("encoder", _encoder);
         register_module("decoder", _decoder);
-        register_module("quant_conv", _quantConv);
-        register_module("post_quant_conv", _postQuantConv);
+        if (config.UseQuantConv)
+        {
+            _quantConv = Layers.Conv2d(2 * latent, 2 * latent, 1);
+            register_module("quant_conv", _quantConv);
+        }
+        if (config.UsePostQuantConv)
+        {
+            _postQuantConv = Layers.Conv2d(latent, latent, 1);
+            register_module("post_quant_conv", _postQuantConv);
+        }
     }
 
     /// <summary>z [B, latent, h, w] (already divided by the scaling factor) → image [B, out, h·f, w·f].</summary>
     public Tensor Decode(Tensor z)
     {
         using var scope = NewDisposeScope();
-        return _postQuantConv.call(z).Then(_decoder.call).MoveToOuterDisposeScope();
+        var h = _postQuantConv is null ? _decoder.call(z) : _postQuantConv.call(z).Then(_decoder.call);
+        return h.MoveToOuterDisposeScope();
     }
 
     /// <summary>image [B, in, H, W] → the posterior over latents (before the scaling factor).</summary>
@@ -76,7 +84,8 @@ public sealed class AutoencoderKL : Module
         if (image.shape[2] % Config.ScaleFactor != 0 || image.shape[3] % Config.ScaleFactor != 0)
             throw new ArgumentException($"Image size {image.shape[3]}x{image.shape[2]} is not a multiple of the VAE factor {Config.ScaleFactor}");
         using var scope = NewDisposeScope();
-        var moments = _quantConv.call(_encoder.call(image));
+        var moments = _encoder.call(image); // [B, 2·latent, h, w]: mean and logvar
+        if (_quantConv is not null) moments = moments.Then(_quantConv.call);
         var posterior = new DiagonalGaussian(moments);
         foreach (var t in new[] { posterior.Mean, posterior.LogVar, posterior.Std, posterior.Var }) t.MoveToOuterDisposeScope();
         return posterior;

@@ -16,6 +16,12 @@ public sealed record AutoencoderKLConfig
     /// <summary>diffusers' force_upcast: the VAE overflows in float16 (SDXL's does), so it runs in float32 when the model computes in float16.</summary>
     public bool ForceUpcast { get; init; } = true;
     public bool MidBlockAddAttention { get; init; } = true;
+    /// <summary>Latents are (z − shift_factor) · scaling_factor (SD3 0.0609, Flux 0.1159); diffusers' null is 0 (SD 1.x/2.x/XL).</summary>
+    public double ShiftFactor { get; init; }
+    /// <summary>Whether a 1×1 quant_conv follows the encoder (SD) or not (SD3, Flux); absent, the weights hold none.</summary>
+    public bool UseQuantConv { get; init; } = true;
+    /// <summary>Whether a 1×1 post_quant_conv precedes the decoder (SD) or not (SD3, Flux).</summary>
+    public bool UsePostQuantConv { get; init; } = true;
 
     /// <summary>Image pixels per latent pixel: 2^(levels − 1), 8 for SD.</summary>
     public int ScaleFactor => 1 << (BlockOutChannels.Length - 1);
@@ -54,6 +60,9 @@ public sealed record AutoencoderKLConfig
             NormNumGroups = groups,
             SampleSize = c.GetInt("sample_size", d.SampleSize, 1, 1 << 16),
             ScalingFactor = c.GetDouble("scaling_factor", d.ScalingFactor, above: 0),
+            ShiftFactor = c.GetDouble("shift_factor", 0),
+            UseQuantConv = c.GetBool("use_quant_conv", true),
+            UsePostQuantConv = c.GetBool("use_post_quant_conv", true),
             MidBlockAddAttention = c.GetBool("mid_block_add_attention", true),
             ForceUpcast = c.GetBool("force_upcast", true),
         };
