@@ -30,6 +30,7 @@ public static class Float8
     };
 
     /// <summary>Decodes <paramref name="bytes"/> into as many floats.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Decode(ReadOnlySpan<byte> bytes, Span<float> values, float[] table)
     {
         if (values.Length < bytes.Length)

@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace SharpDiffusion.Loading;
 
@@ -31,6 +33,7 @@ public enum GgufArithmetic { Float32, Float16 }
 /// <item>Q5_K (256 in 176): as Q4_K with 32 bytes qh between scales and nibbles; bit s of qh[l] is the fifth bit.</item>
 /// <item>Q6_K (256 in 210): 128 bytes low nibbles, 64 bytes 2-bit highs, 16 int8 scales, d — x = (d·sc_⌊e/16⌋)·(q − 32).</item>
 /// </list>
+/// The kernels skip tiered compilation (a tensor is one long call: its first run would otherwise be unoptimized code).
 /// </summary>
 public static class GgufQuantization
 {
@@ -64,6 +67,13 @@ public static class GgufQuantization
             Dequantize<Float32Rounding>(type, blocks, values);
     }
 
+    /// <summary>Float32 without the vector kernels: what they must equal (for tests).</summary>
+    internal static void DequantizeScalar(GgmlType type, ReadOnlySpan<byte> blocks, Span<float> values)
+    {
+        if (type == GgmlType.Q8_0) Q8_0<Float32Rounding>(blocks, values);
+        else Dequantize<Float32Rounding>(type, blocks, values);
+    }
+
     /// <summary>A rounding step after each operation; a struct type argument, so the JIT compiles each kernel once per
     /// rounding with the call inlined (float32's is nothing at all).</summary>
     interface IRounding { static abstract float Round(float x); }
@@ -80,6 +90,7 @@ public static class GgufQuantization
             case GgmlType.F32: MemoryMarshal.Cast<byte, float>(blocks).CopyTo(values); break;
             case GgmlType.F16: F16(blocks, values); break;
             case GgmlType.BF16: BF16(blocks, values); break;
+            case GgmlType.Q8_0 when typeof(R) == typeof(Float32Rounding) && Vector256.IsHardwareAccelerated: Q8_0Vector(blocks, values); break;
             case GgmlType.Q8_0: Q8_0<R>(blocks, values); break;
             case GgmlType.Q4_0: Q4<R>(blocks, values, hasMin: false); break;
             case GgmlType.Q4_1: Q4<R>(blocks, values, hasMin: true); break;
@@ -93,6 +104,7 @@ public static class GgufQuantization
 
     static float Half(ReadOnlySpan<byte> b, int at) => (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(b[at..]));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void F16(ReadOnlySpan<byte> blocks, Span<float> values)
     {
         var halves = MemoryMarshal.Cast<byte, Half>(blocks);
@@ -100,6 +112,7 @@ public static class GgufQuantization
     }
 
     /// <summary>bfloat16 is the upper half of a float32: its bits shifted up 16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void BF16(ReadOnlySpan<byte> blocks, Span<float> values)
     {
         var words = MemoryMarshal.Cast<byte, ushort>(blocks);
@@ -107,6 +120,7 @@ public static class GgufQuantization
         for (int i = 0; i < words.Length; i++) bits[i] = (uint)words[i] << 16;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q8_0<R>(ReadOnlySpan<byte> blocks, Span<float> values) where R : struct, IRounding
     {
         for (int b = 0, o = 0; b < blocks.Length; b += 34, o += 32)
@@ -118,7 +132,30 @@ public static class GgufQuantization
         }
     }
 
+    /// <summary>Q8_0 in float32, 8 lanes at a time: the same products d·q as <see cref="Q8_0{R}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void Q8_0Vector(ReadOnlySpan<byte> blocks, Span<float> values)
+    {
+        fixed (byte* source = blocks)
+        fixed (float* target = values)
+        {
+            for (int b = 0, o = 0; b < blocks.Length; b += 34, o += 32)
+            {
+                var d = Vector256.Create((float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(source + b)));
+                var q = Vector256.Load((sbyte*)(source + b + 2));                 // 32 × int8
+                var (q0, q1) = Vector256.Widen(q);                                 // 2 × 16 × int16
+                var (a, c) = Vector256.Widen(q0);                                  // values 0–7, 8–15
+                var (e, f) = Vector256.Widen(q1);                                  // values 16–23, 24–31
+                (Vector256.ConvertToSingle(a) * d).Store(target + o);
+                (Vector256.ConvertToSingle(c) * d).Store(target + o + 8);
+                (Vector256.ConvertToSingle(e) * d).Store(target + o + 16);
+                (Vector256.ConvertToSingle(f) * d).Store(target + o + 24);
+            }
+        }
+    }
+
     /// <summary>Q4_0 (x = d·(q − 8)) and Q4_1 (x = d·q + m).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q4<R>(ReadOnlySpan<byte> blocks, Span<float> values, bool hasMin) where R : struct, IRounding
     {
         int size = hasMin ? 20 : 18;
@@ -149,6 +186,7 @@ public static class GgufQuantization
     }
 
     /// <summary>Q5_0 (x = d·(q − 16)) and Q5_1 (x = d·q + m); qh's bit j is element j's fifth bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q5<R>(ReadOnlySpan<byte> blocks, Span<float> values, bool hasMin) where R : struct, IRounding
     {
         int size = hasMin ? 24 : 22, high = hasMin ? 4 : 2;
@@ -180,6 +218,7 @@ public static class GgufQuantization
     /// <summary>Q4_K and Q5_K: eight sub-blocks of 32, each with a 6-bit scale and min packed in 12 bytes
     /// (ggml's get_scale_min_k4: s &lt; 4 from the low 6 bits of bytes s and s+4; s ≥ 4 from the nibbles of byte s+4
     /// and the top 2 bits of bytes s−4 and s).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void QK<R>(ReadOnlySpan<byte> blocks, Span<float> values, bool fifthBit) where R : struct, IRounding
     {
         int size = fifthBit ? 176 : 144, nibbles = fifthBit ? 48 : 16;
@@ -215,6 +254,7 @@ public static class GgufQuantization
 
     /// <summary>Q6_K: element e = 128·h + r takes the nibble of ql[64·h + r mod 64] (high for r ≥ 64) and bits
     /// 2·⌊r/32⌋ of qh[32·h + r mod 32]; q − 32 times d·scale[⌊e/16⌋].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q6_K<R>(ReadOnlySpan<byte> blocks, Span<float> values) where R : struct, IRounding
     {
         for (int b = 0, o = 0; b < blocks.Length; b += 210, o += 256)
