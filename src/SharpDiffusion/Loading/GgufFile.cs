@@ -131,11 +131,13 @@ public sealed class GgufFile : ITensorFile
         long rowLength = info.Dims.Length > 0 ? (long)info.Dims[0] : 1;
         if (rowLength % blockElements != 0)
             throw Corrupt(path, $"tensor '{name}' of type {type} has rows of {rowLength} values, not a multiple of its block of {blockElements}");
-        long bytes = count / blockElements * blockBytes;
         if (info.Offset % (ulong)alignment != 0)
             throw Corrupt(path, $"tensor '{name}' starts at data offset {info.Offset}, not a multiple of the alignment {alignment}");
-        if (info.Offset > (ulong)fileLength || dataStart + (long)info.Offset + bytes > fileLength)
-            throw Corrupt(path, $"tensor '{name}' needs bytes {dataStart + (long)info.Offset}..{dataStart + (long)info.Offset + bytes} but the file has {fileLength} (truncated file?)");
+        long blocks = count / blockElements;
+        // Compared before multiplying: a bogus shape cannot overflow the byte count.
+        if (info.Offset > (ulong)fileLength || blocks > (fileLength - dataStart - (long)info.Offset) / blockBytes)
+            throw Corrupt(path, $"tensor '{name}' ({blocks} blocks of {blockBytes} bytes) does not fit between data offset {info.Offset} and the end of the file at {fileLength} bytes (truncated file?)");
+        long bytes = blocks * blockBytes;
 
         long[] shape = info.Dims.Reverse().Select(d => (long)d).ToArray(); // ne0 is the fastest: torch's last dimension
         // ComfyUI-GGUF's converter stores some tensors flattened and keeps the torch shape here (int32 array).

@@ -113,10 +113,11 @@ internal sealed class GgufHeaderReader(SafeFileHandle file, long fileLength, Fun
         };
     }
 
+    /// <summary>Grown as values are read, not allocated from the count: a count the file only claims ends at its end.</summary>
     static T[] Fill<T>(long count, Func<T> read)
     {
-        var values = new T[count];
-        for (long i = 0; i < count; i++) values[i] = read();
-        return values;
+        var values = new List<T>((int)Math.Min(count, 4096));
+        for (long i = 0; i < count; i++) values.Add(read());
+        return values.ToArray();
     }
 }

@@ -137,6 +137,13 @@ public class GgufFileTests(ITestOutputHelper output)
         var e = Assert.Throws<InvalidDataException>(() => GgufFile.Open(path).Dispose());
         Assert.Contains("the tensor count", e.Message);
 
+        File.WriteAllBytes(path, new GgufTestWriter().Tensor("huge", 8, [1UL << 40, 1UL << 40], new byte[34]).ToBytes());
+        e = Assert.Throws<InvalidDataException>(() => GgufFile.Open(path).Dispose());
+        Assert.Contains("tensor 'huge' has an impossible shape", e.Message);
+        File.WriteAllBytes(path, new GgufTestWriter().Tensor("large", 8, [1UL << 32, 32], new byte[34]).ToBytes());
+        e = Assert.Throws<InvalidDataException>(() => GgufFile.Open(path).Dispose());
+        Assert.Contains("tensor 'large' (4294967296 blocks of 34 bytes) does not fit", e.Message);
+
         var array = new GgufTestWriter().Metadata("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL << 62); });
         File.WriteAllBytes(path, array.ToBytes());
         e = Assert.Throws<InvalidDataException>(() => GgufFile.Open(path).Dispose());
