@@ -302,23 +302,17 @@ public sealed class SafetensorsFile : ITensorFile
     SafetensorsEntry Entry(string name) =>
         Tensors.TryGetValue(name, out var entry) ? entry : throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
 
-    /// <summary>The bytes [begin, begin + length) of the data section into the tensor's memory, in reads of at most 1 GiB.</summary>
-    unsafe void CopyInto(Tensor tensor, long begin, long length)
+    /// <summary>The bytes [begin, begin + length) of the data section into the tensor's memory (new, contiguous, on the
+    /// CPU), in reads of at most 1 GiB.</summary>
+    void CopyInto(Tensor tensor, long begin, long length)
     {
-        byte* destination = (byte*)TensorData(tensor.Handle);
         for (long done = 0; done < length;)
         {
             int chunk = (int)Math.Min(length - done, 1L << 30);
-            int read = RandomAccess.Read(_file, new Span<byte>(destination + done, chunk), _dataStart + begin + done);
-            if (read == 0)
-                throw Corrupt(Path, $"the file ended while reading bytes {begin + done}..{begin + length} of the data section (truncated while in use?)");
-            done += read;
+            ReadExactly(TensorMemory.Bytes(tensor, done, chunk), begin + done);
+            done += chunk;
         }
     }
-
-    /// <summary>The first byte of a tensor's storage (libtorch's data_ptr; the tensor is new, contiguous and on the CPU).</summary>
-    [System.Runtime.InteropServices.DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
-    static extern IntPtr TensorData(IntPtr tensor);
 
     public void Dispose()
     {
