@@ -253,23 +253,32 @@ public static class GgufQuantization
     }
 
     /// <summary>Q6_K: element e = 128·h + r takes the nibble of ql[64·h + r mod 64] (high for r ≥ 64) and bits
-    /// 2·⌊r/32⌋ of qh[32·h + r mod 32]; q − 32 times d·scale[⌊e/16⌋].</summary>
+    /// 2·⌊r/32⌋ of qh[32·h + r mod 32]; q − 32 times d·scale[⌊e/16⌋]. So the bytes ql[64h + l], ql[64h + l + 32] and
+    /// qh[32h + l] give the four values r = l, l + 32, l + 64, l + 96.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Q6_K<R>(ReadOnlySpan<byte> blocks, Span<float> values) where R : struct, IRounding
     {
+        Span<float> scale = stackalloc float[16];
         for (int b = 0, o = 0; b < blocks.Length; b += 210, o += 256)
         {
             var ql = blocks.Slice(b, 128);
             var qh = blocks.Slice(b + 128, 64);
             var sc = MemoryMarshal.Cast<byte, sbyte>(blocks.Slice(b + 192, 16));
             float d = Half(blocks, b + 208);
-            var x = values.Slice(o, 256);
-            for (int e = 0; e < 256; e++)
+            for (int i = 0; i < 16; i++) scale[i] = R.Round(d * sc[i]);
+            for (int h = 0; h < 2; h++)
             {
-                int h = e >> 7, r = e & 127;
-                int low = (ql[64 * h + (r & 63)] >> (4 * (r >> 6))) & 0xF;
-                int high = (qh[32 * h + (r & 31)] >> (2 * (r >> 5))) & 3;
-                x[e] = R.Round(R.Round(d * sc[e >> 4]) * ((low | high << 4) - 32));
+                var x = values.Slice(o + 128 * h, 128);
+                var s = scale.Slice(8 * h, 8); // 128 values, one scale per 16
+                for (int l = 0; l < 32; l++)
+                {
+                    int low = ql[64 * h + l], next = ql[64 * h + l + 32], high = qh[32 * h + l];
+                    int i = l >> 4;
+                    x[l] = R.Round(s[i] * (((low & 0xF) | (high & 3) << 4) - 32));
+                    x[l + 32] = R.Round(s[i + 2] * (((next & 0xF) | ((high >> 2) & 3) << 4) - 32));
+                    x[l + 64] = R.Round(s[i + 4] * (((low >> 4) | ((high >> 4) & 3) << 4) - 32));
+                    x[l + 96] = R.Round(s[i + 6] * (((next >> 4) | ((high >> 6) & 3) << 4) - 32));
+                }
             }
         }
     }
