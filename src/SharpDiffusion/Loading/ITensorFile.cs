@@ -6,10 +6,15 @@ namespace SharpDiffusion.Loading;
 public sealed record TensorHeader(string Name, long[] Shape)
 {
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>How the values are stored, in the file format's own words (safetensors "F16", "F8_E4M3"; GGUF "Q8_0",
+    /// "Q4_K"); null where the format does not say it up front (torch pickles).</summary>
+    public string? StoredType { get; init; }
 }
 
 /// <summary>
-/// A file of named tensors, whatever its format (safetensors; torch pickles: .ckpt, .pt, .bin): the names and shapes
+/// A file of named tensors, whatever its format (safetensors, float8 ones too; GGUF; torch pickles: .ckpt, .pt, .bin;
+/// a sharded set behind its .index.json): the names and shapes
 /// up front, each tensor read on its own when asked for, so loading streams tensor by tensor.
 /// </summary>
 public interface ITensorFile : IDisposable
@@ -21,8 +26,13 @@ public interface ITensorFile : IDisposable
 
     bool Contains(string name);
 
-    /// <summary>A new CPU tensor in the stored dtype.</summary>
+    /// <summary>A new CPU tensor in the stored dtype; float8 and GGUF-quantized values decoded to float32.</summary>
     Tensor Load(string name);
+
+    /// <summary>The stored bytes as they are in the file (float8 codes, GGUF quantized blocks), as a 1-D uint8 tensor:
+    /// for weights kept compact in memory and decoded per layer.</summary>
+    Tensor LoadRaw(string name) =>
+        throw new NotSupportedException($"{Path} does not give its stored bytes (tensor '{name}'); only safetensors and GGUF files do.");
 
     /// <summary>Whether <see cref="ReadInto"/> may run on several threads at once.</summary>
     bool ReadsInParallel => false;

@@ -34,6 +34,9 @@ public sealed class SafetensorsFile : ITensorFile
         ["I8"] = (ScalarType.Int8, 1),
         ["U8"] = (ScalarType.Byte, 1),
         ["BOOL"] = (ScalarType.Bool, 1),
+        // No float8 tensors in TorchSharp: one byte each, decoded to float32 through a table (Float8).
+        ["F8_E4M3"] = (ScalarType.Float32, 1),
+        ["F8_E5M2"] = (ScalarType.Float32, 1),
     };
 
     readonly SafeFileHandle _file;
@@ -42,7 +45,7 @@ public sealed class SafetensorsFile : ITensorFile
     public string Path { get; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
-    public IReadOnlyList<TensorHeader> Headers => _headers ??= Tensors.Values.Select(e => new TensorHeader(e.Name, e.Shape)).ToList();
+    public IReadOnlyList<TensorHeader> Headers => _headers ??= Tensors.Values.Select(e => new TensorHeader(e.Name, e.Shape) { StoredType = e.DType }).ToList();
     List<TensorHeader>? _headers;
 
     SafetensorsFile(string path, SafeFileHandle file, long dataStart,
@@ -171,11 +174,10 @@ public sealed class SafetensorsFile : ITensorFile
 
     public bool Contains(string name) => Tensors.ContainsKey(name);
 
-    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype.</summary>
+    /// <summary>Reads a tensor into a new CPU tensor of its stored dtype (float8: decoded to float32).</summary>
     public Tensor Load(string name)
     {
-        if (!Tensors.TryGetValue(name, out var entry))
-            throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
+        var entry = Entry(name);
         var tensor = empty(entry.Shape, DTypes[entry.DType].Type);
         try
         {
@@ -199,13 +201,17 @@ public sealed class SafetensorsFile : ITensorFile
     /// otherwise through a reused staging buffer and one converting copy (new memory is paid for once, in the destination).</summary>
     public void ReadInto(string name, Tensor destination)
     {
-        if (!Tensors.TryGetValue(name, out var entry))
-            throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
+        var entry = Entry(name);
         var stored = DTypes[entry.DType].Type;
         long length = entry.End - entry.Begin;
         if (destination.numel() != entry.ElementCount)
             throw new ArgumentException($"Tensor '{name}' of {Path} has {entry.ElementCount} elements; the destination {destination.numel()}.");
         if (length == 0) return;
+        if (Float8.TableFor(entry.DType) is { } table)
+        {
+            ReadFloat8Into(entry, table, destination);
+            return;
+        }
         if (destination.dtype == stored && destination.device_type == TorchSharp.DeviceType.CPU && destination.is_contiguous())
         {
             CopyInto(destination, entry.Begin, length);
@@ -223,29 +229,97 @@ public sealed class SafetensorsFile : ITensorFile
         destination.copy_(shaped);
     }
 
-    /// <summary>The bytes [begin, begin + length) of the data section into the tensor's memory, in reads of at most 1 GiB.</summary>
-    unsafe void CopyInto(Tensor tensor, long begin, long length)
+    /// <summary>The stored bytes of a tensor, as they are in the file (float8: one code per element), as a 1-D uint8 tensor.</summary>
+    public Tensor LoadRaw(string name)
     {
-        byte* destination = (byte*)TensorData(tensor.Handle);
-        for (long done = 0; done < length;)
+        var entry = Entry(name);
+        var bytes = empty(entry.End - entry.Begin, ScalarType.Byte);
+        try
         {
-            int chunk = (int)Math.Min(length - done, 1L << 30);
-            int read = RandomAccess.Read(_file, new Span<byte>(destination + done, chunk), _dataStart + begin + done);
+            if (entry.End > entry.Begin) CopyInto(bytes, entry.Begin, entry.End - entry.Begin);
+        }
+        catch
+        {
+            bytes.Dispose();
+            throw;
+        }
+        return bytes;
+    }
+
+    /// <summary>float8 codes decoded by table, in chunks, straight into a contiguous float32 CPU destination, otherwise
+    /// into a reused float32 staging buffer and one converting copy.</summary>
+    void ReadFloat8Into(SafetensorsEntry entry, float[] table, Tensor destination)
+    {
+        var buffers = _staging.Value!;
+        bool direct = destination.dtype == ScalarType.Float32 && destination.device_type == TorchSharp.DeviceType.CPU && destination.is_contiguous();
+        Tensor? values = null;
+        if (!direct)
+        {
+            if (!buffers.TryGetValue(ScalarType.Float32, out var staging) || staging.numel() < entry.ElementCount)
+            {
+                staging?.Dispose();
+                buffers[ScalarType.Float32] = staging = empty(entry.ElementCount, ScalarType.Float32);
+            }
+            values = staging.narrow(0, 0, entry.ElementCount);
+        }
+        try
+        {
+            var target = values ?? destination;
+            var codes = _codes.Value!;
+            for (long done = 0; done < entry.ElementCount;)
+            {
+                int chunk = (int)Math.Min(entry.ElementCount - done, codes.Length);
+                ReadExactly(codes.AsSpan(0, chunk), entry.Begin + done);
+                Float8.Decode(codes.AsSpan(0, chunk), TensorMemory.Span<float>(target, done, chunk), table);
+                done += chunk;
+            }
+            if (values is not null)
+            {
+                using var shaped = values.view(destination.shape);
+                destination.copy_(shaped);
+            }
+        }
+        finally
+        {
+            values?.Dispose();
+        }
+    }
+
+    // Per thread: the float8 codes of one chunk, decoded before the next is read.
+    readonly ThreadLocal<byte[]> _codes = new(() => new byte[1 << 22]);
+
+    void ReadExactly(Span<byte> bytes, long begin)
+    {
+        for (int done = 0; done < bytes.Length;)
+        {
+            int read = RandomAccess.Read(_file, bytes[done..], _dataStart + begin + done);
             if (read == 0)
-                throw Corrupt(Path, $"the file ended while reading bytes {begin + done}..{begin + length} of the data section (truncated while in use?)");
+                throw Corrupt(Path, $"the file ended while reading bytes {begin + done}..{begin + bytes.Length} of the data section (truncated while in use?)");
             done += read;
         }
     }
 
-    /// <summary>The first byte of a tensor's storage (libtorch's data_ptr; the tensor is new, contiguous and on the CPU).</summary>
-    [System.Runtime.InteropServices.DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
-    static extern IntPtr TensorData(IntPtr tensor);
+    SafetensorsEntry Entry(string name) =>
+        Tensors.TryGetValue(name, out var entry) ? entry : throw new KeyNotFoundException($"Tensor '{name}' is not in {Path}");
+
+    /// <summary>The bytes [begin, begin + length) of the data section into the tensor's memory (new, contiguous, on the
+    /// CPU), in reads of at most 1 GiB.</summary>
+    void CopyInto(Tensor tensor, long begin, long length)
+    {
+        for (long done = 0; done < length;)
+        {
+            int chunk = (int)Math.Min(length - done, 1L << 30);
+            ReadExactly(TensorMemory.Bytes(tensor, done, chunk), begin + done);
+            done += chunk;
+        }
+    }
 
     public void Dispose()
     {
         foreach (var buffers in _staging.Values)
             foreach (var staging in buffers.Values) staging.Dispose();
         _staging.Dispose();
+        _codes.Dispose();
         _file.Dispose();
     }
 }

@@ -1,13 +1,20 @@
 namespace SharpDiffusion.Loading;
 
-/// <summary>Opens a file of named tensors by what it is: safetensors, or a torch pickle (.ckpt, .pt, .bin, .pth).</summary>
+/// <summary>Opens a file of named tensors by what it is: safetensors, GGUF, a torch pickle (.ckpt, .pt, .bin, .pth), or
+/// the index of sharded weights (<c>*.safetensors.index.json</c>, <c>*.safetensors.index.fp16.json</c>, ...).</summary>
 public static class TensorFiles
 {
     static readonly string[] PickleExtensions = [".ckpt", ".pt", ".pth", ".bin"];
 
+    /// <summary>transformers' and diffusers' shard index names: {stem}.safetensors.index.json, with a variant
+    /// {stem}.safetensors.index.{variant}.json (their _add_variant puts it before the last dot).</summary>
+    public static bool IsShardIndex(string path) =>
+        System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(path), @"\.(safetensors|bin)\.index(\.[^.]+)?\.json$", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+
     /// <summary>
     /// The extension decides first; an unknown one is told by the first bytes: a torch.save zip starts with "PK",
-    /// a legacy pickle with 0x80 (PROTO); anything else is tried as safetensors (whose own checks name the problem).
+    /// a legacy pickle with 0x80 (PROTO), GGUF with "GGUF"; anything else is tried as safetensors (whose own checks
+    /// name the problem).
     /// </summary>
     public static ITensorFile Open(string path)
     {
@@ -18,17 +25,26 @@ public static class TensorFiles
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext == ".safetensors")
             return SafetensorsFile.Open(path);
-        if (PickleExtensions.Contains(ext) || LooksLikePickle(path))
+        if (ext == ".gguf")
+            return GgufFile.Open(path);
+        if (IsShardIndex(path))
+            return ShardedTensorFile.Open(path);
+        if (PickleExtensions.Contains(ext))
+            return OpenPickle(path);
+        var head = Head(path);
+        if (head.Length == 4 && head.SequenceEqual("GGUF"u8.ToArray()))
+            return GgufFile.Open(path);
+        if (head.Length >= 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80))
             return OpenPickle(path);
         return SafetensorsFile.Open(path);
     }
 
-    static bool LooksLikePickle(string path)
+    static byte[] Head(string path)
     {
-        Span<byte> head = stackalloc byte[2];
+        var head = new byte[4];
         using var stream = File.OpenRead(path);
-        int n = stream.ReadAtLeast(head, 2, throwOnEndOfStream: false);
-        return n == 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80);
+        int n = stream.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+        return head[..n];
     }
 
     /// <summary>Torch pickles, read without running anything (<see cref="TorchPickleFile"/>).</summary>

@@ -1,11 +1,10 @@
-using System.Text.Json;
-
 namespace SharpDiffusion.Loading;
 
 /// <summary>
 /// Finds a component's weight files the way diffusers/transformers name them: <c>{stem}.safetensors</c>,
-/// <c>{stem}.{variant}.safetensors</c>, or a sharded <c>{stem}.safetensors.index.json</c>; failing those, the same as
-/// PyTorch pickles (<c>{stem}.bin</c>, <c>{stem}.bin.index.json</c>).
+/// <c>{stem}.{variant}.safetensors</c>, or sharded weights behind their index (<c>{stem}.safetensors.index.json</c>; for a
+/// variant <c>{stem}.safetensors.index.{variant}.json</c> as save_pretrained writes it, or <c>{stem}.{variant}.safetensors.index.json</c>),
+/// opened as one file by <see cref="ShardedTensorFile"/>; failing those, the same as PyTorch pickles (<c>{stem}.bin</c>, ...).
 /// </summary>
 public static class WeightFiles
 {
@@ -16,41 +15,30 @@ public static class WeightFiles
 
         string name = variant is null ? stem : $"{stem}.{variant}";
         string single = Path.Combine(componentDir, name + ".safetensors");
-        if (File.Exists(single))
-            return [single];
-
-        string index = Path.Combine(componentDir, name + ".safetensors.index.json");
-        if (File.Exists(index))
-            return Shards(index, componentDir);
-
-        // What older diffusers/transformers save_pretrained wrote (safe_serialization=False): torch pickles, read
-        // without running anything from them (TorchPickleFile).
-        string pickle = Path.Combine(componentDir, name + ".bin");
-        if (File.Exists(pickle))
-            return [pickle];
-
-        string pickleIndex = Path.Combine(componentDir, name + ".bin.index.json");
-        if (File.Exists(pickleIndex))
-            return Shards(pickleIndex, componentDir);
+        // What older diffusers/transformers save_pretrained wrote (safe_serialization=False) comes after safetensors:
+        // torch pickles, read without running anything from them (TorchPickleFile).
+        foreach (string ext in new[] { ".safetensors", ".bin" })
+        {
+            string file = Path.Combine(componentDir, name + ext);
+            if (File.Exists(file))
+                return [file];
+            foreach (string index in IndexNames(stem, ext, variant))
+                if (File.Exists(Path.Combine(componentDir, index)))
+                    return [Path.Combine(componentDir, index)];
+        }
 
         var present = Directory.GetFiles(componentDir, "*.safetensors").Select(Path.GetFileName).ToArray();
         string hint = present.Length > 0
             ? $" Found: {string.Join(", ", present)}" + (variant is null ? " (pass the variant, e.g. --variant fp16)" : "")
             : "";
-        throw new FileNotFoundException($"No weights named {name}.safetensors (or {name}.bin) in {componentDir}.{hint}", single);
+        throw new FileNotFoundException($"No weights named {name}.safetensors (or {name}.bin, or a shard index {IndexNames(stem, ".safetensors", variant).First()}) in {componentDir}.{hint}", single);
     }
 
-    static IReadOnlyList<string> Shards(string indexPath, string dir)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(indexPath));
-        if (!doc.RootElement.TryGetProperty("weight_map", out var map))
-            throw new InvalidDataException($"{indexPath} has no weight_map");
-        var files = map.EnumerateObject().Select(p => p.Value.GetString()!).Distinct().Select(f => Path.Combine(dir, f)).ToList();
-        foreach (var f in files)
-            if (!File.Exists(f))
-                throw new FileNotFoundException($"Shard {f} named by {indexPath} is missing", f);
-        return files;
-    }
+    /// <summary>A shard index's names: without a variant {stem}{ext}.index.json; with one, diffusers' and transformers'
+    /// {stem}{ext}.index.{variant}.json, then {stem}.{variant}{ext}.index.json.</summary>
+    static IEnumerable<string> IndexNames(string stem, string ext, string? variant) => variant is null
+        ? [$"{stem}{ext}.index.json"]
+        : [$"{stem}{ext}.index.{variant}.json", $"{stem}.{variant}{ext}.index.json"];
 
     /// <summary>
     /// Refuses, before the model is built, a config that describes more parameters than the weight files hold
