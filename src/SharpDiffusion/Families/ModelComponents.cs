@@ -18,8 +18,6 @@ public sealed class ModelComponents : IDisposable
     public required VaeCodec Vae { get; init; }
     /// <summary>The model's scheduler_config.json; every scheduler is built from it (diffusers' from_config).</summary>
     public required SchedulerConfig SchedulerConfig { get; init; }
-    /// <summary>The SD component slots (text encoders, UNet, VAE) for callers that address them by name.</summary>
-    public required PipelineWeights Weights { get; init; }
     /// <summary>What loading had to assume (e.g. an SD 2.x file's prediction type).</summary>
     public IReadOnlyList<string> LoadWarnings { get; init; } = [];
 

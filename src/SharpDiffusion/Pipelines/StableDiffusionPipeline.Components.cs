@@ -1,5 +1,6 @@
 using SharpDiffusion.Conditioning;
 using SharpDiffusion.Families.StableDiffusion;
+using SharpDiffusion.Loading;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
@@ -13,6 +14,10 @@ namespace SharpDiffusion.Pipelines;
 /// <see cref="StableDiffusionPipeline.Denoiser"/>, <see cref="StableDiffusionPipeline.VaeCodec"/>.</summary>
 public sealed partial class StableDiffusionPipeline
 {
+    /// <summary>Where the components' weights are: resident, or read only while each runs (<see cref="LoadOptions.LowMemory"/>).
+    /// Code outside the pipeline that runs a component directly holds a <see cref="ComponentWeights.Use"/> meanwhile.</summary>
+    public PipelineWeights Weights => new(Conditioner.Encoders[0], Denoiser.Weights, VaeCodec.Weights, Conditioner.Encoders.ElementAtOrDefault(1));
+
     public ClipTokenizer Tokenizer => Conditioner switch
     {
         ClipTextConditioner c => c.Tokenizer,

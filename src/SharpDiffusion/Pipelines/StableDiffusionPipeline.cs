@@ -32,9 +32,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public IDenoiser Denoiser => Components.Denoiser;
     public VaeCodec VaeCodec => Components.Vae;
     public LatentFormat LatentFormat => Components.LatentFormat;
-    /// <summary>Where the components' weights are: resident, or read only while each runs (<see cref="LoadOptions.LowMemory"/>).
-    /// Code outside the pipeline that runs a component directly holds a <see cref="ComponentWeights.Use"/> meanwhile.</summary>
-    public PipelineWeights Weights => Components.Weights;
     /// <summary>The model's scheduler_config.json; every scheduler is built from it (diffusers' from_config).</summary>
     public SchedulerConfig SchedulerConfig => Components.SchedulerConfig;
     /// <summary>A short name for the model (its folder name), written into image metadata.</summary>

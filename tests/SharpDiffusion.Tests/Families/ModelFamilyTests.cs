@@ -75,7 +75,7 @@ public class ModelFamilyTests(ITestOutputHelper output)
         var denoiser = new HalvesApart(c.Denoiser);
         var apart = new ModelComponents
         {
-            Family = c.Family, Conditioner = c.Conditioner, Denoiser = denoiser, Vae = c.Vae, SchedulerConfig = c.SchedulerConfig, Weights = c.Weights,
+            Family = c.Family, Conditioner = c.Conditioner, Denoiser = denoiser, Vae = c.Vae, SchedulerConfig = c.SchedulerConfig,
         };
         var pipeline = new StableDiffusionPipeline(apart, "halves apart", new LoadOptions()); // shares the cached modules: not disposed
         var options = PipelineParityTests.Options(info);

@@ -93,7 +93,6 @@ public class StableDiffusionFamily : ModelFamily
             Denoiser = new UNetDenoiser(weights.Unet, options.DType),
             Vae = new VaeCodec(weights.Vae, format, device, options.DType),
             SchedulerConfig = schedulerConfig,
-            Weights = weights,
             LoadWarnings = loadWarnings ?? [],
         };
     }
