@@ -141,12 +141,7 @@ public static class GenerateCommand
         options = options with { Loras = loraFiles };
 
         var clock = Stopwatch.StartNew();
-        bool singleFile = File.Exists(model);
-        if (!singleFile && (cl.Given("config") || cl.Given("text-encoder-config") || cl.Given("text-encoder-2-config")))
-            throw new UsageException("--config, --text-encoder-config and --text-encoder-2-config apply to a single-file checkpoint; --model names a folder.");
-        using var pipeline = Progress.Status("Opening model", () => singleFile
-            ? StableDiffusionPipeline.FromSingleFile(model, load, SingleFileOptions(cl))
-            : StableDiffusionPipeline.FromPretrained(model, load));
+        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
         foreach (var (file, token) in cl.All("embedding").Select(e => SplitSuffix(e, "--embedding", s => s)))

@@ -1,3 +1,4 @@
+using SharpDiffusion.Conditioning;
 using System.Diagnostics;
 using System.Globalization;
 using SharpDiffusion.Diagnostics;
@@ -141,7 +142,7 @@ public static class BenchCommand
 
     /// <summary>DeepCache's shallow step against the full one, in this process: its time and FLOPs, and the UNet time of
     /// <paramref name="totalSteps"/> steps with a full pass every <paramref name="interval"/> steps.</summary>
-    static void DeepCacheStep(UNet2DConditionModel unet, Tensor latents, Conditioning conditioning, int interval, int steps,
+    static void DeepCacheStep(UNet2DConditionModel unet, Tensor latents, TextConditioning conditioning, int interval, int steps,
         double fullStep, long fullFlops, int totalSteps)
     {
         using var cache = new DeepFeatureCache(interval);
@@ -238,7 +239,7 @@ public static class BenchCommand
         using var ownTextEncoder = folder is null ? null : ComponentLoader.LoadTextEncoder(folder.Component("text_encoder"), options);
         using var ownUnet = folder is null ? null : ComponentLoader.LoadUNet(folder.Component("unet"), options);
         using var ownVae = folder is null ? null : ComponentLoader.LoadVae(folder.Component("vae"), options);
-        using var ownTextEncoder2 = folder is { IsXL: true } ? ComponentLoader.LoadTextEncoder(folder.Component("text_encoder_2"), options) : null;
+        using var ownTextEncoder2 = folder?.ComponentClass("text_encoder_2") is not null ? ComponentLoader.LoadTextEncoder(folder.Component("text_encoder_2"), options) : null;
         var (textEncoder, unet, vae) = single is null ? (ownTextEncoder!, ownUnet!, ownVae!) : (single.TextEncoder, single.Unet, single.Vae);
         var textEncoder2 = single is null ? ownTextEncoder2 : single.TextEncoder2;
         double load = clock.Elapsed.TotalSeconds;
@@ -270,7 +271,7 @@ public static class BenchCommand
         // SDXL: the pooled embedding and the six time ids join the conditioning.
         using var pooled = unet.Config.AdditionEmbedType is null ? null : randn([2, unet.Config.PooledTextDim]).to(dtype);
         using var timeIds = pooled is null ? null : tensor(new float[] { height, width, 0, 0, height, width, height, width, 0, 0, height, width }).reshape(2, 6);
-        var conditioning = new Conditioning(context) { TextEmbeds = pooled, TimeIds = timeIds };
+        var conditioning = new TextConditioning(context) { Pooled = pooled, TimeIds = timeIds };
         using var latents = randn([2, unet.Config.InChannels, height / f, width / f]).to(dtype);
         long stepFlops;
         string split;
@@ -331,8 +332,7 @@ public static class BenchCommand
         GC.Collect();
         ProcessMemory.ResetPeak();
         var clock = Stopwatch.StartNew();
-        using var pipeline = File.Exists(model) ? Pipelines.StableDiffusionPipeline.FromSingleFile(model, options)
-            : Pipelines.StableDiffusionPipeline.FromPretrained(model, options);
+        using var pipeline = Pipelines.StableDiffusionPipeline.Load(model, options);
         double open = clock.Elapsed.TotalSeconds;
         long opened = ProcessMemory.ResidentBytes ?? 0;
         clock.Restart();

@@ -1,3 +1,4 @@
+using SharpDiffusion.Conditioning;
 using System.Diagnostics;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Models;
@@ -56,7 +57,7 @@ public static class FastPathAB
 
     /// <summary>Layout (a second UNet loaded from <paramref name="unetDir"/> in the other layout; skipped without a
     /// folder) and attention kernel (every attention module switched), <paramref name="rounds"/> steps each.</summary>
-    public static List<Result> Run(UNet2DConditionModel unet, string? unetDir, LoadOptions options, Tensor latents, Conditioning conditioning, int rounds)
+    public static List<Result> Run(UNet2DConditionModel unet, string? unetDir, LoadOptions options, Tensor latents, TextConditioning conditioning, int rounds)
     {
         var results = new List<Result>();
         var attentions = unet.modules().OfType<Attention>().ToList();
@@ -103,7 +104,7 @@ public static class FastPathAB
         return (Roofline.Median(timesA), Roofline.Median(timesB));
     }
 
-    static double Step(UNet2DConditionModel unet, Tensor latents, Conditioning conditioning)
+    static double Step(UNet2DConditionModel unet, Tensor latents, TextConditioning conditioning)
     {
         var clock = Stopwatch.StartNew();
         using var noise = unet.Forward(latents, 500f, conditioning);

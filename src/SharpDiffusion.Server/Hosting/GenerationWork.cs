@@ -146,7 +146,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         if (full)
         {
             using var decoded = pipeline.DecodeLatents(x0.narrow(0, 0, 1));
-            using var bytes = StableDiffusionPipeline.ToUInt8(decoded);
+            using var bytes = ImageTensors.ToUInt8(decoded);
             image = new RgbImage((int)bytes.shape[2], (int)bytes.shape[1], bytes.data<byte>().ToArray());
         }
         else

@@ -42,10 +42,8 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
 
     StableDiffusionPipeline Load(ModelEntry entry)
     {
-        var pipeline = entry.IsFile
-            ? StableDiffusionPipeline.FromSingleFile(entry.Path, options.Load,
-                new SingleFileOptions { OriginalConfig = ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null })
-            : StableDiffusionPipeline.FromPretrained(entry.Path, options.Load);
+        var pipeline = StableDiffusionPipeline.Load(entry.Path, options.Load,
+            new SingleFileOptions { OriginalConfig = entry.IsFile && ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null });
         LoadWarnings = pipeline.LoadWarnings;
         if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
             _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;

@@ -8,6 +8,7 @@ public sealed class DiffusersFolder
     readonly Dictionary<string, string?> _components;
 
     public string Root { get; }
+    /// <summary>model_index.json's _class_name: the diffusers pipeline class, which names the model family ("" when absent).</summary>
     public string ClassName { get; }
     /// <summary>The folder's name; for a Hugging Face cache snapshot (models--org--name/snapshots/&lt;sha&gt;) the repository's, org/name.</summary>
     public string Name
@@ -23,9 +24,6 @@ public sealed class DiffusersFolder
 
     /// <summary>SDXL pipelines' force_zeros_for_empty_prompt (model_index.json; diffusers' default true).</summary>
     public bool ForceZerosForEmptyPrompt { get; private init; } = true;
-
-    /// <summary>An SDXL folder: model_index.json names a text_encoder_2 (StableDiffusionXLPipeline).</summary>
-    public bool IsXL => _components.TryGetValue("text_encoder_2", out var cls) && cls is not null;
 
     DiffusersFolder(string root, string className, Dictionary<string, string?> components)
     {

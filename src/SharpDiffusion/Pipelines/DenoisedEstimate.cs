@@ -3,14 +3,24 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Pipelines;
 
+/// <summary>How the clean latents x̂₀ follow from a denoiser's input and output at timestep t (previews only). A diffusion
+/// schedule: <see cref="DenoisedEstimate"/>; flow matching: x̂₀ = x_t − σ·v.</summary>
+public interface ICleanEstimate
+{
+    /// <param name="modelInput">x_t as the denoiser saw it, [B, C, h, w] (the latent channels only).</param>
+    /// <param name="modelOutput">the guided prediction [B, C, h, w].</param>
+    /// <returns>x̂₀ [B, C, h, w] float32.</returns>
+    Tensor EstimateClean(Tensor modelInput, Tensor modelOutput, float t);
+}
+
 /// <summary>
-/// The clean latents x̂₀ the model predicts at one step, for live previews: from the UNet's input x_t (after the
+/// The clean latents x̂₀ the model predicts at one step of a diffusion (β) schedule, for live previews: from the UNet's input x_t (after the
 /// scheduler's scaling, so in DDPM scale for every scheduler) and its guided output at timestep t,
 /// ε-prediction: x̂₀ = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t; v-prediction: x̂₀ = √ᾱ_t·x_t − √(1−ᾱ_t)·v; sample: the output itself.
 /// ᾱ at a fractional t (LMS, Euler, …) comes from ln σ interpolated linearly, as k-diffusion's t → σ.
 /// Used only to show progress: no result depends on it.
 /// </summary>
-public sealed class DenoisedEstimate
+public sealed class DenoisedEstimate : ICleanEstimate
 {
     readonly float[] _logSigmas;
     readonly string _predictionType;
@@ -32,10 +42,8 @@ public sealed class DenoisedEstimate
         return 1 / (1 + sigma * sigma);                                  // σ² = (1−ᾱ)/ᾱ
     }
 
-    /// <param name="modelInput">x_t as the UNet saw it, [B, 4, h, w] (the latent channels only).</param>
-    /// <param name="modelOutput">the guided prediction [B, 4, h, w].</param>
-    /// <returns>x̂₀ [B, 4, h, w] float32.</returns>
-    public Tensor Predict(Tensor modelInput, Tensor modelOutput, float t)
+    /// <inheritdoc/>
+    public Tensor EstimateClean(Tensor modelInput, Tensor modelOutput, float t)
     {
         double alpha = AlphaCumprod(t), a = Math.Sqrt(alpha), s = Math.Sqrt(1 - alpha);
         var x = modelInput.to(ScalarType.Float32);

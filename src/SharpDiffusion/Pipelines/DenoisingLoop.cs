@@ -1,4 +1,5 @@
-using SharpDiffusion.Models.UNet;
+using SharpDiffusion.Conditioning;
+using SharpDiffusion.Families;
 using SharpDiffusion.Schedulers;
 using static TorchSharp.torch;
 
@@ -11,33 +12,33 @@ public sealed record GuidanceSettings(double Scale, double Rescale = 0)
 }
 
 /// <summary>One run of the loop: the scheduler (after SetTimesteps), the timesteps to visit (all of them, or the tail
-/// img2img keeps), the conditioning ([(2)B, T, D] in the UNet's dtype, uncond rows first when guided), the generator
+/// img2img keeps), the conditioning (in the denoiser's dtype, uncond rows first when guided), the generator
 /// ancestral samplers draw from, and the task's hook.</summary>
-public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Timesteps, Conditioning Conditioning,
+public sealed record DenoisingPlan(IScheduler Scheduler, IReadOnlyList<float> Timesteps, TextConditioning Conditioning,
     GuidanceSettings Guidance, Generator Generator, IStepHook? Hook = null)
 {
-    /// <summary>Sees (step index, x̂₀ [B, 4, h, w]: the clean latents the model predicts at that step), for previews;
+    /// <summary>Sees (step index, x̂₀ [B, C, h, w]: the clean latents the model predicts at that step), for previews;
     /// the tensor (and anything made from it) lives until the callback returns: detach a copy from the dispose scope to keep it.</summary>
     public Action<int, Tensor>? OnDenoised { get; init; }
 
-    /// <summary>DeepCache: steps it allows reuse the UNet's cached deep features (null: a full pass every step).</summary>
-    public DeepFeatureCache? FeatureCache { get; init; }
+    /// <summary>How <see cref="OnDenoised"/>'s x̂₀ is computed (the denoiser's, for this scheduler).</summary>
+    public ICleanEstimate? CleanEstimate { get; init; }
 }
 
 /// <summary>
-/// The loop every task runs (text-to-image, img2img, inpainting): per timestep, scale → UNet → guidance → step.
-/// A task brings its initial latents, its timesteps and an <see cref="IStepHook"/>; the loop knows nothing else.
+/// The loop every family and task runs (text-to-image, img2img, inpainting): per timestep, scale → denoiser → guidance
+/// → step. A task brings its initial latents, its timesteps and an <see cref="IStepHook"/>; a family its denoiser; the
+/// loop knows nothing else.
 /// </summary>
-public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
+public sealed class DenoisingLoop(IDenoiser denoiser, IDenoiserRun run)
 {
     static readonly TimeSpan LongStep = TimeSpan.FromMilliseconds(500);
 
-    /// <param name="latents">[B, 4, h, w] float32 initial latents, owned by the loop from here on.</param>
+    /// <param name="latents">[B, C, h, w] float32 initial latents, owned by the loop from here on.</param>
     /// <param name="onStepEnd">sees (step index, latents after the step), as diffusers' callback_on_step_end.</param>
-    /// <returns>The final latents [B, 4, h, w] float32.</returns>
+    /// <returns>The final latents [B, C, h, w] float32.</returns>
     public Tensor Run(Tensor latents, DenoisingPlan plan, Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default)
     {
-        var estimate = plan.OnDenoised is null ? null : new DenoisedEstimate(plan.Scheduler);
         try
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -45,7 +46,7 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
             {
                 cancellation.ThrowIfCancellationRequested();
                 clock.Restart();
-                var next = Step(i, latents, plan, estimate);
+                var next = Step(i, latents, plan);
                 latents.Dispose();
                 latents = next;
                 // A step's freed activations go back to the system: glibc otherwise keeps them, fragmented, and the
@@ -63,22 +64,32 @@ public sealed class DenoisingLoop(UNet2DConditionModel unet, ScalarType dtype)
         }
     }
 
-    Tensor Step(int i, Tensor latents, DenoisingPlan plan, DenoisedEstimate? estimate)
+    Tensor Step(int i, Tensor latents, DenoisingPlan plan)
     {
         using var scope = NewDisposeScope();
         float t = plan.Timesteps[i];
         bool guided = plan.Guidance.Enabled;
         var scaled = plan.Scheduler.ScaleModelInput(guided ? cat([latents, latents], 0) : latents, t);
-        var modelInput = plan.Hook?.ExtendModelInput(scaled) ?? scaled;                      // [(2)B, C, h, w]
-        var cache = plan.FeatureCache;
-        var noisePred = unet.Forward(modelInput.to(dtype), t, plan.Conditioning, cache, cache?.CanReuse(i) ?? false).to(ScalarType.Float32);
+        var modelInput = plan.Hook?.ExtendModelInput(scaled) ?? scaled;                      // [(2)B, C', h, w]
+        var prediction = Predict(modelInput, t, plan.Conditioning, i, guided);                // [(2)B, C, h, w] float32
         if (guided)
-            noisePred = Guidance.Apply(noisePred, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, 4, h, w]
-        if (estimate is not null)
-            plan.OnDenoised!(i, estimate.Predict(scaled.narrow(0, 0, latents.shape[0]), noisePred, t));
-        var next = plan.Scheduler.Step(noisePred, t, latents, plan.Generator);
+            prediction = Guidance.Apply(prediction, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, C, h, w]
+        if (plan.OnDenoised is not null)
+            plan.OnDenoised(i, plan.CleanEstimate!.EstimateClean(scaled.narrow(0, 0, latents.shape[0]), prediction, t));
+        var next = plan.Scheduler.Step(prediction, t, latents, plan.Generator);
         if (plan.Hook is not null)
             next = plan.Hook.AfterStep(i, plan.Timesteps, next);
         return next.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Unguided or batched: one call. A denoiser that does not batch guidance: the uncond and cond halves apart, joined.</summary>
+    Tensor Predict(Tensor modelInput, float t, TextConditioning conditioning, int step, bool guided)
+    {
+        if (!guided || denoiser.BatchesGuidance)
+            return run.Predict(new DenoiserInput(modelInput, t, conditioning, step));
+        long half = modelInput.shape[0] / 2;
+        var uncond = run.Predict(new DenoiserInput(modelInput.narrow(0, 0, half), t, conditioning.Rows(0, half), step));
+        var cond = run.Predict(new DenoiserInput(modelInput.narrow(0, half, half), t, conditioning.Rows(half, half), step));
+        return cat([uncond, cond], 0);
     }
 }

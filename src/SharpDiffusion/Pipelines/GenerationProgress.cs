@@ -5,7 +5,7 @@ public enum GenerationStage
 {
     /// <summary>Prompts → text embeddings (and, for img2img/inpainting, the image → latents).</summary>
     Encoding,
-    /// <summary>The denoising loop; <see cref="GenerationProgress.Step"/> counts UNet steps done.</summary>
+    /// <summary>The denoising loop; <see cref="GenerationProgress.Step"/> counts denoiser steps done.</summary>
     Denoising,
     /// <summary>Latents → pixels.</summary>
     Decoding,

@@ -8,11 +8,11 @@ namespace SharpDiffusion.Pipelines;
 /// </summary>
 public interface IStepHook
 {
-    /// <summary>The UNet input after the scheduler's scaling [(2)B, 4, h, w] → what the UNet takes
+    /// <summary>The denoiser's input after the scheduler's scaling [(2)B, C, h, w] → what the denoiser takes
     /// (inpainting UNets: [(2)B, 9, h, w] with the mask and the masked image's latents). Returns a new tensor or the same.</summary>
     Tensor ExtendModelInput(Tensor scaledInput) => scaledInput;
 
-    /// <summary>After scheduler step <paramref name="index"/> (of <paramref name="timesteps"/>): latents [B, 4, h, w] →
+    /// <summary>After scheduler step <paramref name="index"/> (of <paramref name="timesteps"/>): latents [B, C, h, w] →
     /// the latents the next step starts from. Returns a new tensor or the same.</summary>
     Tensor AfterStep(int index, IReadOnlyList<float> timesteps, Tensor latents) => latents;
 }

@@ -5,7 +5,7 @@ namespace SharpDiffusion.Pipelines;
 
 /// <summary>
 /// diffusers' StableDiffusionImg2ImgPipeline: the image's latents, noised to the first timestep that
-/// <c>strength</c> keeps. Draws: (1) the VAE posterior sample [1, 4, h, w], (2) the noise [B, 4, h, w].
+/// <c>strength</c> keeps. Draws: (1) the VAE posterior sample [1, C, h, w], (2) the noise [B, C, h, w].
 /// </summary>
 public static class ImageToImage
 {
@@ -23,8 +23,8 @@ public static class ImageToImage
     {
         var timesteps = CutTimesteps(scheduler, numInferenceSteps, strength);
         using var scope = NewDisposeScope();
-        var clean = pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1);  // [B, 4, h, w]
-        var noise = pipe.DrawNoise(clean.shape, generator);
+        var clean = pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1);  // [B, C, h, w]
+        var noise = InitialNoise.Draw(clean.shape, generator, pipe.Device);
         var latents = scheduler.AddNoise(clean, noise, timesteps[0]);              // no init_noise_sigma here
         return new DenoisingStart(latents.MoveToOuterDisposeScope(), timesteps);
     }

@@ -18,7 +18,7 @@ public static class Inpainting
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, Tensor image, Tensor mask, double strength,
         IScheduler scheduler, int numInferenceSteps, int batch, bool guided, Generator generator)
     {
-        long unetChannels = pipe.Unet.Config.InChannels;
+        long unetChannels = pipe.Denoiser.InChannels;
         if (unetChannels is not (4 or 9))
             throw new NotSupportedException($"Inpainting needs a UNet with 9 input channels (an inpainting model) or 4 (an ordinary one); this one has {unetChannels}.");
         bool legacy = unetChannels == 4;
@@ -29,9 +29,9 @@ public static class Inpainting
         Tensor? imageLatents = legacy || !fromNoise
             ? pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1)        // [B, 4, h, w]
             : null;
-        int f = pipe.VaeScaleFactor;
-        long h = image.shape[2] / f, w = image.shape[3] / f;
-        var noise = pipe.DrawNoise([batch, pipe.Vae.Config.LatentChannels, h, w], generator);
+        var shape = pipe.LatentFormat.Shape(batch, (int)image.shape[3], (int)image.shape[2]);   // [B, C, h, w]
+        long h = shape[2], w = shape[3];
+        var noise = InitialNoise.Draw(shape, generator, pipe.Device);
         var latents = fromNoise ? noise * scheduler.InitNoiseSigma : scheduler.AddNoise(imageLatents!, noise, timesteps[0]);
 
         var maskedImage = image * mask.lt(0.5);                                 // masked pixels → 0 (mid-grey)

@@ -21,15 +21,16 @@ public sealed class LatentPreview : IDisposable
     {
         using var scope = NewDisposeScope();
         using var inference = inference_mode();
-        int factor = pipeline.VaeScaleFactor;
+        var vae = pipeline.VaeCodec;
+        int factor = vae.Format.SpatialFactor;
         size = Math.Max(size / factor, 2) * factor;
         using var generator = new Generator(0);
         // Smooth colour fields: 4×4 random colours upsampled, so a latent cell's pixels are nearly one colour.
         var coarse = rand([samples, 3, 4, 4], generator: generator) * 2 - 1;
         var images = nn.functional.interpolate(coarse, [size, size], mode: InterpolationMode.Bilinear, align_corners: true);
-        using var use = pipeline.Weights.Vae.Use();
-        using var posterior = pipeline.Vae.Encode(images.to(pipeline.VaeDType).to(pipeline.Device));
-        var latents = (posterior.Mean.to(ScalarType.Float32).cpu() * pipeline.Vae.Config.ScalingFactor);  // [S, C, h, w]
+        using var use = vae.Weights.Use();
+        using var posterior = vae.Model.Encode(images.to(vae.DType).to(pipeline.Device));
+        var latents = vae.Format.FromVae(posterior.Mean.to(ScalarType.Float32).cpu());                   // [S, C, h, w]
         var targets = (nn.functional.avg_pool2d(images, factor) + 1) / 2;                                 // [S, 3, h, w] in [0, 1]
         long channels = latents.shape[1];
         var z = latents.permute(0, 2, 3, 1).reshape(-1, channels);                                        // [N, C]

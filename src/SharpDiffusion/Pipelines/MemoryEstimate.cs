@@ -21,13 +21,28 @@ public sealed record MemoryEstimate(long UNetBytes, long DecodeBytes, long Tiled
         long elem = ElementSize(pipe.DType);
         int f = pipe.VaeScaleFactor;
         long tokens = (long)(height / f) * (width / f);
-        long unet = elem * (guided ? 2 * batch : batch) * tokens * pipe.Unet.Config.BlockOutChannels[0] * UNetLiveTensors;
+        long unet = elem * (guided ? 2 * batch : batch) * tokens * pipe.Denoiser.FullResolutionChannels * UNetLiveTensors;
         long vaeWidth = pipe.Vae.Config.BlockOutChannels[0];
         long image = 3L * batch * height * width * sizeof(float) * 3; // decoded, clamped, permuted float32
         long decode = elem * batch * vaeWidth * height * width * DecodeLiveTensors + image;
         long tile = Math.Min(pipe.Vae.Config.SampleSize, Math.Max(width, height));
         long tiled = elem * batch * vaeWidth * tile * tile * DecodeLiveTensors + 2 * image; // tiles are blended into a copy
         return new MemoryEstimate(unet, decode, tiled);
+    }
+
+    /// <summary>Refuses a call whose activations cannot fit in <paramref name="available"/> bytes; turns on tiled decoding
+    /// (with a warning) when only the whole-image decode does not fit.</summary>
+    internal static bool NeedsTiling(MemoryEstimate estimate, long? available, int width, int height, ICollection<string> warnings)
+    {
+        if (available is not long free || estimate.Peak(tiled: false) <= free)
+            return false;
+        string G(long b) => Gigabytes(b);
+        if (estimate.Peak(tiled: true) > free)
+            throw new InsufficientMemoryException($"A {width}x{height} generation needs about {G(estimate.Peak(tiled: true))} for its activations " +
+                $"(UNet {G(estimate.UNetBytes)}, tiled VAE decode {G(estimate.TiledDecodeBytes)}) but {G(free)} is available; " +
+                "use a smaller size or fewer images, or bfloat16 compute.");
+        warnings.Add($"Decoding a {width}x{height} image whole needs about {G(estimate.DecodeBytes)} but {G(free)} is available: decoded in tiles instead (VAE tiling).");
+        return true;
     }
 
     /// <summary>Memory the system can give without swapping (Linux MemAvailable), else what .NET sees; null if unknown.</summary>

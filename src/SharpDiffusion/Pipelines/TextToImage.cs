@@ -10,8 +10,8 @@ public static class TextToImage
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, GenerationOptions options, IScheduler scheduler,
         int batch, int width, int height, Generator generator)
     {
-        long[] shape = [batch, pipe.Vae.Config.LatentChannels, height / pipe.VaeScaleFactor, width / pipe.VaeScaleFactor];
-        using var noise = options.Latents is { } given ? CheckedLatents(given, shape) : pipe.DrawNoise(shape, generator);
+        var shape = pipe.LatentFormat.Shape(batch, width, height);                    // [B, C, H/f, W/f]
+        using var noise = options.Latents is { } given ? CheckedLatents(given, shape) : InitialNoise.Draw(shape, generator, pipe.Device);
         return new DenoisingStart(noise * scheduler.InitNoiseSigma, scheduler.Timesteps);
     }
 

@@ -47,7 +47,7 @@ public class LowMemoryTests(ITestOutputHelper output)
 
     static byte[] Bytes(GenerationResult result)
     {
-        using var u8 = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+        using var u8 = ImageTensors.ToUInt8(result.ImageFloat);
         return u8.bytes.ToArray();
     }
 
@@ -123,7 +123,7 @@ public class LowMemoryTests(ITestOutputHelper output)
         var residency = new Residency(pipeline);
         using (var result = pipeline.Generate(PipelineParityTests.Options(info), onStepEnd: residency.Step))
         {
-            using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+            using var bytes = ImageTensors.ToUInt8(result.ImageFloat);
             using var diff = (bytes.to(ScalarType.Int32) - Golden.Load(file.Split('/'))["image_uint8"].to(ScalarType.Int32)).abs();
             Assert.True(diff.max().item<int>() <= 1, "the single file's picture differs from diffusers'");
         }

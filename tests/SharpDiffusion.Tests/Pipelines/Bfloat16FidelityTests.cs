@@ -28,7 +28,7 @@ public class Bfloat16FidelityTests(ITestOutputHelper output)
         var golden = Golden.Load(file.Split('/'))["image_uint8"].to(ScalarType.Float32);
         using var _ = inference_mode();
         using var result = Pipeline(info.GetProperty("model").GetString()!).Generate(PipelineParityTests.Options(info));
-        using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat).to(ScalarType.Float32);
+        using var bytes = ImageTensors.ToUInt8(result.ImageFloat).to(ScalarType.Float32);
         double mse = (bytes - golden).pow(2).mean().item<float>();
         double psnr = mse == 0 ? double.PositiveInfinity : 10 * Math.Log10(255.0 * 255.0 / mse);
         output.WriteLine($"{file}: bf16 vs diffusers fp32 PSNR {psnr:F1} dB");

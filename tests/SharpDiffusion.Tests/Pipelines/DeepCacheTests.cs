@@ -1,3 +1,4 @@
+using SharpDiffusion.Conditioning;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Pipelines;
 using Xunit.Abstractions;
@@ -20,7 +21,7 @@ public class DeepCacheTests(ITestOutputHelper output)
         using var generator = new Generator(7);
         using var sample = randn([2, 4, 16, 16], generator: generator);
         using var text = pipeline.EncodePrompt(["a photo of a cat", "a drawing of a dog"]);
-        using var conditioning = new Conditioning(text);
+        using var conditioning = new TextConditioning(text);
         using var cache = new DeepFeatureCache(3);
         Assert.False(cache.CanReuse(0));
         using var full = pipeline.Unet.Forward(sample, 500f, conditioning, cache);
@@ -54,7 +55,7 @@ public class DeepCacheTests(ITestOutputHelper output)
         var pipeline = PipelineParityTests.Pipeline(info.GetProperty("model").GetString()!);
         var options = PipelineParityTests.Options(info) with { DeepCacheInterval = 3 };
         using var result = pipeline.Generate(options);
-        using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+        using var bytes = ImageTensors.ToUInt8(result.ImageFloat);
         double psnr = Psnr(bytes, golden["image_uint8"]);
         output.WriteLine($"{file}, a full pass every 3 steps: {psnr:F1} dB from diffusers' full computation");
         Assert.True(psnr >= 30, $"{psnr:F1} dB: DeepCache drifted far from the full computation");

@@ -26,14 +26,14 @@ public class MemoryEstimateTests
     {
         var estimate = new MemoryEstimate(UNetBytes: 2 * GB, DecodeBytes: 10 * GB, TiledDecodeBytes: 1 * GB);
         var warnings = new List<string>();
-        Assert.False(StableDiffusionPipeline.NeedsTiling(estimate, 16 * GB, 2048, 2048, warnings));
-        Assert.False(StableDiffusionPipeline.NeedsTiling(estimate, null, 2048, 2048, warnings));
+        Assert.False(MemoryEstimate.NeedsTiling(estimate, 16 * GB, 2048, 2048, warnings));
+        Assert.False(MemoryEstimate.NeedsTiling(estimate, null, 2048, 2048, warnings));
         Assert.Empty(warnings);
 
-        Assert.True(StableDiffusionPipeline.NeedsTiling(estimate, 4 * GB, 2048, 2048, warnings));
+        Assert.True(MemoryEstimate.NeedsTiling(estimate, 4 * GB, 2048, 2048, warnings));
         Assert.Contains("needs about 10.0 GB but 4.0 GB is available: decoded in tiles", Assert.Single(warnings));
 
-        var e = Assert.Throws<InsufficientMemoryException>(() => StableDiffusionPipeline.NeedsTiling(estimate, 1 * GB, 2048, 2048, warnings));
+        var e = Assert.Throws<InsufficientMemoryException>(() => MemoryEstimate.NeedsTiling(estimate, 1 * GB, 2048, 2048, warnings));
         Assert.Contains("A 2048x2048 generation needs about 2.0 GB for its activations (UNet 2.0 GB, tiled VAE decode 1.0 GB) but 1.0 GB is available", e.Message);
     }
 

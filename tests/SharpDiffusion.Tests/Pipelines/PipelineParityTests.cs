@@ -89,7 +89,7 @@ public class PipelineParityTests(ITestOutputHelper output)
         double imageDiff = Golden.MaxAbsDiff(result.ImageFloat, golden["image_float"]);
         Assert.True(imageDiff <= 1e-3, $"image_float max |diff| {imageDiff:E3}");
 
-        using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+        using var bytes = ImageTensors.ToUInt8(result.ImageFloat);
         using var byteDiff = (bytes.to(ScalarType.Int32) - golden["image_uint8"].to(ScalarType.Int32)).abs();
         int maxLevel = byteDiff.max().item<int>();
         long differing = byteDiff.gt(0).sum().item<long>();

@@ -25,7 +25,7 @@ public class PrecomputedInputsTests
             Seed = 999, // no draw may come from the generator
         };
         using var result = pipeline.Generate(options);
-        using var bytes = StableDiffusionPipeline.ToUInt8(result.ImageFloat);
+        using var bytes = ImageTensors.ToUInt8(result.ImageFloat);
         using var diff = (bytes.to(ScalarType.Int32) - golden["image_uint8"].to(ScalarType.Int32)).abs();
         Assert.True(diff.max().item<int>() <= 1, $"uint8 image differs by {diff.max().item<int>()} levels");
     }

@@ -31,7 +31,7 @@ public class PreviewTests
             using var noisy = scheduler.AddNoise(x0, eps, t);                 // what the loop holds at t
             // what the UNet sees: the scheduler's scale_model_input (1/√(σ²+1) for σ samplers; they allow one call per step)
             using var input = scheduler.Sigmas is { } sigmas ? noisy / Math.Sqrt(sigmas[i] * sigmas[i] + 1) : noisy.clone();
-            using var predicted = estimate.Predict(input, eps, t);
+            using var predicted = estimate.EstimateClean(input, eps, t);
             double err = (predicted - x0).abs().max().item<float>();
             Assert.True(err < 2e-3, $"{schedulerName} t={t}: max |x̂₀ - x₀| = {err}");
         }

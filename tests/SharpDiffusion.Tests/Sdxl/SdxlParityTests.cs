@@ -1,3 +1,4 @@
+using SharpDiffusion.Conditioning;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Pipelines;
@@ -49,7 +50,7 @@ public class SdxlParityTests(ITestOutputHelper output)
         var golden = Golden.Load("sdxl", "unet_tiny-sdxl.safetensors");
         using var unet = ComponentLoader.LoadUNet(Golden.Path("models", "tiny-sdxl", "unet"));
         using var _ = inference_mode();
-        var conditioning = new Conditioning(golden["encoder_hidden_states"]) { TextEmbeds = golden["added_text_embeds"], TimeIds = golden["added_time_ids"] };
+        var conditioning = new TextConditioning(golden["encoder_hidden_states"]) { Pooled = golden["added_text_embeds"], TimeIds = golden["added_time_ids"] };
         using var outputTensor = unet.Forward(golden["sample"], timestep, conditioning);
         Golden.AssertClose(outputTensor, golden[key], what: key);
     }
@@ -60,7 +61,7 @@ public class SdxlParityTests(ITestOutputHelper output)
         var golden = Golden.Load("sdxl", "unet_tiny-sdxl.safetensors");
         using var unet = ComponentLoader.LoadUNet(Golden.Path("models", "tiny-sdxl", "unet"));
         using var _ = inference_mode();
-        var conditioning = new Conditioning(golden["encoder_hidden_states"]) { TextEmbeds = golden["added_text_embeds"], TimeIds = golden["added_time_ids"] };
+        var conditioning = new TextConditioning(golden["encoder_hidden_states"]) { Pooled = golden["added_text_embeds"], TimeIds = golden["added_time_ids"] };
         using var outputTensor = unet.Forward(golden["sample"], golden["timesteps_per_sample"], conditioning);
         Golden.AssertClose(outputTensor, golden["out_per_sample"], what: "out_per_sample");
     }
@@ -88,7 +89,7 @@ public class SdxlParityTests(ITestOutputHelper output)
                 options.HasNegativePrompt ? options.NegativePrompts : null, options.HasNegativePrompt ? options.NegativePrompts : null,
                 guided: true, clipSkip: 1, size, size);
             Golden.AssertClose(conditioning.EncoderHiddenStates, golden["unet_encoder_hidden_states"], what: "encoder_hidden_states");
-            Golden.AssertClose(conditioning.TextEmbeds!, golden["unet_added_text_embeds"], what: "text_embeds");
+            Golden.AssertClose(conditioning.Pooled!, golden["unet_added_text_embeds"], what: "text_embeds");
             Golden.AssertClose(conditioning.TimeIds!, golden["unet_added_time_ids"], what: "time_ids");
         }
 

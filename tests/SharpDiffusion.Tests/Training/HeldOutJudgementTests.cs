@@ -52,7 +52,7 @@ public class HeldOutJudgementTests(ITestOutputHelper output)
             var x = ShapesTrainer.ToImageTensor(prompts.Select(p => p.ExpectedScene()).ToList(), size);
             using var posterior = pipe.Vae.Encode(x);
             var image = pipe.DecodeLatents(posterior.Mean * pipe.Vae.Config.ScalingFactor);
-            decoded = StableDiffusionPipeline.ToUInt8(image).data<byte>().ToArray();
+            decoded = ImageTensors.ToUInt8(image).data<byte>().ToArray();
         }
         var images = Enumerable.Range(0, prompts.Count).Select(i => decoded[(i * pixels)..((i + 1) * pixels)]).ToList();
         var r = HeldOutEvaluation.Score(prompts, images);

@@ -1,3 +1,4 @@
+using SharpDiffusion.Conditioning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -90,7 +91,7 @@ public sealed class UNet2DConditionModel : Module
 
     /// <summary>One timestep for the whole batch (float: LMS/Euler pass fractional timesteps).</summary>
     /// <param name="cache">DeepCache: with <paramref name="reuse"/> the shallow path on its features; else a full pass that refreshes them.</param>
-    public Tensor Forward(Tensor sample, float timestep, Conditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
+    public Tensor Forward(Tensor sample, float timestep, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
     {
         using var t = tensor(timestep, ScalarType.Float32, sample.device);
         return Forward(sample, t, conditioning, cache, reuse);
@@ -98,18 +99,18 @@ public sealed class UNet2DConditionModel : Module
 
     /// <summary>One timestep for the whole batch, conditioned on text embeddings alone.</summary>
     public Tensor Forward(Tensor sample, float timestep, Tensor encoderHiddenStates) =>
-        Forward(sample, timestep, new Conditioning(encoderHiddenStates));
+        Forward(sample, timestep, new TextConditioning(encoderHiddenStates));
 
     /// <summary>Per-row timesteps, conditioned on text embeddings alone.</summary>
     public Tensor Forward(Tensor sample, Tensor timesteps, Tensor encoderHiddenStates) =>
-        Forward(sample, timesteps, new Conditioning(encoderHiddenStates));
+        Forward(sample, timesteps, new TextConditioning(encoderHiddenStates));
 
     /// <param name="sample">[B, in_channels, h, w] latents.</param>
     /// <param name="timesteps">a 0-d tensor, or one timestep per batch row [B].</param>
     /// <param name="conditioning">text embeddings [B, T, cross_attention_dim] (T = 77 per prompt chunk).</param>
     /// <param name="cache">DeepCache: stores the next-to-last up block's output on a full pass; with <paramref name="reuse"/>
     /// runs only conv_in, the first down block and the last up block on it.</param>
-    public Tensor Forward(Tensor sample, Tensor timesteps, Conditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
+    public Tensor Forward(Tensor sample, Tensor timesteps, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
     {
         var encoderHiddenStates = conditioning.EncoderHiddenStates;
         if (sample.dim() != 4 || sample.shape[1] != Config.InChannels)
@@ -164,9 +165,9 @@ public sealed class UNet2DConditionModel : Module
 
     /// <summary>SDXL's text_time embedding: each of the six time ids through the sinusoidal embedding, flattened
     /// [B, 6·d], after the pooled text embedding [B, P], through add_embedding → [B, time_embed_dim].</summary>
-    Tensor AddedEmbedding(Conditioning conditioning, long batch, ScalarType dtype)
+    Tensor AddedEmbedding(TextConditioning conditioning, long batch, ScalarType dtype)
     {
-        if (conditioning.TextEmbeds is not { } textEmbeds || conditioning.TimeIds is not { } timeIds)
+        if (conditioning.Pooled is not { } textEmbeds || conditioning.TimeIds is not { } timeIds)
             throw new ArgumentException("This UNet (addition_embed_type text_time, SDXL) needs the pooled text embedding and the six time ids.");
         if (timeIds.shape[0] != batch || timeIds.shape[1] != 6 || textEmbeds.shape[0] != batch || textEmbeds.shape[1] != Config.PooledTextDim)
             throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, {Config.PooledTextDim}] and time_ids [{batch}, 6]; got " +

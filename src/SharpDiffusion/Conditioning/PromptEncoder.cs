@@ -1,8 +1,9 @@
 using SharpDiffusion.Models.Clip;
+using SharpDiffusion.Pipelines;
 using SharpDiffusion.Text;
 using static TorchSharp.torch;
 
-namespace SharpDiffusion.Pipelines;
+namespace SharpDiffusion.Conditioning;
 
 /// <summary>
 /// Prompt text → text embeddings [B, T, D] in the text encoder's dtype. Plain syntax (diffusers): one 77-token encode

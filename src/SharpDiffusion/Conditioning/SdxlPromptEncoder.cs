@@ -1,9 +1,8 @@
 using SharpDiffusion.Models.Clip;
-using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Text;
 using static TorchSharp.torch;
 
-namespace SharpDiffusion.Pipelines;
+namespace SharpDiffusion.Conditioning;
 
 /// <summary>The six numbers SDXL's UNet is told about the picture: original (height, width), crop (top, left), target (height, width).</summary>
 public sealed record SizeConditioning((int Height, int Width) OriginalSize, (int Top, int Left) CropsCoordsTopLeft, (int Height, int Width) TargetSize)
@@ -70,7 +69,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
 
     /// <summary>AUTOMATIC1111's guided batch: negatives and prompts encoded apart, the shorter padded with the empty prompt's
     /// chunk; an all-empty negative is zeros (A1111 zeroes an empty SDXL negative prompt).</summary>
-    public Conditioning EncodeConditioningA1111(IReadOnlyList<string> prompts, IReadOnlyList<string> negatives, bool guided, int clipSkip,
+    public TextConditioning EncodeConditioningA1111(IReadOnlyList<string> prompts, IReadOnlyList<string> negatives, bool guided, int clipSkip,
         SizeConditioning size, SizeConditioning negativeSize)
     {
         using var scope = NewDisposeScope();
@@ -89,7 +88,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
 
     /// <summary>The UNet's conditioning for a batch: [uncond; cond] rows when guided, each with its pooled embedding and
     /// time ids. <paramref name="negatives"/> null = no negative prompt (zeros when the model says force_zeros_for_empty_prompt).</summary>
-    public Conditioning EncodeConditioning(IReadOnlyList<string> prompts, IReadOnlyList<string> prompts2,
+    public TextConditioning EncodeConditioning(IReadOnlyList<string> prompts, IReadOnlyList<string> prompts2,
         IReadOnlyList<string>? negatives, IReadOnlyList<string>? negatives2, bool guided, int clipSkip,
         SizeConditioning size, SizeConditioning negativeSize, ICollection<string>? warnings = null)
     {
@@ -100,7 +99,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
 
     /// <summary>The conditioning from embeddings the caller made (diffusers' prompt_embeds and pooled_prompt_embeds,
     /// [B, T, D] and [B, P] in the model dtype); the negative ones given, or as for prompts (zeros or the encoded negatives).</summary>
-    public Conditioning FromEmbeddings(Tensor embeds, Tensor pooled, (Tensor Embeds, Tensor Pooled)? negative,
+    public TextConditioning FromEmbeddings(Tensor embeds, Tensor pooled, (Tensor Embeds, Tensor Pooled)? negative,
         IReadOnlyList<string>? negatives, bool guided, int clipSkip, SizeConditioning size, SizeConditioning negativeSize)
     {
         using var scope = NewDisposeScope();
@@ -123,7 +122,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
     }
 
     /// <summary>[uncond; cond] rows when guided, each with its pooled embedding and time ids (in the caller's dispose scope).</summary>
-    Conditioning Assemble(Tensor embeds, Tensor pooled, bool guided, SizeConditioning size, SizeConditioning negativeSize,
+    TextConditioning Assemble(Tensor embeds, Tensor pooled, bool guided, SizeConditioning size, SizeConditioning negativeSize,
         Func<(Tensor Embeds, Tensor Pooled)> negative)
     {
         long batch = embeds.shape[0];
@@ -135,6 +134,6 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
         return Detach(cat([negEmbeds, embeds], 0), cat([negPooled, pooled], 0), cat([negTimeIds, timeIds], 0));
     }
 
-    static Conditioning Detach(Tensor embeds, Tensor pooled, Tensor timeIds) =>
-        new(embeds.MoveToOuterDisposeScope()) { TextEmbeds = pooled.MoveToOuterDisposeScope(), TimeIds = timeIds.MoveToOuterDisposeScope() };
+    static TextConditioning Detach(Tensor embeds, Tensor pooled, Tensor timeIds) =>
+        new(embeds.MoveToOuterDisposeScope()) { Pooled = pooled.MoveToOuterDisposeScope(), TimeIds = timeIds.MoveToOuterDisposeScope() };
 }

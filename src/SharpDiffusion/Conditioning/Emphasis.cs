@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace SharpDiffusion.Pipelines;
+namespace SharpDiffusion.Conditioning;
 
 /// <summary>AUTOMATIC1111's prompt emphasis on one chunk's text embeddings.</summary>
 public static class Emphasis

@@ -1,0 +1,42 @@
+using SharpDiffusion.Families.StableDiffusion;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
+
+namespace SharpDiffusion.Families;
+
+/// <summary>
+/// A model family (SD 1.x/2.x, SDXL; later SD3, Flux): how its models are recognised and how their components are
+/// assembled into a text conditioner, a denoiser and a latent format. Adding a family is a new subclass in its own
+/// folder and one line in <see cref="All"/>; the pipeline and its loop do not change.
+/// </summary>
+public abstract class ModelFamily
+{
+    /// <summary>What users call it ("SD 1.x/2.x", "SDXL").</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The diffusers pipeline classes (model_index.json's _class_name) of this family's folders.</summary>
+    public abstract IReadOnlyList<string> PipelineClasses { get; }
+
+    /// <summary>Loads a diffusers folder of this family.</summary>
+    public abstract ModelComponents Load(DiffusersFolder folder, LoadOptions options);
+
+    /// <summary>Every family SharpDiffusion runs.</summary>
+    public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance];
+
+    /// <summary>The family of a diffusers folder, from model_index.json's _class_name. A folder without one (written by
+    /// hand, or by old tools) is SDXL when it lists a text_encoder_2, else SD 1.x/2.x.</summary>
+    public static ModelFamily Detect(DiffusersFolder folder)
+    {
+        if (folder.ClassName.Length == 0)
+            return folder.ComponentClass("text_encoder_2") is null ? StableDiffusionFamily.Instance : StableDiffusionXLFamily.Instance;
+        return All.FirstOrDefault(f => f.PipelineClasses.Contains(folder.ClassName))
+            ?? throw new NotSupportedException($"{Path.Combine(folder.Root, "model_index.json")}: _class_name {folder.ClassName} is not a model family " +
+                $"SharpDiffusion runs; it runs {string.Join(", ", All.SelectMany(f => f.PipelineClasses))}.");
+    }
+
+    /// <summary>The family of a single-file checkpoint, from its keys (<see cref="LdmCheckpoint.IsXL"/>).</summary>
+    public static ModelFamily Detect(LdmCheckpoint checkpoint) =>
+        checkpoint.IsXL ? StableDiffusionXLFamily.Instance : StableDiffusionFamily.Instance;
+
+    public override string ToString() => Name;
+}
