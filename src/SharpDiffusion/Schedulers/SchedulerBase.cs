@@ -66,7 +66,8 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// repeats timesteps near T steps.</summary>
     float[] RequireSteppable(float[] timesteps, int n)
     {
-        string spacing = Config.GetString("timestep_spacing", "");
+        // Has, then the getter: a config without the key (flow matching's) is not asked for one it has no use for.
+        string spacing = Config.Has("timestep_spacing") ? Config.GetString("timestep_spacing", "") : "";
         string how = $"{Name}: {n} steps" + (spacing.Length > 0 ? $" with timestep_spacing '{spacing}'" : "");
         foreach (float t in timesteps)
             if (!(t >= 0 && t <= NumTrainTimesteps - 1))

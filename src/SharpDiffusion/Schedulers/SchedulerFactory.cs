@@ -105,6 +105,36 @@ public static class SchedulerFactory
         return Classes[entry.ClassName](config);
     }
 
+    /// <summary>The scheduler a generation call asks for: <paramref name="name"/> (or, when null, the one the model's
+    /// <paramref name="modelConfig"/> names) with the user's <paramref name="options"/> (<c>--scheduler-option</c>) over
+    /// the model's keys. Unlike the model's own file, whose unknown keys diffusers ignores, an option the scheduler does
+    /// not read would silently change nothing the user expects, so it is refused by name with the valid ones listed
+    /// (the valid ones are the keys the scheduler asked its config for while it was built).</summary>
+    /// <exception cref="ArgumentException">Unknown scheduler name or option.</exception>
+    public static IScheduler Create(string? name, SchedulerConfig modelConfig, IReadOnlyDictionary<string, object?>? options)
+    {
+        var config = modelConfig;
+        foreach (var (key, value) in options ?? new Dictionary<string, object?>())
+            config = config.With(key, value);
+        var recording = config.Recording();
+        var scheduler = name is null ? FromConfig(recording) : Create(name, recording);
+        var read = recording.KeysAsked;
+        var unknown = (options?.Keys ?? []).Where(k => !read.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        if (unknown.Count == 0)
+            return scheduler;
+        (scheduler as IDisposable)?.Dispose();
+        throw new ArgumentException($"--scheduler-option {string.Join(", ", unknown)}: the {name?.Trim() ?? scheduler.Name} scheduler has no such option" +
+            $"{(unknown.Count > 1 ? "s" : "")}; valid: {string.Join(", ", read)}.");
+    }
+
+    /// <summary>The config keys the scheduler called <paramref name="name"/> reads (its options), given the model's config.</summary>
+    public static IReadOnlyList<string> OptionsOf(string name, SchedulerConfig modelConfig)
+    {
+        var recording = modelConfig.Recording();
+        (Create(name, recording) as IDisposable)?.Dispose();
+        return recording.KeysAsked;
+    }
+
     /// <summary>The scheduler the config itself names (<c>_class_name</c>): the model's own.</summary>
     public static IScheduler FromConfig(SchedulerConfig config) =>
         config.ClassName is { } cls
