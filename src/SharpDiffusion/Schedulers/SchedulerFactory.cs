@@ -25,10 +25,15 @@ public static class SchedulerFactory
         ["KDPM2DiscreteScheduler"] = c => new KDPM2DiscreteScheduler(c),
         ["KDPM2AncestralDiscreteScheduler"] = c => new KDPM2AncestralDiscreteScheduler(c),
         ["UniPCMultistepScheduler"] = c => new UniPCMultistepScheduler(c),
+        ["FlowMatchEulerDiscreteScheduler"] = c => new FlowMatchEulerDiscreteScheduler(c),
+        ["LCMScheduler"] = c => new LCMScheduler(c),
+        ["TCDScheduler"] = c => new TCDScheduler(c),
     };
 
     static readonly Dictionary<string, object> NoOverrides = new();
     static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
+    static readonly Dictionary<string, object> Exponential = new() { ["use_exponential_sigmas"] = true };
+    static readonly Dictionary<string, object> Beta = new() { ["use_beta_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2M = new() { ["algorithm_type"] = "dpmsolver++", ["solver_order"] = 2 };
     static readonly Dictionary<string, object> Dpmpp2MKarras = new(Dpmpp2M) { ["use_karras_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
@@ -51,6 +56,8 @@ public static class SchedulerFactory
         N("ddim", "DDIMScheduler", "denoising diffusion implicit models (eta 0: deterministic)"),
         N("euler", "EulerDiscreteScheduler", "Euler's method on the probability-flow ODE"),
         N("euler_karras", "EulerDiscreteScheduler", "euler with Karras sigmas", Karras),
+        N("euler_exponential", "EulerDiscreteScheduler", "euler with σ's evenly spaced in log σ", Exponential),
+        N("euler_beta", "EulerDiscreteScheduler", "euler with σ's at the quantiles of Beta(0.6, 0.6) (arXiv 2407.12173)", Beta),
         N("euler_a", "EulerAncestralDiscreteScheduler", "ancestral Euler (adds fresh noise every step)"),
         N("euler_ancestral", "EulerAncestralDiscreteScheduler", "same as euler_a"),
         N("dpmpp_2m", "DPMSolverMultistepScheduler", "DPM-Solver++(2M) multistep", Dpmpp2M),
@@ -66,6 +73,9 @@ public static class SchedulerFactory
         N("kdpm2_a", "KDPM2AncestralDiscreteScheduler", "ancestral DPM-2 (draws noise; 2 model calls per step)"),
         N("dpm2_a", "KDPM2AncestralDiscreteScheduler", "same as kdpm2_a"),
         N("unipc", "UniPCMultistepScheduler", "UniPC predictor-corrector (bh2, order 2)"),
+        N("lcm", "LCMScheduler", "latent consistency models: 2-8 steps with an LCM-distilled model or LoRA (draws noise)"),
+        N("tcd", "TCDScheduler", "trajectory consistency distillation, gamma (eta) 0.3 (draws noise)"),
+        N("flow_euler", "FlowMatchEulerDiscreteScheduler", "Euler on the flow-matching ODE (SD3, Flux)"),
         A("LMS", "LMSDiscreteScheduler"),
         A("LMS Karras", "LMSDiscreteScheduler", Karras),
         // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
@@ -83,6 +93,7 @@ public static class SchedulerFactory
         A("DPM++ 2M SDE", "DPMSolverMultistepScheduler", Dpmpp2MSde),
         A("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", Dpmpp2MSdeKarras),
         A("UniPC", "UniPCMultistepScheduler"),
+        A("LCM", "LCMScheduler"),
     ];
 
     /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>
@@ -160,6 +171,7 @@ public static class SchedulerFactory
             DPMSolverMultistepScheduler { AlgorithmType: "sde-dpmsolver++", SolverOrder: 2 } => "DPM++ 2M SDE" + suffix,
             DPMSolverMultistepScheduler { AlgorithmType: "dpmsolver++", SolverOrder: 2 } => "DPM++ 2M" + suffix,
             UniPCMultistepScheduler => "UniPC",
+            LCMScheduler => "LCM",
             _ => Names.FirstOrDefault(n => !n.IsA1111 && n.ClassName == scheduler.Name && n.Overrides.Count == 0)?.Name ?? scheduler.Name,
         };
     }
