@@ -57,7 +57,7 @@ public static class SigmaMath
             case SigmaSpacing.Exponential or SigmaSpacing.Beta:
                 var f32 = sigmaSpacing == SigmaSpacing.Exponential ? ExponentialSigmas(min, max, n) : BetaSigmas(min, max, n);
                 sigmas = [.. f32.Select(s => (double)s)];
-                timesteps = f32.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
+                timesteps = [.. f32.Select(s => SigmaToT(s, schedule))];   // not rounded, even where Karras' are (KDPM2)
                 break;
         }
         return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), 0f]);

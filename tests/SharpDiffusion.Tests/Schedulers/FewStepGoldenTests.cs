@@ -79,3 +79,44 @@ public class FewStepGoldenTests(ITestOutputHelper output)
         output.WriteLine($"{file}: {scheduler.Timesteps.Count} steps, first UNet input max rel diff {worstInput:E2}, latents max |diff| / max |expected| {worst:E2} ({draws} rng draws)");
     }
 }
+
+/// <summary>The other k-diffusion schedulers with exponential and beta σ's (diffusers 0.31 gives them the same
+/// conversion as Euler; golden cases exist for Euler only): from the Euler case's model config, LMS's σ's and Heun's
+/// distinct σ's are the golden's.</summary>
+public class SigmaSpacingTests
+{
+    [Theory]
+    [InlineData("fewstep/small-sd15/euler_exponential_8steps_g7_seed6.safetensors", "LMSDiscreteScheduler")]
+    [InlineData("fewstep/small-sd15/euler_beta_8steps_g7_seed7.safetensors", "LMSDiscreteScheduler")]
+    [InlineData("fewstep/small-sd15/euler_exponential_8steps_g7_seed6.safetensors", "HeunDiscreteScheduler")]
+    [InlineData("fewstep/small-sd15/euler_beta_8steps_g7_seed7.safetensors", "HeunDiscreteScheduler")]
+    public void Other_schedulers_space_sigmas_as_euler_does(string file, string cls)
+    {
+        var info = V3Golden.Info(file);
+        var expected = V3Golden.Load(file)["scheduler_sigmas"].data<float>().ToArray();
+        var scheduler = SchedulerFactory.Create(cls, SchedulerConfig.Parse(info["scheduler"]!["config"]!.ToJsonString()));
+        scheduler.SetTimesteps((int)V3Golden.Kwarg(info, "num_inference_steps"));
+        Assert.Equal(expected, scheduler.Sigmas!.Distinct());
+    }
+
+    [Fact]
+    public void Two_sigma_spacings_at_once_are_refused()
+    {
+        var config = SchedulerGolden.Sd14Config().With("use_karras_sigmas", true).With("use_beta_sigmas", true);
+        var e = Assert.Throws<ArgumentException>(() => SchedulerFactory.Create("euler", config));
+        Assert.Contains("only one of", e.Message);
+    }
+
+    /// <summary>scipy.stats.beta.ppf's defining property: I_x(a, b) at the returned x is p, symmetric for a = b.</summary>
+    [Theory]
+    [InlineData(0.1)]
+    [InlineData(0.5)]
+    [InlineData(0.857142857142857)]
+    [InlineData(0.999)]
+    public void Beta_ppf_inverts_the_regularized_incomplete_beta(double p)
+    {
+        double x = BetaDistribution.Ppf(p, 0.6, 0.6);
+        Assert.Equal(p, BetaDistribution.RegularizedIncompleteBeta(x, 0.6, 0.6), 1e-14);
+        Assert.Equal(1 - x, BetaDistribution.Ppf(1 - p, 0.6, 0.6), 1e-14);
+    }
+}
