@@ -58,6 +58,9 @@ public sealed class FlowMatchEulerDiscreteScheduler : SchedulerBase
         return imageSeqLen * m + b;
     }
 
+    /// <summary>The σ's the Flux pipeline passes: linspace(1, 1/n, n) (unshifted; the scheduler shifts them).</summary>
+    public static double[] FluxSigmas(int numInferenceSteps) => NumPy.Linspace(1.0, 1.0 / numInferenceSteps, numInferenceSteps);
+
     /// <summary><see cref="CalculateShift"/> with this config's base/max image sequence lengths and shifts, as the
     /// pipelines call it.</summary>
     public double Mu(long imageSeqLen) => CalculateShift(imageSeqLen, _baseImageSeqLen, _maxImageSeqLen, _baseShift, _maxShift);

@@ -55,16 +55,15 @@ public sealed class LCMScheduler : SchedulerBase
         bool last = i == Timesteps.Count - 1;
         // The last step's "next" timestep is its own (diffusers), unused since nothing is re-noised there.
         int prevT = last ? t : (int)Timesteps[i + 1];
-        var (alphaProd, alphaProdPrev, _, betaProdPrev) = AlphaMath.StepAlphas(NoiseSchedule, t, prevT, _finalAlphaCumprod);
+        var (alphaProd, alphaProdPrev, _, _) = AlphaMath.StepAlphas(NoiseSchedule, t, prevT, _finalAlphaCumprod);
         var (cSkip, cOut) = BoundaryScalings(t, _timestepScaling);
 
         using var scope = NewDisposeScope();
         var (predOriginal, _) = AlphaMath.Predict(PredictionType, modelOutput, sample, alphaProd);
         predOriginal = _clipping.Apply(predOriginal);
         var denoised = cOut * predOriginal + cSkip * sample;
-        var prevSample = last
-            ? denoised
-            : MathF.Sqrt(alphaProdPrev) * denoised + MathF.Sqrt(betaProdPrev) * Noise.RandnLike(modelOutput, generator);
+        // Re-noised to the next timestep: √ᾱ_{t'}·denoised + √(1-ᾱ_{t'})·z.
+        var prevSample = last ? denoised : AlphaMath.AddNoise(denoised, Noise.RandnLike(modelOutput, generator), alphaProdPrev);
         StepIndex = i + 1;
         return prevSample.MoveToOuterDisposeScope();
     }

@@ -54,13 +54,11 @@ public sealed class TCDScheduler : SchedulerBase
 
         using var scope = NewDisposeScope();
         var (predOriginal, predEpsilon) = AlphaMath.Predict(PredictionType, modelOutput, sample, alphaProd);
-        var predNoised = MathF.Sqrt(alphaProdS) * predOriginal + MathF.Sqrt(1f - alphaProdS) * predEpsilon;
-        Tensor prevSample = predNoised;
-        if (_eta > 0 && !last)
-        {
-            float ratio = alphaProdPrev / alphaProdS;
-            prevSample = MathF.Sqrt(ratio) * predNoised + MathF.Sqrt(1f - ratio) * Noise.RandnLike(modelOutput, generator);
-        }
+        var predNoised = AlphaMath.AddNoise(predOriginal, predEpsilon, alphaProdS);   // x_s
+        // Forward from s to t' has ᾱ_{t'}/ᾱ_s as its own ᾱ.
+        var prevSample = _eta > 0 && !last
+            ? AlphaMath.AddNoise(predNoised, Noise.RandnLike(modelOutput, generator), alphaProdPrev / alphaProdS)
+            : predNoised;
         StepIndex = i + 1;
         return prevSample.MoveToOuterDisposeScope();
     }

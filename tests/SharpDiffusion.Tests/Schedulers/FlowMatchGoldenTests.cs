@@ -32,7 +32,7 @@ public class FlowMatchGoldenTests(ITestOutputHelper output)
         if (IsFlux(file))
             scheduler.SetTimesteps(n, new TimestepOptions
             {
-                Sigmas = NumPy.Linspace(1.0, 1.0 / n, n),
+                Sigmas = FlowMatchEulerDiscreteScheduler.FluxSigmas(n),
                 Mu = scheduler.Mu(g["latents_steps"].shape[2]),
             });
         else
