@@ -94,14 +94,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>diffusers' default size: the denoiser's sample_size × the VAE's factor.</summary>
     public int DefaultSize => Denoiser.DefaultSampleSize * LatentFormat.SpatialFactor;
 
-    /// <summary>The scheduler a call uses: the named one, else the model's own, both from the model's config.</summary>
-    public IScheduler CreateScheduler(string? name, IReadOnlyDictionary<string, object?>? overrides = null)
-    {
-        var config = SchedulerConfig;
-        foreach (var (key, value) in overrides ?? new Dictionary<string, object?>())
-            config = config.With(key, value);
-        return name is null ? SchedulerFactory.FromConfig(config) : SchedulerFactory.Create(name, config);
-    }
+    /// <summary>The scheduler a call uses: the named one, else the model's own, both from the model's config; an
+    /// override the scheduler does not have is refused (<see cref="SchedulerFactory.Create(string?, SchedulerConfig, IReadOnlyDictionary{string, object?}?)"/>).</summary>
+    public IScheduler CreateScheduler(string? name, IReadOnlyDictionary<string, object?>? overrides = null) =>
+        SchedulerFactory.Create(name, SchedulerConfig, overrides);
 
     /// <summary>Validates options before any work (<see cref="GenerationOptions.Validate"/>, then what the text conditioner
     /// and the denoiser accept) and returns the size the call works at.</summary>

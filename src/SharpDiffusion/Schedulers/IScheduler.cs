@@ -26,6 +26,10 @@ public interface IScheduler
 
     void SetTimesteps(int numInferenceSteps);
 
+    /// <summary><see cref="SetTimesteps(int)"/> with the call-dependent inputs of flow-matching schedules (μ of the
+    /// resolution-dependent shift, or the pipeline's own σ's); other schedulers refuse non-empty options.</summary>
+    void SetTimesteps(int numInferenceSteps, TimestepOptions options);
+
     Tensor ScaleModelInput(Tensor sample, float timestep);
 
     /// <summary>One denoising step; returns prev_sample. Ancestral/SDE samplers draw noise from
@@ -39,4 +43,18 @@ public interface IScheduler
     /// <summary>The noise levels σ after <see cref="SetTimesteps"/> for k-diffusion style schedulers
     /// (LMS, Euler, Heun, KDPM2, DPM-Solver, UniPC); null for DDIM/DDPM/PNDM.</summary>
     IReadOnlyList<float>? Sigmas { get; }
+}
+
+/// <summary>What diffusers' <c>set_timesteps(..., sigmas=, mu=)</c> takes besides the step count.</summary>
+public sealed record TimestepOptions
+{
+    public static TimestepOptions None { get; } = new();
+
+    /// <summary>μ = ln of the shift that <c>use_dynamic_shifting</c> applies, linear in the image's token count
+    /// (<see cref="FlowMatchEulerDiscreteScheduler.CalculateShift"/>).</summary>
+    public double? Mu { get; init; }
+
+    /// <summary>The unshifted σ's, one per step, descending (Flux passes linspace(1, 1/n, n)); null: spaced from the
+    /// config's σ range.</summary>
+    public IReadOnlyList<double>? Sigmas { get; init; }
 }

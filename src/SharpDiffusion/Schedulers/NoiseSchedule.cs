@@ -44,16 +44,16 @@ public sealed class NoiseSchedule
     /// <summary>Builds β and ᾱ from the config keys <c>num_train_timesteps</c>, <c>beta_start</c>, <c>beta_end</c>,
     /// <c>beta_schedule</c>, <c>trained_betas</c> and (where the class has it, <paramref name="zeroSnr"/>)
     /// <c>rescale_betas_zero_snr</c>; the defaults are the calling class's (most diffusers schedulers: 0.0001, 0.02,
-    /// "linear"; Heun/KDPM2: 0.00085, 0.012, "linear").</summary>
+    /// "linear"; Heun/KDPM2: 0.00085, 0.012, "linear"; LCM/TCD: 0.00085, 0.012, "scaled_linear").</summary>
     public static NoiseSchedule FromConfig(SchedulerConfig config, double defaultBetaStart = 0.0001, double defaultBetaEnd = 0.02,
-        ZeroSnr zeroSnr = ZeroSnr.NotSupported)
+        ZeroSnr zeroSnr = ZeroSnr.NotSupported, string defaultBetaSchedule = "linear")
     {
         int numTrain = config.GetInt("num_train_timesteps", 1000);
         if (numTrain < 2)
             throw new ArgumentOutOfRangeException(nameof(config), $"num_train_timesteps must be at least 2, got {numTrain}");
         double betaStart = config.GetDouble("beta_start", defaultBetaStart);
         double betaEnd = config.GetDouble("beta_end", defaultBetaEnd);
-        string schedule = config.GetString("beta_schedule", "linear");
+        string schedule = config.GetString("beta_schedule", defaultBetaSchedule);
 
         using var scope = NewDisposeScope();
         Tensor betas;

@@ -10,13 +10,23 @@ namespace SharpDiffusion.Schedulers;
 public abstract class SchedulerBase : IScheduler, IDisposable
 {
     float[] _timesteps = [];
+    readonly NoiseSchedule? _noiseSchedule;
 
     protected SchedulerBase(SchedulerConfig config, NoiseSchedule noiseSchedule)
     {
         Config = config;
-        NoiseSchedule = noiseSchedule;
+        _noiseSchedule = noiseSchedule;
         NumTrainTimesteps = noiseSchedule.NumTrainTimesteps;
         PredictionType = config.GetString("prediction_type", "epsilon");
+    }
+
+    /// <summary>For schedulers without a β schedule (flow matching: x_t = (1-σ)·x_0 + σ·ε), whose model output has one
+    /// meaning, <paramref name="predictionType"/>.</summary>
+    protected SchedulerBase(SchedulerConfig config, int numTrainTimesteps, string predictionType)
+    {
+        Config = config;
+        NumTrainTimesteps = numTrainTimesteps;
+        PredictionType = predictionType;
     }
 
     public abstract string Name { get; }
@@ -29,10 +39,11 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// σ_min), or null for schedulers that work with ᾱ directly.</summary>
     public virtual IReadOnlyList<float>? Sigmas => null;
 
-    /// <summary>β, ᾱ and σ of the training schedule.</summary>
-    public NoiseSchedule NoiseSchedule { get; }
+    /// <summary>β, ᾱ and σ of the training schedule (flow-matching schedulers have none: they throw).</summary>
+    public NoiseSchedule NoiseSchedule => _noiseSchedule ??
+        throw new InvalidOperationException($"{Name} has no β/ᾱ training schedule (flow matching moves linearly between x_0 and noise).");
     public int NumTrainTimesteps { get; }
-    /// <summary>epsilon, v_prediction or sample.</summary>
+    /// <summary>epsilon, v_prediction or sample (flow matching: flow, the velocity ε - x_0).</summary>
     public string PredictionType { get; }
     /// <summary>Steps requested in the last <see cref="SetTimesteps"/> (0 before).</summary>
     public int NumInferenceSteps { get; private set; }
@@ -45,17 +56,34 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// <see cref="ScaleModelInput"/> or <see cref="Step"/> after <see cref="SetTimesteps"/>.</summary>
     protected int? StepIndex { get; set; }
 
-    public void SetTimesteps(int numInferenceSteps)
+    public void SetTimesteps(int numInferenceSteps) => SetTimesteps(numInferenceSteps, TimestepOptions.None);
+
+    /// <summary>The inputs of the last <see cref="SetTimesteps(int, TimestepOptions)"/> besides the step count.</summary>
+    protected TimestepOptions CallOptions { get; private set; } = TimestepOptions.None;
+
+    /// <summary>Whether <see cref="TimestepOptions.Mu"/> and <see cref="TimestepOptions.Sigmas"/> mean something here
+    /// (diffusers' set_timesteps of most schedulers has no such parameters).</summary>
+    protected virtual bool AcceptsTimestepOptions => false;
+
+    public void SetTimesteps(int numInferenceSteps, TimestepOptions options)
     {
         if (numInferenceSteps < 1 || numInferenceSteps > NumTrainTimesteps)
             throw new ArgumentOutOfRangeException(nameof(numInferenceSteps),
                 $"{Name}: the number of inference steps must be between 1 and num_train_timesteps ({NumTrainTimesteps}), got {numInferenceSteps}.");
+        if (!AcceptsTimestepOptions && (options.Mu is not null || options.Sigmas is not null))
+            throw new ArgumentException($"{Name}: set_timesteps takes no mu or sigmas (flow-matching schedulers do); pass the step count only.", nameof(options));
+        if (options.Sigmas is { } given && given.Count != numInferenceSteps)
+            throw new ArgumentException($"{Name}: {given.Count} sigmas given for {numInferenceSteps} steps; give one per step.", nameof(options));
+        CallOptions = options;
         NumInferenceSteps = numInferenceSteps;
         StepIndex = null;
         ResetState();
         _timesteps = [];
         _timesteps = RequireSteppable(ComputeTimesteps(numInferenceSteps), numInferenceSteps);
     }
+
+    /// <summary>The largest timestep a schedule may hold: T-1 for discrete training steps, T for flow matching (t = σ·T).</summary>
+    protected virtual float MaxTimestep => NumTrainTimesteps - 1;
 
     /// <summary>Multistep solvers divide by the log-SNR gap between consecutive steps, and find their place by the
     /// timestep's value: a repeated timestep gives 0/0.</summary>
@@ -66,12 +94,13 @@ public abstract class SchedulerBase : IScheduler, IDisposable
     /// repeats timesteps near T steps.</summary>
     float[] RequireSteppable(float[] timesteps, int n)
     {
-        string spacing = Config.GetString("timestep_spacing", "");
+        // Has, then the getter: a config without the key (flow matching's) is not asked for one it has no use for.
+        string spacing = Config.Has("timestep_spacing") ? Config.GetString("timestep_spacing", "") : "";
         string how = $"{Name}: {n} steps" + (spacing.Length > 0 ? $" with timestep_spacing '{spacing}'" : "");
         foreach (float t in timesteps)
-            if (!(t >= 0 && t <= NumTrainTimesteps - 1))
+            if (!(t >= 0 && t <= MaxTimestep))
                 throw new ArgumentOutOfRangeException("numInferenceSteps",
-                    $"{how} reach timestep {t}, outside the training range 0-{NumTrainTimesteps - 1}; use fewer steps or timestep_spacing 'trailing'.");
+                    $"{how} reach timestep {t}, outside the training range 0-{MaxTimestep}; use fewer steps or timestep_spacing 'trailing'.");
         if (NeedsDistinctTimesteps && timesteps.Distinct().Count() != timesteps.Length)
             throw new ArgumentOutOfRangeException("numInferenceSteps",
                 $"{how} repeat a timestep, which this multistep solver cannot step through; use fewer steps.");

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -9,18 +10,28 @@ namespace SharpDiffusion.Schedulers;
 /// every getter takes the calling scheduler's own default, which is used when the key is missing, JSON
 /// <c>null</c>, or listed in <c>_use_default_values</c> (diffusers records there the keys that were *not*
 /// in the file, so a PNDM config handed to LMS gets LMS's <c>timestep_spacing</c>, not PNDM's).
-/// Unknown keys are ignored. Immutable: <see cref="With"/> returns a copy.
+/// Unknown keys are ignored. Immutable: <see cref="With"/> returns a copy. A copy made by <see cref="Recording"/>
+/// also notes every key a getter is asked for, which is how a scheduler declares the options it has.
 /// </summary>
 public sealed class SchedulerConfig
 {
     readonly JsonObject _values;
     readonly HashSet<string> _useDefaults;
+    readonly ConcurrentDictionary<string, byte>? _asked;
 
-    SchedulerConfig(JsonObject values, HashSet<string> useDefaults)
+    SchedulerConfig(JsonObject values, HashSet<string> useDefaults, ConcurrentDictionary<string, byte>? asked = null)
     {
         _values = values;
         _useDefaults = useDefaults;
+        _asked = asked;
     }
+
+    /// <summary>The same values, noting from now on every key a getter is asked for (<see cref="KeysAsked"/>): the
+    /// config keys a scheduler reads are the options it has (<see cref="SchedulerFactory.Create(string?, SchedulerConfig, IReadOnlyDictionary{string, object?}?)"/>).</summary>
+    public SchedulerConfig Recording() => new(_values, _useDefaults, new ConcurrentDictionary<string, byte>(StringComparer.Ordinal));
+
+    /// <summary>The keys asked for so far through the getters, sorted (empty unless made by <see cref="Recording"/>).</summary>
+    public IReadOnlyList<string> KeysAsked => _asked is null ? [] : [.. _asked.Keys.Order(StringComparer.Ordinal)];
 
     /// <summary>An empty config: every scheduler uses its own defaults.</summary>
     public static SchedulerConfig Empty { get; } = new(new JsonObject(), []);
@@ -56,7 +67,8 @@ public sealed class SchedulerConfig
     /// <summary>True when the key has an explicit (non-default) value.</summary>
     public bool Has(string key) => Raw(key) is not null;
 
-    /// <summary>A copy with <paramref name="key"/> set, like a <c>from_config(..., key=value)</c> keyword.
+    /// <summary>A copy with <paramref name="key"/> set, like a <c>from_config(..., key=value)</c> keyword (still
+    /// recording if this one is).
     /// <paramref name="value"/>: string, bool, number, array of numbers/strings, or null.</summary>
     public SchedulerConfig With(string key, object? value)
     {
@@ -64,12 +76,12 @@ public sealed class SchedulerConfig
         values[key] = value is null ? null : JsonSerializer.SerializeToNode(value);
         var useDefaults = new HashSet<string>(_useDefaults, StringComparer.Ordinal);
         useDefaults.Remove(key);
-        return new SchedulerConfig(values, useDefaults);
+        return new SchedulerConfig(values, useDefaults, _asked); // a recording config's copies note into the same list
     }
 
     public string GetString(string key, string defaultValue) => GetStringOrNull(key) ?? defaultValue;
 
-    public string? GetStringOrNull(string key) => Raw(key) switch
+    public string? GetStringOrNull(string key) => Read(key) switch
     {
         null => null,
         JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
@@ -78,11 +90,11 @@ public sealed class SchedulerConfig
 
     public double GetDouble(string key, double defaultValue) => GetDoubleOrNull(key) ?? defaultValue;
 
-    public double? GetDoubleOrNull(string key) => Raw(key) is { } node ? ToDouble(key, node) : null;
+    public double? GetDoubleOrNull(string key) => Read(key) is { } node ? ToDouble(key, node) : null;
 
     public int GetInt(string key, int defaultValue)
     {
-        if (Raw(key) is not { } node)
+        if (Read(key) is not { } node)
             return defaultValue;
         double d = ToDouble(key, node);
         if (d != Math.Floor(d) || d < int.MinValue || d > int.MaxValue)
@@ -90,7 +102,7 @@ public sealed class SchedulerConfig
         return (int)d;
     }
 
-    public bool GetBool(string key, bool defaultValue) => Raw(key) switch
+    public bool GetBool(string key, bool defaultValue) => Read(key) switch
     {
         null => defaultValue,
         JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
@@ -98,7 +110,7 @@ public sealed class SchedulerConfig
     };
 
     /// <summary>A number array such as <c>trained_betas</c>; null when missing or null.</summary>
-    public double[]? GetDoubleArray(string key) => Raw(key) switch
+    public double[]? GetDoubleArray(string key) => Read(key) switch
     {
         null => null,
         JsonArray a => a.Select(x => x is null ? throw Invalid(key, a, "an array of numbers") : ToDouble(key, x)).ToArray(),
@@ -116,6 +128,14 @@ public sealed class SchedulerConfig
     public string ToJson() => _values.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     public override string ToString() => ToJson();
+
+    /// <summary><see cref="Raw"/> for the getters: the key is one the caller has, so a recording copy notes it
+    /// (<see cref="Has"/> and <see cref="ClassName"/> look without noting).</summary>
+    JsonNode? Read(string key)
+    {
+        _asked?.TryAdd(key, 0);
+        return Raw(key);
+    }
 
     JsonNode? Raw(string key) =>
         _useDefaults.Contains(key) ? null : _values.TryGetPropertyValue(key, out var node) ? node : null;

@@ -25,10 +25,15 @@ public static class SchedulerFactory
         ["KDPM2DiscreteScheduler"] = c => new KDPM2DiscreteScheduler(c),
         ["KDPM2AncestralDiscreteScheduler"] = c => new KDPM2AncestralDiscreteScheduler(c),
         ["UniPCMultistepScheduler"] = c => new UniPCMultistepScheduler(c),
+        ["FlowMatchEulerDiscreteScheduler"] = c => new FlowMatchEulerDiscreteScheduler(c),
+        ["LCMScheduler"] = c => new LCMScheduler(c),
+        ["TCDScheduler"] = c => new TCDScheduler(c),
     };
 
     static readonly Dictionary<string, object> NoOverrides = new();
     static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
+    static readonly Dictionary<string, object> Exponential = new() { ["use_exponential_sigmas"] = true };
+    static readonly Dictionary<string, object> Beta = new() { ["use_beta_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2M = new() { ["algorithm_type"] = "dpmsolver++", ["solver_order"] = 2 };
     static readonly Dictionary<string, object> Dpmpp2MKarras = new(Dpmpp2M) { ["use_karras_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
@@ -47,10 +52,14 @@ public static class SchedulerFactory
     [
         N("lms", "LMSDiscreteScheduler", "linear multistep (k-diffusion)"),
         N("lms_karras", "LMSDiscreteScheduler", "lms with Karras sigmas", Karras),
+        N("lms_exponential", "LMSDiscreteScheduler", "lms with exponential sigmas", Exponential),
+        N("lms_beta", "LMSDiscreteScheduler", "lms with beta sigmas", Beta),
         N("pndm", "PNDMScheduler", "pseudo numerical methods (Runge-Kutta warm-up unless the config skips it)"),
         N("ddim", "DDIMScheduler", "denoising diffusion implicit models (eta 0: deterministic)"),
         N("euler", "EulerDiscreteScheduler", "Euler's method on the probability-flow ODE"),
         N("euler_karras", "EulerDiscreteScheduler", "euler with Karras sigmas", Karras),
+        N("euler_exponential", "EulerDiscreteScheduler", "euler with σ's evenly spaced in log σ", Exponential),
+        N("euler_beta", "EulerDiscreteScheduler", "euler with σ's at the quantiles of Beta(0.6, 0.6) (arXiv 2407.12173)", Beta),
         N("euler_a", "EulerAncestralDiscreteScheduler", "ancestral Euler (adds fresh noise every step)"),
         N("euler_ancestral", "EulerAncestralDiscreteScheduler", "same as euler_a"),
         N("dpmpp_2m", "DPMSolverMultistepScheduler", "DPM-Solver++(2M) multistep", Dpmpp2M),
@@ -60,12 +69,21 @@ public static class SchedulerFactory
         N("ddpm", "DDPMScheduler", "ancestral DDPM sampling (draws noise)"),
         N("heun", "HeunDiscreteScheduler", "Heun's 2nd-order method (2 model calls per step)"),
         N("heun_karras", "HeunDiscreteScheduler", "heun with Karras sigmas", Karras),
+        N("heun_exponential", "HeunDiscreteScheduler", "heun with exponential sigmas", Exponential),
+        N("heun_beta", "HeunDiscreteScheduler", "heun with beta sigmas", Beta),
         N("kdpm2", "KDPM2DiscreteScheduler", "DPM-2 midpoint method (2 model calls per step)"),
         N("dpm2", "KDPM2DiscreteScheduler", "same as kdpm2"),
         N("kdpm2_karras", "KDPM2DiscreteScheduler", "kdpm2 with Karras sigmas", Karras),
+        N("kdpm2_exponential", "KDPM2DiscreteScheduler", "kdpm2 with exponential sigmas", Exponential),
+        N("kdpm2_beta", "KDPM2DiscreteScheduler", "kdpm2 with beta sigmas", Beta),
         N("kdpm2_a", "KDPM2AncestralDiscreteScheduler", "ancestral DPM-2 (draws noise; 2 model calls per step)"),
         N("dpm2_a", "KDPM2AncestralDiscreteScheduler", "same as kdpm2_a"),
+        N("kdpm2_a_exponential", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with exponential sigmas", Exponential),
+        N("kdpm2_a_beta", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with beta sigmas", Beta),
         N("unipc", "UniPCMultistepScheduler", "UniPC predictor-corrector (bh2, order 2)"),
+        N("lcm", "LCMScheduler", "latent consistency models: 2-8 steps with an LCM-distilled model or LoRA (draws noise)"),
+        N("tcd", "TCDScheduler", "trajectory consistency distillation, gamma (eta) 0.3 (draws noise)"),
+        N("flow_euler", "FlowMatchEulerDiscreteScheduler", "Euler on the flow-matching ODE (SD3, Flux)"),
         A("LMS", "LMSDiscreteScheduler"),
         A("LMS Karras", "LMSDiscreteScheduler", Karras),
         // A1111's PLMS is PNDM without the Runge-Kutta warm-up.
@@ -83,6 +101,7 @@ public static class SchedulerFactory
         A("DPM++ 2M SDE", "DPMSolverMultistepScheduler", Dpmpp2MSde),
         A("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", Dpmpp2MSdeKarras),
         A("UniPC", "UniPCMultistepScheduler"),
+        A("LCM", "LCMScheduler"),
     ];
 
     /// <summary>Names accepted by <see cref="Create"/>: class names, short names and A1111 names.</summary>
@@ -103,6 +122,36 @@ public static class SchedulerFactory
         foreach (var (key, value) in entry.Overrides)
             config = config.With(key, value);
         return Classes[entry.ClassName](config);
+    }
+
+    /// <summary>The scheduler a generation call asks for: <paramref name="name"/> (or, when null, the one the model's
+    /// <paramref name="modelConfig"/> names) with the user's <paramref name="options"/> (<c>--scheduler-option</c>) over
+    /// the model's keys. Unlike the model's own file, whose unknown keys diffusers ignores, an option the scheduler does
+    /// not read would silently change nothing the user expects, so it is refused by name with the valid ones listed
+    /// (the valid ones are the keys the scheduler asked its config for while it was built).</summary>
+    /// <exception cref="ArgumentException">Unknown scheduler name or option.</exception>
+    public static IScheduler Create(string? name, SchedulerConfig modelConfig, IReadOnlyDictionary<string, object?>? options)
+    {
+        var config = modelConfig;
+        foreach (var (key, value) in options ?? new Dictionary<string, object?>())
+            config = config.With(key, value);
+        var recording = config.Recording();
+        var scheduler = name is null ? FromConfig(recording) : Create(name, recording);
+        var read = recording.KeysAsked;
+        var unknown = (options?.Keys ?? []).Where(k => !read.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        if (unknown.Count == 0)
+            return scheduler;
+        (scheduler as IDisposable)?.Dispose();
+        throw new ArgumentException($"--scheduler-option {string.Join(", ", unknown)}: the {name?.Trim() ?? scheduler.Name} scheduler has no such option" +
+            $"{(unknown.Count > 1 ? "s" : "")}; valid: {string.Join(", ", read)}.");
+    }
+
+    /// <summary>The config keys the scheduler called <paramref name="name"/> reads (its options), given the model's config.</summary>
+    public static IReadOnlyList<string> OptionsOf(string name, SchedulerConfig modelConfig)
+    {
+        var recording = modelConfig.Recording();
+        (Create(name, recording) as IDisposable)?.Dispose();
+        return recording.KeysAsked;
     }
 
     /// <summary>The scheduler the config itself names (<c>_class_name</c>): the model's own.</summary>
@@ -130,6 +179,7 @@ public static class SchedulerFactory
             DPMSolverMultistepScheduler { AlgorithmType: "sde-dpmsolver++", SolverOrder: 2 } => "DPM++ 2M SDE" + suffix,
             DPMSolverMultistepScheduler { AlgorithmType: "dpmsolver++", SolverOrder: 2 } => "DPM++ 2M" + suffix,
             UniPCMultistepScheduler => "UniPC",
+            LCMScheduler => "LCM",
             _ => Names.FirstOrDefault(n => !n.IsA1111 && n.ClassName == scheduler.Name && n.Overrides.Count == 0)?.Name ?? scheduler.Name,
         };
     }

@@ -2,11 +2,26 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Schedulers;
 
+/// <summary>What replaces the σ's interpolated at the spaced timesteps: <c>use_karras_sigmas</c>,
+/// <c>use_exponential_sigmas</c> or <c>use_beta_sigmas</c> (at most one).</summary>
+public enum SigmaSpacing { Interpolated, Karras, Exponential, Beta }
+
 /// <summary>
 /// Formulas shared by the k-diffusion style (σ-parameterised) schedulers: x_t = x_0 + σ·ε.
 /// </summary>
 public static class SigmaMath
 {
+    /// <summary>The σ spacing the config asks for; more than one of the three keys set is refused as diffusers does.</summary>
+    public static SigmaSpacing SpacingFromConfig(SchedulerConfig config, string scheduler)
+    {
+        bool karras = config.GetBool("use_karras_sigmas", false);
+        bool exponential = config.GetBool("use_exponential_sigmas", false);
+        bool beta = config.GetBool("use_beta_sigmas", false);
+        if ((karras ? 1 : 0) + (exponential ? 1 : 0) + (beta ? 1 : 0) > 1)
+            throw new ArgumentException($"{scheduler}: only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true.");
+        return karras ? SigmaSpacing.Karras : exponential ? SigmaSpacing.Exponential : beta ? SigmaSpacing.Beta : SigmaSpacing.Interpolated;
+    }
+
     /// <summary>σ at each (possibly fractional) timestep, linearly interpolated in t from the training σ
     /// (<c>np.interp</c> in float64).</summary>
     public static double[] InterpolateSigmas(IReadOnlyList<double> timesteps, NoiseSchedule schedule) =>
@@ -19,18 +34,46 @@ public static class SigmaMath
     /// <paramref name="roundKarrasTimesteps"/> (the KDPM2 samplers) and fractional otherwise.
     /// Returns n timesteps and n+1 float32 σ's ending in 0.</summary>
     public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
-        bool useKarrasSigmas, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
+        bool useKarrasSigmas, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null) =>
+        DiscreteSchedule(schedule, spacing, n, stepsOffset, useKarrasSigmas ? SigmaSpacing.Karras : SigmaSpacing.Interpolated,
+            roundKarrasTimesteps, sigmaMin, sigmaMax);
+
+    /// <summary><see cref="DiscreteSchedule(NoiseSchedule, string, int, int, bool, bool, double?, double?)"/> with any
+    /// <see cref="SigmaSpacing"/>: exponential and beta σ's come out of torch as float32, Karras σ's out of numpy as
+    /// float64; either way ln σ is taken in float64 (numpy promotes the 0-d float32 σ against the 1e-10 floor).</summary>
+    public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
+        SigmaSpacing sigmaSpacing, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
     {
         var timesteps = TimestepSpacing.Descending(spacing, schedule.NumTrainTimesteps, n, stepsOffset, roundLinspace: false)
             .Select(t => (double)(float)t).ToArray();
         var sigmas = InterpolateSigmas(timesteps, schedule);
-        if (useKarrasSigmas)
+        double min = sigmaMin ?? sigmas[^1], max = sigmaMax ?? sigmas[0];
+        switch (sigmaSpacing)
         {
-            sigmas = KarrasSigmas(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], n);
-            timesteps = sigmas.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
+            case SigmaSpacing.Karras:
+                sigmas = KarrasSigmas(min, max, n);
+                timesteps = sigmas.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
+                break;
+            case SigmaSpacing.Exponential or SigmaSpacing.Beta:
+                var f32 = sigmaSpacing == SigmaSpacing.Exponential ? ExponentialSigmas(min, max, n) : BetaSigmas(min, max, n);
+                sigmas = [.. f32.Select(s => (double)s)];
+                timesteps = [.. f32.Select(s => SigmaToT(s, schedule))];   // not rounded, even where Karras' are (KDPM2)
+                break;
         }
         return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), 0f]);
     }
+
+    /// <summary>σ's evenly spaced in ln σ from σ_max to σ_min: exp(torch.linspace(ln σ_max, ln σ_min, n)) in float32.</summary>
+    public static float[] ExponentialSigmas(double sigmaMin, double sigmaMax, int n)
+    {
+        using var scope = NewDisposeScope();
+        return linspace(Math.Log(sigmaMax), Math.Log(sigmaMin), n, dtype: ScalarType.Float32).exp().data<float>().ToArray();
+    }
+
+    /// <summary>Beta sampling (Lee et al. 2024, arXiv 2407.12173): σ_i = σ_min + ppf(1 - i/(n-1))·(σ_max - σ_min) with the
+    /// quantiles of Beta(0.6, 0.6), which crowd the steps at both ends; float64, then float32.</summary>
+    public static float[] BetaSigmas(double sigmaMin, double sigmaMax, int n, double alpha = 0.6, double beta = 0.6) =>
+        [.. NumPy.Linspace(0, 1, n).Select(r => (float)(sigmaMin + BetaDistribution.Ppf(1 - r, alpha, beta) * (sigmaMax - sigmaMin)))];
 
     /// <summary>The schedule of DPM-Solver and UniPC for their spaced <paramref name="timesteps"/>: σ interpolated
     /// at them followed by σ(t=0) (the last step ends there, not at 0); with <paramref name="useKarrasSigmas"/>

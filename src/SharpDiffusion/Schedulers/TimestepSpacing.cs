@@ -40,6 +40,22 @@ public static class TimestepSpacing
         };
     }
 
+    /// <summary>The consistency-distilled schedules (LCM, TCD): the distillation's own <paramref name="originalSteps"/>
+    /// timesteps k·i - 1 (k = T // originalSteps, i = 1 … originalSteps), descending, of which the entries at
+    /// floor(j·originalSteps/n), j = 0 … n-1, are taken (np.linspace(0, len, n, endpoint=False)).</summary>
+    public static double[] ConsistencyDescending(int numTrainTimesteps, int originalSteps, int n, string scheduler)
+    {
+        if (originalSteps < 1 || originalSteps > numTrainTimesteps)
+            throw new ArgumentOutOfRangeException(nameof(originalSteps),
+                $"{scheduler}: original_inference_steps must be between 1 and num_train_timesteps ({numTrainTimesteps}), got {originalSteps}.");
+        if (n > originalSteps)
+            throw new ArgumentOutOfRangeException(nameof(n),
+                $"{scheduler}: {n} steps exceed original_inference_steps ({originalSteps}), the schedule they are taken from; use at most {originalSteps}.");
+        int k = numTrainTimesteps / originalSteps;
+        double step = originalSteps / (double)n;
+        return [.. Enumerable.Range(0, n).Select(j => (double)((originalSteps - (long)Math.Floor(j * step)) * k - 1))];
+    }
+
     /// <summary>round(arange(start, 0, -T/n)) - 1, n of them: when T/n is inexact, arange's length
     /// ceil(-start/(-T/n)) can come out as n+1 with a last value near 0, i.e. timestep -1 (numpy and diffusers too).</summary>
     static double[] TrailingDescending(int start, int numTrainTimesteps, int n) =>

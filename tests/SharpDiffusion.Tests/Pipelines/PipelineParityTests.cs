@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Schedulers;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
@@ -29,7 +30,10 @@ public class PipelineParityTests(ITestOutputHelper output)
     static Dictionary<string, object?> SchedulerOverrides(JsonElement scheduler)
     {
         var source = scheduler.TryGetProperty("overrides", out var o) ? o : scheduler.GetProperty("config");
-        return source.EnumerateObject().Where(p => !p.Name.StartsWith('_')).ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
+        // A whole config also carries the keys of the class it was made from, which diffusers keeps and this class
+        // never reads; as user options they would be refused, and they change nothing, so only the class's own are given.
+        var own = SchedulerFactory.OptionsOf(scheduler.GetProperty("class").GetString()!, SchedulerConfig.Empty);
+        return source.EnumerateObject().Where(p => own.Contains(p.Name)).ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
     }
 
     /// <summary>The pipeline call the reference made, as the manifest records it.</summary>

@@ -31,9 +31,13 @@ public class SchedulerEdgeSweepTests
             var extras = new List<string> { "" };
             if (cls == "PNDMScheduler") extras.Add("skip_prk_steps=false");
             if (cls == "DPMSolverMultistepScheduler") extras.AddRange(["algorithm_type=sde-dpmsolver++", "solver_order=1"]);
-            foreach (string spacing in Spacings)
+            if (SchedulerFactory.OptionsOf(cls, SchedulerGolden.Sd14Config()).Contains("use_beta_sigmas"))
+                extras.AddRange(["use_exponential_sigmas=true", "use_beta_sigmas=true"]);
+            // Schedulers without timestep_spacing (flow matching, LCM, TCD) have one schedule per step count.
+            bool spaced = SchedulerFactory.OptionsOf(cls, SchedulerGolden.Sd14Config()).Contains("timestep_spacing");
+            foreach (string spacing in spaced ? Spacings : [TimestepSpacing.Linspace])
                 foreach (bool karras in KarrasClasses.Contains(cls) ? new[] { false, true } : [false])
-                    foreach (string extra in extras)
+                    foreach (string extra in extras.Where(e => !(karras && e.EndsWith("_sigmas=true"))))   // one σ spacing at a time
                         data.Add(cls, spacing, karras, extra);
         }
         return data;
@@ -77,7 +81,9 @@ public class SchedulerEdgeSweepTests
                 continue;
             }
             Assert.NotEmpty(scheduler.Timesteps);
-            Assert.All(scheduler.Timesteps, t => Assert.True(float.IsFinite(t) && t >= 0 && t < numTrain, $"{what}: timestep {t}"));
+            // Flow matching's timesteps are σ·T with σ in (0, 1]: T itself is the first.
+            float maxTimestep = scheduler is FlowMatchEulerDiscreteScheduler ? numTrain : numTrain - 1;
+            Assert.All(scheduler.Timesteps, t => Assert.True(float.IsFinite(t) && t >= 0 && t <= maxTimestep, $"{what}: timestep {t}"));
             if (scheduler.Sigmas is { } sigmas)
                 Assert.All(sigmas, s => Assert.True(float.IsFinite(s) && s >= 0, $"{what}: sigma {s}"));
             Assert.True(float.IsFinite(scheduler.InitNoiseSigma), $"{what}: init_noise_sigma {scheduler.InitNoiseSigma}");
