@@ -76,16 +76,7 @@ public class Sd3PipelineParityTests(ITestOutputHelper output)
     {
         var info = Sd3Golden.Info(model, name);
         var golden = Golden.Load(Sd3Golden.File(model, name));
-        var loaded = Sd3Golden.Pipeline(model, Sd3Golden.WithoutT5(name));
-        var recorder = new RecordingDenoiser(loaded.Denoiser);
-        var pipeline = new StableDiffusionPipeline(new ModelComponents
-        {
-            Family = loaded.Family,
-            Conditioner = loaded.Conditioner,
-            Denoiser = recorder,
-            Vae = loaded.VaeCodec,
-            SchedulerConfig = loaded.SchedulerConfig,
-        }, model, new LoadOptions()); // shares the loaded weights: not disposed here
+        var (pipeline, recorder) = Recording.Wrap(Sd3Golden.Pipeline(model, Sd3Golden.WithoutT5(name)));
 
         using var _ = inference_mode();
         var summary = SharpDiffusion.Tests.Pipelines.PipelineParityTests.GenerateAndCompare(pipeline, Sd3Golden.Options(info), golden);
@@ -98,45 +89,5 @@ public class Sd3PipelineParityTests(ITestOutputHelper output)
         worst = Math.Max(worst, Golden.AssertClose(first.Conditioning.Pooled!, golden["denoiser_call0_pooled_projections"], what: "call 0 pooled_projections"));
         worst = Math.Max(worst, Golden.AssertClose(recorder.FirstOutput!, golden["denoiser_output_call0"], rel: 1e-3, what: "call 0 output"));
         output.WriteLine($"{model}/{name}: {summary}; call-0 inputs/output max |diff| {worst:E3}");
-    }
-
-    /// <summary>The denoiser with its calls seen: every timestep, the first call's inputs and output (copied).</summary>
-    sealed class RecordingDenoiser(IDenoiser inner) : IDenoiser
-    {
-        public List<float> Timesteps { get; } = [];
-        public DenoiserInput? First { get; private set; }
-        public Tensor? FirstOutput { get; private set; }
-
-        public ComponentWeights Weights => inner.Weights;
-        public bool BatchesGuidance => inner.BatchesGuidance;
-        public long InChannels => inner.InChannels;
-        public int DefaultSampleSize => inner.DefaultSampleSize;
-        public long FullResolutionChannels => inner.FullResolutionChannels;
-        public void Validate(GenerationOptions options) => inner.Validate(options);
-        public void SetTimesteps(IScheduler scheduler, int steps, long[] latentShape) => inner.SetTimesteps(scheduler, steps, latentShape);
-        public ICleanEstimate CleanEstimate(IScheduler scheduler) => inner.CleanEstimate(scheduler);
-        public IDenoiserRun Start(GenerationOptions options) => new Run(this, inner.Start(options));
-
-        sealed class Run(RecordingDenoiser owner, IDenoiserRun run) : IDenoiserRun
-        {
-            public Tensor Predict(DenoiserInput input)
-            {
-                var prediction = run.Predict(input);
-                owner.Timesteps.Add(input.Timestep);
-                if (owner.First is null)
-                {
-                    var c = input.Conditioning;
-                    owner.First = input with
-                    {
-                        HiddenStates = input.HiddenStates.clone().DetachFromDisposeScope(),
-                        Conditioning = new TextConditioning(c.EncoderHiddenStates.clone().DetachFromDisposeScope()) { Pooled = c.Pooled!.clone().DetachFromDisposeScope() },
-                    };
-                    owner.FirstOutput = prediction.clone().DetachFromDisposeScope();
-                }
-                return prediction;
-            }
-
-            public void Dispose() => run.Dispose();
-        }
     }
 }
