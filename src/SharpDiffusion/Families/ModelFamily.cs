@@ -1,11 +1,12 @@
 using SharpDiffusion.Families.StableDiffusion;
+using SharpDiffusion.Families.StableDiffusion3;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Loading.SingleFile;
 
 namespace SharpDiffusion.Families;
 
 /// <summary>
-/// A model family (SD 1.x/2.x, SDXL; later SD3, Flux): how its models are recognised and how their components are
+/// A model family (SD 1.x/2.x, SDXL, SD3/SD3.5; later Flux): how its models are recognised and how their components are
 /// assembled into a text conditioner, a denoiser and a latent format. Adding a family is a new subclass in its own
 /// folder and one line in <see cref="All"/>; the pipeline and its loop do not change.
 /// </summary>
@@ -21,7 +22,7 @@ public abstract class ModelFamily
     public abstract ModelComponents Load(DiffusersFolder folder, LoadOptions options);
 
     /// <summary>Every family SharpDiffusion runs.</summary>
-    public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance];
+    public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance, StableDiffusion3Family.Instance];
 
     /// <summary>The family of a diffusers folder, from model_index.json's _class_name. A folder without one (written by
     /// hand, or by old tools) is SDXL when it lists a text_encoder_2, else SD 1.x/2.x.</summary>

@@ -1,0 +1,84 @@
+using SharpDiffusion.Conditioning;
+using SharpDiffusion.Loading;
+using SharpDiffusion.Models.Clip;
+using SharpDiffusion.Models.T5;
+using SharpDiffusion.Models.Transformers;
+using SharpDiffusion.Models.Vae;
+using SharpDiffusion.Pipelines;
+using SharpDiffusion.Schedulers;
+using SharpDiffusion.Text;
+using static TorchSharp.torch;
+
+namespace SharpDiffusion.Families.StableDiffusion3;
+
+/// <summary>
+/// Stable Diffusion 3 / 3.5 (diffusers' StableDiffusion3Pipeline): CLIP-L, OpenCLIP bigG and an optional T5
+/// (<see cref="Sd3TextConditioner"/>), the MMDiT (<see cref="SD3TransformerDenoiser"/>), the 16-channel VAE whose
+/// latents are x = (z − shift_factor)·scaling_factor, patch 2, and the model's FlowMatchEulerDiscreteScheduler config.
+/// A folder whose model_index.json lists text_encoder_3 as null (diffusers' text_encoder_3=None) runs without T5.
+/// </summary>
+public sealed class StableDiffusion3Family : ModelFamily
+{
+    public static StableDiffusion3Family Instance { get; } = new();
+
+    public override string Name => "SD3/SD3.5";
+
+    public override IReadOnlyList<string> PipelineClasses { get; } = ["StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"];
+
+    /// <summary>The components of <paramref name="folder"/>: tokenizers and scheduler config first (small, and the usual
+    /// reason a download is incomplete), then the text encoders, the transformer and the VAE.</summary>
+    public override ModelComponents Load(DiffusersFolder folder, LoadOptions options)
+    {
+        var tokenizer = ClipTokenizer.FromDirectory(folder.Component("tokenizer"));
+        var tokenizer2 = ClipTokenizer.FromDirectory(folder.Component("tokenizer_2"));
+        bool hasT5 = folder.ComponentClass("text_encoder_3") is not null;
+        var tokenizer3 = hasT5 ? T5Tokenizer.FromDirectory(folder.Component("tokenizer_3")) : null;
+        var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
+        var loaded = new List<ComponentWeights>();
+        ComponentWeights Load(Func<string, LoadOptions, ComponentWeights> component, string name)
+        {
+            var weights = component(folder.Component(name), options);
+            loaded.Add(weights);
+            return weights;
+        }
+        try
+        {
+            var encoder = Load(ComponentLoader.TextEncoder, "text_encoder");
+            var encoder2 = Load(ComponentLoader.TextEncoder, "text_encoder_2");
+            var encoder3 = hasT5 ? Load(T5EncoderModel.Weights, "text_encoder_3") : null;
+            var transformer = Load(ComponentLoader.SD3Transformer, "transformer");
+            var vae = Load(ComponentLoader.Vae, "vae");
+            return Assemble(folder, tokenizer, encoder, tokenizer2, encoder2, tokenizer3, encoder3, transformer, vae, schedulerConfig, options);
+        }
+        catch
+        {
+            foreach (var weights in loaded) weights.Module.Dispose();
+            throw;
+        }
+    }
+
+    ModelComponents Assemble(DiffusersFolder folder, ClipTokenizer tokenizer, ComponentWeights encoder, ClipTokenizer tokenizer2, ComponentWeights encoder2,
+        T5Tokenizer? tokenizer3, ComponentWeights? encoder3, ComponentWeights transformerWeights, ComponentWeights vaeWeights,
+        SchedulerConfig schedulerConfig, LoadOptions options)
+    {
+        var transformer = ((SD3Transformer2DModel)transformerWeights.Module).Config;
+        var vae = ((AutoencoderKL)vaeWeights.Module).Config;
+        if (vae.LatentChannels != transformer.InChannels)
+            throw new InvalidDataException($"{Path.Combine(folder.Component("vae"), "config.json")} latent_channels {vae.LatentChannels} is not the transformer's " +
+                $"in_channels {transformer.InChannels}: the VAE belongs to another model.");
+        int clipPooled = ((ClipTextModel)encoder.Module).Config.ProjectionDim.GetValueOrDefault() + ((ClipTextModel)encoder2.Module).Config.ProjectionDim.GetValueOrDefault();
+        if (clipPooled != transformer.PooledProjectionDim)
+            throw new InvalidDataException($"{Path.Combine(folder.Component("transformer"), "config.json")} pooled_projection_dim {transformer.PooledProjectionDim} is not " +
+                $"the two CLIP projections together ({clipPooled}): the text encoders belong to another model.");
+        var device = new Device(options.Device);
+        var format = new LatentFormat(vae.LatentChannels, vae.ScaleFactor, vae.ScalingFactor, vae.ShiftFactor, transformer.PatchSize);
+        return new ModelComponents
+        {
+            Family = this,
+            Conditioner = new Sd3TextConditioner(tokenizer, encoder, tokenizer2, encoder2, tokenizer3, encoder3, transformer.JointAttentionDim, device, options.DType),
+            Denoiser = new SD3TransformerDenoiser(transformerWeights, options.DType),
+            Vae = new VaeCodec(vaeWeights, format, device, options.DType),
+            SchedulerConfig = schedulerConfig,
+        };
+    }
+}
