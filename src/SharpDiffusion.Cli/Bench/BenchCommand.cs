@@ -25,7 +25,7 @@ public static class BenchCommand
         new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5) or sdxl (SDXL 1.0 base), random weights (default: sd15)", "NAME"),
         new("width", OptionKind.Integer, "image width (default: 512; sdxl 1024)", "N"),
         new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
-        new("dtype", OptionKind.Text, "float32, bfloat16 or both, comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
+        new("dtype", OptionKind.Text, "float32, bfloat16, float16 or auto (bfloat16 where the CPU computes it natively, else float32), comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
         new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
         .. FastPathOptions.Options,
@@ -54,7 +54,7 @@ public static class BenchCommand
         if (arch is not ("sd15" or "sdxl")) throw new UsageException($"--arch takes sd15 or sdxl; got '{arch}'.");
         int width = cl.Int("width") ?? (arch == "sdxl" ? 1024 : 512), height = cl.Int("height") ?? width;
         var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(ParseDType).ToList();
+            .Select(name => name.Equals("auto", StringComparison.OrdinalIgnoreCase) ? FastPathOptions.DType(name) : ParseDType(name)).Distinct().ToList();
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
         bool? channelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last"));
         AttentionKernel? attention = FastPathOptions.Attention(cl.String("attention"));
@@ -400,6 +400,6 @@ public static class BenchCommand
         "float32" or "fp32" => ScalarType.Float32,
         "bfloat16" or "bf16" => ScalarType.BFloat16,
         "float16" or "fp16" => ScalarType.Float16,
-        _ => throw new UsageException($"--dtype takes float32, bfloat16 or float16; got '{name}'."),
+        _ => throw new UsageException($"--dtype takes float32, bfloat16, float16 or auto; got '{name}'."),
     };
 }

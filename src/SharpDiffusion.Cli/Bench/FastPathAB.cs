@@ -16,7 +16,8 @@ public static class FastPathAB
 {
     public sealed record Result(string Choice, string A, double SecondsA, string B, double SecondsB, string InUse);
 
-    /// <summary>"layout: NCHW (measured now: NCHW 61.0 ms, channels-last 64.2 ms per ResNet block)".</summary>
+    /// <summary>"layout: channels-last (measured now, by the conv roofline: ResNet block NCHW 22.6 ms, channels-last
+    /// 22.6 ms (within 5%); 3x3 conv NCHW 30.1 ms, channels-last 10.5 ms)".</summary>
     public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name)
     {
         string source = choice.Source switch
@@ -25,6 +26,12 @@ public static class FastPathAB
             ChoiceSource.Cached => "from the cache",
             ChoiceSource.Forced => "forced",
             _ => "default",
+        } + choice.Basis switch
+        {
+            LayoutDecision.Measured => ", a clear win",
+            LayoutDecision.Roofline => ", by the conv roofline",
+            LayoutDecision.Default => ", a tie: the default",
+            _ => "",
         };
         return choice.Detail.Length == 0 ? $"{what}: {name(choice.Value)} ({source})" : $"{what}: {name(choice.Value)} ({source}: {choice.Detail})";
     }

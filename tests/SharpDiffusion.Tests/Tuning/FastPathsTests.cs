@@ -19,7 +19,7 @@ public class FastPathsTests
         public CachedChoice Measure(string name)
         {
             lock (Asked) Asked.Add(name);
-            return new CachedChoice(name.StartsWith("layout") ? layout : attention, "fake timings");
+            return new CachedChoice(name.StartsWith("layout") ? layout : attention, "fake timings", LayoutDecision.Measured);
         }
     }
 
@@ -89,7 +89,7 @@ public class FastPathsTests
     public void An_unknown_value_in_the_cache_gives_the_default()
     {
         using var dir = new TempDir();
-        new FastPathCache(dir.Path).Save(Machine, "layout float32", new CachedChoice("diagonal", ""));
+        new FastPathCache(dir.Path).Save(Machine, "layout float32", new CachedChoice("diagonal", "", LayoutDecision.Measured));
         var choice = Paths(dir.Path, new FakeMeasurements()).ChannelsLast(ScalarType.Float32, Cpu);
         Assert.Equal((FastPaths.DefaultChannelsLast, ChoiceSource.Default), (choice.Value, choice.Source));
     }
