@@ -1,5 +1,6 @@
 using SharpDiffusion.Conditioning;
 using System.Diagnostics;
+using SharpDiffusion.Diagnostics;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.UNet;
@@ -10,7 +11,8 @@ namespace SharpDiffusion.Cli.Bench;
 
 /// <summary>
 /// The fast-path choices as `bench` reports them, and an A/B of each inside one process: whole UNet steps with each
-/// candidate, interleaved (a, b, a, b, …) so a neighbour's load hits both alike.
+/// candidate, interleaved (a, b, a, b, …) so a neighbour's load hits both alike. Besides the tuned choices (layout,
+/// attention kernel), the per-step heap trim of the denoising loop is timed the same way.
 /// </summary>
 public static class FastPathAB
 {
@@ -63,7 +65,7 @@ public static class FastPathAB
     }
 
     /// <summary>Layout (a second UNet loaded from <paramref name="unetDir"/> in the other layout; skipped without a
-    /// folder) and attention kernel (every attention module switched), <paramref name="rounds"/> steps each.</summary>
+    /// folder), attention kernel (every attention module switched) and heap trim, <paramref name="rounds"/> steps each.</summary>
     public static List<Result> Run(UNet2DConditionModel unet, string? unetDir, LoadOptions options, Tensor latents, TextConditioning conditioning, int rounds)
     {
         var results = new List<Result>();
@@ -94,6 +96,16 @@ public static class FastPathAB
                 foreach (var m in attentions) m.KernelChoice = inUse;
             }
         }
+        // The denoising loop's heap trim after each long step (cb94f4e, for RSS): the candidate trims, then steps, so
+        // its time holds the trim and the pages the step faults back in; the other steps on the untrimmed heap.
+        var (kept, trimmed) = Interleave(() => Step(unet, latents, conditioning), () =>
+        {
+            var clock = Stopwatch.StartNew();
+            NativeHeap.Trim();
+            double trim = clock.Elapsed.TotalSeconds;
+            return trim + Step(unet, latents, conditioning);
+        }, rounds, "no trim", "trim before the step");
+        results.Add(new Result("heap trim per step", "no trim", kept, "trim before the step", trimmed, "trim after each long step (DenoisingLoop)"));
         return results;
     }
 

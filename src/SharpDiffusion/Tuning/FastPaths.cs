@@ -96,8 +96,8 @@ public sealed class FastPaths
         var (choice, source) = Resolve($"attention {Name(dtype)} d{headDim} q{n} k{m}", () =>
         {
             var r = MicroBenchmarks.Attention(dtype, (int)headDim, n, m);
-            bool sliced = r.Winner == AttentionKernel.SlicedMatmul;
-            return new CachedChoice(sliced ? "sliced-matmul" : "sdpa", r.Detail, sliced ? LayoutDecision.Measured : LayoutDecision.Default);
+            return new CachedChoice(r.Winner == AttentionKernel.SlicedMatmul ? "sliced-matmul" : "sdpa", r.Detail,
+                r.Clear ? LayoutDecision.Measured : LayoutDecision.Default);
         });
         return choice.Value switch
         {

@@ -215,6 +215,8 @@ public class FastPathsTests
         Assert.Equal(ChoiceSource.Measured, layout.Source);
         Assert.Contains("channels-last", layout.Detail);
         Assert.Contains("SDPA", attention.Detail);
+        Assert.Contains(layout.Basis, new[] { LayoutDecision.Measured, LayoutDecision.Roofline, LayoutDecision.Default });
+        Assert.Contains(attention.Basis, new[] { LayoutDecision.Measured, LayoutDecision.Default });
         var stored = new FastPathCache(dir.Path).Read(Machine);
         Assert.Contains(stored["layout float32"].Value, new[] { "nchw", "channels-last" });
         Assert.Contains(stored["attention float32 d40 q256 k77"].Value, new[] { "sdpa", "sliced-matmul" });
