@@ -385,11 +385,7 @@ public static class BenchCommand
             foreach (var ab in r.ABs)
                 Console.WriteLine(string.Create(inv, $"  A/B {ab.Choice}: {ab.A} {ab.SecondsA:F2} s vs {ab.B} {ab.SecondsB:F2} s per UNet step " +
                     $"({Rate(r, r.StepFlops, ab.SecondsA)} vs {Rate(r, r.StepFlops, ab.SecondsB)} GFLOP/s): {ab.B} is x{ab.SecondsA / ab.SecondsB:F2}; in use: {ab.InUse}"));
-            // Whole steps are what the layout choice is for: a clear disagreement says how to override it.
-            if (r.ABs.FirstOrDefault(ab => ab.Choice == "layout") is { } layout
-                && LayoutDecision.Winner(new(layout.SecondsA, layout.SecondsB)) is bool faster && faster != (layout.InUse == "channels-last"))
-                Console.WriteLine($"  Whole steps favour {(faster ? "channels-last" : "NCHW")} against the layout in use: run with --channels-last {(faster ? "true" : "false")} " +
-                    $"(or {FastPaths.LayoutVariable}={(faster ? "channels-last" : "nchw")}); more --ab-steps first if the machine is busy.");
+            if (FastPathAB.LayoutAdvice(r.ABs) is { } advice) Console.WriteLine($"  {advice}");
         }
         var first = rows[0];
         Console.WriteLine(string.Create(inv, $"FLOPs: text encoder {first.TextFlops / 1e12:F3} TFLOP (2 prompts), UNet step {first.StepFlops / 1e12:F2} TFLOP ({first.StepSplit}), VAE decode {first.VaeFlops / 1e12:F2} TFLOP"));

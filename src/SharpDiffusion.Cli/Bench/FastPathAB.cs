@@ -109,6 +109,17 @@ public static class FastPathAB
         return results;
     }
 
+    /// <summary>Whole steps are what the layout choice is for: when the layout A/B clearly (beyond the tuner's margin)
+    /// favours the layout not in use, how to override it; else null.</summary>
+    public static string? LayoutAdvice(IEnumerable<Result> results)
+    {
+        if (results.FirstOrDefault(r => r.Choice == "layout") is not { } layout
+            || LayoutDecision.Winner(new(layout.SecondsA, layout.SecondsB)) is not bool faster
+            || faster == (layout.InUse == "channels-last")) return null;
+        return $"Whole steps favour {(faster ? "channels-last" : "NCHW")} over the layout in use: run with --channels-last {(faster ? "true" : "false")} " +
+               $"(or {FastPaths.LayoutVariable}={(faster ? "channels-last" : "nchw")}); first more --ab-steps if the machine is busy.";
+    }
+
     static (double A, double B) Interleave(Func<double> a, Func<double> b, int rounds, string nameA, string nameB)
     {
         a(); // warm-up: first calls allocate and pick kernels

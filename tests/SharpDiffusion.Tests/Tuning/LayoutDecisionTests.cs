@@ -102,6 +102,17 @@ public class LayoutDecisionTests
     }
 
     [Fact]
+    public void Bench_says_how_to_override_a_layout_that_whole_steps_clearly_contradict()
+    {
+        // The bf16 steps: NCHW in use at 7.88 s against 6.35 s channels-last (e99a642's layout).
+        var slower = new global::SharpDiffusion.Cli.Bench.FastPathAB.Result("layout", "NCHW", 7.88, "channels-last", 6.35, "NCHW");
+        Assert.Contains("--channels-last true", global::SharpDiffusion.Cli.Bench.FastPathAB.LayoutAdvice([slower]));
+        Assert.Null(global::SharpDiffusion.Cli.Bench.FastPathAB.LayoutAdvice([slower with { InUse = "channels-last" }]));
+        Assert.Null(global::SharpDiffusion.Cli.Bench.FastPathAB.LayoutAdvice([slower with { SecondsA = 6.40 }])); // within the margin
+        Assert.Null(global::SharpDiffusion.Cli.Bench.FastPathAB.LayoutAdvice([]));
+    }
+
+    [Fact]
     public void The_real_conv_roofline_times_both_layouts()
     {
         var t = MicroBenchmarks.LayoutConv(ScalarType.Float32);
