@@ -49,7 +49,7 @@ public static class GenerateCommand
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
-        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("dtype", OptionKind.Text, FastPathOptions.DTypeHelp, "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
         .. FastPathOptions.Options,
     ];
@@ -243,11 +243,5 @@ public static class GenerateCommand
         return result;
     }
 
-    internal static ScalarType ParseDType(string? name) => name?.ToLowerInvariant() switch
-    {
-        null or "float32" or "fp32" => ScalarType.Float32,
-        "bfloat16" or "bf16" => ScalarType.BFloat16,
-        "float16" or "fp16" => ScalarType.Float16,
-        _ => throw new UsageException($"--dtype must be float32, bfloat16 or float16; got '{name}'."),
-    };
+    internal static ScalarType ParseDType(string? name) => FastPathOptions.DType(name);
 }

@@ -23,7 +23,7 @@ public static class ServeCommand
         new("output-dir", OptionKind.Text, "also write every generated PNG here (default: nowhere; images only go back to the client)", "DIR"),
         new("max-body-mb", OptionKind.Integer, "largest request body in MB; more is refused with 413 (default: 64)", "N"),
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
-        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("dtype", OptionKind.Text, FastPathOptions.DTypeHelp, "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
         .. FastPathOptions.Options,
         new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),

@@ -21,7 +21,7 @@ public static class WorkerCommand
         new("visibility-timeout", OptionKind.Integer, "seconds without a heartbeat after which another worker takes over a job of this one (default: 30)", "S"),
         new("output-dir", OptionKind.Text, "also write every PNG this worker generates here (default: nowhere; images only go back to the client)", "DIR"),
         new("max-image-side", OptionKind.Integer, "largest width/height a request may ask for or upload, in pixels (default: 4096)", "N"),
-        new("dtype", OptionKind.Text, "float32, bfloat16 or float16 compute (default: float32)", "NAME"),
+        new("dtype", OptionKind.Text, FastPathOptions.DTypeHelp, "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch, at most the cores (default: all cores)", "N"),
         .. FastPathOptions.Options,
         new("low-memory", OptionKind.Flag, "keep each part's weights in memory only while it runs (text encoder, UNet, VAE): the least memory, but every job reads them again"),

@@ -25,12 +25,12 @@ public static class BenchCommand
         new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5) or sdxl (SDXL 1.0 base), random weights (default: sd15)", "NAME"),
         new("width", OptionKind.Integer, "image width (default: 512; sdxl 1024)", "N"),
         new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
-        new("dtype", OptionKind.Text, "float32, bfloat16 or both, comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
+        new("dtype", OptionKind.Text, "float32, bfloat16, float16 or auto (bfloat16 where the CPU computes it natively, else float32), comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
         new("steps", OptionKind.Integer, "timed UNet steps; the median is reported (default: 3)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
         .. FastPathOptions.Options,
         new("deep-cache", OptionKind.Integer, "also time DeepCache's shallow UNet step (a full pass every N steps) and the UNet time of --total-steps with it (default: off)", "N"),
-        new("ab-steps", OptionKind.Integer, "UNet steps per candidate in the in-process A/B of each fast-path choice (layout, attention), interleaved; 0 skips it (default: 2)", "N"),
+        new("ab-steps", OptionKind.Integer, "UNet steps per candidate in the in-process A/B of each fast-path choice (layout, attention) and of the per-step heap trim, interleaved; 0 skips it (default: 2)", "N"),
         new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
         new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
@@ -54,7 +54,7 @@ public static class BenchCommand
         if (arch is not ("sd15" or "sdxl")) throw new UsageException($"--arch takes sd15 or sdxl; got '{arch}'.");
         int width = cl.Int("width") ?? (arch == "sdxl" ? 1024 : 512), height = cl.Int("height") ?? width;
         var dtypes = (cl.String("dtype") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(ParseDType).ToList();
+            .Select(name => name.Equals("auto", StringComparison.OrdinalIgnoreCase) ? FastPathOptions.DType(name) : ParseDType(name)).Distinct().ToList();
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
         bool? channelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last"));
         AttentionKernel? attention = FastPathOptions.Attention(cl.String("attention"));
@@ -385,6 +385,7 @@ public static class BenchCommand
             foreach (var ab in r.ABs)
                 Console.WriteLine(string.Create(inv, $"  A/B {ab.Choice}: {ab.A} {ab.SecondsA:F2} s vs {ab.B} {ab.SecondsB:F2} s per UNet step " +
                     $"({Rate(r, r.StepFlops, ab.SecondsA)} vs {Rate(r, r.StepFlops, ab.SecondsB)} GFLOP/s): {ab.B} is x{ab.SecondsA / ab.SecondsB:F2}; in use: {ab.InUse}"));
+            if (FastPathAB.LayoutAdvice(r.ABs) is { } advice) Console.WriteLine($"  {advice}");
         }
         var first = rows[0];
         Console.WriteLine(string.Create(inv, $"FLOPs: text encoder {first.TextFlops / 1e12:F3} TFLOP (2 prompts), UNet step {first.StepFlops / 1e12:F2} TFLOP ({first.StepSplit}), VAE decode {first.VaeFlops / 1e12:F2} TFLOP"));
@@ -400,6 +401,6 @@ public static class BenchCommand
         "float32" or "fp32" => ScalarType.Float32,
         "bfloat16" or "bf16" => ScalarType.BFloat16,
         "float16" or "fp16" => ScalarType.Float16,
-        _ => throw new UsageException($"--dtype takes float32, bfloat16 or float16; got '{name}'."),
+        _ => throw new UsageException($"--dtype takes float32, bfloat16, float16 or auto; got '{name}'."),
     };
 }

@@ -13,10 +13,13 @@ public enum ChoiceSource
     Measured,
 }
 
-/// <summary>One fast-path choice, where it came from, and the measurement behind it (empty unless measured).</summary>
-public sealed record Choice<T>(T Value, ChoiceSource Source, string Detail = "")
+/// <summary>One fast-path choice, where it came from, the measurement behind it (empty unless measured), and why the
+/// measurement chose it ("measured", "roofline", "default"; empty unless measured).</summary>
+public sealed record Choice<T>(T Value, ChoiceSource Source, string Detail = "", string Basis = "")
 {
-    public override string ToString() => Detail.Length == 0
-        ? $"{Value} ({Source.ToString().ToLowerInvariant()})"
-        : $"{Value} ({Source.ToString().ToLowerInvariant()}: {Detail})";
+    public override string ToString()
+    {
+        string source = Source.ToString().ToLowerInvariant() + (Basis.Length == 0 ? "" : $", by {Basis}");
+        return Detail.Length == 0 ? $"{Value} ({source})" : $"{Value} ({source}: {Detail})";
+    }
 }

@@ -55,6 +55,12 @@ public sealed class FastPaths
     /// <summary>Replaces the micro-benchmarks (tests): the name of the choice → its winner ("nchw", "sdpa", …).</summary>
     internal Func<string, CachedChoice>? MeasureOverride { get; init; }
 
+    /// <summary>Replaces the ResNet-block timing of the layout choice (tests): dtype → seconds per layout.</summary>
+    internal Func<ScalarType, LayoutDecision.Timings>? BlockTimingsOverride { get; init; }
+
+    /// <summary>Replaces the 3×3 conv roofline timing of the layout choice (tests): dtype → seconds per layout.</summary>
+    internal Func<ScalarType, LayoutDecision.Timings>? ConvTimingsOverride { get; init; }
+
     /// <summary>Channels-last: the caller's choice (<paramref name="forced"/>), else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
     public Choice<bool> ChannelsLast(bool? forced, ScalarType dtype, Device device)
     {
@@ -68,12 +74,13 @@ public sealed class FastPaths
     public Choice<bool> ChannelsLast(ScalarType dtype, Device device)
     {
         if (!Measurable(dtype, device)) return new(DefaultChannelsLast, ChoiceSource.Default);
-        var (choice, source) = Resolve($"layout {Name(dtype)}", () =>
-        {
-            var m = MicroBenchmarks.Layout(dtype);
-            return new CachedChoice(m.Winner ? "channels-last" : "nchw", m.Detail);
-        });
-        return ParseLayout(choice.Value) is bool value ? new(value, source, choice.Detail) : new(DefaultChannelsLast, ChoiceSource.Default);
+        // A layout stored without its basis was chosen by the older rule (the block benchmark alone, a tie giving
+        // NCHW): measured again.
+        var (choice, source) = Resolve($"layout {Name(dtype)}", () => LayoutDecision.Decide(
+            () => BlockTimingsOverride?.Invoke(dtype) ?? MicroBenchmarks.LayoutBlock(dtype),
+            () => ConvTimingsOverride?.Invoke(dtype) ?? MicroBenchmarks.LayoutConv(dtype)), stored => stored.Basis is not null);
+        return ParseLayout(choice.Value) is bool value ? new(value, source, choice.Detail, choice.Basis ?? "")
+            : new(DefaultChannelsLast, ChoiceSource.Default);
     }
 
     /// <summary>The attention kernel: the caller's choice (<paramref name="forced"/>), else measured per call shape.</summary>
@@ -89,12 +96,13 @@ public sealed class FastPaths
         var (choice, source) = Resolve($"attention {Name(dtype)} d{headDim} q{n} k{m}", () =>
         {
             var r = MicroBenchmarks.Attention(dtype, (int)headDim, n, m);
-            return new CachedChoice(r.Winner == AttentionKernel.SlicedMatmul ? "sliced-matmul" : "sdpa", r.Detail);
+            return new CachedChoice(r.Winner == AttentionKernel.SlicedMatmul ? "sliced-matmul" : "sdpa", r.Detail,
+                r.Clear ? LayoutDecision.Measured : LayoutDecision.Default);
         });
         return choice.Value switch
         {
-            "sdpa" => new(AttentionKernel.Sdpa, source, choice.Detail),
-            "sliced-matmul" => new(AttentionKernel.SlicedMatmul, source, choice.Detail),
+            "sdpa" => new(AttentionKernel.Sdpa, source, choice.Detail, choice.Basis ?? ""),
+            "sliced-matmul" => new(AttentionKernel.SlicedMatmul, source, choice.Detail, choice.Basis ?? ""),
             _ => new(DefaultAttention, ChoiceSource.Default),
         };
     }
@@ -113,13 +121,14 @@ public sealed class FastPaths
     bool Measurable(ScalarType dtype, Device device) =>
         Enabled && device.type == TorchSharp.DeviceType.CPU && dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16;
 
-    // The cached choice if there is one, else a measurement (saved); each name resolved once per machine key.
-    (CachedChoice Choice, ChoiceSource Source) Resolve(string name, Func<CachedChoice> measure)
+    // The cached choice if there is one (and <paramref name="usable"/> accepts it), else a measurement (saved); each
+    // name resolved once per machine key.
+    (CachedChoice Choice, ChoiceSource Source) Resolve(string name, Func<CachedChoice> measure, Func<CachedChoice, bool>? usable = null)
     {
         var machine = _machine ?? MachineKey.Current();
         return _choices.GetOrAdd($"{machine}|{name}", _ => new(() =>
         {
-            if (Stored(machine, out bool corrupt).TryGetValue(name, out var stored)) return (stored, ChoiceSource.Cached);
+            if (Stored(machine, out bool corrupt).TryGetValue(name, out var stored) && (usable?.Invoke(stored) ?? true)) return (stored, ChoiceSource.Cached);
             if (corrupt) return (new CachedChoice("default", ""), ChoiceSource.Default);
             CachedChoice measured;
             try

@@ -8,8 +8,8 @@ namespace SharpDiffusion.Tuning;
 
 /// <summary>
 /// Short A/B timings behind the fast-path choices, each about a second on a 2-core machine. The two candidates run
-/// interleaved (a, b, a, b, …) so a neighbour's load hits both alike; the alternative wins only if its median is
-/// <see cref="Margin"/> faster, so noise keeps the default.
+/// interleaved (a, b, a, b, …) so a neighbour's load hits both alike; a candidate wins only if its median is
+/// <see cref="Margin"/> faster, so noise keeps the default (or, for the layout, what the conv roofline prefers).
 /// </summary>
 public static class MicroBenchmarks
 {
@@ -17,9 +17,10 @@ public static class MicroBenchmarks
     const double BudgetSeconds = 1.0;
     const int MaxRounds = 5;
 
-    /// <summary>Whether channels-last beats NCHW for <paramref name="dtype"/>: the body of a ResnetBlock2D (GroupNorm,
-    /// SiLU, 3×3 conv, twice, and the residual) at 320 channels on 2×32×32, with NCHW and with channels-last tensors.</summary>
-    public static Measurement<bool> Layout(ScalarType dtype)
+    /// <summary>Seconds of the body of a ResnetBlock2D (GroupNorm, SiLU, 3×3 conv, twice, and the residual) at 320
+    /// channels on 2×32×32, with NCHW and with channels-last tensors. Its two timings often tie within noise (GroupNorm
+    /// and SiLU are memory-bound in either layout), so <see cref="LayoutDecision"/> falls back on <see cref="LayoutConv"/>.</summary>
+    public static LayoutDecision.Timings LayoutBlock(ScalarType dtype)
     {
         using var mode = inference_mode();
         using var scope = NewDisposeScope();
@@ -39,7 +40,26 @@ public static class MicroBenchmarks
             _ = h + input;
         }
         var (nchw, channelsLast) = Compare(() => Block(x, w1, w2), () => Block(xCl, w1Cl, w2Cl));
-        return new(channelsLast < nchw * (1 - Margin), $"NCHW {Ms(nchw)}, channels-last {Ms(channelsLast)} per ResNet block");
+        return new(nchw, channelsLast);
+    }
+
+    /// <summary>Seconds of the conv roofline per layout: one 3×3 conv, 320→320 channels on 2×320×32×32 (the UNet's
+    /// commonest conv; 32×32 keeps it short where a dtype is emulated), NCHW and channels-last. Convs are most of a
+    /// UNet step's FLOPs, so their rate is what a whole step follows.</summary>
+    public static LayoutDecision.Timings LayoutConv(ScalarType dtype)
+    {
+        using var mode = inference_mode();
+        using var scope = NewDisposeScope();
+        using var random = new Generator(0);
+        const int c = 320, size = 32;
+        var x = randn([2, c, size, size], generator: random).to(dtype);
+        var w = (randn([c, c, 3, 3], generator: random) * 0.02).to(dtype);
+        var b = zeros(c).to(dtype);
+        var (xCl, wCl) = (MemoryLayout.ToChannelsLast(x), MemoryLayout.ToChannelsLast(w));
+        var (nchw, channelsLast) = Compare(
+            () => F.conv2d(x, w, b, padding: [1, 1]).Dispose(),
+            () => F.conv2d(xCl, wCl, b, padding: [1, 1]).Dispose());
+        return new(nchw, channelsLast);
     }
 
     /// <summary>Whether sliced matmuls beat SDPA for two heads of <paramref name="headDim"/> at the token counts.</summary>
@@ -55,7 +75,8 @@ public static class MicroBenchmarks
             () => AttentionKernels.Attend(AttentionKernel.Sdpa, q, k, v).Dispose(),
             () => AttentionKernels.Attend(AttentionKernel.SlicedMatmul, q, k, v).Dispose());
         var winner = sliced < sdpa * (1 - Margin) ? AttentionKernel.SlicedMatmul : AttentionKernel.Sdpa;
-        return new(winner, $"SDPA {Ms(sdpa)}, sliced matmul {Ms(sliced)}");
+        bool clear = winner == AttentionKernel.SlicedMatmul || sdpa < sliced * (1 - Margin);
+        return new(winner, $"SDPA {Ms(sdpa)}, sliced matmul {Ms(sliced)}", clear);
     }
 
     /// <summary>Median seconds of <paramref name="a"/> and <paramref name="b"/>, run alternately after a warm-up each:
@@ -88,5 +109,5 @@ public static class MicroBenchmarks
         return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
     }
 
-    static string Ms(double seconds) => string.Create(CultureInfo.InvariantCulture, $"{seconds * 1000:F1} ms");
+    internal static string Ms(double seconds) => string.Create(CultureInfo.InvariantCulture, $"{seconds * 1000:F1} ms");
 }

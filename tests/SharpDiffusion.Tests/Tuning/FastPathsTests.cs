@@ -19,7 +19,7 @@ public class FastPathsTests
         public CachedChoice Measure(string name)
         {
             lock (Asked) Asked.Add(name);
-            return new CachedChoice(name.StartsWith("layout") ? layout : attention, "fake timings");
+            return new CachedChoice(name.StartsWith("layout") ? layout : attention, "fake timings", LayoutDecision.Measured);
         }
     }
 
@@ -89,7 +89,7 @@ public class FastPathsTests
     public void An_unknown_value_in_the_cache_gives_the_default()
     {
         using var dir = new TempDir();
-        new FastPathCache(dir.Path).Save(Machine, "layout float32", new CachedChoice("diagonal", ""));
+        new FastPathCache(dir.Path).Save(Machine, "layout float32", new CachedChoice("diagonal", "", LayoutDecision.Measured));
         var choice = Paths(dir.Path, new FakeMeasurements()).ChannelsLast(ScalarType.Float32, Cpu);
         Assert.Equal((FastPaths.DefaultChannelsLast, ChoiceSource.Default), (choice.Value, choice.Source));
     }
@@ -215,6 +215,8 @@ public class FastPathsTests
         Assert.Equal(ChoiceSource.Measured, layout.Source);
         Assert.Contains("channels-last", layout.Detail);
         Assert.Contains("SDPA", attention.Detail);
+        Assert.Contains(layout.Basis, new[] { LayoutDecision.Measured, LayoutDecision.Roofline, LayoutDecision.Default });
+        Assert.Contains(attention.Basis, new[] { LayoutDecision.Measured, LayoutDecision.Default });
         var stored = new FastPathCache(dir.Path).Read(Machine);
         Assert.Contains(stored["layout float32"].Value, new[] { "nchw", "channels-last" });
         Assert.Contains(stored["attention float32 d40 q256 k77"].Value, new[] { "sdpa", "sliced-matmul" });
