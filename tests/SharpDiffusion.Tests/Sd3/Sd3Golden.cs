@@ -31,6 +31,9 @@ static class Sd3Golden
     static readonly Dictionary<(string, bool), StableDiffusionPipeline> Pipelines = new();
     static readonly List<TempDir> Folders = [];
 
+    // The no-T5 copies live as long as the cached pipelines that read them: until the test process ends.
+    static Sd3Golden() => AppDomain.CurrentDomain.ProcessExit += (_, _) => Folders.ForEach(f => f.Dispose());
+
     /// <summary>The model's pipeline; <paramref name="withoutT5"/> loads a copy of its folder whose model_index.json lists
     /// text_encoder_3 and tokenizer_3 as [null, null], as diffusers saves a pipeline made with text_encoder_3=None.</summary>
     public static StableDiffusionPipeline Pipeline(string model, bool withoutT5)
