@@ -23,6 +23,9 @@ public static class GenerateCommand
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
         new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder; given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
         new("negative-prompt-2", OptionKind.Texts, "SDXL: the negative prompt for the second text encoder, paired as --negative-prompt (default: the negative prompt)", "TEXT"),
+        new("prompt-3", OptionKind.Texts, "SD3: the prompt for the T5 encoder, paired as --prompt-2 (default: the prompt)", "TEXT"),
+        new("negative-prompt-3", OptionKind.Texts, "SD3: the negative prompt for the T5 encoder, paired as --negative-prompt (default: the negative prompt)", "TEXT"),
+        new("max-sequence-length", OptionKind.Integer, "SD3: T5 tokens the prompt is padded or cut to, 1 to 512 (default: 256)", "N"),
         new("width", OptionKind.Integer, "image width in pixels, a multiple of 8 (default: the model's, 512 for SD 1.5; with --image: the image's)", "N"),
         new("height", OptionKind.Integer, "image height in pixels, a multiple of 8 (default: as --width)", "N"),
         new("steps", OptionKind.Integer, "denoising steps (default: the model's generation_defaults.json, else 50)", "N"),
@@ -76,11 +79,14 @@ public static class GenerateCommand
             throw new UsageException($"Give --negative-prompt once (for all prompts) or once per --prompt ({prompts.Count}); got {negatives.Count}.");
         var prompts2 = cl.All("prompt-2");
         var negatives2 = cl.All("negative-prompt-2");
-        foreach (var (option, list) in new[] { ("--prompt-2", prompts2), ("--negative-prompt-2", negatives2) })
+        var prompts3 = cl.All("prompt-3");
+        var negatives3 = cl.All("negative-prompt-3");
+        foreach (var (option, list) in new[] { ("--prompt-2", prompts2), ("--negative-prompt-2", negatives2), ("--prompt-3", prompts3), ("--negative-prompt-3", negatives3) })
             if (list.Count > 1 && list.Count != prompts.Count)
                 throw new UsageException($"Give {option} once (for all prompts) or once per --prompt ({prompts.Count}); got {list.Count}.");
-        if (negatives2.Count > 0 && negatives.Count == 0)
-            throw new UsageException("--negative-prompt-2 pairs with --negative-prompt; give that too (\"\" for none).");
+        foreach (var (option, list) in new[] { ("--negative-prompt-2", negatives2), ("--negative-prompt-3", negatives3) })
+            if (list.Count > 0 && negatives.Count == 0)
+                throw new UsageException($"{option} pairs with --negative-prompt; give that too (\"\" for none).");
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");
@@ -90,6 +96,9 @@ public static class GenerateCommand
             NegativePrompts = negatives,
             Prompts2 = prompts2.Count > 0 ? prompts2 : null,
             NegativePrompts2 = negatives2.Count > 0 ? negatives2 : null,
+            Prompts3 = prompts3.Count > 0 ? prompts3 : null,
+            NegativePrompts3 = negatives3.Count > 0 ? negatives3 : null,
+            MaxSequenceLength = cl.Int("max-sequence-length"),
             Width = cl.Int("width"),
             Height = cl.Int("height"),
             NumInferenceSteps = cl.Int("steps") ?? modelDefaults?.NumInferenceSteps ?? 50,

@@ -36,6 +36,7 @@ public sealed class ClipTextConditioner : ITextConditioner
             throw new ArgumentException("prompt_2, negative_prompt_2 and the size/crop conditioning are for SDXL models; this is an SD 1.x/2.x model.");
         if (o.PooledPromptEmbeds is not null)
             throw new ArgumentException("Pooled prompt embeddings are for SDXL models; this is an SD 1.x/2.x model.");
+        Sd3TextConditioner.RefuseT5Options(o, "an SD 1.x/2.x model");
     }
 
     public TextConditioning Encode(PromptBatch batch, ICollection<string> warnings) => new(EncodeHiddenStates(batch, warnings));

@@ -67,16 +67,24 @@ public sealed class Sd3TextConditioner : ITextConditioner
             throw new ArgumentException("The size/crop conditioning is for SDXL models; this is an SD3 model.");
     }
 
+    /// <summary>What only a T5 reads, refused by the families without one (<paramref name="model"/>: "an SDXL model").</summary>
+    internal static void RefuseT5Options(GenerationOptions o, string model)
+    {
+        if (o.Prompts3 is not null || o.NegativePrompts3 is not null || o.MaxSequenceLength is not null)
+            throw new ArgumentException($"prompt_3, negative_prompt_3 and max_sequence_length are for SD3 models (their T5 encoder); this is {model}.");
+    }
+
     /// <summary>[(2)B, 77 + L, D_T5] and pooled [(2)B, P₁+P₂], uncond rows first when guided.</summary>
     public TextConditioning Encode(PromptBatch batch, ICollection<string> warnings)
     {
         var (o, prompts) = (batch.Options, batch.Prompts);
         using var scope = NewDisposeScope();
-        var (embeds, pooled) = EncodePrompt(prompts, batch.Each(o.Prompt2For), prompts, o.ClipSkip, warnings);
+        int tokens = o.MaxSequenceLength ?? DefaultMaxSequenceLength;
+        var (embeds, pooled) = EncodePrompt(prompts, batch.Each(o.Prompt2For), batch.Each(o.Prompt3For), o.ClipSkip, warnings, tokens);
         if (batch.Guided)
         {
             var negatives = batch.Each(o.NegativePromptFor);
-            var (negEmbeds, negPooled) = EncodePrompt(negatives, batch.Each(o.NegativePrompt2For), negatives, o.ClipSkip, warnings: null);
+            var (negEmbeds, negPooled) = EncodePrompt(negatives, batch.Each(o.NegativePrompt2For), batch.Each(o.NegativePrompt3For), o.ClipSkip, warnings: null, tokens);
             (embeds, pooled) = (cat([negEmbeds, embeds], 0), cat([negPooled, pooled], 0));
         }
         return new TextConditioning(embeds.MoveToOuterDisposeScope()) { Pooled = pooled.MoveToOuterDisposeScope() };

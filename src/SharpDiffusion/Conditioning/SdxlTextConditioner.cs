@@ -45,6 +45,7 @@ public sealed class SdxlTextConditioner : ITextConditioner
             throw new ArgumentException("prompt_2 and negative_prompt_2 are not part of AUTOMATIC1111's syntax (it gives both SDXL text encoders the same prompt); use the plain syntax for them.");
         if (o.ClipSkip > TextEncoder2.Config.NumHiddenLayers)
             throw new ArgumentException($"Clip skip {o.ClipSkip} does not fit this SDXL text encoder of {TextEncoder2.Config.NumHiddenLayers} layers.");
+        Sd3TextConditioner.RefuseT5Options(o, "an SDXL model");
     }
 
     /// <summary>Both encoders' embeddings [(2)B, 77, D₁+D₂], pooled [(2)B, P], time ids [(2)B, 6].</summary>

@@ -27,6 +27,15 @@ public sealed record GenerationOptions
     /// <summary>SDXL's <c>negative_prompt_2</c>: none = the negative prompts themselves; otherwise as <see cref="Prompts2"/>.</summary>
     public IReadOnlyList<string>? NegativePrompts2 { get; init; }
 
+    /// <summary>SD3's <c>prompt_3</c> for the T5 encoder: none = the prompts themselves; otherwise as <see cref="Prompts2"/>.</summary>
+    public IReadOnlyList<string>? Prompts3 { get; init; }
+
+    /// <summary>SD3's <c>negative_prompt_3</c>: none = the negative prompts themselves; otherwise as <see cref="Prompts2"/>.</summary>
+    public IReadOnlyList<string>? NegativePrompts3 { get; init; }
+
+    /// <summary>T5 tokens (diffusers' <c>max_sequence_length</c>); null = the model's default (SD3: 256). At most 512.</summary>
+    public int? MaxSequenceLength { get; init; }
+
     /// <summary>SDXL micro-conditioning (diffusers' original_size, crops_coords_top_left, target_size and their negative_
     /// counterparts), as (height, width) and (top, left); null = the working size, (0, 0), the working size. The negative
     /// ones apply only when both negative sizes are given (else the positive ones are used), as diffusers.</summary>
@@ -164,6 +173,12 @@ public sealed record GenerationOptions
     /// <summary>negative_prompt_2 for prompt <paramref name="i"/>.</summary>
     public string NegativePrompt2For(int i) => Pick(NegativePrompts2, i) ?? NegativePromptFor(i);
 
+    /// <summary>prompt_3 for prompt <paramref name="i"/>.</summary>
+    public string Prompt3For(int i) => Pick(Prompts3, i) ?? Prompts[i];
+
+    /// <summary>negative_prompt_3 for prompt <paramref name="i"/>.</summary>
+    public string NegativePrompt3For(int i) => Pick(NegativePrompts3, i) ?? NegativePromptFor(i);
+
     static string? Pick(IReadOnlyList<string>? list, int i) => list switch
     {
         null or { Count: 0 } => null,
@@ -201,9 +216,11 @@ public sealed record GenerationOptions
             throw new ArgumentException("With negative prompt embeddings, SDXL also needs their pooled embeddings (negative_pooled_prompt_embeds).");
         if (NegativePrompts is { Count: > 1 } n && n.Count != PromptCount)
             throw new ArgumentException($"Give one negative prompt for all prompts, or one per prompt ({PromptCount}); got {n.Count}.");
-        foreach (var (name, list) in new[] { ("prompt_2", Prompts2), ("negative prompt_2", NegativePrompts2) })
+        foreach (var (name, list) in new[] { ("prompt_2", Prompts2), ("negative prompt_2", NegativePrompts2), ("prompt_3", Prompts3), ("negative prompt_3", NegativePrompts3) })
             if (list is { Count: > 1 } l && l.Count != PromptCount)
                 throw new ArgumentException($"Give one {name} for all prompts, or one per prompt ({PromptCount}); got {l.Count}.");
+        if (MaxSequenceLength is int tokens && tokens is < 1 or > 512)
+            throw new ArgumentException($"max_sequence_length must be 1 to 512 T5 tokens; got {tokens}.");
         foreach (var (name, size) in new[] { ("original_size", OriginalSize), ("target_size", TargetSize), ("negative_original_size", NegativeOriginalSize), ("negative_target_size", NegativeTargetSize) })
             if (size is var (h, w) && (h <= 0 || w <= 0 || h > 65536 || w > 65536))
                 throw new ArgumentException($"{name} must be positive (height, width) up to 65536; got ({h}, {w}).");

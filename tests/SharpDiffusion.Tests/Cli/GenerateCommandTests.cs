@@ -131,7 +131,7 @@ public class GenerateCommandTests
     [Fact]
     public void Shell_completion_suggests_options()
     {
-        var (code, output, _) = Run("[suggest:13]", "generate --ma");
+        var (code, output, _) = Run("[suggest:14]", "generate --mas");
         Assert.Equal(0, code);
         Assert.Equal(["--mask", "--mask-blur"], output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
