@@ -21,6 +21,31 @@ public abstract class ModelFamily
     /// <summary>Loads a diffusers folder of this family.</summary>
     public abstract ModelComponents Load(DiffusersFolder folder, LoadOptions options);
 
+    /// <summary>Loads one component of a folder by its folder name ("unet") with its loader.</summary>
+    protected delegate ComponentWeights ComponentLoad(Func<string, LoadOptions, ComponentWeights> loader, string name);
+
+    /// <summary>Runs <paramref name="assemble"/>, which loads <paramref name="folder"/>'s components through the
+    /// <see cref="ComponentLoad"/> it is given; if anything fails, the components already loaded are freed, so nothing
+    /// half-loaded stays in memory.</summary>
+    protected static ModelComponents LoadComponents(DiffusersFolder folder, LoadOptions options, Func<ComponentLoad, ModelComponents> assemble)
+    {
+        var loaded = new List<ComponentWeights>();
+        try
+        {
+            return assemble((loader, name) =>
+            {
+                var weights = loader(folder.Component(name), options);
+                loaded.Add(weights);
+                return weights;
+            });
+        }
+        catch
+        {
+            foreach (var weights in loaded) weights.Module.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Every family SharpDiffusion runs.</summary>
     public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance, StableDiffusion3Family.Instance];
 

@@ -33,34 +33,22 @@ public class StableDiffusionFamily : ModelFamily
     {
         var tokenizer = ClipTokenizer.FromDirectory(folder.Component("tokenizer"));
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
-        var loaded = new List<ComponentWeights>();
-        ComponentWeights Load(Func<string, LoadOptions, ComponentWeights> component, string name)
+        return LoadComponents(folder, options, load =>
         {
-            var weights = component(folder.Component(name), options);
-            loaded.Add(weights);
-            return weights;
-        }
-        try
-        {
-            var encoder = Load(ComponentLoader.TextEncoder, "text_encoder");
+            var encoder = load(ComponentLoader.TextEncoder, "text_encoder");
             CheckVocabulary(folder, "tokenizer", tokenizer, "text_encoder", (ClipTextModel)encoder.Module);
-            var unet = Load(ComponentLoader.UNet, "unet");
-            var vae = Load(ComponentLoader.Vae, "vae");
+            var unet = load(ComponentLoader.UNet, "unet");
+            var vae = load(ComponentLoader.Vae, "vae");
             ClipTokenizer? tokenizer2 = null;
             ComponentWeights? encoder2 = null;
             if (textEncoder2 is not null)
             {
                 tokenizer2 = ClipTokenizer.FromDirectory(folder.Component("tokenizer_2"));
-                encoder2 = Load(ComponentLoader.TextEncoder, textEncoder2);
+                encoder2 = load(ComponentLoader.TextEncoder, textEncoder2);
                 CheckVocabulary(folder, "tokenizer_2", tokenizer2, textEncoder2, (ClipTextModel)encoder2.Module);
             }
             return Assemble(this, tokenizer, new PipelineWeights(encoder, unet, vae, encoder2), schedulerConfig, options, tokenizer2, folder.ForceZerosForEmptyPrompt);
-        }
-        catch
-        {
-            foreach (var weights in loaded) weights.Module.Dispose();
-            throw;
-        }
+        });
     }
 
     /// <summary>A single-file checkpoint's components (<see cref="SingleFileLoader"/>), SD 1.x/2.x or SDXL by its keys.</summary>

@@ -34,27 +34,15 @@ public sealed class StableDiffusion3Family : ModelFamily
         bool hasT5 = folder.ComponentClass("text_encoder_3") is not null;
         var tokenizer3 = hasT5 ? T5Tokenizer.FromDirectory(folder.Component("tokenizer_3")) : null;
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
-        var loaded = new List<ComponentWeights>();
-        ComponentWeights Load(Func<string, LoadOptions, ComponentWeights> component, string name)
+        return LoadComponents(folder, options, load =>
         {
-            var weights = component(folder.Component(name), options);
-            loaded.Add(weights);
-            return weights;
-        }
-        try
-        {
-            var encoder = Load(ComponentLoader.TextEncoder, "text_encoder");
-            var encoder2 = Load(ComponentLoader.TextEncoder, "text_encoder_2");
-            var encoder3 = hasT5 ? Load(T5EncoderModel.Weights, "text_encoder_3") : null;
-            var transformer = Load(ComponentLoader.SD3Transformer, "transformer");
-            var vae = Load(ComponentLoader.Vae, "vae");
+            var encoder = load(ComponentLoader.TextEncoder, "text_encoder");
+            var encoder2 = load(ComponentLoader.TextEncoder, "text_encoder_2");
+            var encoder3 = hasT5 ? load(T5EncoderModel.Weights, "text_encoder_3") : null;
+            var transformer = load(ComponentLoader.SD3Transformer, "transformer");
+            var vae = load(ComponentLoader.Vae, "vae");
             return Assemble(folder, tokenizer, encoder, tokenizer2, encoder2, tokenizer3, encoder3, transformer, vae, schedulerConfig, options);
-        }
-        catch
-        {
-            foreach (var weights in loaded) weights.Module.Dispose();
-            throw;
-        }
+        });
     }
 
     ModelComponents Assemble(DiffusersFolder folder, ClipTokenizer tokenizer, ComponentWeights encoder, ClipTokenizer tokenizer2, ComponentWeights encoder2,
