@@ -33,6 +33,9 @@ public static class GenerateCommand
         new("guidance-rescale", OptionKind.Number, "diffusers' guidance_rescale, 0..1 (default: 0)", "X"),
         new("deep-cache", OptionKind.Integer, "DeepCache: a full UNet pass every N steps, only its outer layers between (N = 3: about 2x faster, slightly different pictures; see the README's speed section) (default: 1 = off)", "N"),
         new("seed", OptionKind.Long, "seed of the CPU generator; -1 = random, as AUTOMATIC1111 (default: random, written into the PNG)", "N"),
+        new("variation-seed", OptionKind.Long, "AUTOMATIC1111's variation seed: with --variation-strength the noise moves towards this seed's; -1 = random (default: random)", "N"),
+        new("variation-strength", OptionKind.Number, "0..1: 0 = the --seed picture, 1 = the --variation-seed picture, between = a variation of it (default: 0)", "X"),
+        new("seed-resize-from", OptionKind.Text, "AUTOMATIC1111's resize seed from: draw the seed's noise as a WxH picture would, so its composition carries over to this size (default: off)", "WxH"),
         new("scheduler", OptionKind.Text, "sampler by diffusers class or AUTOMATIC1111 name, case-insensitive; 'list' prints them (default: the model's own scheduler)", "NAME"),
         new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)", "K=V"),
         new("images-per-prompt", OptionKind.Integer, "images for each prompt (default: 1)", "N"),
@@ -87,6 +90,7 @@ public static class GenerateCommand
         foreach (var (option, list) in new[] { ("--negative-prompt-2", negatives2), ("--negative-prompt-3", negatives3) })
             if (list.Count > 0 && negatives.Count == 0)
                 throw new UsageException($"{option} pairs with --negative-prompt; give that too (\"\" for none).");
+        var resizeFrom = SizeOption(cl, "seed-resize-from");
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");
@@ -106,6 +110,10 @@ public static class GenerateCommand
             GuidanceRescale = cl.Double("guidance-rescale") ?? 0,
             DeepCacheInterval = cl.Int("deep-cache") ?? 1,
             Seed = cl.Long("seed"),
+            VariationSeed = cl.Long("variation-seed"),
+            VariationStrength = cl.Double("variation-strength") ?? 0,
+            SeedResizeFromWidth = resizeFrom.Width,
+            SeedResizeFromHeight = resizeFrom.Height,
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
             Scheduler = schedulerName,
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
@@ -183,6 +191,17 @@ public static class GenerateCommand
     }
 
     /// <summary>The single-file options (--config, --text-encoder-config) of a command that has them.</summary>
+    /// <summary>A WxH option ("512x768"), (0, 0) when absent.</summary>
+    static (int Width, int Height) SizeOption(CommandLine cl, string name)
+    {
+        if (cl.String(name) is not { } text) return (0, 0);
+        var parts = text.ToLowerInvariant().Split('x');
+        if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
+            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int h) && w > 0 && h > 0)
+            return (w, h);
+        throw new UsageException($"--{name} takes WIDTHxHEIGHT, e.g. 512x768; got '{text}'.");
+    }
+
     internal static SingleFileOptions SingleFileOptions(CommandLine cl) => new()
     {
         OriginalConfig = cl.String("config"),

@@ -5,12 +5,14 @@ using System.Text.RegularExpressions;
 namespace SharpDiffusion.Imaging;
 
 /// <summary>AUTOMATIC1111's "parameters" infotext: the prompt, "Negative prompt: …", then "Key: value" pairs in
-/// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Denoising strength, Clip skip, Mask blur).</summary>
+/// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Variation seed, Variation seed strength,
+/// Seed resize from, Denoising strength, Clip skip, Mask blur).</summary>
 public static partial class InfoText
 {
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
-        string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1)
+        string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
+        long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -26,6 +28,12 @@ public static partial class InfoText
         };
         if (!string.IsNullOrEmpty(modelHash)) pairs.Add($"Model hash: {modelHash}");
         pairs.Add($"Model: {model}");
+        if (variationSeed is long sub && variationStrength > 0)
+        {
+            pairs.Add($"Variation seed: {sub}");
+            pairs.Add($"Variation seed strength: {variationStrength.ToString(inv)}");
+        }
+        if (seedResizeFrom is { Width: > 0, Height: > 0 } from) pairs.Add($"Seed resize from: {from.Width}x{from.Height}");
         if (denoisingStrength is double s) pairs.Add($"Denoising strength: {s.ToString(inv)}");
         if (clipSkip != 1) pairs.Add($"Clip skip: {clipSkip}");
         if (maskBlur is int blur and > 0) pairs.Add($"Mask blur: {blur}");

@@ -88,6 +88,18 @@ public sealed record GenerationOptions
     /// one (reported in the result).</summary>
     public long? Seed { get; init; }
 
+    /// <summary>AUTOMATIC1111's variation seed (subseed): the noise moves towards this seed's by
+    /// <see cref="VariationStrength"/> (see <see cref="SeedVariation"/>); null or −1 picks a random one.</summary>
+    public long? VariationSeed { get; init; }
+
+    /// <summary>0 (the seed's picture) to 1 (the variation seed's picture); A1111's subseed_strength.</summary>
+    public double VariationStrength { get; init; }
+
+    /// <summary>A1111's "resize seed from": the seed's noise as a picture of this size would draw it, pasted centred, so the
+    /// composition of that picture carries over to another size (0 = off; both or neither).</summary>
+    public int SeedResizeFromWidth { get; init; }
+    public int SeedResizeFromHeight { get; init; }
+
     public int NumImagesPerPrompt { get; init; } = 1;
 
     /// <summary>Scheduler name (diffusers class, short or AUTOMATIC1111 name); null = the model's own.</summary>
@@ -244,6 +256,15 @@ public sealed record GenerationOptions
             throw new ArgumentException($"Unknown scheduler '{s}'. Valid names: {string.Join(", ", SchedulerFactory.ValidNames.Distinct(StringComparer.OrdinalIgnoreCase))}.");
         if (Seed is < -1)
             throw new ArgumentException($"The seed must be -1 (random) or a number from 0; got {Seed}.");
+        if (VariationSeed is < -1)
+            throw new ArgumentException($"The variation seed must be -1 (random) or a number from 0; got {VariationSeed}.");
+        if (!double.IsFinite(VariationStrength) || VariationStrength < 0 || VariationStrength > 1)
+            throw new ArgumentException($"The variation strength must be between 0 and 1; got {VariationStrength.ToString(inv)}.");
+        foreach (var (name, value) in new[] { ("width", SeedResizeFromWidth), ("height", SeedResizeFromHeight) })
+            if (value < 0 || value > MaxSide)
+                throw new ArgumentException($"The seed resize-from {name} must be 0 (off) or a size up to {MaxSide}; got {value}.");
+        if ((SeedResizeFromWidth > 0) != (SeedResizeFromHeight > 0))
+            throw new ArgumentException($"Resize seed from needs a width and a height; got {SeedResizeFromWidth}x{SeedResizeFromHeight}.");
         if (ClipSkip < 1)
             throw new ArgumentException($"Clip skip must be at least 1 (1 = the last layer); got {ClipSkip}.");
         if (!Enum.IsDefined(PromptSyntax))

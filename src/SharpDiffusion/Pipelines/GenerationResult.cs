@@ -13,6 +13,8 @@ public sealed class GenerationResult : IDisposable
 {
     public required IReadOnlyList<GeneratedImage> Images { get; init; }
     public required long Seed { get; init; }
+    /// <summary>The variation seed the call used (A1111's subseed; chosen at random for −1), when its strength was above 0.</summary>
+    public long? VariationSeed { get; init; }
     /// <summary>The diffusers class name of the scheduler that ran.</summary>
     public required string SchedulerName { get; init; }
     /// <summary>Its AUTOMATIC1111 name, as infotext writes it ("Euler a", "DPM++ 2M Karras").</summary>

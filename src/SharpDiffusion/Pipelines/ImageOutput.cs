@@ -14,7 +14,9 @@ public static class ImageOutput
             denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
             clipSkip: options.ClipSkip,
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
-            modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval);
+            modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval,
+            variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
+            seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight));
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>

@@ -19,12 +19,12 @@ public static class ImageToImage
 
     /// <param name="image">[1, 3, H, W] in [-1, 1].</param>
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, Tensor image, double strength, IScheduler scheduler,
-        int numInferenceSteps, int batch, Generator generator)
+        int numInferenceSteps, int batch, Generator generator, SeedVariation? variation = null)
     {
         var timesteps = CutTimesteps(scheduler, numInferenceSteps, strength);
         using var scope = NewDisposeScope();
         var clean = pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1);  // [B, C, h, w]
-        var noise = InitialNoise.Draw(clean.shape, generator, pipe.Device);
+        var noise = InitialNoise.Draw(clean.shape, generator, pipe.Device, variation, pipe.LatentFormat.SpatialFactor);
         var latents = scheduler.AddNoise(clean, noise, timesteps[0]);              // no init_noise_sigma here
         return new DenoisingStart(latents.MoveToOuterDisposeScope(), timesteps);
     }

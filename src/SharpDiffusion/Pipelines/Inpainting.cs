@@ -16,7 +16,7 @@ public static class Inpainting
     /// <param name="image">[1, 3, H, W] in [-1, 1].</param>
     /// <param name="mask">[1, 1, H, W], 1 = repaint, 0 = keep (binarised).</param>
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, Tensor image, Tensor mask, double strength,
-        IScheduler scheduler, int numInferenceSteps, int batch, bool guided, Generator generator)
+        IScheduler scheduler, int numInferenceSteps, int batch, bool guided, Generator generator, SeedVariation? variation = null)
     {
         long unetChannels = pipe.Denoiser.InChannels;
         if (unetChannels is not (4 or 9))
@@ -31,7 +31,7 @@ public static class Inpainting
             : null;
         var shape = pipe.LatentFormat.Shape(batch, (int)image.shape[3], (int)image.shape[2]);   // [B, C, h, w]
         long h = shape[2], w = shape[3];
-        var noise = InitialNoise.Draw(shape, generator, pipe.Device);
+        var noise = InitialNoise.Draw(shape, generator, pipe.Device, variation, pipe.LatentFormat.SpatialFactor);
         var latents = fromNoise ? noise * scheduler.InitNoiseSigma : scheduler.AddNoise(imageLatents!, noise, timesteps[0]);
 
         var maskedImage = image * mask.lt(0.5);                                 // masked pixels → 0 (mid-grey)

@@ -141,6 +141,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
         long seed = options.Seed is >= 0 and long given ? given : Random.Shared.NextInt64(0, uint.MaxValue);
+        long variationSeed = options.VariationSeed is >= 0 and long v ? v : Random.Shared.NextInt64(0, uint.MaxValue);
+        var variation = SeedVariation.For(options, seed, variationSeed);
         var clock = Stopwatch.StartNew();
         var warnings = options.Advisories().ToList();
         using var inference = inference_mode();
@@ -169,11 +171,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var inputs = options.Image is null ? null : ImageInputs.Prepare(options, width, height, warnings);
         using var start = options.Task switch
         {
-            GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator),
+            GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator, variation),
             GenerationTask.ImageToImage => ImageToImage.Prepare(this, inputs!.Image, options.EffectiveStrength, scheduler,
-                options.NumInferenceSteps, prompts.Count, generator),
+                options.NumInferenceSteps, prompts.Count, generator, variation),
             _ => Inpainting.Prepare(this, inputs!.Image, inputs.Mask!, options.EffectiveStrength, scheduler,
-                options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator),
+                options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator, variation),
         };
 
         var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook)
@@ -202,6 +204,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         {
             Images = images,
             Seed = seed,
+            VariationSeed = options.VariationStrength > 0 ? variationSeed : null,
             SchedulerName = scheduler.Name,
             SamplerName = SchedulerFactory.A1111Name(scheduler),
             Loras = loras.Select(l => (l.File.Name, l.File.Hash)).ToList(),

@@ -8,10 +8,10 @@ namespace SharpDiffusion.Pipelines;
 public static class TextToImage
 {
     public static DenoisingStart Prepare(StableDiffusionPipeline pipe, GenerationOptions options, IScheduler scheduler,
-        int batch, int width, int height, Generator generator)
+        int batch, int width, int height, Generator generator, SeedVariation? variation = null)
     {
         var shape = pipe.LatentFormat.Shape(batch, width, height);                    // [B, C, H/f, W/f]
-        using var noise = options.Latents is { } given ? CheckedLatents(given, shape) : InitialNoise.Draw(shape, generator, pipe.Device);
+        using var noise = options.Latents is { } given ? CheckedLatents(given, shape) : InitialNoise.Draw(shape, generator, pipe.Device, variation, pipe.LatentFormat.SpatialFactor);
         return new DenoisingStart(noise * scheduler.InitNoiseSigma, scheduler.Timesteps);
     }
 
