@@ -12,7 +12,7 @@ public static partial class InfoText
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
         string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
-        long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null)
+        long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -36,6 +36,7 @@ public static partial class InfoText
         if (seedResizeFrom is { Width: > 0, Height: > 0 } from) pairs.Add($"Seed resize from: {from.Width}x{from.Height}");
         if (denoisingStrength is double s) pairs.Add($"Denoising strength: {s.ToString(inv)}");
         if (clipSkip != 1) pairs.Add($"Clip skip: {clipSkip}");
+        if (tiling) pairs.Add("Tiling: True");
         if (maskBlur is int blur and > 0) pairs.Add($"Mask blur: {blur}");
         if (deepCacheInterval > 1) pairs.Add($"DeepCache: {deepCacheInterval}"); // the picture depends on it
         // A1111's Lora extension: "name: shorthash" joined by ", ", the name stripped of ':' and ','; quoted as the value has ':'.

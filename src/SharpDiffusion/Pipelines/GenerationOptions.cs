@@ -113,6 +113,10 @@ public sealed record GenerationOptions
     /// (1024×1024 and up) at the price of tiny blending differences.</summary>
     public bool VaeTiling { get; init; }
 
+    /// <summary>AUTOMATIC1111's "Tiling": a seamless texture, every UNet and VAE conv padding circularly so the left edge
+    /// continues into the right and the top into the bottom (<see cref="Models.CircularPadding"/>).</summary>
+    public bool Tiling { get; init; }
+
     /// <summary>How prompt text is read; <see cref="PromptSyntax.Plain"/> (diffusers) by default.</summary>
     public PromptSyntax PromptSyntax { get; init; } = PromptSyntax.Plain;
 
@@ -265,6 +269,8 @@ public sealed record GenerationOptions
                 throw new ArgumentException($"The seed resize-from {name} must be 0 (off) or a size up to {MaxSide}; got {value}.");
         if ((SeedResizeFromWidth > 0) != (SeedResizeFromHeight > 0))
             throw new ArgumentException($"Resize seed from needs a width and a height; got {SeedResizeFromWidth}x{SeedResizeFromHeight}.");
+        if (Tiling && VaeTiling)
+            throw new ArgumentException("Tiling (a seamless picture) needs the VAE to decode the whole picture at once; leave VAE tiling off.");
         if (ClipSkip < 1)
             throw new ArgumentException($"Clip skip must be at least 1 (1 = the last layer); got {ClipSkip}.");
         if (!Enum.IsDefined(PromptSyntax))

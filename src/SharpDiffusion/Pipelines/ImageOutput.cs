@@ -16,7 +16,7 @@ public static class ImageOutput
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
-            seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight));
+            seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling);
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>

@@ -160,6 +160,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var merged = Components.MergeLoras(loras); // until the call ends
         var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
         bool tiled = options.VaeTiling || DecodeNeedsTiling(prompts.Count, guidance.Enabled, width, height, warnings);
+        if (tiled && options.Tiling)
+            throw new ArgumentException($"Tiling (a seamless picture) needs the VAE to decode all of {width}x{height} at once, which does not fit in memory; make it smaller.");
+        using var circular = options.Tiling ? Models.CircularPadding.Use(Denoiser.Weights.Module, VaeCodec.Weights.Module) : null;
         int steps = options.DenoisingSteps;
 
         progress?.Report(new GenerationProgress(GenerationStage.Encoding, 0, steps, clock.Elapsed));
