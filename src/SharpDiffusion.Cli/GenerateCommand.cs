@@ -53,6 +53,15 @@ public static class GenerateCommand
         new("embedding", OptionKind.Texts, "load a textual-inversion embedding; its trigger word is TOKEN, else the one the file stores, else the file name; repeatable", "FILE[:TOKEN]"),
         new("embedding-dir", OptionKind.Text, "load every embedding of the folder, each triggered by its file name (AUTOMATIC1111's rule)", "DIR"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
+        new("hires-scale", OptionKind.Number, "hires fix (AUTOMATIC1111): draw at --width/--height, upscale by X, then img2img at the larger size (default: off)", "X"),
+        new("hires-resize", OptionKind.Text, "hires fix to an explicit size instead of a scale (another aspect ratio: cover and crop at the centre, as A1111)", "WxH"),
+        new("hires-upscaler", OptionKind.Text, "hires upscaler: Latent, Latent (antialiased), Latent (bicubic), Latent (bicubic antialiased), Latent (nearest), Latent (nearest-exact), None, Lanczos, Nearest (default: Latent)", "NAME"),
+        new("hires-steps", OptionKind.Integer, "steps of the hires pass (diffusers' img2img count, cut by the strength) (default: as --steps)", "N"),
+        new("hires-strength", OptionKind.Number, "denoising strength of the hires pass, 0..1 (default: 0.7)", "X"),
+        new("hires-sampler", OptionKind.Text, "sampler of the hires pass (default: as --scheduler)", "NAME"),
+        new("hires-prompt", OptionKind.Text, "prompt of the hires pass (default: the prompt)", "TEXT"),
+        new("hires-negative-prompt", OptionKind.Text, "negative prompt of the hires pass (default: the negative prompt)", "TEXT"),
+        new("hires-guidance", OptionKind.Number, "guidance scale of the hires pass (default: as --guidance)", "X"),
         new("tiling", OptionKind.Flag, "a seamless texture: the left edge continues into the right, the top into the bottom (AUTOMATIC1111's Tiling) (default: off)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -92,6 +101,23 @@ public static class GenerateCommand
             if (list.Count > 0 && negatives.Count == 0)
                 throw new UsageException($"{option} pairs with --negative-prompt; give that too (\"\" for none).");
         var resizeFrom = SizeOption(cl, "seed-resize-from");
+        var hiresResize = SizeOption(cl, "hires-resize");
+        var hires = cl.Double("hires-scale") is null && hiresResize == (0, 0) ? null : new HiresFixOptions
+        {
+            Scale = cl.Double("hires-scale") ?? 2,
+            ResizeWidth = hiresResize.Width,
+            ResizeHeight = hiresResize.Height,
+            Upscaler = cl.String("hires-upscaler") ?? "Latent",
+            Steps = cl.Int("hires-steps") ?? 0,
+            Strength = cl.Double("hires-strength") ?? 0.7,
+            Scheduler = cl.String("hires-sampler"),
+            Prompt = cl.String("hires-prompt"),
+            NegativePrompt = cl.String("hires-negative-prompt"),
+            GuidanceScale = cl.Double("hires-guidance"),
+        };
+        foreach (var option in new[] { "hires-upscaler", "hires-steps", "hires-strength", "hires-sampler", "hires-prompt", "hires-negative-prompt", "hires-guidance" })
+            if (hires is null && cl.Given(option))
+                throw new UsageException($"--{option} belongs to the hires fix; give --hires-scale or --hires-resize too.");
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");
@@ -120,6 +146,7 @@ public static class GenerateCommand
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
             VaeTiling = cl.Flag("vae-tiling"),
             Tiling = cl.Flag("tiling"),
+            Hires = hires,
             Strength = cl.Double("strength"),
             MaskBlur = cl.Int("mask-blur") ?? 0,
             InvertMask = cl.Flag("invert-mask"),

@@ -12,7 +12,8 @@ public static partial class InfoText
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
         string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
-        long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false)
+        long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false,
+        IEnumerable<string>? extraPairs = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -37,6 +38,7 @@ public static partial class InfoText
         if (denoisingStrength is double s) pairs.Add($"Denoising strength: {s.ToString(inv)}");
         if (clipSkip != 1) pairs.Add($"Clip skip: {clipSkip}");
         if (tiling) pairs.Add("Tiling: True");
+        pairs.AddRange(extraPairs ?? []); // A1111's extra_generation_params (hires fix, ...), before the LoRA hashes
         if (maskBlur is int blur and > 0) pairs.Add($"Mask blur: {blur}");
         if (deepCacheInterval > 1) pairs.Add($"DeepCache: {deepCacheInterval}"); // the picture depends on it
         // A1111's Lora extension: "name: shorthash" joined by ", ", the name stripped of ':' and ','; quoted as the value has ':'.
@@ -45,6 +47,10 @@ public static partial class InfoText
         lines.Add(string.Join(", ", pairs));
         return string.Join("\n", lines);
     }
+
+    /// <summary>A value as A1111's quote(): as it is unless it holds ',', '\n' or ':' (or a quote), else JSON-quoted.</summary>
+    public static string Quote(string text) =>
+        text.IndexOfAny([',', '\n', ':', '"']) < 0 ? text : JsonSerializer.Serialize(text, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
     [GeneratedRegex(@"\s*(\w[\w \-/]+):\s*(""(?:\\.|[^\\""])+""|[^,]*)(?:,|$)")]
     private static partial Regex Pair();

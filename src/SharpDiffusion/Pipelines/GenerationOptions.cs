@@ -65,6 +65,17 @@ public sealed record GenerationOptions
     /// instead of drawing it. The caller keeps ownership.</summary>
     public Tensor? Latents { get; init; }
 
+    /// <summary>img2img from latents instead of a picture [B or 1, C, h, w] (the loop's scaled latents), as diffusers'
+    /// img2img pipeline takes a latent-channel image: used as they are, no VAE encode (the hires fix's second pass). The
+    /// size follows them. The caller keeps ownership.</summary>
+    public Tensor? ImageLatents { get; init; }
+
+    /// <summary>diffusers' output_type="latent": the result holds the final latents and no decoded pictures.</summary>
+    public bool LatentsOnly { get; init; }
+
+    /// <summary>AUTOMATIC1111's hires fix for text-to-image (<see cref="HiresFixOptions"/>); null = one pass.</summary>
+    public HiresFixOptions? Hires { get; init; }
+
     /// <summary>Pixels; default: text-to-image the UNet's sample_size × the VAE's scale factor (512 for SD 1.5);
     /// img2img/inpainting the image's own size, rounded down to a multiple of 8. With an image, a given size
     /// resizes the image first (one side given: the other keeps the aspect ratio).</summary>
@@ -158,7 +169,8 @@ public sealed record GenerationOptions
     public const int MaxBatch = 128;
     public const int MaxMaskBlur = 256;
 
-    public GenerationTask Task => Image is null ? GenerationTask.TextToImage
+    public GenerationTask Task => ImageLatents is not null ? GenerationTask.ImageToImage
+        : Image is null ? GenerationTask.TextToImage
         : MaskImage is null ? GenerationTask.ImageToImage : GenerationTask.Inpainting;
 
     /// <summary>The strength this call uses (the task's default when unset); 1 for text-to-image.</summary>
@@ -281,7 +293,15 @@ public sealed record GenerationOptions
             throw new ArgumentException("Initial latents are for text-to-image; img2img and inpainting start from the image.");
         if (Strength is double st && (!double.IsFinite(st) || st < 0 || st > 1))
             throw new ArgumentException($"Strength must be between 0 and 1; got {st.ToString(inv)}.");
-        if (Image is not null && DenoisingSteps < 1)
+        if (ImageLatents is not null && (Image is not null || Latents is not null))
+            throw new ArgumentException("Image latents start img2img by themselves; give no picture and no initial latents with them.");
+        if (Hires is not null)
+        {
+            if (Task != GenerationTask.TextToImage)
+                throw new ArgumentException("The hires fix is a second pass of text-to-image; img2img and inpainting take no hires options.");
+            Hires.Validate();
+        }
+        if (Task != GenerationTask.TextToImage && DenoisingSteps < 1)
         {
             double least = Math.Ceiling(100.0 / NumInferenceSteps) / 100;
             throw new ArgumentException($"Strength {EffectiveStrength.ToString(inv)} with {NumInferenceSteps} steps runs no denoising step " +

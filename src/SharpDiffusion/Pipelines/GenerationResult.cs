@@ -30,6 +30,27 @@ public sealed class GenerationResult : IDisposable
     /// <summary>Decoded image in [0, 1], [B, H, W, 3] float32 (diffusers' output_type="np").</summary>
     public required Tensor ImageFloat { get; init; }
 
+    /// <summary>With the hires fix: the first pass's size (A1111's infotext "Size"); the result is the second pass's.</summary>
+    public (int Width, int Height)? FirstPassSize { get; init; }
+
+    /// <summary>This second pass's result, taking over its tensors, as the result of a hires fix whose first pass was
+    /// <paramref name="first"/> (its size, sampler and warnings are the call's).</summary>
+    internal GenerationResult WithFirstPass(GenerationResult first) => new()
+    {
+        Images = Images,
+        Seed = Seed,
+        VariationSeed = VariationSeed,
+        SchedulerName = first.SchedulerName,
+        SamplerName = first.SamplerName,
+        Warnings = first.Warnings.Concat(Warnings).Distinct().ToList(),
+        Loras = Loras,
+        Width = Width,
+        Height = Height,
+        Latents = Latents,
+        ImageFloat = ImageFloat,
+        FirstPassSize = (first.Width, first.Height),
+    };
+
     public void Dispose()
     {
         Latents.Dispose();

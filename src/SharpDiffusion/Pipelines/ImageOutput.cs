@@ -10,13 +10,30 @@ public static class ImageOutput
     /// <param name="modelHash">A1111's short hash of a single-file checkpoint (<see cref="StableDiffusionPipeline.ModelHash"/>).</param>
     public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model, string? modelHash = null) =>
         InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName, options.GuidanceScale,
-            result.Seed, result.Width, result.Height, model,
-            denoisingStrength: options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength,
+            result.Seed, result.FirstPassSize?.Width ?? result.Width, result.FirstPassSize?.Height ?? result.Height, model,
+            denoisingStrength: options.Hires?.Strength ?? (options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength),
             clipSkip: options.ClipSkip,
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
-            seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling);
+            seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
+            extraPairs: HiresPairs(options.Hires));
+
+    /// <summary>A1111's hires-fix entries: Hires prompt/negative prompt (when they differ), upscale or resize, steps, upscaler,
+    /// sampler and CFG (when given).</summary>
+    static IEnumerable<string> HiresPairs(HiresFixOptions? hires)
+    {
+        if (hires is null) yield break;
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (hires.Prompt is { Length: > 0 } p) yield return $"Hires prompt: {InfoText.Quote(p)}";
+        if (hires.NegativePrompt is { } n) yield return $"Hires negative prompt: {InfoText.Quote(n)}";
+        if (hires.ResizeWidth == 0 && hires.ResizeHeight == 0) yield return $"Hires upscale: {hires.Scale.ToString(inv)}";
+        else yield return $"Hires resize: {hires.ResizeWidth}x{hires.ResizeHeight}";
+        if (hires.Steps > 0) yield return $"Hires steps: {hires.Steps}";
+        yield return $"Hires upscaler: {hires.Upscaler}";
+        if (hires.Scheduler is { } sampler) yield return $"Hires sampler: {sampler}";
+        if (hires.GuidanceScale is double g) yield return $"Hires CFG Scale: {g.ToString(inv)}";
+    }
 
     /// <summary>Checks before any work that <paramref name="output"/> names a .png that can be written (for
     /// <paramref name="count"/> images, every numbered file).</summary>

@@ -24,6 +24,26 @@ public static class ImageToImage
         var timesteps = CutTimesteps(scheduler, numInferenceSteps, strength);
         using var scope = NewDisposeScope();
         var clean = pipe.EncodeImage(image, generator).expand(batch, -1, -1, -1);  // [B, C, h, w]
+        return Noised(pipe, clean, scheduler, timesteps, generator, variation);
+    }
+
+    /// <summary>The same from latents given as the image (diffusers: an image with the latent channels is used as it is):
+    /// [1 or B, C, h, w]; draws only the noise.</summary>
+    public static DenoisingStart PrepareFromLatents(StableDiffusionPipeline pipe, Tensor latents, double strength, IScheduler scheduler,
+        int numInferenceSteps, int batch, Generator generator, SeedVariation? variation = null)
+    {
+        var timesteps = CutTimesteps(scheduler, numInferenceSteps, strength);
+        using var scope = NewDisposeScope();
+        if (latents.shape[0] != 1 && latents.shape[0] != batch)
+            throw new ArgumentException($"Image latents hold {latents.shape[0]} rows for a batch of {batch}; give 1 or {batch}.");
+        var clean = latents.to(ScalarType.Float32).to(pipe.Device).expand(batch, -1, -1, -1);   // [B, C, h, w]
+        return Noised(pipe, clean, scheduler, timesteps, generator, variation);
+    }
+
+    static DenoisingStart Noised(StableDiffusionPipeline pipe, Tensor clean, IScheduler scheduler, IReadOnlyList<float> timesteps,
+        Generator generator, SeedVariation? variation)
+    {
+        // Runs inside the caller's dispose scope: the noised latents leave it, the rest is freed with it.
         var noise = InitialNoise.Draw(clean.shape, generator, pipe.Device, variation, pipe.LatentFormat.SpatialFactor);
         var latents = scheduler.AddNoise(clean, noise, timesteps[0]);              // no init_noise_sigma here
         return new DenoisingStart(latents.MoveToOuterDisposeScope(), timesteps);

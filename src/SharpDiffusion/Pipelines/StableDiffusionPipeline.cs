@@ -105,9 +105,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         o.Validate();
         int multiple = SizeMultiple;
-        var (width, height) = o.Image is { } image
+        var (width, height) = o.ImageLatents is { } latents
+            ? ((int)latents.shape[3] * LatentFormat.SpatialFactor, (int)latents.shape[2] * LatentFormat.SpatialFactor)
+            : o.Image is { } image
             ? ImageInputs.WorkingSize(image, o.Width, o.Height, multiple)
             : (o.Width ?? DefaultSize, o.Height ?? DefaultSize);
+        if (o.ImageLatents is { } given && (given.dim() != 4 || given.shape[1] != LatentFormat.Channels))
+            throw new ArgumentException($"Image latents must be [B, {LatentFormat.Channels}, h, w] for this model; got [{string.Join(", ", given.shape)}].");
         if (width % multiple != 0 || height % multiple != 0)
             throw new ArgumentException($"Width and height must be positive multiples of {multiple} for this model; got {width}x{height}. Try {Round(width, multiple)}x{Round(height, multiple)}.");
         Conditioner.Validate(o);
@@ -137,6 +141,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public GenerationResult Generate(GenerationOptions options, IProgress<GenerationProgress>? progress = null,
         Action<int, Tensor>? onStepEnd = null, CancellationToken cancellation = default, Action<int, Tensor>? onDenoised = null)
     {
+        if (options.Hires is not null)
+            return HiresFix.Run(this, options, progress, onStepEnd, cancellation, onDenoised);
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
@@ -175,6 +181,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var start = options.Task switch
         {
             GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator, variation),
+            GenerationTask.ImageToImage when options.ImageLatents is { } clean => ImageToImage.PrepareFromLatents(this, clean, options.EffectiveStrength,
+                scheduler, options.NumInferenceSteps, prompts.Count, generator, variation),
             GenerationTask.ImageToImage => ImageToImage.Prepare(this, inputs!.Image, options.EffectiveStrength, scheduler,
                 options.NumInferenceSteps, prompts.Count, generator, variation),
             _ => Inpainting.Prepare(this, inputs!.Image, inputs.Mask!, options.EffectiveStrength, scheduler,
@@ -194,14 +202,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
         Diagnostics.NativeHeap.Trim(); // the denoiser's freed activations, before the VAE's large ones
         progress?.Report(new GenerationProgress(GenerationStage.Decoding, steps, steps, clock.Elapsed));
-        var imageFloat = DecodeLatents(latents, tiled);
+        var imageFloat = options.LatentsOnly ? empty([0, height, width, 3]) : DecodeLatents(latents, tiled);
         if (options.PasteOriginal && inputs?.SoftMask is not null)
         {
             var pasted = inputs.PasteOriginal(imageFloat);
             imageFloat.Dispose();
             imageFloat = pasted;
         }
-        var images = ImageTensors.ToImages(imageFloat, prompts, negatives);
+        var images = options.LatentsOnly ? [] : ImageTensors.ToImages(imageFloat, prompts, negatives);
         progress?.Report(new GenerationProgress(GenerationStage.Done, steps, steps, clock.Elapsed));
         return new GenerationResult
         {
