@@ -18,7 +18,7 @@ public sealed class FluxTransformerDenoiser(ComponentWeights weights, ScalarType
 {
     public FluxTransformer2DModel Transformer => (FluxTransformer2DModel)weights.Module;
     public ComponentWeights Weights => weights;
-    public bool BatchesGuidance => true;
+    public bool BatchesGuidance => true; // moot: Guidance below never enables the loop's CFG
     /// <summary>The latent channels: a packed token holds a 2×2 patch of them.</summary>
     public long InChannels => Transformer.Config.InChannels / 4;
     /// <summary>diffusers' default_sample_size 64 packed tokens a side = 128 latent pixels (1024² for Flux.1).</summary>
