@@ -18,14 +18,15 @@ public static class GenerateCommand
         new("model", OptionKind.Text, "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or a single-file checkpoint in the original LDM layout (.safetensors) (default: the shipped models/sharp-shapes)", "DIR|FILE"),
         new("config", OptionKind.Text, "with a single-file checkpoint: its original LDM .yaml (v1-inference.yaml, v2-inference-v.yaml, ...) for attention heads, scale_factor, v-prediction (default: inferred from the tensors, SD defaults)", "FILE"),
         new("text-encoder-config", OptionKind.Text, "with a single-file checkpoint: a transformers config.json for a text encoder of a non-standard size (default: 768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H)", "FILE"),
+        new("transformer", OptionKind.Text, "with a Flux diffusers folder: use this transformer file instead of the folder's (BFL's flux1-dev/flux1-schnell .safetensors, float8 too, or a .gguf), decoded to --dtype (default: the folder's)", "FILE"),
         new("text-encoder-2-config", OptionKind.Text, "with an SDXL single-file checkpoint: a transformers config.json for its second text encoder when it is not OpenCLIP ViT-bigG", "FILE"),
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
-        new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder; given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
+        new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder (Flux: for T5); given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
         new("negative-prompt-2", OptionKind.Texts, "SDXL: the negative prompt for the second text encoder, paired as --negative-prompt (default: the negative prompt)", "TEXT"),
         new("prompt-3", OptionKind.Texts, "SD3: the prompt for the T5 encoder, paired as --prompt-2 (default: the prompt)", "TEXT"),
         new("negative-prompt-3", OptionKind.Texts, "SD3: the negative prompt for the T5 encoder, paired as --negative-prompt (default: the negative prompt)", "TEXT"),
-        new("max-sequence-length", OptionKind.Integer, "SD3: T5 tokens the prompt is padded or cut to, 1 to 512 (default: 256)", "N"),
+        new("max-sequence-length", OptionKind.Integer, "SD3/Flux: T5 tokens the prompt is padded or cut to, 1 to 512 (default: 256; Flux.1 dev 512)", "N"),
         new("width", OptionKind.Integer, "image width in pixels, a multiple of 8 (default: the model's, 512 for SD 1.5; with --image: the image's)", "N"),
         new("height", OptionKind.Integer, "image height in pixels, a multiple of 8 (default: as --width)", "N"),
         new("steps", OptionKind.Integer, "denoising steps (default: the model's generation_defaults.json, else 50)", "N"),
@@ -168,6 +169,7 @@ public static class GenerateCommand
             Variant = cl.String("variant"),
             Device = cl.String("device") ?? "cpu",
             DType = ParseDType(cl.String("dtype")),
+            TransformerFile = cl.String("transformer"),
             LowMemory = true, // one generation: each part's weights are read when it runs and freed after, never twice
         }, cl);
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;

@@ -39,6 +39,10 @@ public interface IDenoiser
     /// schedule depends on the image (Flux's mu from the token count) says so here.</summary>
     void SetTimesteps(IScheduler scheduler, int steps, long[] latentShape) => scheduler.SetTimesteps(steps);
 
+    /// <summary>The classifier-free guidance the loop applies for these options: diffusers' guidance_scale &gt; 1 batches
+    /// [uncond; cond]. A guidance-distilled network (Flux.1 dev) takes the scale as an input instead and runs unguided.</summary>
+    GuidanceSettings Guidance(GenerationOptions options) => new(options.GuidanceScale, options.GuidanceRescale);
+
     /// <summary>How the clean latents x̂₀ follow from the network's output with this scheduler (previews only).</summary>
     ICleanEstimate CleanEstimate(IScheduler scheduler) => new DenoisedEstimate(scheduler);
 }

@@ -1,3 +1,4 @@
+using SharpDiffusion.Families.Flux;
 using SharpDiffusion.Families.StableDiffusion;
 using SharpDiffusion.Families.StableDiffusion3;
 using SharpDiffusion.Loading;
@@ -47,7 +48,7 @@ public abstract class ModelFamily
     }
 
     /// <summary>Every family SharpDiffusion runs.</summary>
-    public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance, StableDiffusion3Family.Instance];
+    public static IReadOnlyList<ModelFamily> All { get; } = [StableDiffusionFamily.Instance, StableDiffusionXLFamily.Instance, StableDiffusion3Family.Instance, FluxFamily.Instance];
 
     /// <summary>The family of a diffusers folder, from model_index.json's _class_name. A folder without one (written by
     /// hand, or by old tools) is SDXL when it lists a text_encoder_2, else SD 1.x/2.x.</summary>

@@ -1,4 +1,5 @@
 using SharpDiffusion.Configuration;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.Transformers;
@@ -37,6 +38,10 @@ public sealed record LoadOptions
     /// for the prompts and freed, the UNet's for the denoising loop, the VAE's for encoding and decoding. The lowest
     /// peak memory for one generation (the CLI's); every later call reads the weights from their files again.</summary>
     public bool LowMemory { get; init; }
+
+    /// <summary>A single file that replaces a diffusers folder's transformer (Flux.1: BFL's flux1-dev/schnell layout,
+    /// float8 and GGUF too; decoded to <see cref="DType"/>). Families without one refuse it.</summary>
+    public string? TransformerFile { get; init; }
 }
 
 /// <summary>
@@ -105,6 +110,73 @@ public static class ComponentLoader
         WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
         var transformer = Create(() => new SD3Transformer2DModel(config), options, m => WeightFiles.LoadInto(m, weights, Placement(options, convs: false)));
         ((SD3Transformer2DModel)transformer.Module).UseAttentionKernel(options.FastPaths.AttentionChoice(options.Attention));
+        return transformer;
+    }
+
+    public static FluxTransformer2DModel LoadFluxTransformer(string dir, LoadOptions? options = null) =>
+        (FluxTransformer2DModel)FluxTransformer(dir, (options ?? new LoadOptions()) with { LowMemory = false }).Module;
+
+    /// <summary>A Flux.1 transformer/ folder (FluxTransformer2DModel), its weights read now or at first use.</summary>
+    public static ComponentWeights FluxTransformer(string dir, LoadOptions options)
+    {
+        string configPath = ConfigPath(dir);
+        var config = FluxTransformer2DConfig.From(JsonConfig.Load(configPath));
+        var weights = WeightFiles.Find(dir, "diffusion_pytorch_model", options.Variant);
+        WeightFiles.RequireRoomFor(config.MinimumParameterCount(), weights, configPath);
+        return FluxTransformer(config, options, m => WeightFiles.LoadInto(m, weights, Placement(options, convs: false)));
+    }
+
+    /// <summary>A Flux.1 transformer from one file in BFL's layout (safetensors, float8, GGUF: <see cref="BflTransformerFile"/>),
+    /// decoded to the compute dtype. Its config comes from the shapes (<see cref="BflKeyMap.InferConfig"/>); with
+    /// <paramref name="folderConfig"/> (the folder it replaces a transformer of) the shapes must agree with it.</summary>
+    public static ComponentWeights FluxTransformerFile(string path, LoadOptions options, FluxTransformer2DConfig? folderConfig = null)
+    {
+        FluxTransformer2DConfig config;
+        using (var file = OpenFluxFile(path))
+        {
+            config = BflKeyMap.InferConfig(file, folderConfig);
+            if (folderConfig is not null && folderConfig with { AxesDimsRope = config.AxesDimsRope } != config with { AxesDimsRope = config.AxesDimsRope })
+                throw new InvalidDataException($"{path} is a Flux transformer of {Describe(config)}, but the folder's transformer is {Describe(folderConfig)}: " +
+                    "use the file with the model it belongs to (dev with dev, schnell with schnell).");
+        }
+        return FluxTransformer(config, options, m =>
+        {
+            using var file = OpenFluxFile(path);
+            using var renamed = new BflTransformerFile(file, config.NumLayers, config.NumSingleLayers, config.InnerDim);
+            StateDictLoader.Load(m, [renamed], Placement(options, convs: false));
+        });
+    }
+
+    static string Describe(FluxTransformer2DConfig c) =>
+        $"width {c.InnerDim} ({c.NumAttentionHeads}×{c.AttentionHeadDim}), {c.NumLayers}+{c.NumSingleLayers} blocks, " +
+        $"T5 width {c.JointAttentionDim}, pooled {c.PooledProjectionDim}, {(c.GuidanceEmbeds ? "with" : "without")} guidance_in";
+
+    /// <summary>The file, refused in one line when it is not a BFL Flux transformer (a GGUF names its architecture). A GGUF
+    /// is dequantized with float16 products, as ComfyUI-GGUF (where Flux GGUFs come from and are run) computes them, so
+    /// the weights are the ones that image was made with.</summary>
+    static ITensorFile OpenFluxFile(string path)
+    {
+        var file = TensorFiles.Open(path, GgufArithmetic.Float16);
+        try
+        {
+            if (file is GgufFile { Architecture: { } arch } && arch != "flux")
+                throw new InvalidDataException($"{path}: general.architecture is '{arch}', not 'flux'; give a Flux.1 transformer GGUF (e.g. flux1-dev-Q8_0.gguf).");
+            if (!BflKeyMap.IsFlux(file.Headers.Select(h => h.Name)))
+                throw new InvalidDataException($"{path} is not a Flux.1 transformer in BFL's layout (no img_in.weight / double_blocks.0.img_attn.qkv.weight); " +
+                    "give flux1-dev/flux1-schnell's transformer file, or a diffusers folder.");
+            return file;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    static ComponentWeights FluxTransformer(FluxTransformer2DConfig config, LoadOptions options, Action<nn.Module> read)
+    {
+        var transformer = Create(() => new FluxTransformer2DModel(config), options, read);
+        ((FluxTransformer2DModel)transformer.Module).UseAttentionKernel(options.FastPaths.AttentionChoice(options.Attention));
         return transformer;
     }
 

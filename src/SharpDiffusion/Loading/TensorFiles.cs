@@ -16,7 +16,8 @@ public static class TensorFiles
     /// a legacy pickle with 0x80 (PROTO), GGUF with "GGUF"; anything else is tried as safetensors (whose own checks
     /// name the problem).
     /// </summary>
-    public static ITensorFile Open(string path)
+    /// <param name="ggufArithmetic">how a GGUF's quantized blocks are dequantized (<see cref="GgufFile.Open"/>).</param>
+    public static ITensorFile Open(string path, GgufArithmetic ggufArithmetic = GgufArithmetic.Float32)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException(Directory.Exists(path)
@@ -26,14 +27,14 @@ public static class TensorFiles
         if (ext == ".safetensors")
             return SafetensorsFile.Open(path);
         if (ext == ".gguf")
-            return GgufFile.Open(path);
+            return GgufFile.Open(path, ggufArithmetic);
         if (IsShardIndex(path))
             return ShardedTensorFile.Open(path);
         if (PickleExtensions.Contains(ext))
             return OpenPickle(path);
         var head = Head(path);
         if (head.Length == 4 && head.SequenceEqual("GGUF"u8.ToArray()))
-            return GgufFile.Open(path);
+            return GgufFile.Open(path, ggufArithmetic);
         if (head.Length >= 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80))
             return OpenPickle(path);
         return SafetensorsFile.Open(path);

@@ -71,7 +71,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         options ??= new LoadOptions();
         var folder = DiffusersFolder.Open(modelDir);
-        return new StableDiffusionPipeline(ModelFamily.Detect(folder).Load(folder, options), folder.Name, options);
+        var family = ModelFamily.Detect(folder);
+        if (options.TransformerFile is not null && family is not Families.Flux.FluxFamily)
+            throw new ArgumentException($"--transformer {options.TransformerFile}: replacing the transformer is for Flux models; {modelDir} is {family}.");
+        return new StableDiffusionPipeline(family.Load(folder, options), folder.Name, options);
     }
 
     /// <summary>Loads a single-file checkpoint in the original LDM/CompVis layout (SD 1.x/2.x/XL, inpainting too), as
@@ -81,6 +84,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public static StableDiffusionPipeline FromSingleFile(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
     {
         options ??= new LoadOptions();
+        if (options.TransformerFile is not null)
+            throw new ArgumentException($"--transformer {options.TransformerFile} replaces a diffusers folder's transformer; {path} is a single-file checkpoint.");
         var components = StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
         return new StableDiffusionPipeline(components, Path.GetFileNameWithoutExtension(path), options)
         {
@@ -164,7 +169,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var textEncoders = Components.UseTextEncoders();
         using var denoiserForLoras = loras.Count > 0 ? Denoiser.Weights.Use() : null;
         using var merged = Components.MergeLoras(loras); // until the call ends
-        var guidance = new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
+        var guidance = Denoiser.Guidance(options);
         bool tiled = options.VaeTiling || DecodeNeedsTiling(prompts.Count, guidance.Enabled, width, height, warnings);
         if (tiled && options.Tiling)
             throw new ArgumentException($"Tiling (a seamless picture) needs the VAE to decode all of {width}x{height} at once, which does not fit in memory; make it smaller.");

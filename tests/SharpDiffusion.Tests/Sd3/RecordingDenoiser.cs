@@ -16,6 +16,7 @@ sealed class RecordingDenoiser(IDenoiser inner) : IDenoiser
 
     public ComponentWeights Weights => inner.Weights;
     public bool BatchesGuidance => inner.BatchesGuidance;
+    public GuidanceSettings Guidance(GenerationOptions options) => inner.Guidance(options);
     public long InChannels => inner.InChannels;
     public int DefaultSampleSize => inner.DefaultSampleSize;
     public long FullResolutionChannels => inner.FullResolutionChannels;
