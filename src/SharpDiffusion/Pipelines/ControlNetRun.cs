@@ -73,9 +73,9 @@ public sealed class ControlNetRun : IDisposable
         var image = Image(u, unit, model, sample.shape[2], sample.shape[3]).expand(rows, -1, -1, -1); // [rows, 3, H, W]
         using var t = tensor(input.Timestep, ScalarType.Float32, sample.device);
         var residuals = model.Forward(sample.to(_dtype), t, conditioning, image, unit.Scale, unit.GuessMode);
-        if (!condOnly) return residuals;
-        using (residuals)
-            return residuals.PadRowsBefore(rows);                            // uncond rows: zeros
+        if (condOnly)
+            residuals = residuals.PadRowsBefore(rows);                       // uncond rows: zeros
+        return residuals.MoveToOuterDisposeScope();
     }
 
     /// <summary>diffusers' prepare_image: RGB, resized to the output size (h·f × w·f), /255 → [1, 3, H, W] in [0, 1], no 2x−1.</summary>

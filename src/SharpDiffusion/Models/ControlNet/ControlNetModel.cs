@@ -125,8 +125,7 @@ public sealed class ControlNetModel : Module
             down = down.Select(r => r.mean([2, 3], keepdim: true)).ToList();
             mid = mid.mean([2, 3], keepdim: true);
         }
-        foreach (var r in down) r.MoveToOuterDisposeScope();
-        return new ControlNetResiduals(down, mid.MoveToOuterDisposeScope());
+        return new ControlNetResiduals(down, mid).MoveToOuterDisposeScope();
     }
 
     Tensor OrderChannels(Tensor image) => Config.ChannelOrder == "bgr" ? image.flip(1) : image;

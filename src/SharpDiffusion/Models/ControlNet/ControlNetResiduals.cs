@@ -25,6 +25,14 @@ public sealed class ControlNetResiduals(IReadOnlyList<Tensor> down, Tensor mid) 
         return new(Down.Select(t => Pad(t, before)).ToList(), Pad(Mid, before));
     }
 
+    /// <summary>Every tensor moved to the dispose scope around the current one (returned from a scoped computation).</summary>
+    public ControlNetResiduals MoveToOuterDisposeScope()
+    {
+        foreach (var t in Down) t.MoveToOuterDisposeScope();
+        Mid.MoveToOuterDisposeScope();
+        return this;
+    }
+
     public void Dispose()
     {
         foreach (var t in Down) t.Dispose();
