@@ -53,6 +53,12 @@ public static class GenerateCommand
         new("lora-dir", OptionKind.Text, "with --prompt-syntax a1111: folder where <lora:NAME:SCALE> in the prompt finds NAME.safetensors; the tag is removed from the text (default: none)", "DIR"),
         new("embedding", OptionKind.Texts, "load a textual-inversion embedding; its trigger word is TOKEN, else the one the file stores, else the file name; repeatable", "FILE[:TOKEN]"),
         new("embedding-dir", OptionKind.Text, "load every embedding of the folder, each triggered by its file name (AUTOMATIC1111's rule)", "DIR"),
+        new("controlnet", OptionKind.Texts, "steer with a ControlNet: a diffusers ControlNet folder or an original-layout file (control_v11p_sd15_canny.pth / .safetensors); repeatable, one unit each, paired in order with --control-image", "FILE|DIR"),
+        new("control-image", OptionKind.Texts, "the control image of each --controlnet (an edge, depth, pose map, already preprocessed); without --width/--height/--image it sets the output size, as diffusers", "PNG"),
+        new("control-scale", OptionKind.Texts, "controlnet_conditioning_scale; given once: for every --controlnet, else once per unit (default: 1)", "X"),
+        new("control-start", OptionKind.Texts, "control_guidance_start, the fraction of the steps before the ControlNet acts; once or once per unit (default: 0)", "X"),
+        new("control-end", OptionKind.Texts, "control_guidance_end, the fraction of the steps after which it stops; once or once per unit (default: 1)", "X"),
+        new("guess-mode", OptionKind.Flag, "ControlNet guess mode: the ControlNets see only the conditional rows, shallow residuals scaled down, so they steer even with an empty prompt (default: off)"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         new("hires-scale", OptionKind.Number, "hires fix (AUTOMATIC1111): draw at --width/--height, upscale by X, then img2img at the larger size (default: off)", "X"),
         new("hires-resize", OptionKind.Text, "hires fix to an explicit size instead of a scale (another aspect ratio: cover and crop at the centre, as A1111)", "WxH"),
@@ -182,6 +188,7 @@ public static class GenerateCommand
             Image = imagePath is null ? null : ImageFile.Load(imagePath),
             MaskImage = maskPath is null ? null : ImageFile.Load(maskPath),
         };
+        options = WithControlNets(options, cl);
         options.Validate(); // everything that needs no model, before loading gigabytes
         TorchRuntime.Initialize(threads);
         var loraFiles = cl.All("lora").Select(ParseLora).ToList(); // read (and checked) before the model
@@ -219,6 +226,45 @@ public static class GenerateCommand
             Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
+    }
+
+    /// <summary>--controlnet units, each with its --control-image and (once for all, or once per unit) scale, start, end;
+    /// with no size and no --image the first control image's size, rounded down to a multiple of 8, as diffusers.</summary>
+    static GenerationOptions WithControlNets(GenerationOptions options, CommandLine cl)
+    {
+        var models = cl.All("controlnet");
+        var images = cl.All("control-image");
+        if (models.Count == 0)
+        {
+            if (images.Count > 0 || cl.Given("control-scale") || cl.Given("control-start") || cl.Given("control-end") || cl.Flag("guess-mode"))
+                throw new UsageException("--control-image, --control-scale, --control-start, --control-end and --guess-mode need --controlnet FILE|DIR.");
+            return options;
+        }
+        if (images.Count != models.Count)
+            throw new UsageException($"Give one --control-image per --controlnet ({models.Count}); got {images.Count}.");
+        double[] PerUnit(string option, double fallback)
+        {
+            var given = cl.All(option);
+            if (given.Count > 1 && given.Count != models.Count)
+                throw new UsageException($"Give --{option} once (for every ControlNet) or once per --controlnet ({models.Count}); got {given.Count}.");
+            var values = given.Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d)
+                ? d : throw new UsageException($"--{option} {v}: not a number.")).ToArray();
+            return Enumerable.Range(0, models.Count).Select(i => values.Length == 0 ? fallback : values[Math.Min(i, values.Length - 1)]).ToArray();
+        }
+        double[] scales = PerUnit("control-scale", 1.0), starts = PerUnit("control-start", 0.0), ends = PerUnit("control-end", 1.0);
+        var units = models.Select((model, i) => new ControlNetUnit
+        {
+            ModelPath = model,
+            Image = ImageFile.Load(images[i]),
+            Scale = scales[i],
+            Start = starts[i],
+            End = ends[i],
+            GuessMode = cl.Flag("guess-mode"),
+        }).ToList();
+        for (int i = 0; i < units.Count; i++) units[i].Validate(i);
+        if (options.Width is null && options.Height is null && options.Image is null)
+            options = options with { Width = units[0].Image.Width / 8 * 8, Height = units[0].Image.Height / 8 * 8 };
+        return options with { ControlNets = units };
     }
 
     /// <summary>The single-file options (--config, --text-encoder-config) of a command that has them.</summary>

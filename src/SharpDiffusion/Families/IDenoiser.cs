@@ -57,4 +57,8 @@ public interface IDenoiserRun : IDisposable
 /// <summary>One call of the network: the model input after the scheduler's scaling and the task's extra channels
 /// [B, C', h, w] float32, the timestep (a float: σ schedulers visit fractional ones), the text conditioning of the same
 /// rows, and the step index (DeepCache decides from it which steps reuse features).</summary>
-public sealed record DenoiserInput(Tensor HiddenStates, float Timestep, TextConditioning Conditioning, int Step);
+public sealed record DenoiserInput(Tensor HiddenStates, float Timestep, TextConditioning Conditioning, int Step)
+{
+    /// <summary>How many steps the loop runs (0: unknown); ControlNet's start/end are fractions of it.</summary>
+    public int StepCount { get; init; }
+}

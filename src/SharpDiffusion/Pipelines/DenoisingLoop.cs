@@ -71,7 +71,7 @@ public sealed class DenoisingLoop(IDenoiser denoiser, IDenoiserRun run)
         bool guided = plan.Guidance.Enabled;
         var scaled = plan.Scheduler.ScaleModelInput(guided ? cat([latents, latents], 0) : latents, t);
         var modelInput = plan.Hook?.ExtendModelInput(scaled) ?? scaled;                      // [(2)B, C', h, w]
-        var prediction = Predict(modelInput, t, plan.Conditioning, i, guided);                // [(2)B, C, h, w] float32
+        var prediction = Predict(modelInput, t, plan.Conditioning, i, plan.Timesteps.Count, guided); // [(2)B, C, h, w] float32
         if (guided)
             prediction = Guidance.Apply(prediction, plan.Guidance.Scale, plan.Guidance.Rescale); // [B, C, h, w]
         if (plan.OnDenoised is not null)
@@ -83,13 +83,13 @@ public sealed class DenoisingLoop(IDenoiser denoiser, IDenoiserRun run)
     }
 
     /// <summary>Unguided or batched: one call. A denoiser that does not batch guidance: the uncond and cond halves apart, joined.</summary>
-    Tensor Predict(Tensor modelInput, float t, TextConditioning conditioning, int step, bool guided)
+    Tensor Predict(Tensor modelInput, float t, TextConditioning conditioning, int step, int steps, bool guided)
     {
         if (!guided || denoiser.BatchesGuidance)
-            return run.Predict(new DenoiserInput(modelInput, t, conditioning, step));
+            return run.Predict(new DenoiserInput(modelInput, t, conditioning, step) { StepCount = steps });
         long half = modelInput.shape[0] / 2;
-        var uncond = run.Predict(new DenoiserInput(modelInput.narrow(0, 0, half), t, conditioning.Rows(0, half), step));
-        var cond = run.Predict(new DenoiserInput(modelInput.narrow(0, half, half), t, conditioning.Rows(half, half), step));
+        var uncond = run.Predict(new DenoiserInput(modelInput.narrow(0, 0, half), t, conditioning.Rows(0, half), step) { StepCount = steps });
+        var cond = run.Predict(new DenoiserInput(modelInput.narrow(0, half, half), t, conditioning.Rows(half, half), step) { StepCount = steps });
         return cat([uncond, cond], 0);
     }
 }

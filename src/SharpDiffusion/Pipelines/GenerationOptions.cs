@@ -143,6 +143,9 @@ public sealed record GenerationOptions
     /// (NAME.safetensors); the tags are removed from the text before it is parsed, as AUTOMATIC1111 does.</summary>
     public string? LoraDirectory { get; init; }
 
+    /// <summary>ControlNets steering this call (each with its own image, scale, start/end, guess mode); residuals summed.</summary>
+    public IReadOnlyList<ControlNetUnit> ControlNets { get; init; } = [];
+
     /// <summary>img2img / inpainting: the picture to start from.</summary>
     public RgbImage? Image { get; init; }
 

@@ -1,4 +1,5 @@
 using SharpDiffusion.Conditioning;
+using SharpDiffusion.Models.ControlNet;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -91,10 +92,12 @@ public sealed class UNet2DConditionModel : Module
 
     /// <summary>One timestep for the whole batch (float: LMS/Euler pass fractional timesteps).</summary>
     /// <param name="cache">DeepCache: with <paramref name="reuse"/> the shallow path on its features; else a full pass that refreshes them.</param>
-    public Tensor Forward(Tensor sample, float timestep, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
+    /// <param name="control">ControlNet residuals added to the skips and the mid block's output (none: the plain UNet).</param>
+    public Tensor Forward(Tensor sample, float timestep, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false,
+        ControlNetResiduals? control = null)
     {
         using var t = tensor(timestep, ScalarType.Float32, sample.device);
-        return Forward(sample, t, conditioning, cache, reuse);
+        return Forward(sample, t, conditioning, cache, reuse, control);
     }
 
     /// <summary>One timestep for the whole batch, conditioned on text embeddings alone.</summary>
@@ -110,7 +113,10 @@ public sealed class UNet2DConditionModel : Module
     /// <param name="conditioning">text embeddings [B, T, cross_attention_dim] (T = 77 per prompt chunk).</param>
     /// <param name="cache">DeepCache: stores the next-to-last up block's output on a full pass; with <paramref name="reuse"/>
     /// runs only conv_in, the first down block and the last up block on it.</param>
-    public Tensor Forward(Tensor sample, Tensor timesteps, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false)
+    /// <param name="control">ControlNet residuals: after the down pass, skip i += Down[i]; the mid block's output += Mid
+    /// (diffusers' down_block_additional_residuals / mid_block_additional_residual).</param>
+    public Tensor Forward(Tensor sample, Tensor timesteps, TextConditioning conditioning, DeepFeatureCache? cache = null, bool reuse = false,
+        ControlNetResiduals? control = null)
     {
         var encoderHiddenStates = conditioning.EncoderHiddenStates;
         if (sample.dim() != 4 || sample.shape[1] != Config.InChannels)
@@ -133,6 +139,8 @@ public sealed class UNet2DConditionModel : Module
         var skips = new List<Tensor> { h };
         if (reuse && cache is not null)
         {
+            if (control is not null)
+                throw new NotSupportedException("DeepCache's shallow steps skip the blocks a ControlNet feeds: turn DeepCache off (interval 1) to use a ControlNet.");
             // The last up block takes the first skips: conv_in's output and the first down block's resnet outputs.
             var last = _upBlocks[^1];
             var (_, firstSkips) = _downBlocks[0].Forward(h, emb, encoderHiddenStates, downsample: false);
@@ -146,7 +154,11 @@ public sealed class UNet2DConditionModel : Module
             skips.AddRange(blockSkips);
         }
 
+        if (control is not null)
+            AddResiduals(skips, control.Down);
         h = _midBlock!.call(h, emb, encoderHiddenStates);
+        if (control is not null)
+            h = h + control.Mid.to(h.dtype);
 
         for (int i = 0; i < _upBlocks.Count; i++)
         {
@@ -163,18 +175,36 @@ public sealed class UNet2DConditionModel : Module
         return output.MoveToOuterDisposeScope();
     }
 
+    /// <summary>skip i += residual i ([B, C_i, h_i, w_i], or [B, C_i, 1, 1] pooled), new tensors: the down pass already used the plain ones.</summary>
+    static void AddResiduals(List<Tensor> skips, IReadOnlyList<Tensor> residuals)
+    {
+        if (residuals.Count != skips.Count)
+            throw new ArgumentException($"The ControlNet gives {residuals.Count} down residuals; this UNet has {skips.Count} skip connections: it was made for another UNet.");
+        for (int i = 0; i < skips.Count; i++)
+        {
+            long[] r = residuals[i].shape, k = skips[i].shape;
+            bool pooled = r[2] == 1 && r[3] == 1; // global_pool_conditions: broadcast over h, w
+            if (r[0] != k[0] || r[1] != k[1] || (!pooled && (r[2] != k[2] || r[3] != k[3])))
+                throw new ArgumentException($"ControlNet residual {i} is [{string.Join(", ", residuals[i].shape)}]; the UNet's skip is [{string.Join(", ", skips[i].shape)}]: it was made for another UNet.");
+            skips[i] = skips[i] + residuals[i].to(skips[i].dtype);
+        }
+    }
+
     /// <summary>SDXL's text_time embedding: each of the six time ids through the sinusoidal embedding, flattened
     /// [B, 6·d], after the pooled text embedding [B, P], through add_embedding → [B, time_embed_dim].</summary>
-    Tensor AddedEmbedding(TextConditioning conditioning, long batch, ScalarType dtype)
+    Tensor AddedEmbedding(TextConditioning conditioning, long batch, ScalarType dtype) =>
+        _addEmbedding!.call(TextTimeInputs(conditioning, batch, Config, dtype, "This UNet"));
+
+    /// <summary>add_embedding's input for text_time (the UNet's and a ControlNet's): [B, P + 6·d] = [pooled | sinusoidal(time ids)].</summary>
+    internal static Tensor TextTimeInputs(TextConditioning conditioning, long batch, UNet2DConditionConfig config, ScalarType dtype, string owner)
     {
         if (conditioning.Pooled is not { } textEmbeds || conditioning.TimeIds is not { } timeIds)
-            throw new ArgumentException("This UNet (addition_embed_type text_time, SDXL) needs the pooled text embedding and the six time ids.");
-        if (timeIds.shape[0] != batch || timeIds.shape[1] != 6 || textEmbeds.shape[0] != batch || textEmbeds.shape[1] != Config.PooledTextDim)
-            throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, {Config.PooledTextDim}] and time_ids [{batch}, 6]; got " +
+            throw new ArgumentException($"{owner} (addition_embed_type text_time, SDXL) needs the pooled text embedding and the six time ids.");
+        if (timeIds.shape[0] != batch || timeIds.shape[1] != 6 || textEmbeds.shape[0] != batch || textEmbeds.shape[1] != config.PooledTextDim)
+            throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, {config.PooledTextDim}] and time_ids [{batch}, 6]; got " +
                 $"[{string.Join(", ", textEmbeds.shape)}] and [{string.Join(", ", timeIds.shape)}].");
-        var timeEmbeds = TimestepProjection.Embed(timeIds.flatten(), Config.AdditionTimeEmbedDim, Config.FlipSinToCos, Config.FreqShift)
+        var timeEmbeds = TimestepProjection.Embed(timeIds.flatten(), config.AdditionTimeEmbedDim, config.FlipSinToCos, config.FreqShift)
             .reshape(batch, -1);                                                                   // [B, 6·d]
-        var addEmbeds = cat([textEmbeds.to(ScalarType.Float32), timeEmbeds], -1).to(dtype);        // [B, P + 6·d]
-        return _addEmbedding!.call(addEmbeds);
+        return cat([textEmbeds.to(ScalarType.Float32), timeEmbeds], -1).to(dtype);                 // [B, P + 6·d]
     }
 }
