@@ -31,6 +31,30 @@ public static class OpenCvReference
         return new RgbImage(image.Width, image.Height, Bytes(rgb));
     }
 
+    /// <summary>cv2.resize(image, (width, height), interpolation=...) by OpenCV's own code: optimizations off, since this
+    /// runtime's IPP HAL rounds INTER_CUBIC differently (up to one level on a few percent of the values). Process-wide:
+    /// callers run in the <see cref="ProcessWide.Settings"/> collection.</summary>
+    public static RgbImage Resize(RgbImage image, int width, int height, InterpolationFlags interpolation)
+    {
+        using var src = Mat.FromPixelData(image.Height, image.Width, MatType.CV_8UC3, image.Rgb);
+        using var scaled = new Mat();
+        bool optimized = Cv2.UseOptimized();
+        Cv2.SetUseOptimized(false);
+        try { Cv2.Resize(src, scaled, new Size(width, height), 0, 0, interpolation); }
+        finally { Cv2.SetUseOptimized(optimized); }
+        return new RgbImage(width, height, Bytes(scaled));
+    }
+
+    /// <summary>The extension's canny at any resolution: cv2.resize to (W', H') with INTER_CUBIC when k = resolution /
+    /// short side &gt; 1, else INTER_AREA, then <see cref="A1111Canny(RgbImage, int, int)"/>.</summary>
+    public static RgbImage A1111Canny(RgbImage image, int resolution, int low, int high)
+    {
+        var (w, h) = SharpDiffusion.Imaging.ControlPreprocessors.ResizeImageWithPad.TargetSize(image.Width, image.Height, resolution);
+        bool enlarge = resolution > Math.Min(image.Width, image.Height);
+        var scaled = w == image.Width && h == image.Height ? image : Resize(image, w, h, enlarge ? InterpolationFlags.Cubic : InterpolationFlags.Area);
+        return A1111Canny(scaled, low, high);
+    }
+
     /// <summary>sd-webui-controlnet's threshold: 255 where min over channels &gt; threshold (cv2.threshold BINARY on the
     /// per-pixel minimum), three equal channels.</summary>
     public static RgbImage A1111Threshold(RgbImage image, double threshold)

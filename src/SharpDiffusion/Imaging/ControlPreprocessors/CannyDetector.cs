@@ -53,11 +53,12 @@ public static class CannyDetector
         return edges;
     }
 
-    /// <summary>Sobel gx, gy and the L1 magnitude of the strongest channel, per pixel. [H·W] each.</summary>
-    static (int[] Gx, int[] Gy, int[] Magnitude) Gradients(byte[] pixels, int width, int height, int channels)
+    /// <summary>Sobel gx, gy and the L1 magnitude of the strongest channel, per pixel. [H·W] each; |gx|, |gy| ≤ 4·255 and
+    /// the magnitude ≤ 8·255 fit in 16 bits (OpenCV's CV_16S).</summary>
+    static (short[] Gx, short[] Gy, short[] Magnitude) Gradients(byte[] pixels, int width, int height, int channels)
     {
         int n = width * height;
-        var (gx, gy, magnitude) = (new int[n], new int[n], new int[n]);
+        var (gx, gy, magnitude) = (new short[n], new short[n], new short[n]);
         for (int y = 0; y < height; y++)
         {
             // Replicated border: the row/column outside the picture repeats the edge one.
@@ -73,7 +74,7 @@ public static class CannyDetector
                     int dy = P(down, left) - P(up, left) + 2 * (P(down, x) - P(up, x)) + P(down, right) - P(up, right);
                     int m = Math.Abs(dx) + Math.Abs(dy);
                     if (c == 0 || m > magnitude[p])
-                        (gx[p], gy[p], magnitude[p]) = (dx, dy, m);
+                        (gx[p], gy[p], magnitude[p]) = ((short)dx, (short)dy, (short)m);
                 }
             }
         }
@@ -82,7 +83,7 @@ public static class CannyDetector
 
     /// <summary>Non-maximum suppression into a map with a one-pixel frame of NotEdge ([(H+2)·(W+2)]); the pixels above
     /// <paramref name="high"/> that survive are marked Edge and returned on <paramref name="strong"/>.</summary>
-    static byte[] Suppress(int[] gx, int[] gy, int[] magnitude, int width, int height, int low, int high, out Stack<int> strong)
+    static byte[] Suppress(short[] gx, short[] gy, short[] magnitude, int width, int height, int low, int high, out Stack<int> strong)
     {
         int step = width + 2;
         var map = new byte[step * (height + 2)];

@@ -6,17 +6,21 @@ namespace SharpDiffusion.Imaging.ControlPreprocessors;
 /// bottom to multiples of 64 by repeating the edge pixels (<c>np.pad(mode="edge")</c>), the map made on the padded picture,
 /// then cropped back to W'×H'. The padding matters: Canny at the right and bottom border sees the repeated pixels.
 /// </summary>
-/// <remarks>When the short side already equals <c>resolution</c> the picture is used as it is (cv2.resize copies a
-/// same-size image), so the map equals the extension's bit for bit. Otherwise the extension resamples with OpenCV
-/// (INTER_CUBIC up, INTER_AREA down) and we with <see cref="RgbImage.Resize"/> (Catmull-Rom): the edges then differ
-/// where the resampled values do.</remarks>
+/// <remarks>The scaling is <see cref="OpenCvResize"/> (cv2.resize's INTER_CUBIC up, INTER_AREA down); a picture whose
+/// short side already is the resolution is used as it is (cv2.resize copies a same-size picture).</remarks>
 public static class ResizeImageWithPad
 {
+    /// <summary>The largest scaled picture made (4096², 16 megapixels): Canny keeps about 10 bytes a pixel.</summary>
+    public const long MaxPixels = 4096L * 4096;
+
     /// <summary>The map <paramref name="preprocess"/> makes of the scaled, padded picture, cropped to the scaled size.</summary>
     public static RgbImage Apply(RgbImage image, int resolution, Func<RgbImage, RgbImage> preprocess)
     {
         var (width, height) = TargetSize(image.Width, image.Height, resolution);
-        var padded = PadEdge(image.Resize(width, height), Pad64(width), Pad64(height));
+        // The extension's choice by its one scale factor k = resolution / short side: cubic to enlarge, area to shrink.
+        var scaled = width == image.Width && height == image.Height ? image
+            : resolution > Math.Min(image.Width, image.Height) ? OpenCvResize.Cubic(image, width, height) : OpenCvResize.Area(image, width, height);
+        var padded = PadEdge(scaled, Pad64(width), Pad64(height));
         var map = preprocess(padded);
         if (map.Width != padded.Width || map.Height != padded.Height)
             throw new InvalidOperationException($"ResizeImageWithPad: the preprocessor returned {map.Size} for a {padded.Size} picture.");
@@ -30,9 +34,9 @@ public static class ResizeImageWithPad
             throw new ArgumentException($"ResizeImageWithPad: the resolution must be positive; got {resolution}.");
         double k = (double)resolution / Math.Min(width, height);
         double w = Math.Round(width * k, MidpointRounding.ToEven), h = Math.Round(height * k, MidpointRounding.ToEven);
-        if (w * h > ImageFile.MaxPixels)
+        if (w * h > MaxPixels)
             throw new ArgumentException($"ResizeImageWithPad: a {width}x{height} picture at resolution {resolution} would be {w}x{h}, " +
-                $"more than {ImageFile.MaxPixels / 1_000_000} megapixels; give a smaller resolution or crop the picture.");
+                $"more than {MaxPixels / 1_000_000} megapixels; give a smaller resolution or crop the picture.");
         return ((int)w, (int)h);
     }
 
