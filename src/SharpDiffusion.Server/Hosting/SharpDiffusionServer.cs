@@ -76,6 +76,7 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
             await next(http);
         });
         A1111Endpoints.Map(app, context);
+        ControlNetEndpoints.Map(app, context);
         new OpenAIEndpoints(context).Map(app);
         JobEndpoints.Map(app, context);
         PageEndpoints.Map(app);
