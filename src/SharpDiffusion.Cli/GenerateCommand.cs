@@ -34,7 +34,8 @@ public static class GenerateCommand
         new("deep-cache", OptionKind.Integer, "DeepCache: a full UNet pass every N steps, only its outer layers between (N = 3: about 2x faster, slightly different pictures; see the README's speed section) (default: 1 = off)", "N"),
         new("seed", OptionKind.Long, "seed of the CPU generator; -1 = random, as AUTOMATIC1111 (default: random, written into the PNG)", "N"),
         new("scheduler", OptionKind.Text, "sampler by diffusers class or AUTOMATIC1111 name, case-insensitive; 'list' prints them (default: the model's own scheduler)", "NAME"),
-        new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)", "K=V"),
+        new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; sigmas=14.6,6.5,...,0 or timesteps=999,759,... for your own schedule (Euler, LMS, Heun, DPM2); repeatable (default: none)", "K=V"),
+        new("eta", OptionKind.Number, "DDIM's eta (0 = deterministic) or TCD's gamma, 0..1 (default: the scheduler's, DDIM 0, TCD 0.3)", "X"),
         new("images-per-prompt", OptionKind.Integer, "images for each prompt (default: 1)", "N"),
         new("output", OptionKind.Text, "output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)", "FILE.png"),
         new("image", OptionKind.Text, "start from this picture (PNG, JPEG or WebP): img2img, or inpainting with --mask. Size: the image's own, rounded down to a multiple of 8; --width/--height resize the image first (bicubic; one of them given: the other keeps the aspect ratio)", "FILE"),
@@ -49,6 +50,7 @@ public static class GenerateCommand
         new("lora-dir", OptionKind.Text, "with --prompt-syntax a1111: folder where <lora:NAME:SCALE> in the prompt finds NAME.safetensors; the tag is removed from the text (default: none)", "DIR"),
         new("embedding", OptionKind.Texts, "load a textual-inversion embedding; its trigger word is TOKEN, else the one the file stores, else the file name; repeatable", "FILE[:TOKEN]"),
         new("embedding-dir", OptionKind.Text, "load every embedding of the folder, each triggered by its file name (AUTOMATIC1111's rule)", "DIR"),
+        new("vae", OptionKind.Text, "decode (and encode, for img2img) with this VAE instead of the model's: a TAESD (taesd_decoder.safetensors/.pth with its encoder beside it, taesdxl, taesd3, taef1, or a diffusers AutoencoderTiny folder) or a full VAE (vae-ft-mse-840000-ema-pruned.safetensors, sdxl_vae.safetensors, .ckpt, a diffusers vae/ folder); written into the PNG as A1111's VAE / VAE hash (default: the model's)", "DIR|FILE"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -109,6 +111,7 @@ public static class GenerateCommand
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
             Scheduler = schedulerName,
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
+            Eta = cl.Double("eta"),
             VaeTiling = cl.Flag("vae-tiling"),
             Strength = cl.Double("strength"),
             MaskBlur = cl.Int("mask-blur") ?? 0,
@@ -153,6 +156,8 @@ public static class GenerateCommand
         using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
+        if (cl.String("vae") is { } vaePath)
+            Progress.Status("Loading VAE", () => { pipeline.VaeCodec.UseVae(vaePath, load); return 0; });
         foreach (var (file, token) in cl.All("embedding").Select(e => SplitSuffix(e, "--embedding", s => s)))
             Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
         if (embeddingDir is not null)
@@ -176,7 +181,8 @@ public static class GenerateCommand
         using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
-        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash))
+        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash,
+                     pipeline.VaeCodec is { VaeName: { } vaeName, VaeHash: { } vaeHash } ? (vaeName, vaeHash) : null))
             Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
@@ -246,10 +252,21 @@ public static class GenerateCommand
                 "false" => false,
                 "null" or "none" => null,
                 _ when double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) => d,
+                _ when value.Contains(',') && NumberList(value) is { } list => list,   // sigmas=14.6,6.5,...
                 _ => value,
             };
         }
         return result;
+    }
+
+    static double[]? NumberList(string value)
+    {
+        var parts = value.Split(',', StringSplitOptions.TrimEntries);
+        var numbers = new double[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]))
+                return null;
+        return numbers;
     }
 
     internal static ScalarType ParseDType(string? name) => FastPathOptions.DType(name);
