@@ -152,7 +152,7 @@ public class ScheduleVariantTests(ITestOutputHelper output)
     [Fact]
     public void Eta_reaches_ddim_and_tcd_and_others_refuse_it_by_name()
     {
-        var options = new GenerationOptions { Prompts = ["x"], Eta = 0.7, SchedulerOptions = new Dictionary<string, object?> { ["steps_offset"] = 1.0 } };
+        var options = new GenerationOptions { Prompts = ["x"], Eta = 0.7, SchedulerOptions = new Dictionary<string, object?> { ["prediction_type"] = "epsilon" } };
         var ddim = (DDIMScheduler)SchedulerFactory.Create("ddim", Sd15(), options.SchedulerOptions);
         Assert.Equal(0.7f, ddim.Eta);
         var tcd = (TCDScheduler)SchedulerFactory.Create("tcd", Sd15(), options.SchedulerOptions);
