@@ -65,7 +65,7 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
     public void UseVae(string path, LoadOptions options)
     {
         string full = Path.GetFullPath(path);
-        var (loaded, scaling, shift, hashed) = Load(full, options);
+        var (loaded, scaling, shift, hashed) = Load(full, options, Model.Config);
         try
         {
             var vae = (IAutoencoder)loaded.Module;
@@ -87,7 +87,7 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
 
     /// <summary>The VAE at <paramref name="path"/>, its scaling and shift factors when it has its own (TAESD, a diffusers
     /// folder), and the file its hash is taken of.</summary>
-    static (ComponentWeights Weights, double? Scaling, double? Shift, string HashedFile) Load(string path, LoadOptions options)
+    static (ComponentWeights Weights, double? Scaling, double? Shift, string HashedFile) Load(string path, LoadOptions options, AutoencoderKLConfig modelVae)
     {
         var resident = options with { LowMemory = false };
         if (Directory.Exists(path))
@@ -119,15 +119,16 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
             tiny.to(new Device(options.Device));
             return (ComponentWeights.Loaded(tiny), tiny.Config.ScalingFactor, tiny.Config.ShiftFactor, path);
         }
-        return (LoadKLFile(path, resident), null, null, path);
+        return (LoadKLFile(path, resident, modelVae), null, null, path);
     }
 
-    /// <summary>An AutoencoderKL single file: SD's VAE architecture (SD 1.x/2.x and SDXL VAEs share it), keys in the LDM
-    /// layout (<c>encoder.down.0.block.0…</c>, with or without <c>first_stage_model.</c>) or the diffusers one.</summary>
-    static ComponentWeights LoadKLFile(string path, LoadOptions options)
+    /// <summary>An AutoencoderKL single file, of the model's own VAE architecture <paramref name="config"/> (a file holds no
+    /// config; SD 1.x/2.x and SDXL VAEs share one), keys in the LDM layout (<c>encoder.down.0.block.0…</c>, with or without
+    /// <c>first_stage_model.</c>) or the diffusers one.</summary>
+    static ComponentWeights LoadKLFile(string path, LoadOptions options, AutoencoderKLConfig config)
     {
-        var config = AutoencoderKLConfig.From(Configuration.JsonConfig.Parse(Models.StableDiffusion15.VaeConfig));
-        var placement = new WeightPlacement(options.DType, new Device(options.Device), false);
+        // As the model's own VAE is placed (channels-last convs when the layout choice says so): the same kernels run.
+        var placement = new WeightPlacement(options.DType, new Device(options.Device), options.Layout().Value);
         return ComponentLoader.Create(() => new AutoencoderKL(config), options, m =>
         {
             using var file = TensorFiles.Open(path);
