@@ -18,17 +18,17 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
 {
     ComponentWeights? _replacement;
     LatentFormat _format = format;
-    ComponentWeights _active => _replacement ?? weights;
+    ComponentWeights Active => _replacement ?? weights;
 
     /// <summary>The model's own VAE (what the model was loaded with, whatever <see cref="UseVae"/> put in its place).</summary>
     public ComponentWeights Weights => weights;
     public AutoencoderKL Model => (AutoencoderKL)weights.Module;
 
     /// <summary>The VAE encode and decode use: the model's, or the one <see cref="UseVae"/> loaded.</summary>
-    public IAutoencoder Autoencoder => (IAutoencoder)_active.Module;
+    public IAutoencoder Autoencoder => (IAutoencoder)Active.Module;
     public LatentFormat Format => _format;
     /// <summary>The VAE's dtype: float32 when a float16 model's VAE was upcast, else the compute dtype.</summary>
-    public ScalarType DType => _active.Module.parameters().FirstOrDefault()?.dtype ?? dtype;
+    public ScalarType DType => Active.Module.parameters().FirstOrDefault()?.dtype ?? dtype;
 
     /// <summary>The file name of a VAE given by <see cref="UseVae"/> (A1111's infotext "VAE"), else null.</summary>
     public string? VaeName { get; private set; }
@@ -40,7 +40,7 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
     public Tensor Encode(Tensor image, Generator generator)
     {
         using var scope = NewDisposeScope();
-        using var use = _active.Use();
+        using var use = Active.Use();
         var sample = Autoencoder.EncodeSample(image.to(DType).to(device), generator).to(ScalarType.Float32);
         return _format.FromVae(sample).MoveToOuterDisposeScope();
     }
@@ -50,7 +50,7 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
     public Tensor Decode(Tensor latents, bool tiled = false)
     {
         using var scope = NewDisposeScope();
-        using var use = _active.Use();
+        using var use = Active.Use();
         var z = _format.ToVae(latents).to(DType);
         var decoded = (tiled && Autoencoder is AutoencoderKL kl ? TiledDecoder.Decode(kl, z) : Autoencoder.Decode(z)).to(ScalarType.Float32);
         var image = (decoded / 2 + 0.5).clamp(0.0, 1.0);
