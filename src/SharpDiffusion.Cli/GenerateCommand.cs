@@ -38,7 +38,8 @@ public static class GenerateCommand
         new("variation-strength", OptionKind.Number, "0..1: 0 = the --seed picture, 1 = the --variation-seed picture, between = a variation of it (default: 0)", "X"),
         new("seed-resize-from", OptionKind.Text, "AUTOMATIC1111's resize seed from: draw the seed's noise as a WxH picture would, so its composition carries over to this size (default: off)", "WxH"),
         new("scheduler", OptionKind.Text, "sampler by diffusers class or AUTOMATIC1111 name, case-insensitive; 'list' prints them (default: the model's own scheduler)", "NAME"),
-        new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; repeatable (default: none)", "K=V"),
+        new("scheduler-option", OptionKind.Texts, "override a scheduler_config.json key, e.g. timestep_spacing=trailing, use_karras_sigmas=true, prediction_type=v_prediction; sigmas=14.6,6.5,...,0 or timesteps=999,759,... for your own schedule (Euler, LMS, Heun, DPM2); repeatable (default: none)", "K=V"),
+        new("eta", OptionKind.Number, "DDIM's eta (0 = deterministic) or TCD's gamma, 0..1 (default: the scheduler's, DDIM 0, TCD 0.3)", "X"),
         new("images-per-prompt", OptionKind.Integer, "images for each prompt (default: 1)", "N"),
         new("output", OptionKind.Text, "output file; several images are written as FILE-0.png, FILE-1.png, ... (default: out.png)", "FILE.png"),
         new("image", OptionKind.Text, "start from this picture (PNG, JPEG or WebP): img2img, or inpainting with --mask. Size: the image's own, rounded down to a multiple of 8; --width/--height resize the image first (bicubic; one of them given: the other keeps the aspect ratio)", "FILE"),
@@ -59,6 +60,7 @@ public static class GenerateCommand
         new("control-start", OptionKind.Texts, "control_guidance_start, the fraction of the steps before the ControlNet acts; once or once per unit (default: 0)", "X"),
         new("control-end", OptionKind.Texts, "control_guidance_end, the fraction of the steps after which it stops; once or once per unit (default: 1)", "X"),
         new("guess-mode", OptionKind.Flag, "ControlNet guess mode: the ControlNets see only the conditional rows, shallow residuals scaled down, so they steer even with an empty prompt (default: off)"),
+        new("vae", OptionKind.Text, "decode (and encode, for img2img) with this VAE instead of the model's: a TAESD (taesd_decoder.safetensors/.pth with its encoder beside it, taesdxl, taesd3, taef1, or a diffusers AutoencoderTiny folder) or a full VAE (vae-ft-mse-840000-ema-pruned.safetensors, sdxl_vae.safetensors, .ckpt, a diffusers vae/ folder); written into the PNG as A1111's VAE / VAE hash (default: the model's)", "DIR|FILE"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         new("hires-scale", OptionKind.Number, "hires fix (AUTOMATIC1111): draw at --width/--height, upscale by X, then img2img at the larger size (default: off)", "X"),
         new("hires-resize", OptionKind.Text, "hires fix to an explicit size instead of a scale (another aspect ratio: cover and crop at the centre, as A1111)", "WxH"),
@@ -151,6 +153,7 @@ public static class GenerateCommand
             NumImagesPerPrompt = cl.Int("images-per-prompt") ?? 1,
             Scheduler = schedulerName,
             SchedulerOptions = ParseSchedulerOptions(cl.All("scheduler-option")),
+            Eta = cl.Double("eta"),
             VaeTiling = cl.Flag("vae-tiling"),
             Tiling = cl.Flag("tiling"),
             Hires = hires,
@@ -199,6 +202,8 @@ public static class GenerateCommand
         using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
+        if (cl.String("vae") is { } vaePath)
+            Progress.Status("Loading VAE", () => { pipeline.VaeCodec.UseVae(vaePath, load); return 0; });
         foreach (var (file, token) in cl.All("embedding").Select(e => SplitSuffix(e, "--embedding", s => s)))
             Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
         if (embeddingDir is not null)
@@ -222,7 +227,8 @@ public static class GenerateCommand
         using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
-        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash))
+        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash,
+                     pipeline.VaeCodec is { VaeName: { } vaeName, VaeHash: { } vaeHash } ? (vaeName, vaeHash) : null))
             Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
         Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
         return 0;
@@ -342,10 +348,21 @@ public static class GenerateCommand
                 "false" => false,
                 "null" or "none" => null,
                 _ when double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) => d,
+                _ when value.Contains(',') && NumberList(value) is { } list => list,   // sigmas=14.6,6.5,...
                 _ => value,
             };
         }
         return result;
+    }
+
+    static double[]? NumberList(string value)
+    {
+        var parts = value.Split(',', StringSplitOptions.TrimEntries);
+        var numbers = new double[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]))
+                return null;
+        return numbers;
     }
 
     internal static ScalarType ParseDType(string? name) => FastPathOptions.DType(name);

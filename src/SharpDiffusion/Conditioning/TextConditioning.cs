@@ -15,6 +15,8 @@ public sealed record TextConditioning(Tensor EncoderHiddenStates) : IDisposable 
     public Tensor? Pooled { get; init; }
     /// <summary>SDXL's added time ids [B, 6] float: original (h, w), crop (top, left), target (h, w).</summary>
     public Tensor? TimeIds { get; init; }
+    /// <summary>LCM-distilled UNets' timestep_cond [B, time_cond_proj_dim]: the guidance scale embedding (no CFG batch).</summary>
+    public Tensor? TimestepCond { get; init; }
 
     public long BatchSize => EncoderHiddenStates.shape[0];
 
@@ -23,6 +25,7 @@ public sealed record TextConditioning(Tensor EncoderHiddenStates) : IDisposable 
     {
         Pooled = Pooled?.narrow(0, start, count),
         TimeIds = TimeIds?.narrow(0, start, count),
+        TimestepCond = TimestepCond?.narrow(0, start, count),
     };
 
     /// <summary>Disposes the tensors (for a conditioning that owns them).</summary>
@@ -31,5 +34,6 @@ public sealed record TextConditioning(Tensor EncoderHiddenStates) : IDisposable 
         EncoderHiddenStates.Dispose();
         Pooled?.Dispose();
         TimeIds?.Dispose();
+        TimestepCond?.Dispose();
     }
 }

@@ -5,15 +5,16 @@ using System.Text.RegularExpressions;
 namespace SharpDiffusion.Imaging;
 
 /// <summary>AUTOMATIC1111's "parameters" infotext: the prompt, "Negative prompt: …", then "Key: value" pairs in
-/// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, Variation seed, Variation seed strength,
-/// Seed resize from, Denoising strength, Clip skip, Mask blur).</summary>
+/// its order (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model, VAE hash, VAE, Variation seed, Variation seed
+/// strength, Seed resize from, Denoising strength, Clip skip, Tiling, hires fix, Mask blur).</summary>
 public static partial class InfoText
 {
     public static string Format(string prompt, string negativePrompt, int steps, string sampler, double cfgScale, long seed,
         int width, int height, string model, double? denoisingStrength = null, int clipSkip = 1, int? maskBlur = null,
         string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
         long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false,
-        IEnumerable<string>? extraPairs = null)
+        IEnumerable<string>? extraPairs = null,
+        string? vae = null, string? vaeHash = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -29,6 +30,9 @@ public static partial class InfoText
         };
         if (!string.IsNullOrEmpty(modelHash)) pairs.Add($"Model hash: {modelHash}");
         pairs.Add($"Model: {model}");
+        // A1111 (processing.py): "VAE hash" (sha256[:10] of the file) then "VAE" (its file name), only for a separate VAE.
+        if (!string.IsNullOrEmpty(vaeHash)) pairs.Add($"VAE hash: {vaeHash}");
+        if (!string.IsNullOrEmpty(vae)) pairs.Add($"VAE: {vae}");
         if (variationSeed is long sub && variationStrength > 0)
         {
             pairs.Add($"Variation seed: {sub}");

@@ -118,7 +118,17 @@ public sealed record GenerationOptions
 
     /// <summary>Scheduler config keys to override, as diffusers' <c>from_config(config, key=value)</c>
     /// (e.g. timestep_spacing, use_karras_sigmas, prediction_type, steps_offset).</summary>
-    public IReadOnlyDictionary<string, object?>? SchedulerOptions { get; init; }
+    public IReadOnlyDictionary<string, object?>? SchedulerOptions
+    {
+        // Eta reaches the scheduler as its config key "eta" (only DDIM and TCD read it: others refuse it by name).
+        get => Eta is double eta ? new Dictionary<string, object?>(_schedulerOptions ?? new Dictionary<string, object?>()) { [SchedulerFactory.EtaKey] = eta } : _schedulerOptions;
+        init => _schedulerOptions = value;
+    }
+    readonly IReadOnlyDictionary<string, object?>? _schedulerOptions;
+
+    /// <summary>DDIM's η (0 = deterministic, diffusers' default) or TCD's γ (default 0.3); null = the scheduler's default.
+    /// A scheduler without one refuses it.</summary>
+    public double? Eta { get; init; }
 
     /// <summary>Decode the latents in overlapping tiles (diffusers' enable_vae_tiling): flat memory for large images
     /// (1024×1024 and up) at the price of tiny blending differences.</summary>
@@ -250,6 +260,8 @@ public sealed record GenerationOptions
         foreach (var (name, list) in new[] { ("prompt_2", Prompts2), ("negative prompt_2", NegativePrompts2), ("prompt_3", Prompts3), ("negative prompt_3", NegativePrompts3) })
             if (list is { Count: > 1 } l && l.Count != PromptCount)
                 throw new ArgumentException($"Give one {name} for all prompts, or one per prompt ({PromptCount}); got {l.Count}.");
+        if (Eta is double eta && !(eta >= 0 && eta <= 100))
+            throw new ArgumentException($"eta must be a number from 0 (deterministic) up; got {eta}.");
         if (MaxSequenceLength is int tokens && tokens is < 1 or > 512)
             throw new ArgumentException($"max_sequence_length must be 1 to 512 T5 tokens; got {tokens}.");
         foreach (var (name, size) in new[] { ("original_size", OriginalSize), ("target_size", TargetSize), ("negative_original_size", NegativeOriginalSize), ("negative_target_size", NegativeTargetSize) })

@@ -8,13 +8,15 @@ public static class ImageOutput
 {
     /// <summary>The infotext of one image of a call.</summary>
     /// <param name="modelHash">A1111's short hash of a single-file checkpoint (<see cref="StableDiffusionPipeline.ModelHash"/>).</param>
-    public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model, string? modelHash = null) =>
+    /// <param name="vae">A separate VAE's file name and hash (<see cref="VaeCodec.UseVae"/>), written as A1111 does.</param>
+    public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model, string? modelHash = null,
+        (string Name, string Hash)? vae = null) =>
         InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName, options.GuidanceScale,
             result.Seed, result.FirstPassSize?.Width ?? result.Width, result.FirstPassSize?.Height ?? result.Height, model,
             denoisingStrength: options.Hires?.Strength ?? (options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength),
             clipSkip: options.ClipSkip,
             maskBlur: options.Task == GenerationTask.Inpainting ? options.MaskBlur : null,
-            modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval,
+            modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval, vae: vae?.Name, vaeHash: vae?.Hash,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
             seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
             extraPairs: HiresPairs(options.Hires));
@@ -56,11 +58,12 @@ public static class ImageOutput
     }
 
     /// <summary>Writes every image of <paramref name="result"/>, all or none; returns the paths, in pipeline order.</summary>
-    public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model, string? modelHash = null)
+    public static IReadOnlyList<string> Save(string output, GenerationOptions options, GenerationResult result, string model, string? modelHash = null,
+        (string Name, string Hash)? vae = null)
     {
         var paths = Paths(output, result.Images.Count);
         AtomicFiles.WriteAll(result.Images.Select((image, i) => (paths[i], PngFile.Encode(image.Width, image.Height, image.Rgb,
-            new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model, modelHash) }))).ToList());
+            new Dictionary<string, string> { ["parameters"] = InfoTextFor(options, result, image, model, modelHash, vae) }))).ToList());
         return paths;
     }
 }

@@ -21,13 +21,16 @@ public sealed class DDIMScheduler : SchedulerBase
         // The last step has no ᾱ_{t-1}: 1 (set_alpha_to_one) or ᾱ_0 (SD's configs).
         _finalAlphaCumprod = config.GetBool("set_alpha_to_one", true) ? 1f : NoiseSchedule.AlphasCumprod[0];
         _clipping = SampleClipping.FromConfig(config);
+        double eta = config.GetDouble("eta", 0);   // not a diffusers config key: the pipeline's eta (--eta)
+        Eta = eta is >= 0 and <= 100 ? (float)eta
+            : throw new ArgumentOutOfRangeException(nameof(config), $"DDIMScheduler: eta must be between 0 and 100 (1 = DDPM-like noise), got {eta}.");
     }
 
     public override string Name => "DDIMScheduler";
     public override float InitNoiseSigma => 1f;
 
     /// <summary>η of eq. (16): 0 = DDIM, 1 = DDPM-like stochasticity (diffusers' <c>step(eta=...)</c>, which the
-    /// pipeline passes as <c>eta</c>).</summary>
+    /// pipeline passes as <c>eta</c>); the config key <c>eta</c> (<c>--eta</c>) sets it.</summary>
     public float Eta { get; set; }
 
     /// <summary>Re-derive ε̂ from the clipped x̂_0 (diffusers' <c>use_clipped_model_output</c>, as in Glide).</summary>

@@ -10,7 +10,7 @@ public sealed class EulerDiscreteScheduler : SchedulerBase
 {
     readonly string _spacing;
     readonly int _stepsOffset;
-    readonly SigmaSpacing _sigmaSpacing;
+    readonly SigmaSchedule _sigmaSchedule;
     readonly double? _sigmaMin, _sigmaMax;
     readonly bool _continuousTimesteps;
     float[] _sigmas = [];
@@ -19,7 +19,7 @@ public sealed class EulerDiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        _sigmaSpacing = SigmaMath.SpacingFromConfig(config, Name);
+        _sigmaSchedule = SigmaSchedule.FromConfig(config, Name);
         _sigmaMin = config.GetDoubleOrNull("sigma_min");
         _sigmaMax = config.GetDoubleOrNull("sigma_max");
         string interpolation = config.GetString("interpolation_type", "linear");
@@ -46,7 +46,7 @@ public sealed class EulerDiscreteScheduler : SchedulerBase
     protected override float[] ComputeTimesteps(int n)
     {
         (var timesteps, _sigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
-            _sigmaSpacing, roundKarrasTimesteps: false, _sigmaMin, _sigmaMax);
+            _sigmaSchedule, roundKarrasTimesteps: false, _sigmaMin, _sigmaMax);
         return _continuousTimesteps
             ? _sigmas[..^1].Select(s => 0.25f * MathF.Log(s)).ToArray()
             : timesteps;

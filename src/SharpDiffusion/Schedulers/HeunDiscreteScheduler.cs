@@ -11,7 +11,7 @@ public sealed class HeunDiscreteScheduler : SchedulerBase
 {
     readonly string _spacing;
     readonly int _stepsOffset;
-    readonly SigmaSpacing _sigmaSpacing;
+    readonly SigmaSchedule _sigmaSchedule;
     readonly bool _clipSample;
     readonly float _clipSampleRange;
     float[] _sigmas = [];         // σ_0, σ_1, σ_1, σ_2, σ_2, …, σ_{n-1}, σ_{n-1}, 0
@@ -26,7 +26,7 @@ public sealed class HeunDiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        _sigmaSpacing = SigmaMath.SpacingFromConfig(config, Name);
+        _sigmaSchedule = SigmaSchedule.FromConfig(config, Name);
         _clipSample = config.GetBool("clip_sample", false);
         _clipSampleRange = (float)config.GetDouble("clip_sample_range", 1.0);
     }
@@ -35,14 +35,14 @@ public sealed class HeunDiscreteScheduler : SchedulerBase
     public override int Order => 2;
     public override IReadOnlyList<float>? Sigmas => _sigmas;
     public override float InitNoiseSigma => SigmaMath.InitNoiseSigma(_sigmas, _spacing);
-    public bool UseKarrasSigmas => _sigmaSpacing == SigmaSpacing.Karras;
+    public bool UseKarrasSigmas => _sigmaSchedule.Spacing == SigmaSpacing.Karras;
 
     bool InFirstOrder => _firstOrderSample is null;
 
     protected override float[] ComputeTimesteps(int n)
     {
         (var ts, _distinctSigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
-            _sigmaSpacing, roundKarrasTimesteps: false);
+            _sigmaSchedule, roundKarrasTimesteps: false);
         _sigmas = [_distinctSigmas[0], .. _distinctSigmas[1..^1].SelectMany(s => new[] { s, s }), 0f];
         return [ts[0], .. ts[1..].SelectMany(t => new[] { t, t })];
     }

@@ -11,7 +11,7 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
 {
     readonly string _spacing;
     readonly int _stepsOffset;
-    readonly SigmaSpacing _sigmaSpacing;
+    readonly SigmaSchedule _sigmaSchedule;
     // All laid out as [a_0, a_1, a_1, …, a_n, a_n, a_n] over the n+1 distinct values.
     float[] _sigmas = [], _sigmasInterpol = [], _sigmasUp = [], _sigmasDown = [];
     Tensor? _firstOrderSample;
@@ -20,7 +20,7 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        _sigmaSpacing = SigmaMath.SpacingFromConfig(config, Name);
+        _sigmaSchedule = SigmaSchedule.FromConfig(config, Name);
         RequireEpsilonOrVPrediction();
     }
 
@@ -28,14 +28,14 @@ public sealed class KDPM2AncestralDiscreteScheduler : SchedulerBase
     public override int Order => 2;
     public override IReadOnlyList<float>? Sigmas => _sigmas;
     public override float InitNoiseSigma => SigmaMath.InitNoiseSigma(_sigmas, _spacing);
-    public bool UseKarrasSigmas => _sigmaSpacing == SigmaSpacing.Karras;
+    public bool UseKarrasSigmas => _sigmaSchedule.Spacing == SigmaSpacing.Karras;
 
     bool InFirstOrder => _firstOrderSample is null;
 
     protected override float[] ComputeTimesteps(int n)
     {
         var (ts, distinct) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
-            _sigmaSpacing, roundKarrasTimesteps: true);
+            _sigmaSchedule, roundKarrasTimesteps: true);
         var (up, down, interpol) = AncestralSigmas(distinct);
         _sigmas = KDPM2DiscreteScheduler.Interleave(distinct);
         _sigmasUp = KDPM2DiscreteScheduler.Interleave(up);

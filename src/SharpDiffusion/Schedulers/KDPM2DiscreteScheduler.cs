@@ -11,7 +11,7 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
 {
     readonly string _spacing;
     readonly int _stepsOffset;
-    readonly SigmaSpacing _sigmaSpacing;
+    readonly SigmaSchedule _sigmaSchedule;
     float[] _sigmas = [];         // σ_0, σ_1, σ_1, …, σ_{n-1}, σ_{n-1}, 0, 0
     float[] _sigmasInterpol = []; // the midpoints, laid out the same way
     Tensor? _firstOrderSample;    // x_i while the midpoint evaluation is pending
@@ -20,7 +20,7 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        _sigmaSpacing = SigmaMath.SpacingFromConfig(config, Name);
+        _sigmaSchedule = SigmaSchedule.FromConfig(config, Name);
         RequireEpsilonOrVPrediction();
     }
 
@@ -28,14 +28,14 @@ public sealed class KDPM2DiscreteScheduler : SchedulerBase
     public override int Order => 2;
     public override IReadOnlyList<float>? Sigmas => _sigmas;
     public override float InitNoiseSigma => SigmaMath.InitNoiseSigma(_sigmas, _spacing);
-    public bool UseKarrasSigmas => _sigmaSpacing == SigmaSpacing.Karras;
+    public bool UseKarrasSigmas => _sigmaSchedule.Spacing == SigmaSpacing.Karras;
 
     bool InFirstOrder => _firstOrderSample is null;
 
     protected override float[] ComputeTimesteps(int n)
     {
         var (ts, distinct) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
-            _sigmaSpacing, roundKarrasTimesteps: true);                        // n, n+1
+            _sigmaSchedule, roundKarrasTimesteps: true);                        // n, n+1
         float[] interpol = GeometricMidpoints(distinct);                           // n+1, [0] unused
         _sigmas = Interleave(distinct);
         _sigmasInterpol = Interleave(interpol);

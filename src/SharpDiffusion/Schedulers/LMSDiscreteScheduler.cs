@@ -14,7 +14,7 @@ public sealed class LMSDiscreteScheduler : SchedulerBase
 
     readonly string _spacing;
     readonly int _stepsOffset;
-    readonly SigmaSpacing _sigmaSpacing;
+    readonly SigmaSchedule _sigmaSchedule;
     float[] _sigmas = [];
     readonly List<Tensor> _derivatives = []; // oldest first, at most LmsOrder
 
@@ -22,18 +22,18 @@ public sealed class LMSDiscreteScheduler : SchedulerBase
     {
         _spacing = config.GetString("timestep_spacing", TimestepSpacing.Linspace);
         _stepsOffset = config.GetInt("steps_offset", 0);
-        _sigmaSpacing = SigmaMath.SpacingFromConfig(config, Name);
+        _sigmaSchedule = SigmaSchedule.FromConfig(config, Name);
     }
 
     public override string Name => "LMSDiscreteScheduler";
-    public bool UseKarrasSigmas => _sigmaSpacing == SigmaSpacing.Karras;
+    public bool UseKarrasSigmas => _sigmaSchedule.Spacing == SigmaSpacing.Karras;
     public override IReadOnlyList<float>? Sigmas => _sigmas;
     public override float InitNoiseSigma => SigmaMath.InitNoiseSigma(_sigmas, _spacing);
 
     protected override float[] ComputeTimesteps(int n)
     {
         (var timesteps, _sigmas) = SigmaMath.DiscreteSchedule(NoiseSchedule, _spacing, n, _stepsOffset,
-            _sigmaSpacing, roundKarrasTimesteps: false);
+            _sigmaSchedule, roundKarrasTimesteps: false);
         return timesteps;
     }
 

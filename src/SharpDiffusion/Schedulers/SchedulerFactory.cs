@@ -34,6 +34,8 @@ public static class SchedulerFactory
     static readonly Dictionary<string, object> Karras = new() { ["use_karras_sigmas"] = true };
     static readonly Dictionary<string, object> Exponential = new() { ["use_exponential_sigmas"] = true };
     static readonly Dictionary<string, object> Beta = new() { ["use_beta_sigmas"] = true };
+    static readonly Dictionary<string, object> SgmUniform = new() { ["use_sgm_uniform_sigmas"] = true };
+    static readonly Dictionary<string, object> Ays = new() { ["use_ays_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2M = new() { ["algorithm_type"] = "dpmsolver++", ["solver_order"] = 2 };
     static readonly Dictionary<string, object> Dpmpp2MKarras = new(Dpmpp2M) { ["use_karras_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
@@ -47,6 +49,9 @@ public static class SchedulerFactory
     static SchedulerName A(string name, string cls, Dictionary<string, object>? overrides = null) =>
         new(name, cls, "AUTOMATIC1111 sampler name", (overrides ?? NoOverrides).AsReadOnly(), IsA1111: true);
 
+    /// <summary>The config key of <see cref="Pipelines.GenerationOptions.Eta"/> (DDIM's η, TCD's γ): read by the schedulers that have one.</summary>
+    public const string EtaKey = "eta";
+
     /// <summary>Every accepted name except the class names themselves (for <c>--scheduler list</c>).</summary>
     public static IReadOnlyList<SchedulerName> Names { get; } =
     [
@@ -54,12 +59,16 @@ public static class SchedulerFactory
         N("lms_karras", "LMSDiscreteScheduler", "lms with Karras sigmas", Karras),
         N("lms_exponential", "LMSDiscreteScheduler", "lms with exponential sigmas", Exponential),
         N("lms_beta", "LMSDiscreteScheduler", "lms with beta sigmas", Beta),
+        N("lms_sgm_uniform", "LMSDiscreteScheduler", "lms with A1111's SGM Uniform: timesteps evenly spaced over the training range", SgmUniform),
+        N("lms_ays", "LMSDiscreteScheduler", "lms with Align Your Steps σ's (SD 1.5/SDXL lists; ays_model=sd15|sdxl)", Ays),
         N("pndm", "PNDMScheduler", "pseudo numerical methods (Runge-Kutta warm-up unless the config skips it)"),
         N("ddim", "DDIMScheduler", "denoising diffusion implicit models (eta 0: deterministic)"),
         N("euler", "EulerDiscreteScheduler", "Euler's method on the probability-flow ODE"),
         N("euler_karras", "EulerDiscreteScheduler", "euler with Karras sigmas", Karras),
         N("euler_exponential", "EulerDiscreteScheduler", "euler with σ's evenly spaced in log σ", Exponential),
         N("euler_beta", "EulerDiscreteScheduler", "euler with σ's at the quantiles of Beta(0.6, 0.6) (arXiv 2407.12173)", Beta),
+        N("euler_sgm_uniform", "EulerDiscreteScheduler", "euler with A1111's SGM Uniform: timesteps evenly spaced over the training range", SgmUniform),
+        N("euler_ays", "EulerDiscreteScheduler", "euler with Align Your Steps σ's (SD 1.5/SDXL lists; ays_model=sd15|sdxl)", Ays),
         N("euler_a", "EulerAncestralDiscreteScheduler", "ancestral Euler (adds fresh noise every step)"),
         N("euler_ancestral", "EulerAncestralDiscreteScheduler", "same as euler_a"),
         N("dpmpp_2m", "DPMSolverMultistepScheduler", "DPM-Solver++(2M) multistep", Dpmpp2M),
@@ -71,15 +80,21 @@ public static class SchedulerFactory
         N("heun_karras", "HeunDiscreteScheduler", "heun with Karras sigmas", Karras),
         N("heun_exponential", "HeunDiscreteScheduler", "heun with exponential sigmas", Exponential),
         N("heun_beta", "HeunDiscreteScheduler", "heun with beta sigmas", Beta),
+        N("heun_sgm_uniform", "HeunDiscreteScheduler", "heun with A1111's SGM Uniform: timesteps evenly spaced over the training range", SgmUniform),
+        N("heun_ays", "HeunDiscreteScheduler", "heun with Align Your Steps σ's (SD 1.5/SDXL lists; ays_model=sd15|sdxl)", Ays),
         N("kdpm2", "KDPM2DiscreteScheduler", "DPM-2 midpoint method (2 model calls per step)"),
         N("dpm2", "KDPM2DiscreteScheduler", "same as kdpm2"),
         N("kdpm2_karras", "KDPM2DiscreteScheduler", "kdpm2 with Karras sigmas", Karras),
         N("kdpm2_exponential", "KDPM2DiscreteScheduler", "kdpm2 with exponential sigmas", Exponential),
         N("kdpm2_beta", "KDPM2DiscreteScheduler", "kdpm2 with beta sigmas", Beta),
+        N("kdpm2_sgm_uniform", "KDPM2DiscreteScheduler", "kdpm2 with A1111's SGM Uniform: timesteps evenly spaced over the training range", SgmUniform),
+        N("kdpm2_ays", "KDPM2DiscreteScheduler", "kdpm2 with Align Your Steps σ's (SD 1.5/SDXL lists; ays_model=sd15|sdxl)", Ays),
         N("kdpm2_a", "KDPM2AncestralDiscreteScheduler", "ancestral DPM-2 (draws noise; 2 model calls per step)"),
         N("dpm2_a", "KDPM2AncestralDiscreteScheduler", "same as kdpm2_a"),
         N("kdpm2_a_exponential", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with exponential sigmas", Exponential),
         N("kdpm2_a_beta", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with beta sigmas", Beta),
+        N("kdpm2_a_sgm_uniform", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with A1111's SGM Uniform: timesteps evenly spaced over the training range", SgmUniform),
+        N("kdpm2_a_ays", "KDPM2AncestralDiscreteScheduler", "kdpm2_a with Align Your Steps σ's (SD 1.5/SDXL lists; ays_model=sd15|sdxl)", Ays),
         N("unipc", "UniPCMultistepScheduler", "UniPC predictor-corrector (bh2, order 2)"),
         N("lcm", "LCMScheduler", "latent consistency models: 2-8 steps with an LCM-distilled model or LoRA (draws noise)"),
         N("tcd", "TCDScheduler", "trajectory consistency distillation, gamma (eta) 0.3 (draws noise)"),
@@ -142,6 +157,8 @@ public static class SchedulerFactory
         if (unknown.Count == 0)
             return scheduler;
         (scheduler as IDisposable)?.Dispose();
+        if (unknown.SequenceEqual([EtaKey]))
+            throw new ArgumentException($"--eta: the {name?.Trim() ?? scheduler.Name} scheduler has no eta (DDIM and TCD have); leave --eta out or pick one of those.");
         throw new ArgumentException($"--scheduler-option {string.Join(", ", unknown)}: the {name?.Trim() ?? scheduler.Name} scheduler has no such option" +
             $"{(unknown.Count > 1 ? "s" : "")}; valid: {string.Join(", ", read)}.");
     }

@@ -3,25 +3,15 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Schedulers;
 
 /// <summary>What replaces the σ's interpolated at the spaced timesteps: <c>use_karras_sigmas</c>,
-/// <c>use_exponential_sigmas</c> or <c>use_beta_sigmas</c> (at most one).</summary>
-public enum SigmaSpacing { Interpolated, Karras, Exponential, Beta }
+/// <c>use_exponential_sigmas</c>, <c>use_beta_sigmas</c>, A1111's "SGM Uniform" and "Align Your Steps" (at most one),
+/// or a list the user gives (<see cref="SigmaSchedule"/>).</summary>
+public enum SigmaSpacing { Interpolated, Karras, Exponential, Beta, SgmUniform, AlignYourSteps, CustomSigmas, CustomTimesteps }
 
 /// <summary>
 /// Formulas shared by the k-diffusion style (σ-parameterised) schedulers: x_t = x_0 + σ·ε.
 /// </summary>
 public static class SigmaMath
 {
-    /// <summary>The σ spacing the config asks for; more than one of the three keys set is refused as diffusers does.</summary>
-    public static SigmaSpacing SpacingFromConfig(SchedulerConfig config, string scheduler)
-    {
-        bool karras = config.GetBool("use_karras_sigmas", false);
-        bool exponential = config.GetBool("use_exponential_sigmas", false);
-        bool beta = config.GetBool("use_beta_sigmas", false);
-        if ((karras ? 1 : 0) + (exponential ? 1 : 0) + (beta ? 1 : 0) > 1)
-            throw new ArgumentException($"{scheduler}: only one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas can be true.");
-        return karras ? SigmaSpacing.Karras : exponential ? SigmaSpacing.Exponential : beta ? SigmaSpacing.Beta : SigmaSpacing.Interpolated;
-    }
-
     /// <summary>σ at each (possibly fractional) timestep, linearly interpolated in t from the training σ
     /// (<c>np.interp</c> in float64).</summary>
     public static double[] InterpolateSigmas(IReadOnlyList<double> timesteps, NoiseSchedule schedule) =>
@@ -35,32 +25,69 @@ public static class SigmaMath
     /// Returns n timesteps and n+1 float32 σ's ending in 0.</summary>
     public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
         bool useKarrasSigmas, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null) =>
-        DiscreteSchedule(schedule, spacing, n, stepsOffset, useKarrasSigmas ? SigmaSpacing.Karras : SigmaSpacing.Interpolated,
+        DiscreteSchedule(schedule, spacing, n, stepsOffset, useKarrasSigmas ? new SigmaSchedule(SigmaSpacing.Karras) : SigmaSchedule.Interpolated,
             roundKarrasTimesteps, sigmaMin, sigmaMax);
 
     /// <summary><see cref="DiscreteSchedule(NoiseSchedule, string, int, int, bool, bool, double?, double?)"/> with any
-    /// <see cref="SigmaSpacing"/>: exponential and beta σ's come out of torch as float32, Karras σ's out of numpy as
-    /// float64; either way ln σ is taken in float64 (numpy promotes the 0-d float32 σ against the 1e-10 floor).</summary>
+    /// <see cref="SigmaSchedule"/>: exponential and beta σ's come out of torch as float32, Karras σ's out of numpy as
+    /// float64; either way ln σ is taken in float64 (numpy promotes the 0-d float32 σ against the 1e-10 floor).
+    /// SGM Uniform's timesteps are the evenly spaced ones themselves; AYS and custom σ's get theirs from
+    /// <see cref="SigmaToT"/>. A custom σ list ends where it says; every other schedule ends at 0.</summary>
     public static (float[] Timesteps, float[] Sigmas) DiscreteSchedule(NoiseSchedule schedule, string spacing, int n, int stepsOffset,
-        SigmaSpacing sigmaSpacing, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
+        SigmaSchedule choice, bool roundKarrasTimesteps, double? sigmaMin = null, double? sigmaMax = null)
     {
+        choice.RequireSteps(n);
         var timesteps = TimestepSpacing.Descending(spacing, schedule.NumTrainTimesteps, n, stepsOffset, roundLinspace: false)
             .Select(t => (double)(float)t).ToArray();
         var sigmas = InterpolateSigmas(timesteps, schedule);
         double min = sigmaMin ?? sigmas[^1], max = sigmaMax ?? sigmas[0];
-        switch (sigmaSpacing)
+        float last = 0f;
+        switch (choice.Spacing)
         {
             case SigmaSpacing.Karras:
                 sigmas = KarrasSigmas(min, max, n);
                 timesteps = sigmas.Select(s => SigmaToT(s, schedule)).Select(t => roundKarrasTimesteps ? Math.Round(t) : t).ToArray();
                 break;
             case SigmaSpacing.Exponential or SigmaSpacing.Beta:
-                var f32 = sigmaSpacing == SigmaSpacing.Exponential ? ExponentialSigmas(min, max, n) : BetaSigmas(min, max, n);
+                var f32 = choice.Spacing == SigmaSpacing.Exponential ? ExponentialSigmas(min, max, n) : BetaSigmas(min, max, n);
                 sigmas = [.. f32.Select(s => (double)s)];
                 timesteps = [.. f32.Select(s => SigmaToT(s, schedule))];   // not rounded, even where Karras' are (KDPM2)
                 break;
+            case SigmaSpacing.SgmUniform:
+                // Over the whole training range as A1111 does (its σ_min/σ_max are the model's), unless the config bounds it.
+                timesteps = SgmUniformTimesteps(schedule, n, sigmaMin, sigmaMax);
+                sigmas = [.. timesteps.Select(t => TToSigma(t, schedule))];
+                break;
+            case SigmaSpacing.AlignYourSteps or SigmaSpacing.CustomSigmas:
+                var given = choice.Spacing == SigmaSpacing.AlignYourSteps ? AlignYourSteps.Sigmas(choice.Values!, n) : choice.Values!.ToArray();
+                sigmas = [.. given.Take(n).Select(s => (double)(float)s)];   // np.array(sigmas).astype(np.float32)
+                timesteps = [.. sigmas.Select(s => SigmaToT(s, schedule))];
+                last = (float)given[n];
+                break;
+            case SigmaSpacing.CustomTimesteps:
+                timesteps = [.. choice.Values!.Select(t => (double)(float)t)];
+                sigmas = InterpolateSigmas(timesteps, schedule);
+                break;
         }
-        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), 0f]);
+        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), last]);
+    }
+
+    /// <summary>A1111's "SGM Uniform" (sd_schedulers.sgm_uniform): n timesteps evenly spaced from t(σ_max) towards t(σ_min),
+    /// <c>linspace(t(σ_max), t(σ_min), n+1)[:-1]</c> in float32, so the last step starts one spacing above t(σ_min).</summary>
+    public static double[] SgmUniformTimesteps(NoiseSchedule schedule, int n, double? sigmaMin = null, double? sigmaMax = null)
+    {
+        double start = SigmaToT(sigmaMax ?? schedule.Sigmas[^1], schedule), end = SigmaToT(sigmaMin ?? schedule.Sigmas[0], schedule);
+        using var scope = NewDisposeScope();
+        return [.. linspace(start, end, n + 1, dtype: ScalarType.Float32).data<float>().ToArray().Take(n).Select(t => (double)t)];
+    }
+
+    /// <summary>k-diffusion's <c>t_to_sigma</c>: σ at a fractional timestep, linear in ln σ between the neighbouring
+    /// training steps: exp((1-w)·ln σ_⌊t⌋ + w·ln σ_⌈t⌉), w = t - ⌊t⌋ (the inverse of <see cref="SigmaToT"/>).</summary>
+    public static double TToSigma(double t, NoiseSchedule schedule)
+    {
+        int low = (int)Math.Floor(t), high = (int)Math.Ceiling(t);
+        double w = t - low;
+        return Math.Exp((1 - w) * schedule.LogSigmas[low] + w * schedule.LogSigmas[high]);
     }
 
     /// <summary>σ's evenly spaced in ln σ from σ_max to σ_min: exp(torch.linspace(ln σ_max, ln σ_min, n)) in float32.</summary>

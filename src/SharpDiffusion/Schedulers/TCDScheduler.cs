@@ -19,12 +19,14 @@ public sealed class TCDScheduler : SchedulerBase
         // set_alpha_to_one and the clipping keys are in diffusers' config but never used by its step (the next
         // timestep is never below 0, and x̂_0 is not clipped): not options here.
         _originalInferenceSteps = config.GetInt("original_inference_steps", 50);
+        Eta = (float)config.GetDouble("eta", 0.3);   // not a diffusers config key: the pipeline's eta (--eta)
     }
 
     public override string Name => "TCDScheduler";
     public override float InitNoiseSigma => 1f;
 
-    /// <summary>γ in [0, 1], the share of each step spent going back toward noise (diffusers' <c>step(eta=0.3)</c>).</summary>
+    /// <summary>γ in [0, 1], the share of each step spent going back toward noise (diffusers' <c>step(eta=0.3)</c>);
+    /// the config key <c>eta</c> (<c>--eta</c>) sets it.</summary>
     public float Eta
     {
         get => _eta;

@@ -98,6 +98,22 @@ public static class NumPy
         return y;
     }
 
+    /// <summary><c>np.interp(x, xp, fp)</c> for increasing <paramref name="xp"/>: piecewise linear, clamped at both ends.</summary>
+    public static double Interp(double x, IReadOnlyList<double> xp, IReadOnlyList<double> fp)
+    {
+        if (double.IsNaN(x))
+            return x;
+        if (x <= xp[0])
+            return fp[0];
+        if (x >= xp[^1])
+            return fp[^1];
+        int j = 0;
+        while (xp[j + 1] <= x)
+            j++;
+        double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+        return slope * (x - xp[j]) + fp[j];
+    }
+
     /// <summary><c>np.interp(x, arange(len(fp)), fp)</c>: piecewise linear, clamped at both ends.</summary>
     public static double Interp(double x, IReadOnlyList<float> fp)
     {

@@ -38,6 +38,8 @@ public sealed record UNet2DConditionConfig
     public int AdditionTimeEmbedDim { get; init; }
     /// <summary>text_time: add_embedding's input, pooled text dim + 6 × addition_time_embed_dim (SDXL 1280 + 1536 = 2816).</summary>
     public int ProjectionClassEmbeddingsInputDim { get; init; }
+    /// <summary>LCM-distilled UNets: the width of the guidance embedding added to the timestep embedding (0 = none).</summary>
+    public int TimeCondProjDim { get; init; }
 
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
 
@@ -81,7 +83,7 @@ public sealed record UNet2DConditionConfig
             throw new NotSupportedException($"Config {c.Source}: addition_embed_type '{addition}' is not supported (only 'text_time', SDXL's)");
         int timeIdDim = addition is null ? 0 : c.GetInt("addition_time_embed_dim", 0, 1, MaxChannels);
         int additionInput = addition is null ? 0 : c.GetInt("projection_class_embeddings_input_dim", 0, 6 * timeIdDim + 1, 1 << 20);
-        Unsupported(c, "time_cond_proj_dim");
+        int timeCondProjDim = c.Has("time_cond_proj_dim") ? c.GetInt("time_cond_proj_dim", 0, 1, MaxChannels) : 0;
         Unsupported(c, "encoder_hid_dim");
         Unsupported(c, "reverse_transformer_layers_per_block");
         if (c.GetString("time_embedding_type", "positional") != "positional")
@@ -139,6 +141,7 @@ public sealed record UNet2DConditionConfig
             AdditionEmbedType = addition,
             AdditionTimeEmbedDim = timeIdDim,
             ProjectionClassEmbeddingsInputDim = additionInput,
+            TimeCondProjDim = timeCondProjDim,
         };
     }
 

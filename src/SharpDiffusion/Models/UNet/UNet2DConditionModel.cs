@@ -31,7 +31,7 @@ public sealed class UNet2DConditionModel : Module
         var s = new UNetBlockSettings(c.TimeEmbedDim, c.NormNumGroups, c.NormEps, c.UseLinearProjection, c.UpcastAttention);
 
         _convIn = Layers.Conv2d(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
-        _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim);
+        _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim, c.TimeCondProjDim);
         if (c.AdditionEmbedType == "text_time")
             _addEmbedding = new TimestepEmbedding(c.ProjectionClassEmbeddingsInputDim, c.TimeEmbedDim);
 
@@ -131,7 +131,7 @@ public sealed class UNet2DConditionModel : Module
 
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         var tEmb = TimestepProjection.Embed(t.to(sample.device), Config.BlockOutChannels[0], Config.FlipSinToCos, Config.FreqShift).to(sample.dtype);
-        var emb = _timeEmbedding.call(tEmb); // [B, time_embed_dim]
+        var emb = _timeEmbedding.Forward(tEmb, conditioning.TimestepCond); // [B, time_embed_dim]
         if (_addEmbedding is not null)
             emb = emb + AddedEmbedding(conditioning, batch, sample.dtype);
 

@@ -42,7 +42,7 @@ public sealed class DiagonalGaussian : IDisposable
 
 /// <summary>diffusers' AutoencoderKL: image [B,3,H,W] in [-1,1] ⇄ latents [B,latent_channels,H/f,W/f] (4 for SD, 16 for SD3/Flux,
 /// which have no quant convs).</summary>
-public sealed class AutoencoderKL : Module
+public sealed class AutoencoderKL : Module, IAutoencoder
 {
     readonly VaeEncoder _encoder;
     readonly VaeDecoder _decoder;
@@ -76,6 +76,16 @@ public sealed class AutoencoderKL : Module
         using var scope = NewDisposeScope();
         var h = _postQuantConv is null ? _decoder.call(z) : _postQuantConv.call(z).Then(_decoder.call);
         return h.MoveToOuterDisposeScope();
+    }
+
+    public int LatentChannels => Config.LatentChannels;
+    public int SpatialFactor => Config.ScaleFactor;
+
+    /// <summary>One draw from the posterior <see cref="Encode"/> gives (diffusers' retrieve_latents, sample mode).</summary>
+    public Tensor EncodeSample(Tensor image, Generator? generator)
+    {
+        using var posterior = Encode(image);
+        return posterior.Sample(generator);
     }
 
     /// <summary>image [B, in, H, W] → the posterior over latents (before the scaling factor).</summary>
