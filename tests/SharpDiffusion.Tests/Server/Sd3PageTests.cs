@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Playwright;
 using SharpDiffusion.Pipelines;
@@ -77,6 +78,44 @@ public sealed class Sd3PageTests(PageFixture browser, Sd3ModelsServer models) : 
                 Seed = 31, NumInferenceSteps = 3, GuidanceScale = 4, Width = 64, Height = 64,
             });
             Assert.Equal(0, Sd3Reference.MaxAbsDiff(expected, shown));
+            session.AssertClean();
+        }
+        finally
+        {
+            (await models.Client.PostAsync("/sdapi/v1/options", new JsonObject { ["sd_model_checkpoint"] = Shipped })).Ok();
+        }
+    }
+
+    [Fact]
+    public async Task An_sd3_generation_shows_live_previews_of_its_latents()
+    {
+        await using var session = await OpenAsync();
+        var page = session.Page;
+        try
+        {
+            await SelectModelAsync(page, "tiny-sd3");
+            await page.Locator("#prompt").FillAsync("a purple ring");
+            await page.Locator("#steps").FillAsync("60");
+            await page.Locator("#width").FillAsync("64");
+            await page.Locator("#height").FillAsync("64");
+            await page.Locator("#seed").FillAsync("5");
+
+            // Another client's long SD3 job holds the worker, so the page follows its own job from its first step.
+            var posted = await models.Client.PostAsJsonAsync("/jobs", new { task = "txt2img", prompt = "other client", steps = 1000, width = 64, height = 64 });
+            Assert.Equal(202, (int)posted.StatusCode);
+            string other = (await posted.Content.ReadFromJsonAsync<JsonObject>())!["id"]!.GetValue<string>();
+            try
+            {
+                await Api.PollAsync(() => models.Client.GetJsonAsync($"/jobs/{other}"), r => (string?)r.Json["state"] == "running",
+                    TimeSpan.FromSeconds(60), "the other client's job running");
+                await page.Locator("#generate").ClickAsync();
+                await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "queued");
+            }
+            finally { (await models.Client.DeleteAsync($"/jobs/{other}")).EnsureSuccessStatusCode(); }
+
+            await Expect(page.Locator("#gallery > li")).ToHaveCountAsync(1);
+            Assert.True(int.Parse((await page.Locator("#job").GetAttributeAsync("data-previews"))!) > 0, "no live preview arrived");
+            await Expect(page.Locator("#gallery > li .infotext")).ToContainTextAsync("Steps: 60, Sampler: Euler, Schedule type: Simple");
             session.AssertClean();
         }
         finally
