@@ -51,6 +51,11 @@ public static class A1111Endpoints
                 ["sha256"] = null,
                 ["filename"] = e.FileName,
                 ["config"] = null,
+                // Extensions (A1111 clients ignore them): what the page needs to show this model's fields.
+                ["family"] = e.Traits?.Family,
+                ["prompts"] = e.Traits is { } t ? Strings(t.PromptFields) : null,
+                ["samplers"] = e.Traits is { } s ? Strings(s.FlowMatching ? [SamplerNames.FlowSampler] : SamplerNames.Samplers.Select(x => x.Name)) : null,
+                ["schedulers"] = e.Traits is { } u ? Strings((u.FlowMatching ? SamplerNames.FlowSchedules : SamplerNames.Schedules).Select(x => x.Name)) : null,
             };
         }).ToArray())));
         app.MapPost("/sdapi/v1/refresh-checkpoints", () =>
@@ -91,6 +96,8 @@ public static class A1111Endpoints
     }
 
     static IResult Json(JsonNode node) => new JsonResult(200, node);
+
+    static JsonArray Strings(IEnumerable<string> items) => new(items.Select(i => (JsonNode?)JsonValue.Create(i)).ToArray());
 
     static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
     {

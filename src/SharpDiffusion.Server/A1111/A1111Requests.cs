@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server.Catalog;
 
 namespace SharpDiffusion.Server.A1111;
 
@@ -29,12 +30,18 @@ public static class A1111Requests
 
     /// <param name="task">"txt2img" or "img2img".</param>
     /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
-    public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir)
+    /// <param name="traits">The model the request will run on, when known: its sampler names and T5 fields are checked
+    /// now (the job checks them again against the loaded model).</param>
+    public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null)
     {
         var r = new RequestReader(body);
         bool img2img = task == "img2img";
         string prompt = r.String("prompt") ?? "";
         string negative = r.String("negative_prompt") ?? "";
+        // diffusers' names for SD3's T5 prompts: extensions A1111 clients never send (so never break).
+        string? prompt3 = r.String("prompt_3");
+        string? negative3 = r.String("negative_prompt_3");
+        int? maxSequenceLength = r.Has("max_sequence_length") ? r.Int("max_sequence_length", 0, 1, 512) : null;
         long seed = r.Long("seed", -1, -1, uint.MaxValue);
         // A1111 takes `sampler_name or sampler_index`: an empty name falls through too (clients send "" for "default").
         string? samplerName = NonEmpty(r.String("sampler_name"));
@@ -75,12 +82,15 @@ public static class A1111Requests
         }
 
         string scheduler = "";
-        try { scheduler = SamplerNames.Resolve(sampler, schedule); }
+        try { scheduler = traits is null ? SamplerNames.ResolveAny(sampler, schedule) : SamplerNames.Resolve(sampler, schedule, traits); }
         catch (UnknownNameException e)
         {
             string field = e.Part == "scheduler" ? "scheduler" : samplerName is not null ? "sampler_name" : "sampler_index";
             r.Error(field, e.Message);
         }
+
+        if (traits is { HasT5: false } && (prompt3 is not null || negative3 is not null || maxSequenceLength is not null))
+            r.Error(prompt3 is not null ? "prompt_3" : negative3 is not null ? "negative_prompt_3" : "max_sequence_length", T5Refusal(traits));
 
         Imaging.RgbImage? image = null, maskImage = null;
         if (img2img)
@@ -111,6 +121,9 @@ public static class A1111Requests
         {
             Prompts = [prompt],
             NegativePrompts = [negative],
+            Prompts3 = prompt3 is null ? null : [prompt3],
+            NegativePrompts3 = negative3 is null ? null : [negative3],
+            MaxSequenceLength = maxSequenceLength,
             Width = Round8(width, "width"),
             Height = Round8(height, "height"),
             NumInferenceSteps = steps,
@@ -148,6 +161,8 @@ public static class A1111Requests
             BatchSize = batchSize,
             Iterations = iterations,
             Checkpoint = string.IsNullOrEmpty(checkpoint) ? null : checkpoint,
+            Sampler = sampler,
+            Schedule = schedule,
             RestoreCheckpoint = restore,
             SendImages = send,
             SaveImages = save,
@@ -158,6 +173,10 @@ public static class A1111Requests
             Source = source,
         };
     }
+
+    /// <summary>Why prompt_3, negative_prompt_3 and max_sequence_length are refused for a model without T5.</summary>
+    public static string T5Refusal(ModelTraits traits) =>
+        $"prompt_3, negative_prompt_3 and max_sequence_length are read by an SD3 model's T5 encoder; this model ({traits.Family}) has none: leave them out.";
 
     /// <summary>A1111's request defaults, as its "parameters" echo shows them.</summary>
     public static JsonObject Defaults(bool img2img)

@@ -6,6 +6,10 @@ public sealed record ModelEntry(string Name, string Path, bool IsFile)
     /// <summary>AUTOMATIC1111's title: "name.safetensors [hash]" for files once hashed, the name otherwise.</summary>
     public string Title(string? hash) => IsFile ? $"{System.IO.Path.GetFileName(Path)}{(hash is null ? "" : $" [{hash}]")}" : Name;
     public string FileName => IsFile ? System.IO.Path.GetFileName(Path) : Name;
+
+    /// <summary>Family, sampling and T5 as read when the catalog was scanned (a single file: a diffusion model without T5);
+    /// null when unknown (a folder that does not read, or a gateway's entry). The loaded pipeline's own traits decide.</summary>
+    public ModelTraits? Traits { get; init; }
 }
 
 /// <summary>
@@ -71,6 +75,6 @@ public sealed class ModelCatalog
     {
         bool isFile = File.Exists(path);
         string name = isFile ? System.IO.Path.GetFileNameWithoutExtension(path) : new DirectoryInfo(path).Name;
-        return new ModelEntry(name, path, isFile);
+        return new ModelEntry(name, path, isFile) { Traits = isFile ? ModelTraits.SingleFile : ModelTraits.OfFolder(path) };
     }
 }

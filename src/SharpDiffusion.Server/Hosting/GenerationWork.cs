@@ -40,7 +40,9 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
 
     JsonObject Generate(Job job, GenerationRequest request, StableDiffusionPipeline pipeline)
     {
-        var (width, height) = pipeline.Validate(request.Options);
+        var traits = ModelTraits.Of(pipeline);
+        var forModel = ForModel(request, traits);
+        var (width, height) = pipeline.Validate(forModel);
         int count = request.ImageCount, every = settings.PreviewEvery;
         bool previews = settings.LivePreviews && every != 0, full = settings.FullPreview;
         var images = new JsonArray();
@@ -54,7 +56,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         for (int i = 0; i < count; i++)
         {
             job.NextImage();
-            var options = request.OptionsFor(i);
+            var options = forModel with { Seed = request.Seed + i };
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(job.Cancellation, job.SkipToken);
             int index = i;
             var progress = new SynchronousProgress<GenerationProgress>(p =>
@@ -75,10 +77,11 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
             }
             using (result)
             {
-                sampler = result.SamplerName;
+                sampler = traits.FlowMatching ? SamplerNames.FlowSampler : result.SamplerName;
                 warnings.AddRange(result.Warnings.Where(w => !warnings.Contains(w)));
                 var image = result.Images[0];
-                string info = ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash);
+                string info = WithSampler(ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash), result.SamplerName,
+                    sampler, SamplerNames.InfoTextSchedule(request.Sampler, request.Schedule, result.SamplerName, traits));
                 var png = PngFile.Encode(image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = info });
                 pngs.Add(png);
                 if (request.SendImages) images.Add(Convert.ToBase64String(png));
@@ -95,7 +98,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         var parameters = (JsonObject)request.Parameters.DeepClone();
         parameters["width"] = width;
         parameters["height"] = height;
-        var o = request.Options;
+        var o = forModel;
         var info0 = new JsonObject
         {
             ["prompt"] = o.Prompts[0],
@@ -128,7 +131,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
             ["styles"] = new JsonArray(),
             ["job_timestamp"] = job.Created.UtcDateTime.ToString("yyyyMMddHHmmss"),
             ["clip_skip"] = o.ClipSkip,
-            ["is_using_inpainting_conditioning"] = pipeline.Unet.Config.InChannels == 9,
+            ["is_using_inpainting_conditioning"] = pipeline.Denoiser.InChannels == 9,
             ["version"] = ServerInfo.Version,
             ["warnings"] = new JsonArray(warnings.Select(w => (JsonNode?)JsonValue.Create(w)).ToArray()),
         };
@@ -138,6 +141,31 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
             ["parameters"] = parameters,
             ["info"] = info0.ToJsonString(),
         };
+    }
+
+    /// <summary>The request's options for the model that runs it: its sampler and schedule resolved for that model, and
+    /// AUTOMATIC1111's prompt syntax only where the family takes it (SD3's prompts are plain text, as in Forge's SD3).</summary>
+    static GenerationOptions ForModel(GenerationRequest request, ModelTraits traits)
+    {
+        var o = request.Options;
+        if (!traits.HasT5 && (o.Prompts3 is not null || o.NegativePrompts3 is not null || o.MaxSequenceLength is not null))
+            throw new ArgumentException(A1111Requests.T5Refusal(traits));
+        return o with
+        {
+            Scheduler = SamplerNames.Resolve(request.Sampler, request.Schedule, traits),
+            PromptSyntax = traits.FlowMatching ? PromptSyntax.Plain : o.PromptSyntax,
+        };
+    }
+
+    /// <summary>The infotext's "Sampler: NAME, " as A1111 1.9 and Forge write it: the sampler's A1111 name, then
+    /// "Schedule type: LABEL, " when one applies that the name does not already carry.</summary>
+    static string WithSampler(string info, string written, string shown, string? schedule)
+    {
+        int lastLine = info.LastIndexOf('\n') + 1; // the parameters line; the prompts above may contain anything
+        string old = $"Sampler: {written}, ";
+        int at = info.IndexOf(old, lastLine, StringComparison.Ordinal);
+        if (at < 0 || (shown == written && schedule is null)) return info;
+        return info[..at] + $"Sampler: {shown}, " + (schedule is null ? "" : $"Schedule type: {schedule}, ") + info[(at + old.Length)..];
     }
 
     byte[] Preview(StableDiffusionPipeline pipeline, TorchSharp.torch.Tensor x0, bool full)

@@ -111,8 +111,15 @@ public sealed class ServerContext : IDisposable
     public async Task<GenerationRequest> ParseRequestAsync(JsonObject body, string task)
     {
         await SyncSettingsAsync();
-        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory);
+        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(body)?.Traits);
     }
+
+    /// <summary>The model a request body will run on, as far as it is known now: override_settings' sd_model_checkpoint,
+    /// else the current one (null when the name matches none: the job says so).</summary>
+    ModelEntry? TargetOf(JsonObject body) =>
+        body["override_settings"] is JsonObject o && o["sd_model_checkpoint"] is JsonValue v && v.TryGetValue(out string? name) && name.Length > 0
+            ? Catalog.Find(name)
+            : CurrentModel;
 
     /// <summary>A gateway takes the options set through any gateway (before a request uses them); one process has them all.
     /// A read that a change through this gateway overtook is not applied (it would undo the change until the next read).</summary>

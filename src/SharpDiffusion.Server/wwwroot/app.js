@@ -11,6 +11,7 @@
   const els = {
     model: $('model'), modelStatus: $('model-status'),
     prompt: $('prompt'), negative: $('negative-prompt'),
+    t5: $('t5-fields'), prompt3: $('prompt-3'), negative3: $('negative-prompt-3'),
     generate: $('generate'), cancel: $('cancel'),
     sampler: $('sampler'), scheduler: $('scheduler'),
     steps: $('steps'), cfg: $('cfg-scale'), width: $('width'), height: $('height'),
@@ -139,13 +140,16 @@
     if (failures.length) showError(failures.join(' '));
 
     const names = samplers.status === 'fulfilled' && Array.isArray(samplers.value) ? samplers.value.map((s) => s.name) : ['Euler a', 'Euler'];
-    fillSelect(els.sampler, names.map((n) => [n, n]), names.includes('Euler a') ? 'Euler a' : names.includes('Euler') ? 'Euler' : names[0]);
+    state.samplers = names.map((n) => [n, n]);
+    fillSelect(els.sampler, state.samplers, names.includes('Euler a') ? 'Euler a' : names.includes('Euler') ? 'Euler' : names[0]);
 
     const schedules = schedulers.status === 'fulfilled' && Array.isArray(schedulers.value)
       ? schedulers.value.map((s) => [s.name, s.label || s.name]) : [['automatic', 'Automatic']];
+    state.schedules = schedules;
     fillSelect(els.scheduler, schedules, schedules.some(([n]) => n === 'automatic') ? 'automatic' : schedules[0][0]);
 
     const list = models.status === 'fulfilled' && Array.isArray(models.value) ? models.value : [];
+    state.models = list;
     const current = options.status === 'fulfilled' && options.value ? options.value.sd_model_checkpoint : null;
     const entries = list.map((m) => [m.title, m.model_name || m.title]);
     if (current && !entries.some(([t]) => t === current)) entries.unshift([current, current]);
@@ -153,6 +157,27 @@
     els.model.disabled = entries.length < 2;
     els.modelStatus.textContent = entries.length < 2 ? 'the only model' : '';
     state.model = current;
+    showModelFields(current);
+  }
+
+  /** The fields of the model <title>, from its sd-models entry (this server's extensions "prompts", "samplers",
+   *  "schedulers"): the T5 prompts only for a model with a T5 encoder (SD3), the samplers and schedules it takes. */
+  function showModelFields(title) {
+    const model = (state.models || []).find((m) => m.title === title);
+    els.t5.hidden = !(model && Array.isArray(model.prompts) && model.prompts.includes('prompt_3'));
+    const only = (all, names) => (Array.isArray(names) ? all.filter(([n]) => names.includes(n)) : all);
+    for (const [select, all, names, preferred] of [
+      [els.sampler, state.samplers || [], model && model.samplers, ['Euler a', 'Euler']],
+      [els.scheduler, state.schedules || [], model && model.schedulers, ['automatic']]]) {
+      const entries = only(all, names);
+      if (!entries.length) continue;
+      // Added names the general lists lack (Forge's "Simple" for SD3), labelled as the server spells them.
+      const missing = Array.isArray(names) ? names.filter((n) => !entries.some(([v]) => v === n)) : [];
+      const options = entries.concat(missing.map((n) => [n, n.charAt(0).toUpperCase() + n.slice(1)]));
+      const keep = options.some(([v]) => v === select.value) ? select.value
+        : (preferred.find((p) => options.some(([v]) => v === p)) ?? options[0][0]);
+      fillSelect(select, options, keep);
+    }
   }
 
   function fillSelect(select, entries, selected) {
@@ -179,6 +204,7 @@
       els.modelStatus.textContent = 'not changed';
       if (state.model) els.model.value = state.model;
     } finally {
+      showModelFields(state.model);
       els.model.disabled = false;
     }
   }
@@ -212,6 +238,11 @@
       n_iter: numberOf(els.nIter),
       batch_size: numberOf(els.batchSize),
     };
+    // diffusers' T5 prompts, sent only to a model that reads them (others refuse them) and only when filled in.
+    if (!els.t5.hidden) {
+      if (els.prompt3.value.trim()) body.prompt_3 = els.prompt3.value;
+      if (els.negative3.value.trim()) body.negative_prompt_3 = els.negative3.value;
+    }
     if (task === 'img2img') {
       if (!state.hasImage) throw new Error('Image to image needs an init image: choose one under "Init image" first.');
       body.init_images = [els.initCanvas.toDataURL('image/png')];
