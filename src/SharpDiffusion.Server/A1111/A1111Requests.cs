@@ -15,10 +15,7 @@ public static class A1111Requests
     /// <summary>Fields that change the picture in A1111 but are not done here: accepted with their defaults, reported otherwise.</summary>
     static readonly (string Field, Func<JsonNode, bool> IsDefault, string What)[] NotDone =
     [
-        ("enable_hr", n => IsFalse(n), "hires fix"),
         ("restore_faces", n => IsFalse(n), "face restoration"),
-        ("tiling", n => IsFalse(n), "tiling"),
-        ("subseed_strength", n => IsZero(n), "variation seeds"),
         ("styles", n => n is JsonArray { Count: 0 }, "prompt styles"),
         ("script_name", n => n is JsonValue v && (string?)v is null or "", "scripts"),
         ("refiner_checkpoint", n => n is JsonValue v && (string?)v is null or "" or "None", "a refiner"),
@@ -26,7 +23,6 @@ public static class A1111Requests
 
     static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
     static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
-    static bool IsZero(JsonNode n) => n is JsonValue v && v.TryGetValue(out double d) && d == 0;
 
     /// <param name="task">"txt2img" or "img2img".</param>
     /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
@@ -63,6 +59,32 @@ public static class A1111Requests
         bool invert = img2img && r.Int("inpainting_mask_invert", 0, 0, 1) == 1;
         var initImages = img2img ? r.Strings("init_images") : null;
         string? mask = img2img ? r.String("mask") : null;
+        // Variation seeds, resize seed from and tiling (A1111's processing fields).
+        long subseed = r.Long("subseed", -1, -1, uint.MaxValue);
+        double subseedStrength = r.Double("subseed_strength", 0, 0, 1);
+        int resizeFromW = Math.Max(0, r.Int("seed_resize_from_w", 0, -1, maxSide)), resizeFromH = Math.Max(0, r.Int("seed_resize_from_h", 0, -1, maxSide));
+        bool tiling = r.Bool("tiling", false);
+        // The hires fix (txt2img only, as A1111): its fields are read only when enable_hr is on.
+        HiresFixOptions? hires = !img2img && r.Bool("enable_hr", false) ? new HiresFixOptions
+        {
+            Scale = r.Double("hr_scale", 2.0, 1, 8),
+            ResizeWidth = r.Int("hr_resize_x", 0, 0, maxSide),
+            ResizeHeight = r.Int("hr_resize_y", 0, 0, maxSide),
+            Upscaler = NonEmpty(r.String("hr_upscaler")) ?? "Latent",
+            Steps = r.Int("hr_second_pass_steps", 0, 0, 1000),
+            Strength = r.Double("denoising_strength", 0.7, 0.01, 1),
+            Scheduler = NonEmpty(r.String("hr_sampler_name")) is { } hrSampler && hrSampler != "Use same sampler" ? hrSampler : null,
+            Prompt = NonEmpty(r.String("hr_prompt")),
+            NegativePrompt = NonEmpty(r.String("hr_negative_prompt")),
+            GuidanceScale = r.Has("hr_cfg") ? r.Double("hr_cfg", 7, -100, 100) : null,
+        } : null;
+        if (hires is not null && !HiresFixOptions.Upscalers.Contains(hires.Upscaler, StringComparer.OrdinalIgnoreCase))
+            r.Error("hr_upscaler", $"'{hires.Upscaler}' is not an upscaler of this server; it has {string.Join(", ", HiresFixOptions.Upscalers)}");
+        if (hires?.Scheduler is { } hrName)
+        {
+            try { hires = hires with { Scheduler = traits is null ? SamplerNames.ResolveAny(hrName, r.String("hr_scheduler")) : SamplerNames.Resolve(hrName, r.String("hr_scheduler"), traits) }; }
+            catch (UnknownNameException e) { r.Error("hr_sampler_name", e.Message); }
+        }
         var warnings = new List<string>();
         foreach (var (field, isDefault, what) in NotDone)
             if (body[field] is { } node && !isDefault(node))
@@ -139,6 +161,12 @@ public static class A1111Requests
             MaskBlur = maskImage is null ? 0 : maskBlur,
             InvertMask = maskImage is not null && invert,
             PasteOriginal = maskImage is not null, // A1111 always pastes the original back outside the mask
+            VariationSeed = subseed,
+            VariationStrength = subseedStrength,
+            SeedResizeFromWidth = resizeFromW > 0 && resizeFromH > 0 ? resizeFromW : 0,
+            SeedResizeFromHeight = resizeFromW > 0 && resizeFromH > 0 ? resizeFromH : 0,
+            Tiling = tiling,
+            Hires = hires,
         };
         long resolved = seed == -1 ? Random.Shared.NextInt64(0, uint.MaxValue) : seed;
         options.Validate(); // model-free checks, before the job is queued
