@@ -81,7 +81,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public static StableDiffusionPipeline FromSingleFile(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
     {
         options ??= new LoadOptions();
-        var components = StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
+        bool sd3;
+        using (var file = TensorFiles.Open(path)) sd3 = Sd3Checkpoint.IsSd3(file); // SD3/SD3.5 (Stability layout) or LDM
+        var components = sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
+            : StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
         return new StableDiffusionPipeline(components, Path.GetFileNameWithoutExtension(path), options)
         {
             _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),

@@ -28,6 +28,14 @@ public sealed record SingleFileOptions
     public string? TextEncoder2Config { get; init; }
     /// <summary>diffusers' from_single_file image_size: the default picture size (SD 1.x 512, SD 2.x 768-v 768, SDXL 1024).</summary>
     public int? ImageSize { get; init; }
+    /// <summary>SD3/SD3.5: text encoder files to use with the checkpoint (clip_l, clip_g, t5xxl in transformers' layout,
+    /// recognised by their tensors; one replaces the same encoder in the checkpoint), and T5's tokenizer (a spiece.model,
+    /// or a folder with one).</summary>
+    public IReadOnlyList<string> TextEncoders { get; init; } = [];
+    /// <summary>SD3/SD3.5: a diffusers folder whose config.json files (and tokenizers, scheduler config) describe the
+    /// checkpoint's components, as diffusers' from_single_file(config=...); each is checked against the weights. For
+    /// models of non-standard sizes; without it the configs are inferred from the tensors.</summary>
+    public string? DiffusersConfig { get; init; }
 }
 
 /// <summary>
