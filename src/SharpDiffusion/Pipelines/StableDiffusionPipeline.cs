@@ -61,8 +61,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         if (File.Exists(path))
             return FromSingleFile(path, options, singleFile);
-        if (singleFile is { OriginalConfig: not null } or { TextEncoderConfig: not null } or { TextEncoder2Config: not null } or { ImageSize: not null })
-            throw new ArgumentException($"{path} is a model folder: the original config, text encoder configs and image size apply to a single-file checkpoint.");
+        if (singleFile is { OriginalConfig: not null } or { TextEncoderConfig: not null } or { TextEncoder2Config: not null } or { ImageSize: not null }
+            or { DiffusersConfig: not null } or { TextEncoders.Count: > 0 })
+            throw new ArgumentException($"{path} is a model folder: the original config, text encoder configs and files and image size apply to a single-file checkpoint.");
         return FromPretrained(path, options);
     }
 

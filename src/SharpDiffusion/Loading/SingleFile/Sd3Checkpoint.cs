@@ -76,11 +76,12 @@ public sealed class Sd3Checkpoint
         if (!Has(MmditKeyMap.VaePrefix))
             throw Refuse("no VAE keys (first_stage_model.*): SD3 single files carry their VAE; give one that does, or use the diffusers folder");
 
-        TransformerConfig = Given(config, "transformer", InferTransformer(), TransformerFixedKeys, path);
+        bool transformerGiven = config is not null && File.Exists(System.IO.Path.Combine(config, "transformer", "config.json"));
+        TransformerConfig = Given(config, "transformer", InferTransformer(headsRequired: !transformerGiven), TransformerFixedKeys, path);
         VaeConfig = Given(config, "vae", InferVae(), ["latent_channels", "block_out_channels", "layers_per_block", "in_channels", "out_channels", "use_quant_conv", "use_post_quant_conv"], path);
 
         var texts = new Dictionary<Sd3TextEncoder, (TextEncoderFile, JsonObject)>();
-        foreach (var (kind, (file, encoderShapes)) in encoders)
+        foreach (var (kind, (file, encoderShapes)) in encoders.OrderBy(e => e.Key))
         {
             string folder = file.Folder;
             bool given = config is not null && File.Exists(System.IO.Path.Combine(config, folder, "config.json"));
@@ -139,8 +140,9 @@ public sealed class Sd3Checkpoint
         "pooled_projection_dim", "pos_embed_max_size", "dual_attention_layers", "qk_norm"];
 
     /// <summary>SD3Transformer2DModel's config from the shapes: D = pos_embed's width, heads of 64 channels (SD3 and
-    /// SD3.5: heads = depth) unless the qk norm's weight gives the head size.</summary>
-    JsonObject InferTransformer()
+    /// SD3.5: heads = depth) unless the qk norm's weight gives the head size. Without <paramref name="headsRequired"/> (a
+    /// config gives them) a width the heads cannot be told from is left to the config.</summary>
+    JsonObject InferTransformer(bool headsRequired)
     {
         var posEmbed = Shape(P + "pos_embed");                     // [1, max², D]
         var xEmbedder = Shape(P + "x_embedder.proj.weight");       // [D, C, p, p]
@@ -159,7 +161,7 @@ public sealed class Sd3Checkpoint
         var dual = Indices(Regex.Escape(P) + @"joint_blocks\.(\d+)\.x_block\.attn2\.");
         bool qkNorm = _shapes.ContainsKey(P + "joint_blocks.0.x_block.attn.ln_q.weight");
         long headDim = qkNorm ? Shape(P + "joint_blocks.0.x_block.attn.ln_q.weight")[0] : 64;
-        if (dim % headDim != 0)
+        if (dim % headDim != 0 && headsRequired)
             throw Refuse($"its transformer is {dim} wide, not a multiple of {headDim}, so its attention heads cannot be told from the weights; " +
                 "give the model's diffusers folder (its transformer/config.json) as the single-file config");
         return new JsonObject
@@ -263,7 +265,7 @@ public sealed class Sd3Checkpoint
         config is not null && File.Exists(System.IO.Path.Combine(config, name, "vocab.json")) ? System.IO.Path.Combine(config, name) : null;
 
     /// <summary>T5's tokenizer: the config folder's tokenizer_3, else a spiece.model beside the T5 weights or the checkpoint
-    /// (or in a tokenizer_3 folder there).</summary>
+    /// (or in a tokenizer_3 folder there or one level up).</summary>
     string? FindT5Tokenizer(string? config, string t5Path)
     {
         var candidates = new List<string>();
@@ -273,6 +275,8 @@ public sealed class Sd3Checkpoint
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(file))!;
             candidates.Add(dir);
             candidates.Add(System.IO.Path.Combine(dir, "tokenizer_3"));
+            if (System.IO.Path.GetDirectoryName(dir) is { } parent)  // a diffusers text_encoder_3/ given as a file: its tokenizer_3/ beside
+                candidates.Add(System.IO.Path.Combine(parent, "tokenizer_3"));
         }
         return candidates.FirstOrDefault(d => File.Exists(System.IO.Path.Combine(d, T5Tokenizer.SpieceFile)));
     }
