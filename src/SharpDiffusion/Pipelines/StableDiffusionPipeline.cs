@@ -78,7 +78,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Loads a single-file checkpoint in the original LDM/CompVis layout (SD 1.x/2.x/XL, inpainting too), as
     /// AUTOMATIC1111 and ComfyUI use them: see <see cref="SingleFileLoader"/>. The architecture comes from the tensors,
     /// with <paramref name="singleFile"/>'s LDM .yaml for what they cannot tell; what the file lacks is the project's
-    /// (the CLIP tokenizer files, SD's default scheduler).</summary>
+    /// (the CLIP tokenizer files, SD's default scheduler). A Stability SD3/SD3.5 file (MMDiT keys) loads through
+    /// <see cref="Sd3SingleFileLoader"/>, with <paramref name="singleFile"/>'s text encoder files.</summary>
     public static StableDiffusionPipeline FromSingleFile(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
     {
         options ??= new LoadOptions();

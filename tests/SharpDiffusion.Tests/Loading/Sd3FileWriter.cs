@@ -150,3 +150,48 @@ static class Sd3FileWriter
         File.Copy(Path.Combine(folder, "model_index.json"), Path.Combine(to, "model_index.json"));
     }
 }
+
+/// <summary>A safetensors file whose 2-D weights are stored as F8_E4M3 codes (each value's nearest e4m3fn number, no
+/// scale), as ComfyUI's t5xxl_fp8_e4m3fn.safetensors; other tensors F32.</summary>
+static class Float8FileWriter
+{
+    public static void Write(string path, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        var positive = Float8.E4M3FnValues.Take(0x7F).ToArray(); // codes 0x00..0x7E, rising
+        var header = new System.Text.Json.Nodes.JsonObject();
+        var data = new List<byte[]>();
+        long offset = 0;
+        foreach (var (name, t) in tensors)
+        {
+            var values = t.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            bool f8 = t.dim() == 2;
+            byte[] bytes = f8 ? values.Select(v => Encode(v, positive)).ToArray() : values.SelectMany(BitConverter.GetBytes).ToArray();
+            header[name] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["dtype"] = f8 ? "F8_E4M3" : "F32",
+                ["shape"] = new System.Text.Json.Nodes.JsonArray(t.shape.Select(d => (System.Text.Json.Nodes.JsonNode)d).ToArray()),
+                ["data_offsets"] = new System.Text.Json.Nodes.JsonArray(offset, offset + bytes.Length),
+            };
+            offset += bytes.Length;
+            data.Add(bytes);
+        }
+        var json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
+        using var stream = File.Create(path);
+        stream.Write(BitConverter.GetBytes((ulong)json.Length));
+        stream.Write(json);
+        foreach (var bytes in data) stream.Write(bytes);
+    }
+
+    static byte Encode(float v, float[] positive)
+    {
+        float a = Math.Abs(v);
+        int i = Array.BinarySearch(positive, a);
+        if (i < 0)
+        {
+            i = ~i;
+            if (i >= positive.Length) i = positive.Length - 1;
+            else if (i > 0 && a - positive[i - 1] <= positive[i] - a) i--;
+        }
+        return (byte)(i | (v < 0 ? 0x80 : 0));
+    }
+}
