@@ -174,4 +174,13 @@ public class Sd3BadInputTests
         OneLine(e, width.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.Matches($@"multiples? of {multiple}\b", e.Message);
     }
+
+    [Fact]
+    public void Text_encoder_files_on_an_SD_1_checkpoint_are_refused()
+    {
+        string sd15 = Golden.Path("single_file", "small-sd15.safetensors");
+        string clipL = Path.Combine(Folder, "text_encoder", "model.safetensors");
+        var e = Assert.Throws<InvalidDataException>(() => StableDiffusionPipeline.FromSingleFile(sd15, Exact, new SingleFileOptions { TextEncoders = [clipL] }));
+        OneLine(e, sd15, "--text-encoder files apply to SD3/SD3.5 single files only");
+    }
 }

@@ -70,6 +70,9 @@ public sealed class LdmCheckpoint
         var yaml = options.OriginalConfig is { } y ? LdmYaml.Load(y) : null;
         IsXL = Has("conditioner.embedders.");
         RefuseUnknownFamily();
+        if (options.TextEncoders.Count > 0 || options.DiffusersConfig is not null)
+            throw Refuse($"an SD 1.x/2.x/XL checkpoint (LDM layout): {(options.TextEncoders.Count > 0 ? "--text-encoder files apply" : "a diffusers config folder applies")} " +
+                "to SD3/SD3.5 single files only; for this one use --config (its .yaml) and --text-encoder-config");
         TextEncoderKind = Has(LdmKeyMap.OpenClipPrefix) ? LdmTextEncoder.OpenClip : LdmTextEncoder.Clip;
         bool vPrediction = yaml?.String("model.params.parameterization") == "v";
         _imageSize = options.ImageSize;
