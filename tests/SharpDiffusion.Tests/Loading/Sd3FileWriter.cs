@@ -103,6 +103,7 @@ static class Sd3FileWriter
             {
                 var halves = t.chunk(2, 0);
                 var swapped = cat([halves[1], halves[0]], 0);
+                foreach (var half in halves) half.Dispose();
                 t.Dispose();
                 t = swapped;
             }

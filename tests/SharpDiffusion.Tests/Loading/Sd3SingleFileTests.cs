@@ -86,6 +86,18 @@ public class Sd3SingleFileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Low_memory_reads_each_component_when_it_runs_and_matches_diffusers()
+    {
+        const string model = "tiny-sd3";
+        using var dir = new TempDir();
+        string file = dir.File("sd3_model.safetensors"), t5 = dir.File("t5xxl_fp16.safetensors");
+        Sd3FileWriter.Write(model, file, t5: false);
+        Sd3FileWriter.WriteTextEncoder(model, "text_encoder_3", t5);
+        using var pipeline = StableDiffusionPipeline.FromSingleFile(file, Exact with { LowMemory = true }, WithConfig(Folder(model), t5));
+        RunCase(pipeline, model, Case);
+    }
+
+    [Fact]
     public void A_text_encoder_file_replaces_the_one_inside()
     {
         const string model = "tiny-sd35";
