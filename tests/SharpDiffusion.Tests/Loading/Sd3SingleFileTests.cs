@@ -98,6 +98,31 @@ public class Sd3SingleFileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_CLIP_L_file_without_text_projection_gets_the_identity_as_diffusers_sets_it()
+    {
+        const string model = "tiny-sd3";
+        using var dir = new TempDir();
+        string file = dir.File("sd3_model.safetensors"), clipL = dir.File("clip_l.safetensors");
+        Sd3FileWriter.Write(model, file, t5: false);
+        using (var source = SafetensorsFile.Open(Path.Combine(Folder(model), "text_encoder", "model.safetensors")))
+        {
+            var tensors = source.Tensors.Keys.Where(k => k != "text_projection.weight").ToDictionary(k => k, source.Load);
+            SafetensorsWriter.Save(clipL, tensors);
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        var loaded = Sd3SingleFileLoader.Load(file, Exact, WithConfig(Folder(model), clipL));
+        try
+        {
+            var projection = loaded.TextEncoder.Module.named_parameters().Single(p => p.name == "text_projection.weight").parameter;
+            Assert.True(Exactly.Same(projection, eye(projection.shape[0])));
+        }
+        finally
+        {
+            foreach (var w in loaded.All) w.Module.Dispose();
+        }
+    }
+
+    [Fact]
     public void A_text_encoder_file_replaces_the_one_inside()
     {
         const string model = "tiny-sd35";
