@@ -4,15 +4,17 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Cli;
 
-/// <summary>`convert`: a single-file checkpoint (LDM layout) → a diffusers folder, through the library's DiffusersFolderWriter.</summary>
+/// <summary>`convert`: a single-file checkpoint (LDM layout, or Stability's SD3/SD3.5 with --text-encoder files) → a diffusers folder,
+/// through the library's DiffusersFolderWriter.</summary>
 public static class ConvertCommand
 {
     public static readonly OptionSpec[] Options =
     [
-        new("model", OptionKind.Text, "the single-file checkpoint (.safetensors or .ckpt)", "FILE"),
+        new("model", OptionKind.Text, "the single-file checkpoint (.safetensors or .ckpt; SD 1.x/2.x, SDXL, SD3/SD3.5)", "FILE"),
         new("output", OptionKind.Text, "the diffusers folder to write (new or empty)", "DIR"),
         new("dtype", OptionKind.Text, "float32 or float16 weights (default: float32, the stored values bit for bit)", "NAME"),
         new("config", OptionKind.Text, "the model's original LDM .yaml (v1-inference.yaml, v2-inference-v.yaml, ...): attention heads, scale_factor, v-prediction (default: inferred from the tensors, SD defaults)", "FILE"),
+        GenerateCommand.TextEncoderOption,
         new("text-encoder-config", OptionKind.Text, "a transformers config.json for a text encoder of a non-standard size (default: 768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H)", "FILE"),
     ];
 

@@ -20,6 +20,7 @@ public static class GenerateCommand
         new("text-encoder-config", OptionKind.Text, "with a single-file checkpoint: a transformers config.json for a text encoder of a non-standard size (default: 768 = CLIP ViT-L/14, 1024 = OpenCLIP ViT-H)", "FILE"),
         new("transformer", OptionKind.Text, "with a Flux diffusers folder: use this transformer file instead of the folder's (BFL's flux1-dev/flux1-schnell .safetensors, float8 too, or a .gguf), decoded to --dtype (default: the folder's)", "FILE"),
         new("text-encoder-2-config", OptionKind.Text, "with an SDXL single-file checkpoint: a transformers config.json for its second text encoder when it is not OpenCLIP ViT-bigG", "FILE"),
+        TextEncoderOption,
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
         new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder (Flux: for T5); given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
@@ -290,7 +291,11 @@ public static class GenerateCommand
         OriginalConfig = cl.String("config"),
         TextEncoderConfig = cl.String("text-encoder-config"),
         TextEncoder2Config = cl.Given("text-encoder-2-config") ? cl.String("text-encoder-2-config") : null,
+        TextEncoders = cl.All("text-encoder"),
     };
+
+    internal static OptionSpec TextEncoderOption => new("text-encoder", OptionKind.Texts, "with an SD3/SD3.5 single file: a text encoder file (clip_l, clip_g, " +
+        "t5xxl_fp16 or t5xxl_fp8_e4m3fn .safetensors, recognised by its tensors) that fills what the file lacks or replaces what it has, or T5's spiece.model; repeatable", "FILE");
 
     /// <summary>"FILE" or "FILE:SCALE": the suffix counts only when FILE alone is not an existing file (paths may hold ':').</summary>
     static LoraWeight ParseLora(string value)

@@ -65,5 +65,10 @@ public abstract class ModelFamily
     public static ModelFamily Detect(LdmCheckpoint checkpoint) =>
         checkpoint.IsXL ? StableDiffusionXLFamily.Instance : StableDiffusionFamily.Instance;
 
+    /// <summary>The family of a single file from its keys: SD3/SD3.5 when it holds an MMDiT in Stability's layout
+    /// (<c>model.diffusion_model.joint_blocks.</c>), else SD 1.x/2.x or SDXL (<see cref="LdmCheckpoint"/>).</summary>
+    public static ModelFamily Detect(ITensorFile file) =>
+        Sd3Checkpoint.IsSd3(file) ? StableDiffusion3Family.Instance : Detect(LdmCheckpoint.Inspect(file));
+
     public override string ToString() => Name;
 }

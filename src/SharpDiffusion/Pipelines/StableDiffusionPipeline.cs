@@ -61,8 +61,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         if (File.Exists(path))
             return FromSingleFile(path, options, singleFile);
-        if (singleFile is { OriginalConfig: not null } or { TextEncoderConfig: not null } or { TextEncoder2Config: not null } or { ImageSize: not null })
-            throw new ArgumentException($"{path} is a model folder: the original config, text encoder configs and image size apply to a single-file checkpoint.");
+        if (singleFile is { OriginalConfig: not null } or { TextEncoderConfig: not null } or { TextEncoder2Config: not null } or { ImageSize: not null }
+            or { DiffusersConfig: not null } or { TextEncoders.Count: > 0 })
+            throw new ArgumentException($"{path} is a model folder: the original config, text encoder configs and files and image size apply to a single-file checkpoint.");
         return FromPretrained(path, options);
     }
 
@@ -80,13 +81,17 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Loads a single-file checkpoint in the original LDM/CompVis layout (SD 1.x/2.x/XL, inpainting too), as
     /// AUTOMATIC1111 and ComfyUI use them: see <see cref="SingleFileLoader"/>. The architecture comes from the tensors,
     /// with <paramref name="singleFile"/>'s LDM .yaml for what they cannot tell; what the file lacks is the project's
-    /// (the CLIP tokenizer files, SD's default scheduler).</summary>
+    /// (the CLIP tokenizer files, SD's default scheduler). A Stability SD3/SD3.5 file (MMDiT keys) loads through
+    /// <see cref="Sd3SingleFileLoader"/>, with <paramref name="singleFile"/>'s text encoder files.</summary>
     public static StableDiffusionPipeline FromSingleFile(string path, LoadOptions? options = null, SingleFileOptions? singleFile = null)
     {
         options ??= new LoadOptions();
         if (options.TransformerFile is not null)
             throw new ArgumentException($"--transformer {options.TransformerFile} replaces a diffusers folder's transformer; {path} is a single-file checkpoint.");
-        var components = StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
+        bool sd3;
+        using (var file = TensorFiles.Open(path)) sd3 = Sd3Checkpoint.IsSd3(file); // SD3/SD3.5 (Stability layout) or LDM
+        var components = sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
+            : StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
         return new StableDiffusionPipeline(components, Path.GetFileNameWithoutExtension(path), options)
         {
             _modelHash = new Lazy<string>(() => Loading.ModelHash.Compute(path)),

@@ -1,5 +1,6 @@
 using SharpDiffusion.Conditioning;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.T5;
 using SharpDiffusion.Models.Transformers;
@@ -41,22 +42,41 @@ public sealed class StableDiffusion3Family : ModelFamily
             var encoder3 = hasT5 ? load(T5EncoderModel.Weights, "text_encoder_3") : null;
             var transformer = load(ComponentLoader.SD3Transformer, "transformer");
             var vae = load(ComponentLoader.Vae, "vae");
-            return Assemble(folder, tokenizer, encoder, tokenizer2, encoder2, tokenizer3, encoder3, transformer, vae, schedulerConfig, options);
+            return Assemble(c => Path.Combine(folder.Component(c), "config.json"), tokenizer, encoder, tokenizer2, encoder2, tokenizer3, encoder3, transformer, vae,
+                schedulerConfig, options);
         });
     }
 
-    ModelComponents Assemble(DiffusersFolder folder, ClipTokenizer tokenizer, ComponentWeights encoder, ClipTokenizer tokenizer2, ComponentWeights encoder2,
+    /// <summary>The components of a Stability single file and its text encoder files (<see cref="Sd3SingleFileLoader"/>);
+    /// they are freed if assembling refuses them.</summary>
+    public static ModelComponents FromSingleFile(Sd3SingleFileComponents c, LoadOptions options)
+    {
+        try
+        {
+            string where = c.Checkpoint.Path;
+            return Instance.Assemble(_ => where, c.Tokenizer, c.TextEncoder, c.Tokenizer2, c.TextEncoder2, c.Tokenizer3, c.TextEncoder3, c.Transformer, c.Vae,
+                c.SchedulerConfig, options);
+        }
+        catch
+        {
+            foreach (var w in c.All) w.Module.Dispose();
+            throw;
+        }
+    }
+
+    /// <param name="configOf">where a component's config is (for errors): its config.json, or the single file.</param>
+    ModelComponents Assemble(Func<string, string> configOf, ClipTokenizer tokenizer, ComponentWeights encoder, ClipTokenizer tokenizer2, ComponentWeights encoder2,
         T5Tokenizer? tokenizer3, ComponentWeights? encoder3, ComponentWeights transformerWeights, ComponentWeights vaeWeights,
         SchedulerConfig schedulerConfig, LoadOptions options)
     {
         var transformer = ((SD3Transformer2DModel)transformerWeights.Module).Config;
         var vae = ((AutoencoderKL)vaeWeights.Module).Config;
         if (vae.LatentChannels != transformer.InChannels)
-            throw new InvalidDataException($"{Path.Combine(folder.Component("vae"), "config.json")} latent_channels {vae.LatentChannels} is not the transformer's " +
+            throw new InvalidDataException($"{configOf("vae")} latent_channels {vae.LatentChannels} is not the transformer's " +
                 $"in_channels {transformer.InChannels}: the VAE belongs to another model.");
         int clipPooled = ((ClipTextModel)encoder.Module).Config.ProjectionDim.GetValueOrDefault() + ((ClipTextModel)encoder2.Module).Config.ProjectionDim.GetValueOrDefault();
         if (clipPooled != transformer.PooledProjectionDim)
-            throw new InvalidDataException($"{Path.Combine(folder.Component("transformer"), "config.json")} pooled_projection_dim {transformer.PooledProjectionDim} is not " +
+            throw new InvalidDataException($"{configOf("transformer")} pooled_projection_dim {transformer.PooledProjectionDim} is not " +
                 $"the two CLIP projections together ({clipPooled}): the text encoders belong to another model.");
         var device = new Device(options.Device);
         var format = new LatentFormat(vae.LatentChannels, vae.ScaleFactor, vae.ScalingFactor, vae.ShiftFactor, transformer.PatchSize);

@@ -24,6 +24,13 @@ public static class DiffusersFolderWriter
             throw new IOException($"The output folder {output} already exists and is not empty: choose a new folder.");
         // Loaded in float32 on the CPU, contiguous: the stored values unchanged (float16 is cast once, at write).
         var load = new LoadOptions { DType = ScalarType.Float32, Device = "cpu", ChannelsLast = false };
+        bool sd3;
+        using (var file = TensorFiles.Open(checkpoint)) sd3 = Sd3Checkpoint.IsSd3(file);
+        if (sd3)
+        {
+            Sd3DiffusersFolderWriter.Write(Sd3SingleFileLoader.Load(checkpoint, load, singleFile), output, dtype);
+            return;
+        }
         var c = SingleFileLoader.Load(checkpoint, load, singleFile);
         bool created = !Directory.Exists(output);
         try
@@ -96,7 +103,7 @@ public static class DiffusersFolderWriter
         WriteJson(Path.Combine(output, "model_index.json"), index);
     }
 
-    static void WriteTextEncoder(string dir, JsonObject config, TorchSharp.torch.nn.Module model, string dtypeName, ScalarType? cast,
+    internal static void WriteTextEncoder(string dir, JsonObject config, TorchSharp.torch.nn.Module model, string dtypeName, ScalarType? cast,
         Dictionary<string, string> metadata)
     {
         Directory.CreateDirectory(dir);
@@ -107,7 +114,7 @@ public static class DiffusersFolderWriter
     }
 
     /// <summary>The CLIP BPE files (bundled) and the special tokens; <paramref name="pad"/> is the padding token.</summary>
-    static void WriteTokenizer(string dir, string pad)
+    internal static void WriteTokenizer(string dir, string pad)
     {
         Directory.CreateDirectory(dir);
         foreach (string name in (string[])["vocab.json", "merges.txt"])
@@ -127,12 +134,12 @@ public static class DiffusersFolderWriter
         });
     }
 
-    static JsonObject WithVersion(JsonObject config)
+    internal static JsonObject WithVersion(JsonObject config)
     {
         var copy = (JsonObject)config.DeepClone();
         copy["_diffusers_version"] = "0.25.0";
         return copy;
     }
 
-    static void WriteJson(string path, JsonNode node) => File.WriteAllText(path, node.ToJsonString(Indented));
+    internal static void WriteJson(string path, JsonNode node) => File.WriteAllText(path, node.ToJsonString(Indented));
 }

@@ -28,6 +28,14 @@ public sealed record SingleFileOptions
     public string? TextEncoder2Config { get; init; }
     /// <summary>diffusers' from_single_file image_size: the default picture size (SD 1.x 512, SD 2.x 768-v 768, SDXL 1024).</summary>
     public int? ImageSize { get; init; }
+    /// <summary>SD3/SD3.5: text encoder files to use with the checkpoint (clip_l, clip_g, t5xxl in transformers' layout,
+    /// recognised by their tensors; one replaces the same encoder in the checkpoint), and T5's tokenizer (a spiece.model,
+    /// or a folder with one).</summary>
+    public IReadOnlyList<string> TextEncoders { get; init; } = [];
+    /// <summary>SD3/SD3.5: a diffusers folder whose config.json files (and tokenizers, scheduler config) describe the
+    /// checkpoint's components, as diffusers' from_single_file(config=...); each is checked against the weights. For
+    /// models of non-standard sizes; without it the configs are inferred from the tensors.</summary>
+    public string? DiffusersConfig { get; init; }
 }
 
 /// <summary>
@@ -62,6 +70,9 @@ public sealed class LdmCheckpoint
         var yaml = options.OriginalConfig is { } y ? LdmYaml.Load(y) : null;
         IsXL = Has("conditioner.embedders.");
         RefuseUnknownFamily();
+        if (options.TextEncoders.Count > 0 || options.DiffusersConfig is not null)
+            throw Refuse($"an SD 1.x/2.x/XL checkpoint (LDM layout): {(options.TextEncoders.Count > 0 ? "--text-encoder files apply" : "a diffusers config folder applies")} " +
+                "to SD3/SD3.5 single files only; for this one use --config (its .yaml) and --text-encoder-config");
         TextEncoderKind = Has(LdmKeyMap.OpenClipPrefix) ? LdmTextEncoder.OpenClip : LdmTextEncoder.Clip;
         bool vPrediction = yaml?.String("model.params.parameterization") == "v";
         _imageSize = options.ImageSize;

@@ -148,7 +148,7 @@ public static class SingleFileLoader
     /// <summary>Loads the keys under <paramref name="prefix"/> into <paramref name="model"/>: each LDM key renamed to
     /// the parameter whose LDM name it is (a pickle's "state_dict." level ignored); keys outside the prefix, and those
     /// <paramref name="skip"/> names, are left alone. A key under the prefix that maps to nothing is an error.</summary>
-    static void Fill(nn.Module model, ITensorFile file, Dictionary<string, string> toLdm, string prefix, WeightPlacement placement, Func<string, bool>? skip = null)
+    internal static void Fill(nn.Module model, ITensorFile file, Dictionary<string, string> toLdm, string prefix, WeightPlacement placement, Func<string, bool>? skip = null)
     {
         var fromLdm = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, ldm) in toLdm) fromLdm[ldm] = name;

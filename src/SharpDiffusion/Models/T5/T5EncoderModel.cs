@@ -67,9 +67,15 @@ public sealed class T5EncoderModel : Module<Tensor, Tensor>
                 rename: k => k == "encoder.embed_tokens.weight" ? "shared.weight" : k,
                 ignore: k => (k == "encoder.embed_tokens.weight" && hasShared) || k.StartsWith("decoder.", StringComparison.Ordinal)
                     || k == "lm_head.weight");
-            if (options.DType == ScalarType.Float16)
-                foreach (var dense in m.modules().OfType<T5DenseGatedActDense>()) dense.KeepOutputProjectionInFloat32();
+            AfterLoad((T5EncoderModel)m, options);
         });
+    }
+
+    /// <summary>What follows the weights' load: in float16, transformers' _keep_in_fp32_modules (wo).</summary>
+    internal static void AfterLoad(T5EncoderModel model, LoadOptions options)
+    {
+        if (options.DType == ScalarType.Float16)
+            foreach (var dense in model.modules().OfType<T5DenseGatedActDense>()) dense.KeepOutputProjectionInFloat32();
     }
 
     static HashSet<string> StoredKeys(IReadOnlyList<string> files)
