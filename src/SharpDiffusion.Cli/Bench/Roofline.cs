@@ -10,6 +10,15 @@ public static class Roofline
 {
     public sealed record Result(string Kernel, string Path, double GFlops);
 
+    /// <summary>The rates each op class is set against, in GFLOP/s: the best 3×3 conv of any layout, and the default matmul
+    /// path (the one nn.Linear takes: MKL's sgemm in float32).</summary>
+    public sealed record Rates(double Conv, double Matmul)
+    {
+        public static Rates From(List<Result> results) => new(
+            results.Where(r => r.Kernel.StartsWith("conv 3x3", StringComparison.Ordinal)).Max(r => r.GFlops),
+            results.First(r => r.Kernel.StartsWith("matmul", StringComparison.Ordinal) && r.Path.StartsWith("default", StringComparison.Ordinal)).GFlops);
+    }
+
     /// <summary>Median seconds of <paramref name="runs"/> calls after one warm-up.</summary>
     public static double Time(Action work, int runs)
     {
