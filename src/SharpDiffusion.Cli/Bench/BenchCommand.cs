@@ -111,18 +111,18 @@ public static class BenchCommand
                 if (kept is not null) temp = null; // kept: not deleted at the end
             }
 
+            bool transformer = Directory.Exists(Path.Combine(model, "transformer"));
             var roofline = new Dictionary<string, Roofline.Rates>();
             if (!skipRoofline)
                 foreach (var dtype in dtypes)
                 {
                     Console.WriteLine($"Roofline ({BenchChild.Name(dtype)}):");
-                    var results = Roofline.Measure(dtype);
+                    var results = Roofline.Measure(dtype, convs: !transformer);
                     foreach (var r in results)
                         Console.WriteLine($"  {r.Kernel,-34} {r.Path,-26} {r.GFlops,8:F1} GFLOP/s");
                     roofline[BenchChild.Name(dtype)] = Roofline.Rates.From(results);
                 }
 
-            bool transformer = Directory.Exists(Path.Combine(model, "transformer"));
             int generationSteps = cl.Int("generation-steps") ?? 2;
             var generationDTypes = DTypes(cl.String("generation-dtype") ?? (transformer ? "bfloat16" : string.Join(',', dtypes.Select(BenchChild.Name))));
             bool canGenerate = File.Exists(model) || Directory.Exists(Path.Combine(model, "tokenizer")) && (!transformer || Directory.Exists(Path.Combine(model, "tokenizer_3")));

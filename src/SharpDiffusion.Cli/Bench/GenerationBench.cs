@@ -13,7 +13,7 @@ public static class GenerationBench
     /// <summary>A whole generation's time and peak RSS, the RSS once the pipeline was opened, and where the peak was
     /// (the stage and the components whose weights were in memory at the highest RSS sample).</summary>
     public sealed record GenerationRow(string DType, string Mode, double OpenSeconds, double GenerateSeconds, long OpenedBytes, long PeakBytes,
-        string PeakWhere = "");
+        string PeakWhere = "", List<string>? PeaksByPlace = null);
 
     public static GenerationRow Measure(string model, LoadOptions options, string mode, int width, int height, int steps)
     {
@@ -21,12 +21,17 @@ public static class GenerationBench
         GC.Collect();
         ProcessMemory.ResetPeak();
         string stage = "open";
+        double open = 0;
         StableDiffusionPipeline? opened = null;
         using var locator = new PeakLocator(() => $"{stage}, weights in memory: {Resident(opened)}");
         var clock = Stopwatch.StartNew();
+        // A line every 30 s, so a generation too slow to wait for (bfloat16 emulated) still shows its peak so far.
+        using var ticker = new Timer(_ => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  [{clock.Elapsed.TotalSeconds + open:F0}s] RSS {locator.LastSampleBytes / 1e9:F2} GB; peak so far {(ProcessMemory.PeakResidentBytes ?? 0) / 1e9:F2} GB, highest sample at {locator.Where}")),
+            null, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(30));
         using var pipeline = StableDiffusionPipeline.Load(model, options);
         opened = pipeline;
-        double open = clock.Elapsed.TotalSeconds;
+        open = clock.Elapsed.TotalSeconds;
         long openedBytes = ProcessMemory.ResidentBytes ?? 0;
         clock.Restart();
         var progress = new Progress(p => stage = p.Stage.ToString().ToLowerInvariant());
@@ -38,11 +43,14 @@ public static class GenerationBench
         }, progress);
         double generate = clock.Elapsed.TotalSeconds;
         stage = "done";
+        ticker.Dispose();
         locator.Dispose();
         long peak = ProcessMemory.PeakResidentBytes ?? 0;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Create(inv,
             $"  open {open:F1}s, generate {generate:F1}s, peak RSS {peak / 1e9:F2} GB; highest sample {locator.PeakSampleBytes / 1e9:F2} GB at {locator.Where}"));
-        return new GenerationRow(BenchChild.Name(options.DType), mode, open, generate, openedBytes, peak, locator.Where);
+        var places = locator.PeaksByPlace.Select(p => string.Create(inv, $"{p.Bytes / 1e9:F2} GB at {p.Where}")).ToList();
+        return new GenerationRow(BenchChild.Name(options.DType), mode, open, generate, openedBytes, peak, locator.Where, places);
     }
 
     /// <summary>The components whose weights are in memory now, by their folder names.</summary>
@@ -76,5 +84,10 @@ public static class GenerationBench
                 $"| {r.DType} | {r.Mode} | {r.OpenSeconds:F1} | {r.GenerateSeconds:F1} | {r.OpenedBytes / 1e9:F2} | {r.PeakBytes / 1e9:F2} | {r.PeakWhere} |"));
         Console.WriteLine("resident: as `serve` keeps them (every component loaded at open); low-memory: as `generate` (each part's weights read when it runs, freed after).");
         Console.WriteLine("peak at: the stage and the weights in memory at the highest RSS sample (sampled every 20 ms; the peak itself is the kernel's VmHWM).");
+        foreach (var r in rows.Where(r => r.PeaksByPlace is { Count: > 0 }))
+        {
+            Console.WriteLine($"Highest RSS sample per stage ({r.DType}, {r.Mode}):");
+            foreach (var place in r.PeaksByPlace!) Console.WriteLine($"  {place}");
+        }
     }
 }

@@ -9,11 +9,13 @@ namespace SharpDiffusion.Cli.Bench;
 /// A module's parameters written as a safetensors file of random values without ever holding the module's weights: the
 /// module is built on the meta device (shapes only) and each tensor is drawn and written in chunks, so a 4.7 B-parameter
 /// T5-XXL costs tens of MB of memory, not 19 GB. Values: norm scales (1-D *.weight) 1, biases 0, the rest N(0, 0.02²),
-/// so activations keep the scale of a trained model's and the timings are those of real weights.
+/// so activations keep the scale of a trained model's and the timings are those of real weights. The normal values are
+/// drawn once, a pool of a prime number of them, and each tensor is a run of the pool from a random start: drawing 8 B
+/// values one by one would cost minutes of CPU for nothing a benchmark can see (a prime period keeps rows from repeating).
 /// </summary>
 public static class RandomSafetensors
 {
-    const long ChunkElements = 1 << 24; // 64 MB of float32 at a time
+    const long PoolElements = 16_777_259; // the first prime above 2²⁴
 
     static readonly Device Meta = new("meta");
 
@@ -53,23 +55,39 @@ public static class RandomSafetensors
         json.CopyTo(padded, 0);
 
         string temp = path + ".tmp";
+        byte[] pool, one, zero;
+        using (NewDisposeScope())
+        {
+            manual_seed(0);
+            pool = randn(PoolElements).mul_(0.02).to(dtype).bytes.ToArray();
+            (one, zero) = (ones(1).to(dtype).bytes.ToArray(), zeros(1).to(dtype).bytes.ToArray());
+        }
+        var random = new Random(0);
         try
         {
             using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
             {
                 stream.Write(BitConverter.GetBytes((ulong)padded.Length));
                 stream.Write(padded);
+                var constant = new byte[1 << 20];
                 foreach (var (name, shape) in tensors)
                 {
-                    long count = shape.Aggregate(1L, (a, b) => a * b);
-                    for (long done = 0; done < count; done += ChunkElements)
+                    long bytes = shape.Aggregate(1L, (a, b) => a * b) * size;
+                    byte[]? value = shape.Length == 1 && name.EndsWith(".weight", StringComparison.Ordinal) ? one
+                        : name.EndsWith(".bias", StringComparison.Ordinal) ? zero : null;
+                    if (value is not null)
                     {
-                        using var scope = NewDisposeScope();
-                        long n = Math.Min(ChunkElements, count - done);
-                        var values = shape.Length == 1 && name.EndsWith(".weight", StringComparison.Ordinal) ? ones(n)
-                            : name.EndsWith(".bias", StringComparison.Ordinal) ? zeros(n)
-                            : randn(n).mul_(0.02);
-                        stream.Write(values.to(dtype).bytes);
+                        for (int i = 0; i < constant.Length; i++) constant[i] = value[i % size];
+                        for (long done = 0; done < bytes; done += constant.Length)
+                            stream.Write(constant, 0, (int)Math.Min(constant.Length, bytes - done));
+                        continue;
+                    }
+                    int at = random.Next((int)PoolElements) * size;
+                    for (long done = 0; done < bytes;)
+                    {
+                        int n = (int)Math.Min(pool.Length - at, bytes - done);
+                        stream.Write(pool, at, n);
+                        (done, at) = (done + n, 0);
                     }
                 }
             }

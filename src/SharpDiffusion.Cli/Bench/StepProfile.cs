@@ -28,7 +28,7 @@ public sealed record StepProfile(long ConvFlops, long LinearFlops, long Attentio
         string Line(string name, double seconds, long flops, double? best, string against)
         {
             string rate = flops == 0 || seconds <= 0 ? "" : string.Create(inv, $", {flops / seconds / 1e9:F0} GFLOP/s");
-            string of = best is { } b && flops > 0 && seconds > 0 ? string.Create(inv, $" = {flops / seconds / 1e9 / b:P0} of the {against} roofline ({b:F0})") : "";
+            string of = best is { } b && b > 0 && flops > 0 && seconds > 0 ? string.Create(inv, $" = {flops / seconds / 1e9 / b:P0} of the {against} roofline ({b:F0})") : "";
             return string.Create(inv, $"{name,-10} {seconds,8:F2} s {seconds / t.Step,5:P0}{rate}{of}");
         }
         yield return Line("conv", t.Conv, ConvFlops, roofline?.Conv, "conv");
