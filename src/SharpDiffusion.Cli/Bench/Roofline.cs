@@ -10,6 +10,15 @@ public static class Roofline
 {
     public sealed record Result(string Kernel, string Path, double GFlops);
 
+    /// <summary>The rates each op class is set against, in GFLOP/s: the best 3×3 conv of any layout, and the default matmul
+    /// path (the one nn.Linear takes: MKL's sgemm in float32).</summary>
+    public sealed record Rates(double Conv, double Matmul)
+    {
+        public static Rates From(List<Result> results) => new(
+            results.Where(r => r.Kernel.StartsWith("conv 3x3", StringComparison.Ordinal)).Select(r => r.GFlops).DefaultIfEmpty(0).Max(),
+            results.First(r => r.Kernel.StartsWith("matmul", StringComparison.Ordinal) && r.Path.StartsWith("default", StringComparison.Ordinal)).GFlops);
+    }
+
     /// <summary>Median seconds of <paramref name="runs"/> calls after one warm-up.</summary>
     public static double Time(Action work, int runs)
     {
@@ -31,11 +40,18 @@ public static class Roofline
         return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
-    public static List<Result> Measure(ScalarType dtype, int runs = 3)
+    /// <param name="convs">false: the matmuls only (a transformer's work; emulated bfloat16 convs take minutes here).</param>
+    public static List<Result> Measure(ScalarType dtype, int runs = 3, bool convs = true)
     {
         using var _ = inference_mode();
         var results = new List<Result>();
+        if (convs) Convs(dtype, runs, results);
+        Matmuls(dtype, runs, results);
+        return results;
+    }
 
+    static void Convs(ScalarType dtype, int runs, List<Result> results)
+    {
         // SD's most common conv: 320→320, 3×3, on 2×320×64×64 (batch 2 = CFG at 512×512).
         using var x = randn([2, 320, 64, 64]).to(dtype);
         using var w = (randn([320, 320, 3, 3]) * 0.02).to(dtype);
@@ -48,7 +64,10 @@ public static class Roofline
             double s = Time(() => { using var y = F.conv2d(input, weight, b, padding: [1, 1]); }, runs);
             results.Add(new Result("conv 3x3 320->320 @64x64 x2", path, convFlops / s / 1e9));
         }
+    }
 
+    static void Matmuls(ScalarType dtype, int runs, List<Result> results)
+    {
         using var m1 = randn([2048, 2048]).to(dtype);
         using var m2 = randn([2048, 2048]).to(dtype);
         double mmFlops = 2.0 * 2048 * 2048 * 2048;
@@ -60,6 +79,5 @@ public static class Roofline
         using var kernel = MemoryLayout.ToChannelsLast(m2.t().reshape(2048, 2048, 1, 1));              // [N, K, 1, 1]
         double conv1x1 = Time(() => { using var y = F.conv2d(rows, kernel); }, runs);
         results.Add(new Result("matmul 2048^3", "1x1 conv, oneDNN", mmFlops / conv1x1 / 1e9));
-        return results;
     }
 }
