@@ -90,7 +90,7 @@ public static class ControlNetUnits
             return Fail(r, $"{field}.image", "the unit has no image: send \"image\" (or \"input_image\") as base64 PNG/JPEG/WebP");
         RgbImage picture;
         try { picture = Base64Images.Decode(imageText, $"{field}.image", maxSide); }
-        catch (ArgumentException e) { return Fail(r, $"{field}.image", e.Message); }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException) { return Fail(r, $"{field}.image", e.Message); }
 
         // pixel_perfect (the extension's pixel_perfect_resolution): the map's short side at the output's scale, the
         // larger factor for a crop, the smaller for a fit: round(max|min(H/h, W/w) · min(h, w)).

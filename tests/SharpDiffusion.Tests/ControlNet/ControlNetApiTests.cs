@@ -106,9 +106,25 @@ public class ControlNetApiTests(ControlNetApiTests.Fixture fixture, ITestOutputH
         Assert.DoesNotContain("ControlNet 0", Api.Parameters(skipped.Png()));
     }
 
+    [Fact]
+    public async Task Img2img_takes_the_same_units()
+    {
+        JsonObject Img2Img(params JsonObject[] units)
+        {
+            var body = Body(units);
+            body["init_images"] = new JsonArray(Api.Base64File(Photo));
+            body["denoising_strength"] = 0.6;
+            return body;
+        }
+        var steered = (await Client.PostAsync("/sdapi/v1/img2img", Img2Img(CannyUnit()))).Ok();
+        var plain = (await Client.PostAsync("/sdapi/v1/img2img", Img2Img())).Ok();
+        Assert.NotEqual(Api.Decode(plain.Png()).Rgb, Api.Decode(steered.Png()).Rgb);
+        Assert.Contains("ControlNet 0: \"Module: canny, Model: tiny-canny [", Api.Parameters(steered.Png()));
+    }
+
     [Theory]
     [InlineData("model", "nope", "'nope' is not in --controlnet-dir; it has tiny-canny [")]
-    [InlineData("image", "bm90IGFuIGltYWdl", "alwayson_scripts.controlnet.args[0].image")]
+    [InlineData("image", "bm90IGFuIGltYWdl", "body.alwayson_scripts.controlnet.args[0].image: ")]
     [InlineData("module", "openpose", "openpose")]
     [InlineData("control_mode", "ControlNet is more important", "only \"Balanced\"")]
     [InlineData("resize_mode", "Resize and Fill", "\"Resize and Fill\" (2) is not supported")]
