@@ -266,19 +266,18 @@ public static class GenerateCommand
         {
             var picture = ImageFile.Load(images[i]);
             // At the picture's own size (processor_res = its short side), so the map lines up with the image given.
-            var map = modules[i].RunAtOwnSize(picture);
-            var (res, a, b) = (Math.Min(picture.Width, picture.Height), modules[i].ThresholdA?.Value ?? -1, modules[i].ThresholdB?.Value ?? -1);
+            var module = modules[i];
             return new ControlNetUnit
             {
                 ModelPath = model,
-                Image = map,
+                Image = module.RunAtOwnSize(picture),
                 Scale = scales[i],
                 Start = starts[i],
                 End = ends[i],
                 GuessMode = cl.Flag("guess-mode"),
                 // The run stretches the map to the output size: the extension's "Just Resize".
-                InfoText = ImageOutput.ControlNetInfo(modules[i].Name, Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model)),
-                    scales[i], "Just Resize", res, a, b, starts[i], ends[i], false, "Balanced"),
+                InfoText = ImageOutput.ControlNetInfo(module.Name, Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model)), scales[i],
+                    "Just Resize", Math.Min(picture.Width, picture.Height), module.ThresholdA?.Value ?? -1, module.ThresholdB?.Value ?? -1, starts[i], ends[i], false, "Balanced"),
             };
         }).ToList();
         for (int i = 0; i < units.Count; i++) units[i].Validate(i);
@@ -287,8 +286,7 @@ public static class GenerateCommand
         return options with { ControlNets = units };
     }
 
-    /// <summary>--control-preprocess once (for every unit) or once per --controlnet; "none" without it. Model-based
-    /// annotators are refused with the library's one-line reason.</summary>
+    /// <summary>--control-preprocess once (for every unit) or once per --controlnet; "none" without it.</summary>
     static ControlPreprocessor[] Preprocessors(CommandLine cl, int count)
     {
         var names = cl.All("control-preprocess");
