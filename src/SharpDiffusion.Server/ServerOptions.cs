@@ -15,6 +15,8 @@ public sealed record ServerOptions
     public string? ModelsDir { get; init; }
     /// <summary>&lt;lora:NAME&gt; in prompts finds NAME.safetensors here (default: MODELS_DIR/Lora if it exists).</summary>
     public string? LoraDir { get; init; }
+    /// <summary>ControlNets that txt2img/img2img units may name (/controlnet/model_list lists them); null = none.</summary>
+    public string? ControlNetDir { get; init; }
     /// <summary>Textual-inversion embeddings loaded into every model (default: MODELS_DIR/embeddings if it exists).</summary>
     public string? EmbeddingsDir { get; init; }
     public string Host { get; init; } = "127.0.0.1";

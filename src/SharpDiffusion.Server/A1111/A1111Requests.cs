@@ -28,7 +28,8 @@ public static class A1111Requests
     /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
     /// <param name="traits">The model the request will run on, when known: its sampler names and T5 fields are checked
     /// now (the job checks them again against the loaded model).</param>
-    public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null)
+    public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null,
+        string? controlNetDir = null)
     {
         var r = new RequestReader(body);
         bool img2img = task == "img2img";
@@ -130,6 +131,7 @@ public static class A1111Requests
             if (initImages is { Count: > 1 })
                 warnings.Add($"init_images: {initImages.Count} images were sent; the first is used for every image.");
         }
+        var controlNets = ControlNetUnits.Parse(r, controlNetDir, maxSide, width ?? image?.Width, height ?? image?.Height);
         r.ThrowIfInvalid();
 
         // A1111 works at sizes rounded down to a multiple of 8 (its latents are width // 8); so do we, saying so.
@@ -167,6 +169,7 @@ public static class A1111Requests
             SeedResizeFromHeight = resizeFromW > 0 && resizeFromH > 0 ? resizeFromH : 0,
             Tiling = tiling,
             Hires = hires,
+            ControlNets = controlNets,
         };
         long resolved = seed == -1 ? Random.Shared.NextInt64(0, uint.MaxValue) : seed;
         options.Validate(); // model-free checks, before the job is queued

@@ -8,7 +8,8 @@ using SharpDiffusion.Server.Hosting;
 namespace SharpDiffusion.Server.A1111;
 
 /// <summary>
-/// The model-free part of sd-webui-controlnet's API (its scripts/api.py): <c>GET /controlnet/module_list</c> and
+/// sd-webui-controlnet's API (its scripts/api.py): <c>GET /controlnet/model_list</c> (the ControlNets of
+/// <c>--controlnet-dir</c>), <c>GET /controlnet/module_list</c> and
 /// <c>POST /controlnet/detect</c> with the extension's field names, defaults and answers, for the preprocessors of
 /// <see cref="ControlPreprocessor.All"/>. A model-based annotator (openpose, depth_midas, ...) is refused with 422 and a
 /// one-line reason; an unknown module with the extension's "Module not available".
@@ -17,9 +18,16 @@ public static class ControlNetEndpoints
 {
     public static void Map(WebApplication app, ServerContext server)
     {
+        app.MapGet("/controlnet/model_list", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult(ModelList(server))));
         app.MapGet("/controlnet/module_list", (HttpContext c) => ApiCall.A1111(c, () => Task.FromResult(ModuleList(c))));
         app.MapPost("/controlnet/detect", (HttpContext c) => ApiCall.A1111(c, () => Detect(c, server)));
     }
+
+    /// <summary>{model_list: ["name [hash]", ...]}: the ControlNets of --controlnet-dir (<see cref="ControlNetModels"/>).</summary>
+    static IResult ModelList(ServerContext server) => new JsonResult(200, new JsonObject
+    {
+        ["model_list"] = new JsonArray(ControlNetModels.List(server.Options.ControlNetDir).Select(m => (JsonNode?)m.Title).ToArray()),
+    });
 
     /// <summary>{module_list: [names], module_detail: {name: {model_free, sliders: [{name, value, min, max, step}]}}};
     /// <c>?alias_names=true</c> gives the UI labels instead of the names.</summary>

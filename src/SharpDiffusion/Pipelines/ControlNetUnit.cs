@@ -25,6 +25,9 @@ public sealed record ControlNetUnit
     /// <summary>diffusers' guess_mode: the ControlNet sees the conditional rows only (the unconditional ones get no residuals)
     /// and its residuals are scaled from 0.1 (shallowest) to 1 (mid block), so it steers even without a prompt.</summary>
     public bool GuessMode { get; init; }
+    /// <summary>The unit as sd-webui-controlnet's infotext gives it ("Module: canny, Model: …, Weight: 1.0, …",
+    /// <see cref="ImageOutput.ControlNetInfo"/>); written as "ControlNet N" into the PNG. Null = not written.</summary>
+    public string? InfoText { get; init; }
 
     /// <summary>Whether step <paramref name="step"/> of <paramref name="steps"/> gets the residuals: diffusers' controlnet_keep,
     /// 1 − (i/N &lt; start or (i+1)/N &gt; end), in double with strict comparisons (step 2 of 10 is kept at start 0.2).</summary>

@@ -19,7 +19,33 @@ public static class ImageOutput
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval, vae: vae?.Name, vaeHash: vae?.Hash,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
             seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
-            extraPairs: HiresPairs(options.Hires));
+            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)));
+
+    /// <summary>sd-webui-controlnet's entries (its Infotext.write_infotext): "ControlNet 0: \"Module: …\"" per unit,
+    /// numbered from 0, quoted as A1111 quotes a value holding ',' or ':'.</summary>
+    static IEnumerable<string> ControlNetPairs(IReadOnlyList<ControlNetUnit> units)
+    {
+        for (int i = 0; i < units.Count; i++)
+            if (units[i].InfoText is { Length: > 0 } text)
+                yield return $"ControlNet {i}: {InfoText.Quote(text)}";
+    }
+
+    /// <summary>One unit as sd-webui-controlnet serializes it (ControlNetUnit.serialize: its infotext fields in order,
+    /// "Field Name: value" joined by ", ", floats as Python's str() writes them, enums by their value).</summary>
+    /// <param name="resizeMode">"Just Resize", "Crop and Resize" or "Resize and Fill".</param>
+    /// <param name="controlMode">"Balanced", "My prompt is more important" or "ControlNet is more important".</param>
+    public static string ControlNetInfo(string module, string model, double weight, string resizeMode, int processorRes,
+        double thresholdA, double thresholdB, double start, double end, bool pixelPerfect, string controlMode) =>
+        $"Module: {module}, Model: {model}, Weight: {PyFloat(weight)}, Resize Mode: {resizeMode}, Processor Res: {processorRes}, " +
+        $"Threshold A: {PyFloat(thresholdA)}, Threshold B: {PyFloat(thresholdB)}, Guidance Start: {PyFloat(start)}, " +
+        $"Guidance End: {PyFloat(end)}, Pixel Perfect: {(pixelPerfect ? "True" : "False")}, Control Mode: {controlMode}";
+
+    /// <summary>A float as Python's str(): the shortest round-trip digits, "1.0" rather than "1".</summary>
+    static string PyFloat(double value)
+    {
+        string text = value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        return text.IndexOfAny(['.', 'E', 'e', 'N', 'I']) < 0 ? text + ".0" : text;
+    }
 
     /// <summary>A1111's hires-fix entries: Hires prompt/negative prompt (when they differ), upscale or resize, steps, upscaler,
     /// sampler and CFG (when given).</summary>
