@@ -94,8 +94,8 @@ public class UpscalerTests(ITestOutputHelper log)
         var native = upscaler.Upscale(picture);
         var three = upscaler.Upscale(picture, 3);
         Assert.Equal(PictureResize.Lanczos(native, 84, 60).Rgb, three.Rgb);
-        var eight = upscaler.Upscale(picture, 8);                                  // two model passes, as A1111
-        Assert.Equal(upscaler.Upscale(native).Rgb, eight.Rgb);
+        var eight = upscaler.Upscale(picture, 8);                                  // two model passes (×16), then Lanczos down
+        Assert.Equal(PictureResize.Lanczos(upscaler.Upscale(native), 224, 160).Rgb, eight.Rgb);
     }
 
     [Fact]
@@ -147,5 +147,14 @@ public class UpscalerTests(ITestOutputHelper log)
         Assert.Contains(option, err);
         Assert.Single(err.Trim().Split('\n'));
         Assert.False(File.Exists(dir.File("out.png")));
+    }
+
+    [Fact]
+    public void Hires_fix_takes_an_upscaler_file()
+    {
+        new SharpDiffusion.Pipelines.HiresFixOptions { Upscaler = Case("compact_x4_nf16.pth") }.Validate();
+        var missing = Assert.Throws<ArgumentException>(() =>
+            new SharpDiffusion.Pipelines.HiresFixOptions { Upscaler = "/nowhere/4x-UltraSharp.pth" }.Validate());
+        Assert.Contains("/nowhere/4x-UltraSharp.pth", missing.Message);
     }
 }
