@@ -20,6 +20,7 @@ namespace SharpDiffusion.Cli
             CommandLine.Define("worker", "Generate the jobs of a Redis queue that `serve --queue` gateways accept (one model per worker; any number of workers, on any machines).",
                 WorkerCommand.Options, WorkerCommand.Run),
             CommandLine.Define("preprocess", "Make a ControlNet control map of a picture without a model (canny, threshold, invert, none) and write it as a PNG.", PreprocessCommand.Options, PreprocessCommand.Run),
+            CommandLine.Define("upscale", "Upscale a picture with an ESRGAN-family model file (RealESRGAN_x4plus, 4x-UltraSharp, realesr-general-x4v3; .pth or .safetensors).", UpscaleCommand.Options, UpscaleCommand.Run),
             CommandLine.Define("convert", "Convert a single-file checkpoint (LDM layout, as AUTOMATIC1111 and ComfyUI use) into a diffusers folder.", ConvertCommand.Options, ConvertCommand.Run),
             CommandLine.Define("bench", "Time a full-size SD 1.5 (random weights or --model DIR) part by part.", Bench.BenchCommand.Options, Bench.BenchCommand.Run),
             CommandLine.Define("train", "Train the small shapes text-to-image model and save it as a diffusers folder.", TrainCommand.Options, TrainCommand.Run),

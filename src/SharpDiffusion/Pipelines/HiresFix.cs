@@ -74,9 +74,13 @@ public static class HiresFix
     {
         using var scope = NewDisposeScope();
         using var generator = new Generator((ulong)first.Seed);
+        using var model = hires.IsModelFile ? Models.Upscalers.Upscaler.Load(hires.Upscaler) : null;
         var rows = first.Images.Select(image =>
         {
             var picture = new RgbImage(image.Width, image.Height, image.Rgb);
+            // A1111's resize_image with an ESRGAN: upscale by the larger ratio, then Lanczos to the exact size.
+            if (model is not null)
+                picture = model.Upscale(picture, Math.Max((double)width / picture.Width, (double)height / picture.Height));
             picture = hires.Upscaler.Equals("Nearest", StringComparison.OrdinalIgnoreCase)
                 ? PictureResize.Nearest(picture, width, height)
                 : PictureResize.Lanczos(picture, width, height);

@@ -52,12 +52,18 @@ public sealed record HiresFixOptions
 
     public bool IsLatent => LatentUpscalers.ContainsKey(Upscaler);
 
+    /// <summary>An ESRGAN-family model file given as the upscaler (<see cref="Models.Upscalers.Upscaler"/>).</summary>
+    public bool IsModelFile => !Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase)
+        && new[] { ".pth", ".pt", ".safetensors" }.Contains(Path.GetExtension(Upscaler).ToLowerInvariant());
+
     /// <summary>Refuses, in one line, what the options cannot do.</summary>
     public void Validate()
     {
         var inv = CultureInfo.InvariantCulture;
-        if (!Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase))
-            throw new ArgumentException($"Unknown hires upscaler '{Upscaler}'; use one of: {string.Join(", ", Upscalers)}.");
+        if (IsModelFile && !File.Exists(Upscaler))
+            throw new ArgumentException($"Hires upscaler model file not found: {Upscaler}.");
+        if (!IsModelFile && !Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentException($"Unknown hires upscaler '{Upscaler}'; use one of: {string.Join(", ", Upscalers)}, or an ESRGAN model file (.pth, .safetensors).");
         if (ResizeWidth == 0 && ResizeHeight == 0 && (!double.IsFinite(Scale) || Scale < 1 || Scale > 8))
             throw new ArgumentException($"The hires scale must be between 1 and 8; got {Scale.ToString(inv)}.");
         if (ResizeWidth < 0 || ResizeHeight < 0 || ResizeWidth > GenerationOptions.MaxSide || ResizeHeight > GenerationOptions.MaxSide)
