@@ -13,6 +13,10 @@ public interface ITextConditioner
     /// <summary>The text encoders' weights, in the order LoRA files name them (te1, te2, ...).</summary>
     IReadOnlyList<ComponentWeights> Encoders { get; }
 
+    /// <summary>Whether <see cref="Encode"/> brings each encoder into memory itself, one at a time (SD3: CLIP-L, bigG,
+    /// then the 9.5 GB T5), so a low-memory call never holds them together; otherwise the pipeline brings them all in.</summary>
+    bool ReadsEncodersOneAtATime => false;
+
     /// <summary>Refuses, in one line, what the options ask of these encoders that they cannot do (clip skip beyond the
     /// layers, another family's prompt fields).</summary>
     void Validate(GenerationOptions options);

@@ -74,36 +74,57 @@ public sealed class Sd3TextConditioner : ITextConditioner
             throw new ArgumentException($"prompt_3, negative_prompt_3 and max_sequence_length are for SD3 models (their T5 encoder); this is {model}.");
     }
 
+    /// <summary>Each encoder is brought into memory alone (with <see cref="LoadOptions.LowMemory"/>: read, run on every
+    /// row set, freed), so the peak is the largest encoder (T5-XXL), not the three together.</summary>
+    public bool ReadsEncodersOneAtATime => true;
+
     /// <summary>[(2)B, 77 + L, D_T5] and pooled [(2)B, P₁+P₂], uncond rows first when guided.</summary>
     public TextConditioning Encode(PromptBatch batch, ICollection<string> warnings)
     {
-        var (o, prompts) = (batch.Options, batch.Prompts);
+        var o = batch.Options;
         using var scope = NewDisposeScope();
         int tokens = o.MaxSequenceLength ?? DefaultMaxSequenceLength;
-        var (embeds, pooled) = EncodePrompt(prompts, batch.Each(o.Prompt2For), batch.Each(o.Prompt3For), o.ClipSkip, warnings, tokens);
-        if (batch.Guided)
-        {
-            var negatives = batch.Each(o.NegativePromptFor);
-            var (negEmbeds, negPooled) = EncodePrompt(negatives, batch.Each(o.NegativePrompt2For), batch.Each(o.NegativePrompt3For), o.ClipSkip, warnings: null, tokens);
-            (embeds, pooled) = (cat([negEmbeds, embeds], 0), cat([negPooled, pooled], 0));
-        }
+        var cond = new RowSet(batch.Prompts, batch.Each(o.Prompt2For), batch.Each(o.Prompt3For), warnings);
+        var sets = batch.Guided
+            ? new[] { new RowSet(batch.Each(o.NegativePromptFor), batch.Each(o.NegativePrompt2For), batch.Each(o.NegativePrompt3For), null), cond }
+            : [cond];
+        var encoded = EncodeRowSets(sets, o.ClipSkip, tokens);
+        var embeds = cat(encoded.Select(e => e.Embeds).ToList(), 0);
+        var pooled = cat(encoded.Select(e => e.Pooled).ToList(), 0);
         return new TextConditioning(embeds.MoveToOuterDisposeScope()) { Pooled = pooled.MoveToOuterDisposeScope() };
     }
 
     /// <summary>encode_prompt for one set of rows: prompts (CLIP-L), prompts2 (bigG), prompts3 (T5) → (prompt_embeds
     /// [B, 77 + L, D_T5], pooled_prompt_embeds [B, P₁+P₂]) in the model dtype.</summary>
     public (Tensor Embeds, Tensor Pooled) EncodePrompt(IReadOnlyList<string> prompts, IReadOnlyList<string> prompts2, IReadOnlyList<string> prompts3,
-        int clipSkip = 1, ICollection<string>? warnings = null, int maxSequenceLength = DefaultMaxSequenceLength)
+        int clipSkip = 1, ICollection<string>? warnings = null, int maxSequenceLength = DefaultMaxSequenceLength) =>
+        EncodeRowSets([new RowSet(prompts, prompts2, prompts3, warnings)], clipSkip, maxSequenceLength)[0];
+
+    /// <summary>The texts of one row set for each encoder; truncation is warned for the sets that carry warnings.</summary>
+    sealed record RowSet(IReadOnlyList<string> Clip1, IReadOnlyList<string> Clip2, IReadOnlyList<string> T5, ICollection<string>? Warnings);
+
+    /// <summary>encode_prompt per row set, encoder by encoder: CLIP-L for every set, then bigG, then T5.</summary>
+    List<(Tensor Embeds, Tensor Pooled)> EncodeRowSets(IReadOnlyList<RowSet> sets, int clipSkip, int maxSequenceLength)
     {
         using var scope = NewDisposeScope();
-        var (h1, pooled1) = Clip(Tokenizer, TextEncoder, prompts, clipSkip, warnings);
-        var (h2, pooled2) = Clip(Tokenizer2, TextEncoder2, prompts2, clipSkip, warnings: null); // the same text usually: warned once
-        var clip = cat([h1, h2.to(h1.dtype)], -1);                                                 // [B, 77, D₁+D₂]
-        clip = nn.functional.pad(clip, [0, _jointAttentionDim - clip.shape[2]]);                   // [B, 77, D_T5]
-        var t5 = T5Rows(prompts3, clip.shape[1], maxSequenceLength).to(clip.dtype);                 // [B, L, D_T5]
-        var embeds = cat([clip, t5], 1);                                                           // [B, 77 + L, D_T5]
-        var pooled = cat([pooled1, pooled2.to(pooled1.dtype)], -1);                                // [B, P₁+P₂]
-        return (embeds.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
+        List<(Tensor Hidden, Tensor Pooled)> first, second;
+        using (_weights1.Use())
+            first = sets.Select(r => Clip(Tokenizer, TextEncoder, r.Clip1, clipSkip, r.Warnings)).ToList();
+        using (_weights2.Use())
+            second = sets.Select(r => Clip(Tokenizer2, TextEncoder2, r.Clip2, clipSkip, warnings: null)).ToList(); // the same text usually: warned once
+        List<Tensor> t5;
+        using (_weights3?.Use())
+            t5 = sets.Select(r => T5Rows(r.T5, first[0].Hidden.shape[1], maxSequenceLength)).ToList();
+        return sets.Select((_, i) =>
+        {
+            var (h1, pooled1) = first[i];
+            var (h2, pooled2) = second[i];
+            var clip = cat([h1, h2.to(h1.dtype)], -1);                                             // [B, 77, D₁+D₂]
+            clip = nn.functional.pad(clip, [0, _jointAttentionDim - clip.shape[2]]);               // [B, 77, D_T5]
+            var embeds = cat([clip, t5[i].to(clip.dtype)], 1);                                     // [B, 77 + L, D_T5]
+            var pooled = cat([pooled1, pooled2.to(pooled1.dtype)], -1);                            // [B, P₁+P₂]
+            return (embeds.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
+        }).ToList();
     }
 
     (Tensor Hidden, Tensor Pooled) Clip(ClipTokenizer tokenizer, ClipTextModel encoder, IReadOnlyList<string> texts, int clipSkip, ICollection<string>? warnings)

@@ -78,12 +78,13 @@ public sealed class ControlNetRun : IDisposable
         return residuals.MoveToOuterDisposeScope();
     }
 
-    /// <summary>diffusers' prepare_image: RGB, resized to the output size (h·f × w·f), /255 → [1, 3, H, W] in [0, 1], no 2x−1.</summary>
+    /// <summary>diffusers' prepare_image: RGB, resized to the output size (h·f × w·f) with PIL's Lanczos as its image processor
+    /// (resample="lanczos"), /255 → [1, 3, H, W] in [0, 1], no 2x−1.</summary>
     Tensor Image(int u, ControlNetUnit unit, ControlNetModel model, long h, long w)
     {
         if (_images.TryGetValue((u, h, w), out var cached)) return cached;
         int f = model.Config.ConditioningFactor;
-        var picture = unit.Image.Resize((int)(w * f), (int)(h * f));
+        var picture = Imaging.PictureResize.Lanczos(unit.Image, (int)(w * f), (int)(h * f));
         var image = ToTensor(picture).to(_dtype, model.parameters().First().device).DetachFromDisposeScope();
         _images[(u, h, w)] = image;
         return image;

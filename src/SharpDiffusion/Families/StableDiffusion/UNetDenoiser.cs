@@ -21,6 +21,12 @@ public sealed class UNetDenoiser(ComponentWeights weights, ScalarType dtype) : I
     public int DefaultSampleSize => Unet.Config.SampleSize ?? 64;
     public long FullResolutionChannels => Unet.Config.BlockOutChannels[0];
 
+    /// <summary>An LCM-distilled UNet (time_cond_proj_dim) takes the guidance scale as an embedding of w = g − 1 and runs
+    /// no CFG batch, as diffusers' pipelines do (do_classifier_free_guidance is off when the UNet has time_cond_proj_dim).</summary>
+    public GuidanceSettings Guidance(GenerationOptions options) => Unet.Config.TimeCondProjDim > 0
+        ? new GuidanceSettings(1.0)
+        : new GuidanceSettings(options.GuidanceScale, options.GuidanceRescale);
+
     public void Validate(GenerationOptions o)
     {
         var c = Unet.Config;
@@ -71,22 +77,31 @@ public sealed class UNetDenoiser(ComponentWeights weights, ScalarType dtype) : I
     public IDenoiserRun Start(GenerationOptions options)
     {
         var cache = options.DeepCacheInterval > 1 ? new DeepFeatureCache(options.DeepCacheInterval) : null;
+        double? w = Unet.Config.TimeCondProjDim > 0 ? options.GuidanceScale - 1 : null;
         if (options.ControlNets.Count == 0)
-            return new Run(Unet, dtype, cache, null);
+            return new Run(Unet, dtype, cache, null, w);
         var device = Unet.parameters().First().device;
         var load = new LoadOptions { DType = dtype, Device = device.ToString() };
         var controlNets = new ControlNetRun(options.ControlNets, path => ControlNetLoader.Load(path, load, Unet.Config),
             new GuidanceSettings(options.GuidanceScale).Enabled, dtype);
-        return new Run(Unet, dtype, cache, controlNets);
+        return new Run(Unet, dtype, cache, controlNets, w);
     }
 
-    sealed class Run(UNet2DConditionModel unet, ScalarType dtype, DeepFeatureCache? cache, ControlNetRun? controlNets) : IDenoiserRun
+    /// <param name="w">An LCM UNet's guidance w = g − 1, given to it as timestep_cond (diffusers' get_guidance_scale_embedding).</param>
+    sealed class Run(UNet2DConditionModel unet, ScalarType dtype, DeepFeatureCache? cache, ControlNetRun? controlNets, double? w) : IDenoiserRun
     {
         public Tensor Predict(DenoiserInput input)
         {
             using var scope = NewDisposeScope();
             using var residuals = controlNets?.Residuals(input);
-            var output = unet.Forward(input.HiddenStates.to(dtype), input.Timestep, input.Conditioning, cache, cache?.CanReuse(input.Step) ?? false, residuals);
+            var conditioning = w is double scale
+                ? input.Conditioning with
+                {
+                    TimestepCond = GuidanceScaleEmbedding.Embed(full([input.HiddenStates.shape[0]], scale, dtype: ScalarType.Float32), unet.Config.TimeCondProjDim)
+                        .to(dtype).to(input.HiddenStates.device),                                         // [B, time_cond_proj_dim]
+                }
+                : input.Conditioning;
+            var output = unet.Forward(input.HiddenStates.to(dtype), input.Timestep, conditioning, cache, cache?.CanReuse(input.Step) ?? false, residuals);
             return output.to(ScalarType.Float32).MoveToOuterDisposeScope();
         }
 
