@@ -19,13 +19,7 @@ public class LcmDistilledUnetTests
     static TempDir LcmFolder(Func<long, Tensor> condProj)
     {
         var dir = new TempDir();
-        var source = Golden.Path("models", "tiny-sd");
-        foreach (var file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
-        {
-            var target = dir.File(Path.GetRelativePath(source, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
+        Loading.ModelFolderTests.CopyDir(Golden.Path("models", "tiny-sd"), dir.Path);
         var config = JsonNode.Parse(File.ReadAllText(dir.File("unet/config.json")))!.AsObject();
         config["time_cond_proj_dim"] = CondDim;
         File.WriteAllText(dir.File("unet/config.json"), config.ToJsonString());
