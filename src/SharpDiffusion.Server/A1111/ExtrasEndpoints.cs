@@ -99,19 +99,17 @@ public static class ExtrasEndpoints
     /// "postprocessing" infotext added; html_info is the last picture's infotext as A1111's plaintext_to_html writes it.</summary>
     static JsonObject Run(Job job, ExtrasUpscale upscale, List<(RgbImage Picture, Dictionary<string, string> Text)> pictures, int maxSide, bool batch)
     {
+        job.Report(new JobProgress(0, 1, 0, 1, "upscaling"));
+        var results = upscale.Run(pictures.Select(p => p.Picture).ToList(), maxSide, job.Cancellation);
         var images = new JsonArray();
-        string info = "";
-        for (int i = 0; i < pictures.Count; i++)
+        for (int i = 0; i < results.Count; i++)
         {
-            job.Cancellation.ThrowIfCancellationRequested();
-            job.Report(new JobProgress(i, pictures.Count, 0, 1, "upscaling"));
-            var (picture, text) = pictures[i];
-            var (result, infotext) = upscale.Run(picture, maxSide);
-            info = infotext;
-            var chunks = new Dictionary<string, string>(text);
+            var (result, infotext) = results[i];
+            var chunks = new Dictionary<string, string>(pictures[i].Text);
             if (infotext.Length > 0) chunks["postprocessing"] = infotext;
             images.Add(Convert.ToBase64String(PngFile.Encode(result.Width, result.Height, result.Rgb, chunks)));
         }
+        string info = results.Count > 0 ? results[^1].Info : "";
         string html = "<p>" + string.Join("<br>\n", info.Split('\n').Select(l => WebUtility.HtmlEncode(l))) + "</p>";
         return batch
             ? new JsonObject { ["html_info"] = html, ["images"] = images }

@@ -56,40 +56,51 @@ public sealed record ExtrasUpscale
 
     /// <summary>The upscaled picture and the infotext A1111 stores as the PNG's "postprocessing" text ("" when
     /// upscaler 1 is None: the picture is returned as it is).</summary>
-    public (RgbImage Image, string Info) Run(RgbImage picture, int maxSide)
+    public (RgbImage Image, string Info) Run(RgbImage picture, int maxSide) => Run([picture], maxSide)[0];
+
+    /// <summary><see cref="Run(RgbImage, int)"/> for each picture, each model file read once.</summary>
+    public IReadOnlyList<(RgbImage Image, string Info)> Run(IReadOnlyList<RgbImage> pictures, int maxSide, CancellationToken cancellation = default)
     {
         Validate(maxSide);
         var first = Resolve(Upscaler1, "upscaler_1");
-        if (first.Name == "None") return (picture, "");
-        var info = new List<(string Key, string Value)>();
-        double factor = ResizeMode == 1 ? Math.Max(Width / (double)picture.Width, Height / (double)picture.Height) : Factor;
-        info.Add(ResizeMode == 1 ? ("Postprocess upscale to", $"{Width}x{Height}") : ("Postprocess upscale by", PythonFloat(Factor)));
-        int destWidth = (int)(Math.Floor(picture.Width * factor / 8) * 8), destHeight = (int)(Math.Floor(picture.Height * factor / 8) * 8);
-        if (destWidth < 8 || destHeight < 8 || destWidth > maxSide || destHeight > maxSide)
-            throw new ArgumentException($"Upscaling {picture.Size} by {PythonFloat(factor)} gives {destWidth}x{destHeight}; the result must be 8-{maxSide} pixels a side.");
-        var result = Cropped(Upscale(picture, factor, destWidth, destHeight, first), info);
-        info.Add(("Postprocess upscaler", first.Name));
+        if (first.Name == "None") return pictures.Select(p => (p, "")).ToList();
         var second = Resolve(Upscaler2, "upscaler_2");
-        if (second.Name != "None" && Upscaler2Visibility > 0)
+        bool blend = second.Name != "None" && Upscaler2Visibility > 0;
+        using var model1 = first.Path is null ? null : Upscaler.Load(first.Path);
+        using var model2 = blend && second.Path is not null ? Upscaler.Load(second.Path) : null;
+        var results = new List<(RgbImage, string)>();
+        foreach (var picture in pictures)
         {
-            var other = Cropped(Upscale(picture, factor, destWidth, destHeight, second), null);
-            result = Blend(result, other, Upscaler2Visibility);
-            info.Add(("Postprocess upscaler 2", second.Name));
+            cancellation.ThrowIfCancellationRequested();
+            var info = new List<(string Key, string Value)>();
+            double factor = ResizeMode == 1 ? Math.Max(Width / (double)picture.Width, Height / (double)picture.Height) : Factor;
+            info.Add(ResizeMode == 1 ? ("Postprocess upscale to", $"{Width}x{Height}") : ("Postprocess upscale by", PythonFloat(Factor)));
+            int destWidth = (int)(Math.Floor(picture.Width * factor / 8) * 8), destHeight = (int)(Math.Floor(picture.Height * factor / 8) * 8);
+            if (destWidth < 8 || destHeight < 8 || destWidth > maxSide || destHeight > maxSide)
+                throw new ArgumentException($"Upscaling {picture.Size} by {PythonFloat(factor)} gives {destWidth}x{destHeight}; the result must be 8-{maxSide} pixels a side.");
+            var result = Cropped(Upscale(picture, factor, destWidth, destHeight, first.Name, model1), info);
+            info.Add(("Postprocess upscaler", first.Name));
+            if (blend)
+            {
+                var other = Cropped(Upscale(picture, factor, destWidth, destHeight, second.Name, model2), null);
+                result = Blend(result, other, Upscaler2Visibility);
+                info.Add(("Postprocess upscaler 2", second.Name));
+            }
+            results.Add((result, string.Join(", ", info.Select(p => $"{p.Key}: {InfoText.Quote(p.Value)}"))));
         }
-        return (result, string.Join(", ", info.Select(p => $"{p.Key}: {InfoText.Quote(p.Value)}")));
+        return results;
     }
 
     /// <summary>modules/upscaler.py's Upscaler.upscale: the upscaler's own step (up to three times) until the picture
     /// covers the target, whose sides are (side·factor)//8·8, then Lanczos to exactly it.</summary>
-    static RgbImage Upscale(RgbImage picture, double factor, int destWidth, int destHeight, (string Name, string? Path) upscaler)
+    static RgbImage Upscale(RgbImage picture, double factor, int destWidth, int destHeight, string name, Upscaler? model)
     {
-        using var model = upscaler.Path is null ? null : Upscaler.Load(upscaler.Path);
         var image = picture;
         for (int pass = 0; pass < 3; pass++)
         {
             var before = (image.Width, image.Height);
             int w = (int)(image.Width * factor), h = (int)(image.Height * factor);
-            image = upscaler.Name switch
+            image = name switch
             {
                 "Lanczos" => PictureResize.Lanczos(image, w, h),
                 "Nearest" => PictureResize.Nearest(image, w, h),
