@@ -51,7 +51,7 @@ public class SdxlRefinerSingleFileTests
         using var fromFile = StableDiffusionPipeline.FromSingleFile(path, singleFile: Options);
         var folder = SdxlRefinerTests.Refiner;
         Assert.IsType<StableDiffusionXLRefinerFamily>(fromFile.Family);
-        Assert.Null(fromFile.TextEncoder2);                 // bigG is the refiner's only (first) text encoder
+        Assert.Same(fromFile.TextEncoder, fromFile.TextEncoder2); // bigG is the refiner's only text encoder, first and second
         foreach (var (what, a, b) in new (string, nn.Module, nn.Module)[]
                  {
                      ("unet", fromFile.Unet, folder.Unet), ("vae", fromFile.Vae, folder.Vae), ("text_encoder_2", fromFile.TextEncoder, folder.TextEncoder),
