@@ -71,6 +71,26 @@ public class SdxlRefinerSingleFileTests
     }
 
     [Fact]
+    public void A_refiner_single_file_converts_to_a_refiner_folder()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("sd_xl_refiner-tiny.safetensors");
+        WriteRefinerFile(path);
+        string output = dir.File("converted");
+        DiffusersFolderWriter.Convert(path, output, singleFile: Options);
+        using var converted = StableDiffusionPipeline.FromPretrained(output);
+        Assert.IsType<StableDiffusionXLRefinerFamily>(converted.Family);
+        Assert.True(Assert.IsType<Conditioning.SdxlTextConditioner>(converted.Conditioner).RequiresAestheticsScore);
+        var folder = SdxlRefinerTests.Refiner;
+        foreach (var (what, a, b) in new (string, nn.Module, nn.Module)[] { ("unet", converted.Unet, folder.Unet), ("text_encoder_2", converted.TextEncoder2!, folder.TextEncoder2!) })
+        {
+            var expected = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            foreach (var (name, value) in a.named_parameters())
+                Assert.True(value.eq(expected[name]).all().item<bool>(), $"{what}.{name} differs from the folder's");
+        }
+    }
+
+    [Fact]
     public void A_refiner_single_file_refines_an_sdxl_base()
     {
         using var dir = new TempDir();
