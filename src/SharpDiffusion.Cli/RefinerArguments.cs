@@ -35,7 +35,18 @@ internal static class RefinerArguments
         if (cl.String("refiner") is not { } path)
             return null;
         RefinerPass.RefuseBase(pipeline);
-        return Progress.Status("Opening refiner", () => StableDiffusionPipeline.Load(path, load));
+        var refiner = Progress.Status("Opening refiner", () => StableDiffusionPipeline.Load(path, load));
+        try
+        {
+            if (cl.String("vae") is { } vaePath)
+                refiner.VaeCodec.UseVae(vaePath, load); // the refiner decodes the picture: with the VAE asked for
+            return refiner;
+        }
+        catch
+        {
+            refiner.Dispose();
+            throw;
+        }
     }
 
     public static GenerationOptions Apply(GenerationOptions options, CommandLine cl, StableDiffusionPipeline? refiner) => options with

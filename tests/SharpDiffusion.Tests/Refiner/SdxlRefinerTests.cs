@@ -249,3 +249,35 @@ public class SdxlRefinerTests(ITestOutputHelper output)
         return new RgbImage(width, height, rgb);
     }
 }
+
+/// <summary><see cref="DenoisingRange"/>: denoising_end and denoising_start split one schedule between two experts.</summary>
+public class DenoisingRangeTests
+{
+    [Theory]
+    [InlineData(10, 0.8)]
+    [InlineData(25, 0.7)]
+    [InlineData(7, 0.5)]
+    public void The_base_and_the_refiner_share_out_every_timestep_of_a_first_order_schedule(int steps, double switchAt)
+    {
+        var scheduler = SdxlRefinerTests.Base.CreateScheduler("EulerDiscreteScheduler");
+        scheduler.SetTimesteps(steps);
+        var first = DenoisingRange.Until(scheduler.Timesteps, scheduler, switchAt);
+        var second = DenoisingRange.From(scheduler, switchAt);
+        Assert.Equal(scheduler.Timesteps, first.Concat(second));
+        Assert.NotEmpty(first);
+        Assert.NotEmpty(second);
+    }
+
+    [Fact]
+    public void A_second_order_refiner_pass_ends_on_a_whole_step()
+    {
+        // diffusers' get_timesteps: with order 2 an even count of timesteps below the cutoff gets one more, so the pass
+        // starts on the second evaluation of a Heun step and ends on a whole one.
+        var scheduler = SdxlRefinerTests.Base.CreateScheduler("HeunDiscreteScheduler");
+        scheduler.SetTimesteps(10);
+        var second = DenoisingRange.From(scheduler, 0.8);
+        Assert.Equal(2, scheduler.Order);
+        Assert.Equal(1, second.Count % 2);
+        Assert.Equal(scheduler.Timesteps.TakeLast(second.Count), second);
+    }
+}
