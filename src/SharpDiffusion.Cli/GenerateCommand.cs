@@ -79,7 +79,7 @@ public static class GenerateCommand
         // Without --model: the shipped model, with the sampling settings it recommends (generation_defaults.json).
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
-        var modelDefaults = GenerationDefaults.Load(model);
+        var modelDefaults = GenerationDefaults.Load(model) ?? FluxArguments.Defaults(model, cl);
         var prompts = cl.All("prompt");
         if (prompts.Count == 0)
             throw new UsageException("--prompt TEXT is required.");
@@ -170,10 +170,10 @@ public static class GenerateCommand
         options = options with { Loras = loraFiles };
 
         var clock = Stopwatch.StartNew();
-        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
+        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl) with { Vae = cl.String("vae") }));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
-        if (cl.String("vae") is { } vaePath)
+        if (cl.String("vae") is { } vaePath && !FluxArguments.VaeAssembled(pipeline, model))
             Progress.Status("Loading VAE", () => { pipeline.VaeCodec.UseVae(vaePath, load); return 0; });
         foreach (var (file, token) in cl.All("embedding").Select(e => LoraArguments.SplitSuffix(e, "--embedding", s => s)))
             Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
@@ -215,7 +215,7 @@ public static class GenerateCommand
         TextEncoders = cl.All("text-encoder"),
     };
 
-    internal static OptionSpec TextEncoderOption => new("text-encoder", OptionKind.Texts, "with an SD3/SD3.5 single file: a text encoder file (clip_l, clip_g, " +
+    internal static OptionSpec TextEncoderOption => new("text-encoder", OptionKind.Texts, "with an SD3/SD3.5 single file or a Flux transformer file: a text encoder file (clip_l, clip_g, " +
         "t5xxl_fp16 or t5xxl_fp8_e4m3fn .safetensors, recognised by its tensors) that fills what the file lacks or replaces what it has, or T5's spiece.model; repeatable", "FILE");
 
     static PromptSyntax ParsePromptSyntax(string? name) => name?.ToLowerInvariant() switch
