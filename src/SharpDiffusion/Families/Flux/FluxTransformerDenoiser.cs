@@ -31,8 +31,6 @@ public sealed class FluxTransformerDenoiser(ComponentWeights weights, ScalarType
         // Img2img is FluxImg2ImgPipeline: the shared ImageToImage start (strength cuts the schedule set above, scale_noise).
         if (o.Task == GenerationTask.Inpainting)
             throw new NotSupportedException("Flux models run text-to-image and img2img only for now; remove the mask.");
-        if (o.Loras.Count > 0)
-            throw new NotSupportedException("LoRAs are not supported for Flux models yet; remove the --lora options.");
         if (o.DeepCacheInterval > 1)
             throw new NotSupportedException("DeepCache is for UNet models; Flux's transformer has no skip features to reuse: leave the interval at 1.");
         if (o.GuidanceRescale != 0)
