@@ -9,6 +9,16 @@ namespace SharpDiffusion.Cli;
 /// model, which is the model's own VAE (read with it), not a replacement.</summary>
 static class FluxArguments
 {
+    public static readonly OptionSpec[] Options =
+    [
+        new("single-file-config", OptionKind.Text, "with a Flux transformer file: a diffusers folder whose config.json files (transformer, vae, text_encoder, text_encoder_2) and " +
+            "scheduler config describe the component files, as diffusers' from_single_file(config=...), for models of non-standard sizes (default: inferred from the tensors, BFL's configs)", "DIR"),
+    ];
+
+    /// <summary>The single-file options of `generate`: --text-encoder files, and for a Flux transformer file its --vae and config folder.</summary>
+    public static Loading.SingleFile.SingleFileOptions Apply(Loading.SingleFile.SingleFileOptions options, CommandLine cl) =>
+        options with { Vae = cl.String("vae"), DiffusersConfig = cl.String("single-file-config") };
+
     /// <summary>The Flux defaults of <paramref name="model"/> (null for other models), told when --steps or --guidance
     /// leave one to them.</summary>
     public static GenerationDefaults? Defaults(string model, CommandLine cl)

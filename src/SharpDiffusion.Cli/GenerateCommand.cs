@@ -22,6 +22,7 @@ public static class GenerateCommand
         new("transformer", OptionKind.Text, "with a Flux diffusers folder: use this transformer file instead of the folder's (BFL's flux1-dev/flux1-schnell .safetensors, float8 too, or a .gguf), decoded to --dtype (default: the folder's)", "FILE"),
         new("text-encoder-2-config", OptionKind.Text, "with an SDXL single-file checkpoint: a transformers config.json for its second text encoder when it is not OpenCLIP ViT-bigG", "FILE"),
         TextEncoderOption,
+        .. FluxArguments.Options,
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
         new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder (Flux: for T5); given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
@@ -170,7 +171,7 @@ public static class GenerateCommand
         options = options with { Loras = loraFiles };
 
         var clock = Stopwatch.StartNew();
-        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl) with { Vae = cl.String("vae") }));
+        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, FluxArguments.Apply(SingleFileOptions(cl), cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
         if (cl.String("vae") is { } vaePath && !FluxArguments.VaeAssembled(pipeline, model))
