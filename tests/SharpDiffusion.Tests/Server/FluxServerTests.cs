@@ -11,6 +11,8 @@ namespace SharpDiffusion.Tests.Server;
 public sealed class FluxModelsServer : IAsyncLifetime
 {
     public readonly TempDir Models = new();
+    /// <summary>What the tiny model's shapes cannot tell (rotary axes, VAE norm groups, CLIP heads), outside the models folder.</summary>
+    public readonly TempDir Config = new();
     public TestServer Server { get; private set; } = null!;
     public HttpClient Client => Server.Client;
 
@@ -28,6 +30,7 @@ public sealed class FluxModelsServer : IAsyncLifetime
         File.Copy(Path.Combine(Path.GetDirectoryName(parts.T5)!, "spiece.model"), Models.File("text_encoders/spiece.model"));
         File.Copy(parts.Vae, Models.File("vae/ae.safetensors"));
         File.Copy(parts.Vae, Models.File("ae.safetensors")); // beside the models too: a component, not a model
+        CopyDir(parts.Config, Config.Path);
         Directory.Delete(Models.File("parts"), recursive: true);
         Server = await TestServer.StartAsync(o => o with { ModelsDir = Models.Path });
     }
@@ -36,6 +39,15 @@ public sealed class FluxModelsServer : IAsyncLifetime
     {
         await Server.DisposeAsync();
         Models.Dispose();
+        Config.Dispose();
+    }
+
+    static void CopyDir(string from, string to)
+    {
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, dir)));
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+            File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
     }
 }
 
@@ -76,6 +88,12 @@ public class FluxServerTests(FluxModelsServer fixture) : IClassFixture<FluxModel
         var gguf = catalog.Find(FluxGolden.GgufFile)!;
         Assert.Equal(["clip_l.safetensors", "t5xxl_fp16.safetensors"], gguf.Components!.TextEncoders.Select(Path.GetFileName));
         Assert.Equal("ae.safetensors", Path.GetFileName(gguf.Components.Vae));
+
+        // What the scan found assembles the model the file is (its T5 tokenizer beside the T5 file), and draws.
+        using var pipeline = StableDiffusionPipeline.Load(gguf.Path, new SharpDiffusion.Loading.LoadOptions(), gguf.Components with { DiffusersConfig = fixture.Config.Path });
+        Assert.IsType<SharpDiffusion.Families.Flux.FluxFamily>(pipeline.Family);
+        using var result = pipeline.Generate(Options("a red cube", 3, 1, guidance: 3.5));
+        Assert.Equal((64, 64), (result.Images[0].Width, result.Images[0].Height));
     }
 
     [Fact]
