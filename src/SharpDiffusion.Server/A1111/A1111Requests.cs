@@ -47,6 +47,7 @@ public static class A1111Requests
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
         int steps = r.Int("steps", 50, 1, 1000);
         double cfg = r.Double("cfg_scale", 7.0, -100, 100);
+        double? distilledCfg = r.Has("distilled_cfg_scale") ? r.Double("distilled_cfg_scale", 3.5, 0, 100) : null; // Forge's, for Flux
         int? width = r.Has("width") ? r.Int("width", 0, 8, maxSide) : null;
         int? height = r.Has("height") ? r.Int("height", 0, 8, maxSide) : null;
         var overrides = r.Object("override_settings");
@@ -211,6 +212,7 @@ public static class A1111Requests
             Warnings = warnings,
             TaskId = taskId,
             Source = source,
+            DistilledCfgScale = distilledCfg,
         };
     }
 

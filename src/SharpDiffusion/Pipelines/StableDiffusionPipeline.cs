@@ -88,9 +88,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         options ??= new LoadOptions();
         if (options.TransformerFile is not null)
             throw new ArgumentException($"--transformer {options.TransformerFile} replaces a diffusers folder's transformer; {path} is a single-file checkpoint.");
-        bool sd3;
-        using (var file = TensorFiles.Open(path)) sd3 = Sd3Checkpoint.IsSd3(file); // SD3/SD3.5 (Stability layout) or LDM
-        var components = sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
+        bool sd3, flux;
+        using (var file = TensorFiles.Open(path)) (sd3, flux) = (Sd3Checkpoint.IsSd3(file), FluxComponentFiles.IsFluxTransformer(file)); // SD3/SD3.5 (Stability layout), Flux (BFL) or LDM
+        var components = flux ? Families.Flux.FluxFamily.FromComponentFiles(FluxComponentFiles.Inspect(path, singleFile ?? new SingleFileOptions()), options)
+            : sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
             : StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
         return new StableDiffusionPipeline(components, Path.GetFileNameWithoutExtension(path), options)
         {
