@@ -174,7 +174,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var loras = options.Loras.Concat(tagged?.Loras ?? []).ToList();
         // With LowMemory each component's weights are read just before it runs and freed after (the denoiser's early when
         // LoRAs are merged into it); a LoRA merged into weights that leave is not restored: they are read again next time.
-        using var textEncoders = Components.UseTextEncoders();
+        // A LoRA with text-encoder layers is merged into encoders that must be in memory when it is (SD3 and Flux otherwise
+        // read theirs one at a time, later, and the merge would land on weights that are not there).
+        using var textEncoders = Components.UseTextEncoders(all: loras.Any(l => l.File.Layers.Any(x => x.Target != LoraTarget.Unet)));
         using var denoiserForLoras = loras.Count > 0 ? Denoiser.Weights.Use() : null;
         using var merged = Components.MergeLoras(loras); // until the call ends
         var guidance = Denoiser.Guidance(options);
