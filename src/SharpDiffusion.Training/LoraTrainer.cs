@@ -96,7 +96,8 @@ public sealed class LoraTrainer
         var folder = Validate();
         foreach (var w in folder.Warnings) _warn?.Invoke(w);
         _clock.Restart();
-        using var pipe = StableDiffusionPipeline.Load(_o.Model);
+        // A fixed layout and attention kernel (not the ones measured fastest on this machine) so the file is the same on every machine.
+        using var pipe = StableDiffusionPipeline.Load(_o.Model, new LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa });
         var (unet, textEncoder, tokenizer) = TrainableParts(pipe, _o.Model);
         string predictionType = pipe.SchedulerConfig.GetString("prediction_type", "epsilon");
         if (predictionType is not ("epsilon" or "v_prediction"))

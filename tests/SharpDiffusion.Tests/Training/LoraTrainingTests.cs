@@ -16,7 +16,7 @@ public class LoraTrainingTests(ITestOutputHelper output)
 {
     static string ShippedModel => DefaultModel.Locate() ?? throw new InvalidOperationException("models/sharp-shapes not found");
 
-    static LoraTrainingOptions Shortened(string root, int steps, string? resume = null) => new()
+    static LoraTrainingOptions Shortened(string root, int steps, string? resume = null, double lr = 5e-3) => new()
     {
         Model = ShippedModel,
         Images = Path.Combine(root, "..", "images"),
@@ -24,11 +24,11 @@ public class LoraTrainingTests(ITestOutputHelper output)
         Rank = 4,
         Alpha = 2,
         Steps = steps,
-        Batch = 8,
-        LearningRate = 5e-3,
+        Batch = 4,
+        LearningRate = lr,
         TrainTextEncoder = true,
         MinSnrGamma = 5,
-        CheckpointEvery = 5,
+        CheckpointEvery = 4,
         Resume = resume,
         LossCsv = Path.Combine(root, "loss.csv"),
     };
@@ -43,31 +43,37 @@ public class LoraTrainingTests(ITestOutputHelper output)
         using var dir = new TempDir();
         CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 8);
         string Run(string name) => Directory.CreateDirectory(Path.Combine(dir.Path, name)).FullName;
-        string straight = Run("straight"), again = Run("again"), halves = Run("halves");
+        string straight = Run("straight"), again = Run("again"), halves = Run("halves"), frozen = Run("frozen");
 
         var clock = Stopwatch.StartNew();
-        new LoraTrainer(Shortened(straight, 20)).Run();
-        output.WriteLine($"20 steps of batch 8 in {clock.Elapsed.TotalSeconds:F1} s");
-        new LoraTrainer(Shortened(again, 20)).Run();
-        // Interrupted after step 12 (its last checkpoint is step 10), then resumed by a new trainer from that checkpoint.
+        new LoraTrainer(Shortened(straight, 12)).Run();
+        output.WriteLine($"12 steps of batch 4 (rank 4, UNet and text encoder) in {clock.Elapsed.TotalSeconds:F1} s, model loading included");
+        new LoraTrainer(Shortened(again, 12)).Run();
+        // Interrupted at step 9 (its last checkpoint is step 8), then resumed by a new trainer from that checkpoint.
         using (var stop = new CancellationTokenSource())
         {
-            var interrupted = new LoraTrainer(Shortened(halves, 20), p => { if (p.Step == 12) stop.Cancel(); });
+            var interrupted = new LoraTrainer(Shortened(halves, 12), p => { if (p.Step == 9) stop.Cancel(); });
             Assert.Throws<OperationCanceledException>(() => interrupted.Run(stop.Token));
         }
-        string checkpoint = Shortened(halves, 20).CheckpointPath;
-        using (var file = SafetensorsFile.Open(checkpoint)) Assert.Equal("10", file.Metadata["train_lora_step"]);
-        new LoraTrainer(Shortened(halves, 20, resume: checkpoint)).Run();
+        string checkpoint = Shortened(halves, 12).CheckpointPath;
+        using (var file = SafetensorsFile.Open(checkpoint)) Assert.Equal("8", file.Metadata["train_lora_step"]);
+        new LoraTrainer(Shortened(halves, 12, resume: checkpoint)).Run();
 
-        string lora = Shortened(straight, 20).Output;
-        Assert.Equal(File.ReadAllBytes(lora), File.ReadAllBytes(Shortened(again, 20).Output));   // one seed, one file
-        Assert.Equal(File.ReadAllBytes(lora), File.ReadAllBytes(Shortened(halves, 20).Output));  // resumed == uninterrupted
+        string lora = Shortened(straight, 12).Output;
+        Assert.Equal(File.ReadAllBytes(lora), File.ReadAllBytes(Shortened(again, 12).Output));   // one seed, one file
+        Assert.Equal(File.ReadAllBytes(lora), File.ReadAllBytes(Shortened(halves, 12).Output));  // resumed == uninterrupted
         Assert.Equal(ReadLosses(Path.Combine(straight, "loss.csv")), ReadLosses(Path.Combine(halves, "loss.csv")));
 
-        var losses = ReadLosses(Path.Combine(straight, "loss.csv"));
-        double first = losses.Take(5).Average(), last = losses.Skip(15).Average();
-        output.WriteLine($"loss {first:F4} (steps 1-5) -> {last:F4} (steps 16-20)");
-        Assert.True(last < 0.8 * first, $"the loss did not fall: {first} -> {last}");
+        // The loss falls: every step draws its pictures, noise and timesteps from (seed, step), so a run whose LoRA barely
+        // moves (lr 1e-9) sees the same batches; compare the last half of the steps pair by pair.
+        new LoraTrainer(Shortened(frozen, 12, lr: 1e-9)).Run();
+        var trained = ReadLosses(Path.Combine(straight, "loss.csv")).Skip(6).ToList();
+        var baseline = ReadLosses(Path.Combine(frozen, "loss.csv")).Skip(6).ToList();
+        output.WriteLine($"steps 7-12: loss {trained.Average():F5} trained vs {baseline.Average():F5} base model, same batches; " +
+            $"lower on {trained.Zip(baseline).Count(p => p.First < p.Second)} of {trained.Count}");
+        // Paired on identical batches, so a few percent is signal, not noise (measured: 6% lower after 6 steps).
+        Assert.True(trained.Average() < 0.97 * baseline.Average(), $"the loss did not fall: {baseline.Average()} -> {trained.Average()}");
+        Assert.True(trained.Zip(baseline).Count(p => p.First < p.Second) > trained.Count / 2, "the trained LoRA's loss is lower on at most half the batches");
 
         AssertMetadata(lora);
         AssertRoundTrip(lora, Path.Combine(dir.Path, "cross-peft.safetensors"));
@@ -79,7 +85,7 @@ public class LoraTrainingTests(ITestOutputHelper output)
         var m = file.Metadata;
         Assert.Equal("4", m["ss_network_dim"]);
         Assert.Equal("2", m["ss_network_alpha"]);
-        Assert.Equal("20", m["ss_steps"]);
+        Assert.Equal("12", m["ss_steps"]);
         Assert.Equal("(64, 64)", m["ss_resolution"]);
         Assert.Equal(ModelHash.Compute(Path.Combine(ShippedModel, "unet", "diffusion_pytorch_model.safetensors")), m["ss_sd_model_hash"]);
         Assert.Contains("\"1_cross\":{", m["ss_tag_frequency"]);
