@@ -10,13 +10,11 @@ namespace SharpDiffusion.Server.A1111;
 /// fields and defaults: enabled false, module "none", weight 1, guidance 0..1, resize_mode "Crop and Resize",
 /// control_mode "Balanced") → <see cref="ControlNetUnit"/>s, each with the module's map made by
 /// <see cref="ControlPreprocessor"/> and the extension's infotext. Disabled units are skipped. The model is named as
-/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c>.
-/// Not done (one-line 422s): control_mode "My prompt is more important" / "ControlNet is more important" (the
-/// extension's soft and cfg injection, no diffusers counterpart) and resize_mode "Resize and Fill".
+/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c>. control_mode is the
+/// extension's name or 0/1/2 (<see cref="Pipelines.ControlMode"/>). Not done (a one-line 422): resize_mode "Resize and Fill".
 /// </summary>
 public static class ControlNetUnits
 {
-    const string Balanced = "Balanced";
     static readonly string[] ResizeModes = ["Just Resize", "Crop and Resize", "Resize and Fill"];
     // The extension's resize_mode_aliases (older names of the same modes).
     static readonly Dictionary<string, string> ResizeAliases = new()
@@ -61,7 +59,7 @@ public static class ControlNetUnits
         int resolution = u.Int("processor_res", -1);
         double a = u.Double("threshold_a", -1), b = u.Double("threshold_b", -1);
         string resizeMode = ResizeMode(u.Body["resize_mode"]) ?? "";
-        string controlMode = ControlMode(u.Body["control_mode"]) ?? "";
+        var controlMode = ControlModeOf(u.Body["control_mode"]);
         string? imageText = ImageText(u.Body["image"] ?? u.Body["input_image"]);
         try { u.ThrowIfInvalid(); }
         catch (RequestValidationException e)
@@ -74,9 +72,9 @@ public static class ControlNetUnits
             return Fail(r, $"{field}.resize_mode", $"'{u.Body["resize_mode"]}' is not a resize mode; use 0/\"Just Resize\", 1/\"Crop and Resize\" or 2/\"Resize and Fill\"");
         if (resizeMode == "Resize and Fill")
             return Fail(r, $"{field}.resize_mode", "\"Resize and Fill\" (2) is not supported by this server; use \"Just Resize\" (0) or \"Crop and Resize\" (1)");
-        if (controlMode != Balanced)
-            return Fail(r, $"{field}.control_mode", $"'{u.Body["control_mode"]}': only \"Balanced\" (0) is supported here; the extension's " +
-                "\"My prompt is more important\" and \"ControlNet is more important\" (soft/cfg injection) have no diffusers counterpart");
+        if (controlMode is not { } mode)
+            return Fail(r, $"{field}.control_mode", $"'{u.Body["control_mode"]}' is not a control mode; use 0/\"Balanced\", " +
+                "1/\"My prompt is more important\" or 2/\"ControlNet is more important\"");
         if (start >= end)
             return Fail(r, $"{field}.guidance_start", $"guidance_start {start} must be below guidance_end {end}");
         ControlPreprocessor module;
@@ -110,7 +108,8 @@ public static class ControlNetUnits
             Scale = weight,
             Start = start,
             End = end,
-            InfoText = ImageOutput.ControlNetInfo(module.Name, title, weight, resizeMode, res, ta, tb, start, end, pixelPerfect, controlMode),
+            ControlMode = mode,
+            InfoText = ImageOutput.ControlNetInfo(module.Name, title, weight, resizeMode, res, ta, tb, start, end, pixelPerfect, mode.ExtensionName()),
         };
     }
 
@@ -137,12 +136,12 @@ public static class ControlNetUnits
         _ => null,
     };
 
-    /// <summary>0/1/2 or a name → the extension's ControlMode value.</summary>
-    static string? ControlMode(JsonNode? node) => node switch
+    /// <summary>0/1/2 or the extension's name (its ControlMode enum's values) → the mode; null = neither.</summary>
+    static ControlMode? ControlModeOf(JsonNode? node) => node switch
     {
-        null => Balanced,
-        JsonValue v when v.TryGetValue(out int n) => n switch { 0 => Balanced, 1 => "My prompt is more important", 2 => "ControlNet is more important", _ => $"{n}" },
-        JsonValue v when v.TryGetValue(out string? s) => s,
+        null => Pipelines.ControlMode.Balanced,
+        JsonValue v when v.TryGetValue(out int n) => ControlModes.FromExtension(n.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        JsonValue v when v.TryGetValue(out string? s) => ControlModes.FromExtension(s!),
         _ => null,
     };
 
