@@ -10,7 +10,8 @@ namespace SharpDiffusion.Server.A1111;
 /// fields and defaults: enabled false, module "none", weight 1, guidance 0..1, resize_mode "Crop and Resize",
 /// control_mode "Balanced") → <see cref="ControlNetUnit"/>s, each with the module's map made by
 /// <see cref="ControlPreprocessor"/> and the extension's infotext. Disabled units are skipped. The model is named as
-/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c>. control_mode is the
+/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c> (on a gateway: announced by
+/// a worker, which resolves it in its own folder; the gateway checks the rest of the unit). control_mode is the
 /// extension's name or 0/1/2 (<see cref="Pipelines.ControlMode"/>). Not done (a one-line 422): resize_mode "Resize and Fill".
 /// </summary>
 public static class ControlNetUnits
@@ -25,7 +26,9 @@ public static class ControlNetUnits
 
     /// <param name="r">the body's reader: errors are added to it (the caller throws them as one 422).</param>
     /// <param name="width">the output size as far as it is known (pixel_perfect and the crop use it); else 512, A1111's default.</param>
-    public static IReadOnlyList<ControlNetUnit> Parse(RequestReader r, string? controlNetDir, int maxSide, int? width, int? height)
+    /// <param name="workerControlNets">a gateway's: the titles its workers announce, instead of a folder.</param>
+    public static IReadOnlyList<ControlNetUnit> Parse(RequestReader r, string? controlNetDir, int maxSide, int? width, int? height,
+        IReadOnlyList<string>? workerControlNets = null)
     {
         if (r.Object("alwayson_scripts") is not { } scripts || scripts["controlnet"] is not JsonObject controlnet
             || controlnet["args"] is not JsonArray args)
@@ -40,15 +43,17 @@ public static class ControlNetUnits
                 r.Error(field, "a ControlNet unit must be an object ({\"enabled\": true, \"image\": ..., \"module\": ..., \"model\": ...})");
                 continue;
             }
-            models ??= ControlNetModels.List(controlNetDir);
-            if (Unit(new RequestReader(unitBody), r, field, models, controlNetDir, maxSide, width ?? 512, height ?? 512) is { } unit)
+            // On a gateway the "path" is the title: the unit is only checked here, the worker parses the body again.
+            models ??= workerControlNets?.Select(t => (t, t)).ToList() ?? ControlNetModels.List(controlNetDir);
+            bool any = controlNetDir is not null || workerControlNets is { Count: > 0 };
+            if (Unit(new RequestReader(unitBody), r, field, models, any, maxSide, width ?? 512, height ?? 512) is { } unit)
                 units.Add(unit);
         }
         return units;
     }
 
     static ControlNetUnit? Unit(RequestReader u, RequestReader r, string field, IReadOnlyList<(string Title, string Path)> models,
-        string? dir, int maxSide, int width, int height)
+        bool any, int maxSide, int width, int height)
     {
         if (!u.Bool("enabled", false)) return null; // the extension's default: a unit acts only when enabled
         string moduleName = u.String("module", "none") ?? "none";
@@ -80,8 +85,8 @@ public static class ControlNetUnits
         ControlPreprocessor module;
         try { module = ControlPreprocessor.Get(moduleName); }
         catch (Exception e) when (e is NotSupportedException or ArgumentException) { return Fail(r, $"{field}.module", e.Message); }
-        if (dir is null)
-            return Fail(r, $"{field}.model", $"'{modelName}': this server has no ControlNets; start it with serve --controlnet-dir DIR");
+        if (!any)
+            return Fail(r, $"{field}.model", $"'{modelName}': this server has no ControlNets; start it with serve --controlnet-dir DIR (workers: worker --controlnet-dir DIR)");
         if (ControlNetModels.Find(models, modelName) is not var (title, path))
             return Fail(r, $"{field}.model", $"'{modelName}' is not in --controlnet-dir; it has {(models.Count == 0 ? "none" : string.Join(", ", models.Select(m => m.Title)))}");
         if (imageText is null)
