@@ -46,14 +46,15 @@ public static class ControlNetUnits
             // On a gateway the "path" is the title: the unit is only checked here, the worker parses the body again.
             models ??= workerControlNets?.Select(t => (t, t)).ToList() ?? ControlNetModels.List(controlNetDir);
             bool any = controlNetDir is not null || workerControlNets is { Count: > 0 };
-            if (Unit(new RequestReader(unitBody), r, field, models, any, maxSide, width ?? 512, height ?? 512) is { } unit)
+            string where = workerControlNets is null ? "--controlnet-dir; it has" : "any worker's --controlnet-dir; they have";
+            if (Unit(new RequestReader(unitBody), r, field, models, any, where, maxSide, width ?? 512, height ?? 512) is { } unit)
                 units.Add(unit);
         }
         return units;
     }
 
     static ControlNetUnit? Unit(RequestReader u, RequestReader r, string field, IReadOnlyList<(string Title, string Path)> models,
-        bool any, int maxSide, int width, int height)
+        bool any, string where, int maxSide, int width, int height)
     {
         if (!u.Bool("enabled", false)) return null; // the extension's default: a unit acts only when enabled
         string moduleName = u.String("module", "none") ?? "none";
@@ -88,7 +89,7 @@ public static class ControlNetUnits
         if (!any)
             return Fail(r, $"{field}.model", $"'{modelName}': this server has no ControlNets; start it with serve --controlnet-dir DIR (workers: worker --controlnet-dir DIR)");
         if (ControlNetModels.Find(models, modelName) is not var (title, path))
-            return Fail(r, $"{field}.model", $"'{modelName}' is not in --controlnet-dir; it has {(models.Count == 0 ? "none" : string.Join(", ", models.Select(m => m.Title)))}");
+            return Fail(r, $"{field}.model", $"'{modelName}' is not in {where} {(models.Count == 0 ? "none" : string.Join(", ", models.Select(m => m.Title)))}");
         if (imageText is null)
             return Fail(r, $"{field}.image", "the unit has no image: send \"image\" (or \"input_image\") as base64 PNG/JPEG/WebP");
         RgbImage picture;

@@ -150,6 +150,32 @@ public class ControlModeTests(ITestOutputHelper output)
         Assert.DoesNotContain(Model.modules().OfType<TorchSharp.Modules.Conv2d>(), c => c.padding_mode == TorchSharp.PaddingModes.Circular);
     }
 
+    [Fact]
+    public void Cli_control_mode_sets_each_units_mode_and_writes_it_to_the_infotext()
+    {
+        using var dir = new TempDir();
+        (int Code, string Err) Generate(string file, params string[] more)
+        {
+            var (code, _, err) = Cli.GenerateCommandTests.Run(["generate", "--model", Golden.Path("models", "small-sd15"), "--prompt", "a small house",
+                "--seed", "3", "--steps", "3", "--controlnet", Golden.Path("models", "tiny-controlnet-small-sd15"),
+                "--control-image", Golden.Path("controlnet", "control_edges_64x64.png"), "--output", dir.File(file), .. more]);
+            return (code, err);
+        }
+        var balanced = Generate("balanced.png");
+        var controlNet = Generate("controlnet.png", "--control-mode", "controlnet");
+        Assert.True(balanced.Code == 0 && controlNet.Code == 0, balanced.Err + controlNet.Err);
+        Assert.Contains("Control Mode: Balanced\"", Server.Api.Parameters(File.ReadAllBytes(dir.File("balanced.png"))));
+        Assert.Contains("Control Mode: ControlNet is more important\"", Server.Api.Parameters(File.ReadAllBytes(dir.File("controlnet.png"))));
+        Assert.NotEqual(ImageFile.Load(dir.File("balanced.png")).Rgb, ImageFile.Load(dir.File("controlnet.png")).Rgb);
+
+        var bad = Generate("bad.png", "--control-mode", "strong");
+        output.WriteLine(bad.Err);
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("--control-mode strong: use balanced, prompt", bad.Err);
+        var twice = Generate("twice.png", "--control-mode", "prompt", "--control-mode", "balanced");
+        Assert.Contains("Give --control-mode once (for every ControlNet) or once per --controlnet (1); got 2.", twice.Err);
+    }
+
     /// <summary>The picture's columns rolled right by <paramref name="pixels"/> (the last ones wrap to the left).</summary>
     static byte[] Roll(RgbImage image, int pixels)
     {

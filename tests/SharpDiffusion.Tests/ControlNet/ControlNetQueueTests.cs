@@ -62,7 +62,7 @@ public class ControlNetQueueTests(ITestOutputHelper output)
             var refused = await http.PostAsync($"{gateway.Url}/sdapi/v1/txt2img", Body("nope", 0));
             output.WriteLine($"{refused.Code}: {refused.Json.ToJsonString()}");
             Assert.Equal(422, refused.Code);
-            Assert.Contains("'nope' is not in --controlnet-dir; it has tiny-canny [", refused.Json.ToJsonString());
+            Assert.Contains("'nope' is not in any worker's --controlnet-dir; they have tiny-canny [", (string?)refused.Json["errors"]);
         }
         catch
         {
