@@ -93,7 +93,7 @@ public static class ControlNetBench
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine(string.Create(inv, $"  UNet step                     {plain,7:F2} s (CPU {plainCpu:F2} s/thread)   {unetFlops / 1e12:F2} TFLOP  {unetParameters / 1e6:F0} M parameters"));
         Console.WriteLine(string.Create(inv, $"  ControlNet pass               {alone,7:F2} s (CPU {aloneCpu:F2} s/thread)   {controlFlops / 1e12:F2} TFLOP  {parameters / 1e6:F0} M parameters"));
-        Console.WriteLine(string.Create(inv, $"  UNet step with the ControlNet {steered,7:F2} s (CPU {steeredCpu:F2} s/thread)   +{steered - plain:F2} s = x{steered / plain:F2} " +
+        Console.WriteLine(string.Create(inv, $"  UNet step with the ControlNet {steered,7:F2} s (CPU {steeredCpu:F2} s/thread)   {steered - plain:+0.00;-0.00} s = x{steered / plain:F2} " +
             $"(CPU x{steeredCpu / plainCpu:F2}; medians of {steps})"));
         Console.WriteLine(string.Create(inv, $"  Memory: the UNet's weights add {(withUnet - before) / 1e9:F2} GB, the ControlNet's {(withControlNet - withUnet) / 1e9:F2} GB " +
             $"(float32 {parameters * 4 / 1e9:F2} GB); peak RSS {peak / 1e9:F2} GB"));
