@@ -48,9 +48,24 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     public long OutFeatures { get; }
 
     /// <summary>The weight ([out, in]); a meta placeholder while <see cref="IsCompact"/>.</summary>
-    // Looked up by name, not kept in fields: Module.to(dtype) replaces registered parameters.
-    public Parameter weight => get_parameter("weight")!;
-    public Parameter? bias => _hasBias ? get_parameter("bias") : null;
+    // Looked up by name, not kept in fields: Module.to(dtype) replaces the registered parameters and then sets these
+    // properties (by reflection) to the new ones, which are already registered then.
+    public Parameter weight
+    {
+        get => get_parameter("weight")!;
+        set => Register("weight", value);
+    }
+
+    public Parameter? bias
+    {
+        get => _hasBias ? get_parameter("bias") : null;
+        set { if (_hasBias && value is not null) Register("bias", value); }
+    }
+
+    void Register(string name, Parameter value)
+    {
+        if (!ReferenceEquals(get_parameter(name), value)) ConditionallyRegisterParameter(name, value);
+    }
 
     /// <summary>Whether the weight is held compact and dequantized per call.</summary>
     public bool IsCompact => _compact is not null;
@@ -142,20 +157,20 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     /// <summary>The bytes a module's weights hold now: parameters in memory (not meta placeholders) plus compact weights.</summary>
     public static long ResidentBytesOf(nn.Module module)
     {
+        // TorchSharp's named_modules lists a submodule under its registered name and again under its field name, and
+        // leaves out the root: each layer and each parameter counts once, by reference.
         long bytes = 0;
-        var compactOwned = new HashSet<string>(StringComparer.Ordinal);
-        // TorchSharp's named_modules may list a module more than once: each name counts once.
-        foreach (var (name, m) in module.named_modules().DistinctBy(m => m.name))
-            if (m is CompactLinear linear)
+        var layers = new HashSet<CompactLinear>(ReferenceEqualityComparer.Instance);
+        var owned = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var m in module.named_modules().Select(m => m.module).Prepend(module))
+            if (m is CompactLinear linear && layers.Add(linear))
             {
                 bytes += linear.ResidentBytes;
-                string prefix = name.Length == 0 ? "" : name + ".";
-                compactOwned.Add(prefix + "weight");
-                compactOwned.Add(prefix + "bias");
+                owned.Add(linear.weight);
+                if (linear.bias is { } b) owned.Add(b);
             }
-        if (module is CompactLinear self) return self.ResidentBytes;
-        foreach (var (name, p) in module.named_parameters())
-            if (!compactOwned.Contains(name)) bytes += Placed(p);
+        foreach (var p in module.parameters())
+            if (owned.Add(p)) bytes += Placed(p);
         return bytes;
     }
 

@@ -25,9 +25,9 @@ public class CompactWeightTests(ITestOutputHelper output)
     static ComponentWeights Flux(string file, bool compact, ScalarType dtype = ScalarType.Float32) =>
         ComponentLoader.FluxTransformerFile(FluxGolden.SingleFile(file), new LoadOptions { CompactWeights = compact, DType = dtype }, FolderConfig());
 
-    /// <summary>Each compact layer once (TorchSharp's named_modules may list a module more than once).</summary>
+    /// <summary>Each compact layer once (TorchSharp's named_modules lists a module under its registered and its field name).</summary>
     static List<CompactLinear> CompactLayers(nn.Module m) =>
-        m.named_modules().DistinctBy(n => n.name).Select(n => n.module).OfType<CompactLinear>().Where(l => l.IsCompact).ToList();
+        m.named_modules().Select(n => n.module).OfType<CompactLinear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<CompactLinear>().ToList();
 
     [Theory]
     [InlineData(GgufArithmetic.Float16)]
