@@ -24,7 +24,10 @@ public static class BenchCommand
     [
         new("model", OptionKind.Text, "a diffusers SD folder or a single-file checkpoint to time (default: a full-size --arch architecture, random weights)", "DIR|FILE"),
         new("keep-model", OptionKind.Text, "without --model: write the random-weight folder here and keep it; a folder written before is reused (default: a temporary folder, deleted; SD3: kept in the temp folder and reused)", "DIR"),
-        new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5), sdxl (SDXL 1.0 base), sd3-medium, sd3.5-medium or sd3.5-large, random weights (default: sd15)", "NAME"),
+        new("arch", OptionKind.Text, "without --model: sd15 (SD 1.5), sdxl (SDXL 1.0 base), sd3-medium, sd3.5-medium, sd3.5-large, flux-dev or flux-schnell, random weights (default: sd15)", "NAME"),
+        new("t5-weights", OptionKind.Text, "SD3: the random folder's T5 as bf16 or fp8 (ComfyUI's t5xxl_fp8_e4m3fn layout, kept compact in memory) (default: bf16)", "FORMAT"),
+        new("weights", OptionKind.Text, "Flux: the weight formats to write and time, comma-separated: bf16, fp8, q8_0, q4_k; each compact one also decoded to bfloat16 at load (default: q8_0)", "LIST"),
+        new("depth-scale", OptionKind.Number, "Flux: keep this fraction of the 19+38 blocks (e.g. 0.25) and extrapolate the full-size step, weights and peak (default: 1)", "S"),
         new("width", OptionKind.Integer, "image width (default: 512; sdxl 1024; SD3: the generation's, 1024)", "N"),
         new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
         new("sizes", OptionKind.Text, "SD3: square image sides the transformer step is timed at, comma-separated (default: 512,1024)", "LIST"),
@@ -50,9 +53,11 @@ public static class BenchCommand
         string? report = cl.String("report"); // internal: a child measures one dtype and writes its row here
         string? model = cl.String("model");
         string arch = (cl.String("arch") ?? "sd15").ToLowerInvariant();
+        if (arch.StartsWith("flux-", StringComparison.Ordinal) && model is null)
+            return FluxBench.Run(cl, arch);
         var sd3 = Sd3Architecture.Published.GetValueOrDefault(arch);
         if (arch is not ("sd15" or "sdxl") && sd3 is null)
-            throw new UsageException($"--arch takes sd15, sdxl, {string.Join(", ", Sd3Architecture.Published.Keys)}; got '{arch}'.");
+            throw new UsageException($"--arch takes sd15, sdxl, {string.Join(", ", Sd3Architecture.Published.Keys)}, flux-dev, flux-schnell; got '{arch}'.");
         int width = cl.Int("width") ?? (arch == "sd15" ? 512 : 1024), height = cl.Int("height") ?? width;
         var dtypes = DTypes(cl.String("dtype") ?? "float32,bfloat16");
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
@@ -91,7 +96,10 @@ public static class BenchCommand
         try
         {
             if (model is null && sd3 is not null)
+            {
                 model = Sd3Folder(cl.String("keep-model") ?? Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{arch}"), sd3, cl.String("t5-tokenizer"));
+                RandomModelFolder.WriteT5(model, RandomCompactFile.Parse(cl.String("t5-weights") ?? "bf16"), Console.WriteLine);
+            }
             else if (model is null && cl.String("keep-model") is { } keep && File.Exists(Path.Combine(keep, "model_index.json")))
             {
                 Console.WriteLine($"Reusing the random-weight folder {keep}");

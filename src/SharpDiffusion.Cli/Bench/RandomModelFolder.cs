@@ -97,6 +97,28 @@ public static class RandomModelFolder
         File.WriteAllText(Path.Combine(root, ArchitectureFile), arch.Name);
     }
 
+    /// <summary>The folder's text_encoder_3 rewritten with random weights in <paramref name="weights"/> (bf16, or fp8 as
+    /// ComfyUI's t5xxl_fp8_e4m3fn: 2-D linear weights F8_E4M3), unless it already is (text_encoder_3/bench_weights.txt).</summary>
+    public static void WriteT5(string root, BenchWeights weights, Action<string>? log = null)
+    {
+        string dir = Path.Combine(root, "text_encoder_3"), marker = Path.Combine(dir, "bench_weights.txt");
+        string current = File.Exists(marker) ? File.ReadAllText(marker).Trim() : RandomCompactFile.Name(BenchWeights.Bf16);
+        if (current == RandomCompactFile.Name(weights)) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        File.Delete(marker);
+        List<(string Name, long[] Shape)> tensors;
+        HashSet<string> compact;
+        using (Layers.Placement(new Device("meta")))
+        using (var t5 = new T5EncoderModel(T5Config.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
+        {
+            tensors = t5.named_parameters().Select(p => (p.name, p.parameter.shape)).DistinctBy(t => t.name).OrderBy(t => t.name, StringComparer.Ordinal).ToList();
+            compact = t5.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
+        }
+        RandomCompactFile.Write(Path.Combine(dir, "model.safetensors"), tensors, compact.Contains, weights);
+        File.WriteAllText(marker, RandomCompactFile.Name(weights));
+        log?.Invoke($"  text_encoder_3 rewritten in {RandomCompactFile.Name(weights)} in {clock.Elapsed.TotalSeconds:F0}s");
+    }
+
     /// <summary>The architecture name of a complete SD3 folder written by <see cref="WriteSd3"/>; null if there is none there.</summary>
     public static string? WrittenArchitecture(string root)
     {

@@ -34,7 +34,7 @@ public static class TransformerBench
         var clock = Stopwatch.StartNew();
         using var transformer = ComponentLoader.LoadSD3Transformer(folder.Component("transformer"), options);
         double load = clock.Elapsed.TotalSeconds;
-        long weightBytes = transformer.parameters().Sum(p => p.numel() * p.ElementSize);
+        long weightBytes = CompactLinear.ResidentBytesOf(transformer);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  load {load:F1}s, weights {weightBytes / 1e9:F2} GB"));
         int f = AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(folder.Component("vae"), "config.json"))).ScaleFactor;
 

@@ -23,11 +23,15 @@ public sealed record LoraWeight(LoraFile File, double Scale = 1.0)
 /// <see cref="Dispose"/>, so the base weights are bit-identical afterwards whatever the LoRAs or scales were.
 /// Merging was chosen over a side branch (<c>W x + s·up(down(x))</c> in every forward) because it costs nothing per
 /// UNet step; the merge itself is a few rank-r matmuls per weight, paid once per call.
+/// A layer whose weight is kept compact (<see cref="Models.CompactLinear"/>: float8, GGUF) has no float weight to merge
+/// into: its LoRAs become side branches for the call instead (<c>y = W x + Σᵢ sᵢ · upᵢ(downᵢ x)</c>, the same update
+/// to rounding), removed on <see cref="Dispose"/>; the compact weight is never touched.
 /// Not thread-safe: the weights of the pipeline change for the call, so a pipeline runs one generation at a time.
 /// </summary>
 public sealed class LoraMerger : IDisposable
 {
     readonly List<(Tensor Parameter, Tensor Original)> _patched = [];
+    readonly List<IDisposable> _branches = [];
 
     LoraMerger() { }
 
@@ -48,6 +52,10 @@ public sealed class LoraMerger : IDisposable
             [LoraTarget.TextEncoder] = WeightsByModule(textEncoder),
             [LoraTarget.TextEncoder2] = textEncoder2 is null ? [] : WeightsByModule(textEncoder2),
         };
+
+        var compact = new Dictionary<Tensor, Models.CompactLinear>(ReferenceEqualityComparer.Instance);
+        foreach (var layer in new[] { unet, textEncoder, textEncoder2 }.OfType<nn.Module>().SelectMany(CompactLayers))
+            compact[layer.weight] = layer;
 
         // Check every layer first, so a bad file changes nothing.
         var deltas = new Dictionary<Tensor, List<(LoraLayer Layer, double Scale)>>(ReferenceEqualityComparer.Instance);
@@ -79,6 +87,12 @@ public sealed class LoraMerger : IDisposable
         foreach (var (weight, layers) in deltas)
         {
             using var scope = NewDisposeScope();
+            if (compact.TryGetValue(weight, out var linear))
+            {
+                foreach (var (layer, scale) in layers)
+                    merger._branches.Add(linear.AddSideBranch(layer.Down.flatten(1), layer.Up.flatten(1), scale * layer.AlphaScale));
+                continue;
+            }
             bool restore = restored.Contains(weight);
             var original = restore ? weight.detach().clone().MoveToOuterDisposeScope() : weight;
             var merged = original.to(ScalarType.Float32, copy: true);
@@ -111,10 +125,17 @@ public sealed class LoraMerger : IDisposable
         return result;
     }
 
+    /// <summary>The layers whose weight is compact now (their weight is a placeholder: branched, not merged).</summary>
+    static IEnumerable<Models.CompactLinear> CompactLayers(nn.Module module) =>
+        module.named_modules().Select(m => m.module).OfType<Models.CompactLinear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<Models.CompactLinear>();
+
     static string Spelling(string weightName) => weightName[..^".weight".Length].Replace('.', '_');
 
     /// <summary>The weights that were patched (for tests and diagnostics).</summary>
     public int PatchedCount => _patched.Count;
+
+    /// <summary>The side branches added to compact layers (for tests and diagnostics).</summary>
+    public int BranchCount => _branches.Count;
 
     /// <summary>Copies the original tensors back: the weights are bit-identical to before <see cref="Apply"/>.</summary>
     public void Dispose()
@@ -126,5 +147,7 @@ public sealed class LoraMerger : IDisposable
             original.Dispose();
         }
         _patched.Clear();
+        foreach (var branch in _branches) branch.Dispose();
+        _branches.Clear();
     }
 }

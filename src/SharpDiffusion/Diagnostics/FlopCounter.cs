@@ -47,6 +47,14 @@ public sealed class FlopCounter : IDisposable
                     });
                     _removers.Add(linearHook.remove);
                     break;
+                case CompactLinear compact: // its dequantization is not counted: FLOPs are the matmul's
+                    var compactHook = compact.register_forward_hook((m, input, output) =>
+                    {
+                        Interlocked.Add(ref _linear, 2 * output.numel() * ((CompactLinear)m).InFeatures);
+                        return output;
+                    });
+                    _removers.Add(compactHook.remove);
+                    break;
                 case IAttentionModule attention:
                     _removers.Add(attention.RegisterAttentionHook(CountAttention).Dispose);
                     break;

@@ -40,6 +40,9 @@ public sealed class OpClassTimer : IDisposable
                 case TorchSharp.Modules.Linear linear:
                     Time(linear, ticks => Interlocked.Add(ref _linearTicks, ticks));
                     break;
+                case CompactLinear compact: // a compact weight's dequantization counts as the layer's time
+                    Time(compact, ticks => Interlocked.Add(ref _linearTicks, ticks));
+                    break;
                 case IAttentionModule attention:
                     _removers.Add(attention.RegisterAttentionHook((q, k) =>
                     {

@@ -42,6 +42,13 @@ public sealed record LoadOptions
     /// <summary>A single file that replaces a diffusers folder's transformer (Flux.1: BFL's flux1-dev/schnell layout,
     /// float8 and GGUF too; decoded to <see cref="DType"/>). Families without one refuse it.</summary>
     public string? TransformerFile { get; init; }
+
+    /// <summary>Weights stored compactly (float8 safetensors, GGUF quantized blocks) stay so in memory and become
+    /// <see cref="DType"/> one layer at a time as the model runs: the large linear weights of the Flux and SD3
+    /// transformers and of T5 (as ComfyUI-GGUF and stable-diffusion.cpp keep them), so memory follows the file (a Q8_0
+    /// Flux.1 transformer ~12.7 GB, not 24). Same values as decoding at load; each call pays the decode. On by default;
+    /// false decodes everything at load (faster steps when memory allows). CPU only.</summary>
+    public bool CompactWeights { get; init; } = true;
 }
 
 /// <summary>
@@ -215,6 +222,6 @@ public static class ComponentLoader
         return Path.Combine(dir, "config.json");
     }
 
-    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && o.Layout().Value);
+    static WeightPlacement Placement(LoadOptions o, bool convs) => new(o.DType, new Device(o.Device), convs && o.Layout().Value) { CompactWeights = o.CompactWeights };
 
 }

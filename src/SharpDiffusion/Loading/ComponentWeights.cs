@@ -32,8 +32,12 @@ public sealed class ComponentWeights
     /// <summary>Whether the weights are in memory now.</summary>
     public bool Resident { get; private set; }
 
-    /// <summary>The weights' size in memory (known while they are out too: the placeholders keep shape and dtype).</summary>
-    public long Bytes => Module.parameters().Sum(p => p.numel() * p.ElementSize);
+    /// <summary>The weights' size in memory: while resident, what they hold (compact weights at their stored size,
+    /// <see cref="Models.CompactLinear.ResidentBytesOf"/>); while out, what they held when last read, or before the first
+    /// read the placeholders' size in their dtype.</summary>
+    public long Bytes => Resident ? Models.CompactLinear.ResidentBytesOf(Module) : _bytesWhenRead ?? Module.parameters().Sum(p => p.numel() * p.ElementSize);
+
+    long? _bytesWhenRead;
 
     /// <summary>A component whose weights are already in memory and stay there.</summary>
     public static ComponentWeights Loaded(nn.Module module) =>
@@ -90,6 +94,7 @@ public sealed class ComponentWeights
     {
         _read(Module);
         Resident = true;
+        _bytesWhenRead = Models.CompactLinear.ResidentBytesOf(Module);
     }
 
     void Return()

@@ -213,6 +213,14 @@ public sealed class GgufFile : ITensorFile
         return bytes;
     }
 
+    /// <summary>A quantized tensor's blocks as a <see cref="CompactWeight"/> dequantized with this file's arithmetic; null for
+    /// F32/F16/BF16 (plain floats).</summary>
+    public CompactWeight? LoadCompact(string name)
+    {
+        var info = Info(name);
+        return CompactWeight.IsCompact(info.Type) ? CompactWeight.Gguf(LoadRaw(name), info.Shape, info.Type, Arithmetic) : null;
+    }
+
     /// <summary>Positioned reads and per-thread buffers: tensors may be read on several threads.</summary>
     public bool ReadsInParallel => true;
 

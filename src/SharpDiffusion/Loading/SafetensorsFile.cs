@@ -246,6 +246,13 @@ public sealed class SafetensorsFile : ITensorFile
         return bytes;
     }
 
+    /// <summary>A float8 tensor's codes as a <see cref="CompactWeight"/>; null for every other dtype.</summary>
+    public CompactWeight? LoadCompact(string name)
+    {
+        var entry = Entry(name);
+        return Float8.TableFor(entry.DType) is null ? null : CompactWeight.Float8(LoadRaw(name), entry.Shape, entry.DType);
+    }
+
     /// <summary>float8 codes decoded by table, in chunks, straight into a contiguous float32 CPU destination, otherwise
     /// into a reused float32 staging buffer and one converting copy.</summary>
     void ReadFloat8Into(SafetensorsEntry entry, float[] table, Tensor destination)

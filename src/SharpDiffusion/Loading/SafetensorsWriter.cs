@@ -56,12 +56,19 @@ public static class SafetensorsWriter
         }
     }
 
-    /// <summary>A module's parameters and buffers by state-dict name, optionally cast (e.g. to float16).</summary>
+    /// <summary>A module's parameters and buffers by state-dict name, optionally cast (e.g. to float16); compact weights
+    /// (<see cref="Models.CompactLinear"/>) written as the values they stand for.</summary>
     public static void SaveModule(string path, nn.Module module, ScalarType? dtype = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var scope = NewDisposeScope();
         var tensors = new Dictionary<string, Tensor>();
-        foreach (var (name, p) in module.named_parameters()) tensors[name] = dtype is { } d ? p.detach().to(d) : p.detach();
+        var compact = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is Models.CompactLinear { IsCompact: true })
+            .ToDictionary(m => m.name.Length == 0 ? "weight" : m.name + ".weight", m => (Models.CompactLinear)m.module, StringComparer.Ordinal);
+        foreach (var (name, p) in module.named_parameters())
+        {
+            var value = compact.TryGetValue(name, out var layer) ? layer.DequantizedWeight() : p.detach();
+            tensors[name] = dtype is { } d ? value.to(d) : value;
+        }
         foreach (var (name, b) in module.named_buffers()) tensors[name] = dtype is { } d ? b.detach().to(d) : b.detach();
         Save(path, tensors, metadata);
     }

@@ -7,6 +7,10 @@ namespace SharpDiffusion.Loading;
 /// <summary>How stored weights become parameters: compute dtype, device and convolution layout.</summary>
 public sealed record WeightPlacement(ScalarType DType, Device Device, bool ChannelsLastConvs)
 {
+    /// <summary>Weights of <see cref="Models.CompactLinear"/> layers that the file stores compactly (float8, GGUF quantized)
+    /// stay compact in memory and are dequantized per call (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
+    public bool CompactWeights { get; init; } = true;
+
     public static WeightPlacement Cpu32 { get; } = new(ScalarType.Float32, new Device("cpu"), ChannelsLastConvs: false);
 }
 
@@ -69,23 +73,52 @@ public static class StateDictLoader
         }
 
         // Then the data, on several threads when the files allow it: most of a load is the kernel handing out the new
-        // pages the weights fill, and that scales with threads.
+        // pages the weights fill, and that scales with threads. A compact-capable layer's weight that the file stores
+        // compactly stays as stored (CompactWeight); everything else becomes a parameter in the compute dtype.
+        var compactable = CompactWeightNames(module, placement);
         var placed = new Parameter?[plan.Count];
+        var compact = new CompactWeight?[plan.Count];
         try
         {
             int threads = files.All(f => f.ReadsInParallel) ? Math.Clamp(Environment.ProcessorCount, 1, 4) : 1;
             Parallel.For(0, plan.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
             {
                 using var noGrad = no_grad();
-                placed[i] = Place(plan[i].File, plan[i].Key, plan[i].Shape, placement);
+                if (compactable.Contains(plan[i].Name) && plan[i].File.LoadCompact(plan[i].Key) is { } stored)
+                    compact[i] = stored;
+                else
+                    placed[i] = Place(plan[i].File, plan[i].Key, plan[i].Shape, placement);
             });
         }
         catch (AggregateException e)
         {
             foreach (var p in placed) p?.Dispose();
+            foreach (var c in compact) c?.Dispose();
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]); // the file's own one-line error
         }
-        Assign(module, plan.Select((entry, i) => (entry.Name, placed[i]!)));
+        Assign(module, plan.Select((entry, i) => (entry.Name, Parameter: placed[i])).Where(p => p.Parameter is not null).Select(p => (p.Name, p.Parameter!)));
+        AssignCompact(module, plan.Select((entry, i) => (entry.Name, Weight: compact[i])).Where(c => c.Weight is not null).Select(c => (c.Name, c.Weight!)), placement.DType);
+    }
+
+    /// <summary>The weight names of the module's <see cref="Models.CompactLinear"/> layers, when the placement keeps weights compact.</summary>
+    static HashSet<string> CompactWeightNames(nn.Module module, WeightPlacement placement)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        if (!placement.CompactWeights || placement.Device.type != TorchSharp.DeviceType.CPU) return names;
+        foreach (var (name, m) in module.named_modules())
+            if (m is Models.CompactLinear)
+                names.Add(name.Length == 0 ? "weight" : name + ".weight");
+        return names;
+    }
+
+    /// <summary>Each compact weight into its <see cref="Models.CompactLinear"/>, whose placeholder takes <paramref name="dtype"/>.</summary>
+    static void AssignCompact(nn.Module module, IEnumerable<(string Name, CompactWeight Weight)> weights, ScalarType dtype)
+    {
+        var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
+        owners[""] = module;
+        using var noGrad = no_grad();
+        foreach (var (name, weight) in weights)
+            ((Models.CompactLinear)owners[name[..Math.Max(0, name.LastIndexOf('.'))]]).UseCompact(weight, dtype);
     }
 
     /// <summary>Each parameter into <paramref name="module"/>'s parameter of that dotted name, through its layer's setter.</summary>

@@ -25,6 +25,11 @@ public static class Layers
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true) =>
         nn.Linear(inFeatures, outFeatures, hasBias, _device, _dtype);
 
+    /// <summary>A linear layer whose weight may stay compact (float8, GGUF) and be dequantized per call: for the large
+    /// weights of the models that come in such files (Flux, SD3, T5). Loading decides, from the stored type.</summary>
+    public static CompactLinear CompactLinear(long inFeatures, long outFeatures, bool hasBias = true) =>
+        new(inFeatures, outFeatures, hasBias, _device, _dtype);
+
     public static Conv2d Conv2d(long inChannels, long outChannels, long kernelSize, long stride = 1, long padding = 0) =>
         nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, device: _device, dtype: _dtype);
 

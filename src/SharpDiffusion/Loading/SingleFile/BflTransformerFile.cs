@@ -98,9 +98,35 @@ public sealed class BflTransformerFile : ITensorFile
         }
     }
 
+    /// <summary>A fused tensor's part as rows of the stored compact weight (float8, GGUF blocks); the swapped final
+    /// modulation and plain-float tensors are not compact (null: loaded through <see cref="Load"/>).</summary>
+    public CompactWeight? LoadCompact(string name)
+    {
+        if (!_sources.TryGetValue(name, out var source))
+            return _inner.LoadCompact(name);
+        switch (source.Split)
+        {
+            case BflKeyMap.BflSplit.Parts:
+                if (_cachedCompact?.Name != source.Stored)
+                {
+                    _cachedCompact?.Value?.Dispose();
+                    _cachedCompact = (source.Stored, _inner.LoadCompact(source.Stored));
+                }
+                return _cachedCompact.Value.Value?.Rows(source.Part * _width, source.Rows);
+            case BflKeyMap.BflSplit.SwapHalves:
+                return null;
+            default:
+                return _inner.LoadCompact(source.Stored);
+        }
+    }
+
+    (string Name, CompactWeight? Value)? _cachedCompact;
+
     public void Dispose()
     {
         _cached?.Value.Dispose();
         _cached = null;
+        _cachedCompact?.Value?.Dispose();
+        _cachedCompact = null;
     }
 }

@@ -45,7 +45,7 @@ public static class Sd3SingleFileLoader
         var tokenizer3 = t5 is null ? null : T5Tokenizer.FromDirectory(checkpoint.T5TokenizerFolder!);
         var schedulerConfig = SchedulerConfig.Parse(checkpoint.SchedulerConfig.ToJsonString());
         var device = new Device(options.Device);
-        var flat = new WeightPlacement(options.DType, device, false);
+        var flat = new WeightPlacement(options.DType, device, false) { CompactWeights = options.CompactWeights };
         var convs = new WeightPlacement(options.DType, device, options.Layout().Value);
 
         var built = new List<ComponentWeights>();

@@ -13,7 +13,7 @@ namespace SharpDiffusion.Models.T5;
 /// </summary>
 public sealed class T5Attention : Module<Tensor, Tensor, Tensor>
 {
-    readonly Linear _q, _k, _v, _o;
+    readonly CompactLinear _q, _k, _v, _o;
     readonly Embedding? _relativeAttentionBias;
     readonly int _heads, _dKv, _buckets, _maxDistance;
 
@@ -21,10 +21,10 @@ public sealed class T5Attention : Module<Tensor, Tensor, Tensor>
     {
         (_heads, _dKv) = (config.NumHeads, config.DKv);
         (_buckets, _maxDistance) = (config.RelativeAttentionNumBuckets, config.RelativeAttentionMaxDistance);
-        _q = Layers.Linear(config.DModel, config.InnerDim, hasBias: false);
-        _k = Layers.Linear(config.DModel, config.InnerDim, hasBias: false);
-        _v = Layers.Linear(config.DModel, config.InnerDim, hasBias: false);
-        _o = Layers.Linear(config.InnerDim, config.DModel, hasBias: false);
+        _q = Layers.CompactLinear(config.DModel, config.InnerDim, hasBias: false);
+        _k = Layers.CompactLinear(config.DModel, config.InnerDim, hasBias: false);
+        _v = Layers.CompactLinear(config.DModel, config.InnerDim, hasBias: false);
+        _o = Layers.CompactLinear(config.InnerDim, config.DModel, hasBias: false);
         register_module("q", _q);
         register_module("k", _k);
         register_module("v", _v);

@@ -8,15 +8,15 @@ namespace SharpDiffusion.Models.T5;
 /// <summary>T5 v1.1's gated feed-forward: wo(gelu_new(wi_0(x)) · wi_1(x)), no biases; [.., D] → [.., d_ff] → [.., D].</summary>
 public sealed class T5DenseGatedActDense : Module<Tensor, Tensor>
 {
-    readonly Linear _wi0, _wi1, _wo;
+    readonly CompactLinear _wi0, _wi1, _wo;
     readonly Func<Tensor, Tensor> _act;
 
     public T5DenseGatedActDense(T5Config config) : base(nameof(T5DenseGatedActDense))
     {
         _act = Activations.ByName(config.DenseActFn);
-        _wi0 = Layers.Linear(config.DModel, config.DFf, hasBias: false);
-        _wi1 = Layers.Linear(config.DModel, config.DFf, hasBias: false);
-        _wo = Layers.Linear(config.DFf, config.DModel, hasBias: false);
+        _wi0 = Layers.CompactLinear(config.DModel, config.DFf, hasBias: false);
+        _wi1 = Layers.CompactLinear(config.DModel, config.DFf, hasBias: false);
+        _wo = Layers.CompactLinear(config.DFf, config.DModel, hasBias: false);
         register_module("wi_0", _wi0);
         register_module("wi_1", _wi1);
         register_module("wo", _wo);

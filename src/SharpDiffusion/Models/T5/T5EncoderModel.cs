@@ -60,7 +60,7 @@ public sealed class T5EncoderModel : Module<Tensor, Tensor>
         // Tied weights are saved once, as shared.weight; a file with only encoder.embed_tokens.weight fills shared from it.
         // A whole T5 (encoder-decoder) file loads too: transformers' T5EncoderModel skips the decoder, and so do we.
         bool hasShared = keys.Contains("shared.weight");
-        var placement = new WeightPlacement(options.DType, new Device(options.Device), ChannelsLastConvs: false);
+        var placement = new WeightPlacement(options.DType, new Device(options.Device), ChannelsLastConvs: false) { CompactWeights = options.CompactWeights };
         return ComponentLoader.Create(() => new T5EncoderModel(config), options, m =>
         {
             WeightFiles.LoadInto(m, files, placement,

@@ -29,13 +29,13 @@ public sealed record AdaLayerNormZeroOutput(Tensor Normed, Tensor GateMsa, Tenso
 /// </summary>
 public sealed class AdaLayerNormZero : Module<Tensor, Tensor, AdaLayerNormZeroOutput>
 {
-    readonly Linear _linear;
+    readonly CompactLinear _linear;
     readonly int _chunks;
 
     public AdaLayerNormZero(int dim, bool dual) : base(dual ? "SD35AdaLayerNormZeroX" : nameof(AdaLayerNormZero))
     {
         _chunks = dual ? 9 : 6;
-        _linear = Layers.Linear(dim, _chunks * dim);
+        _linear = Layers.CompactLinear(dim, _chunks * dim);
         register_module("linear", _linear);
     }
 
@@ -58,11 +58,11 @@ public sealed class AdaLayerNormZero : Module<Tensor, Tensor, AdaLayerNormZeroOu
 /// </summary>
 public sealed class AdaLayerNormContinuous : Module<Tensor, Tensor, Tensor>
 {
-    readonly Linear _linear;
+    readonly CompactLinear _linear;
 
     public AdaLayerNormContinuous(int dim, int conditioningDim) : base(nameof(AdaLayerNormContinuous))
     {
-        _linear = Layers.Linear(conditioningDim, 2 * dim);
+        _linear = Layers.CompactLinear(conditioningDim, 2 * dim);
         register_module("linear", _linear);
     }
 

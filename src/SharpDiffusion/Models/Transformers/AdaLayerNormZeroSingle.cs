@@ -11,11 +11,11 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class AdaLayerNormZeroSingle : Module<Tensor, Tensor, (Tensor Normed, Tensor Gate)>
 {
-    readonly Linear _linear;
+    readonly CompactLinear _linear;
 
     public AdaLayerNormZeroSingle(int dim) : base(nameof(AdaLayerNormZeroSingle))
     {
-        _linear = Layers.Linear(dim, 3 * dim);
+        _linear = Layers.CompactLinear(dim, 3 * dim);
         register_module("linear", _linear);
     }
 

@@ -14,8 +14,8 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class FluxAttention : Module, IAttentionModule
 {
-    readonly Linear _toQ, _toK, _toV;
-    readonly Linear? _toOut, _addQ, _addK, _addV, _toAddOut;
+    readonly CompactLinear _toQ, _toK, _toV;
+    readonly CompactLinear? _toOut, _addQ, _addK, _addV, _toAddOut;
     readonly RmsNorm _normQ, _normK;
     readonly RmsNorm? _normAddedQ, _normAddedK;
     readonly AttentionHooks _attentionHooks = new();
@@ -27,7 +27,7 @@ public sealed class FluxAttention : Module, IAttentionModule
     {
         _heads = heads;
         int inner = heads * headDim;
-        (_toQ, _toK, _toV) = (Layers.Linear(dim, inner), Layers.Linear(dim, inner), Layers.Linear(dim, inner));
+        (_toQ, _toK, _toV) = (Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner));
         (_normQ, _normK) = (new RmsNorm(headDim, 1e-6), new RmsNorm(headDim, 1e-6));
         register_module("to_q", _toQ);
         register_module("to_k", _toK);
@@ -35,17 +35,17 @@ public sealed class FluxAttention : Module, IAttentionModule
         register_module("norm_q", _normQ);
         register_module("norm_k", _normK);
         if (!hasContext) return;
-        (_addQ, _addK, _addV) = (Layers.Linear(dim, inner), Layers.Linear(dim, inner), Layers.Linear(dim, inner));
+        (_addQ, _addK, _addV) = (Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner));
         (_normAddedQ, _normAddedK) = (new RmsNorm(headDim, 1e-6), new RmsNorm(headDim, 1e-6));
         register_module("add_q_proj", _addQ);
         register_module("add_k_proj", _addK);
         register_module("add_v_proj", _addV);
         register_module("norm_added_q", _normAddedQ);
         register_module("norm_added_k", _normAddedK);
-        _toOut = Layers.Linear(inner, dim);
+        _toOut = Layers.CompactLinear(inner, dim);
         // to_out is [Linear, Dropout] in diffusers: the Linear is "to_out.0".
         register_module("to_out", new ModuleList<Module>(_toOut, Dropout(0.0)));
-        _toAddOut = Layers.Linear(inner, dim);
+        _toAddOut = Layers.CompactLinear(inner, dim);
         register_module("to_add_out", _toAddOut);
     }
 

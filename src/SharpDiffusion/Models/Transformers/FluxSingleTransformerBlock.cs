@@ -13,14 +13,14 @@ namespace SharpDiffusion.Models.Transformers;
 public sealed class FluxSingleTransformerBlock : Module
 {
     readonly AdaLayerNormZeroSingle _norm;
-    readonly Linear _projMlp, _projOut;
+    readonly CompactLinear _projMlp, _projOut;
     readonly FluxAttention _attn;
 
     public FluxSingleTransformerBlock(int dim, int heads, int headDim, int mlpRatio = 4) : base(nameof(FluxSingleTransformerBlock))
     {
         _norm = new AdaLayerNormZeroSingle(dim);
-        _projMlp = Layers.Linear(dim, mlpRatio * dim);
-        _projOut = Layers.Linear(dim + mlpRatio * dim, dim);
+        _projMlp = Layers.CompactLinear(dim, mlpRatio * dim);
+        _projOut = Layers.CompactLinear(dim + mlpRatio * dim, dim);
         _attn = new FluxAttention(dim, heads, headDim, hasContext: false);
         register_module("norm", _norm);
         register_module("proj_mlp", _projMlp);

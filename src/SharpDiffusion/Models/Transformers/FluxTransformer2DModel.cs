@@ -26,7 +26,7 @@ public sealed class FluxTransformer2DModel : Module
 {
     readonly FluxPosEmbed _posEmbed;
     readonly Module _timeTextEmbed;
-    readonly Linear _contextEmbedder, _xEmbedder, _projOut;
+    readonly CompactLinear _contextEmbedder, _xEmbedder, _projOut;
     readonly ModuleList<FluxTransformerBlock> _blocks;
     readonly ModuleList<FluxSingleTransformerBlock> _singleBlocks;
     readonly AdaLayerNormContinuous _normOut;
@@ -42,14 +42,14 @@ public sealed class FluxTransformer2DModel : Module
         _timeTextEmbed = c.GuidanceEmbeds
             ? new CombinedTimestepGuidanceTextProjEmbeddings(dim, c.PooledProjectionDim)
             : new CombinedTimestepTextProjEmbeddings(dim, c.PooledProjectionDim);
-        _contextEmbedder = Layers.Linear(c.JointAttentionDim, dim);
-        _xEmbedder = Layers.Linear(c.InChannels, dim);
+        _contextEmbedder = Layers.CompactLinear(c.JointAttentionDim, dim);
+        _xEmbedder = Layers.CompactLinear(c.InChannels, dim);
         _blocks = new ModuleList<FluxTransformerBlock>(Enumerable.Range(0, c.NumLayers)
             .Select(_ => new FluxTransformerBlock(dim, c.NumAttentionHeads, c.AttentionHeadDim)).ToArray());
         _singleBlocks = new ModuleList<FluxSingleTransformerBlock>(Enumerable.Range(0, c.NumSingleLayers)
             .Select(_ => new FluxSingleTransformerBlock(dim, c.NumAttentionHeads, c.AttentionHeadDim)).ToArray());
         _normOut = new AdaLayerNormContinuous(dim, dim);
-        _projOut = Layers.Linear(dim, c.PatchSize * c.PatchSize * c.OutChannels);
+        _projOut = Layers.CompactLinear(dim, c.PatchSize * c.PatchSize * c.OutChannels);
         register_module("time_text_embed", _timeTextEmbed);
         register_module("context_embedder", _contextEmbedder);
         register_module("x_embedder", _xEmbedder);

@@ -11,12 +11,12 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class GeluFeedForward : Module<Tensor, Tensor>
 {
-    readonly Linear _proj, _out;
+    readonly CompactLinear _proj, _out;
 
     public GeluFeedForward(int dim, int mult = 4) : base("FeedForward")
     {
-        _proj = Layers.Linear(dim, dim * mult);
-        _out = Layers.Linear(dim * mult, dim);
+        _proj = Layers.CompactLinear(dim, dim * mult);
+        _out = Layers.CompactLinear(dim * mult, dim);
         register_module("net", new ModuleList<Module>(new GeluProjection(_proj), Dropout(0.0), _out));
     }
 
@@ -30,6 +30,6 @@ public sealed class GeluFeedForward : Module<Tensor, Tensor>
     // Holds "net.0.proj" so the state-dict keys match diffusers' GELU module.
     sealed class GeluProjection : Module
     {
-        public GeluProjection(Linear proj) : base("GELU") => register_module("proj", proj);
+        public GeluProjection(CompactLinear proj) : base("GELU") => register_module("proj", proj);
     }
 }

@@ -13,8 +13,8 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class JointAttention : Module, IAttentionModule
 {
-    readonly Linear _toQ, _toK, _toV, _toOut;
-    readonly Linear? _addQ, _addK, _addV, _toAddOut;
+    readonly CompactLinear _toQ, _toK, _toV, _toOut;
+    readonly CompactLinear? _addQ, _addK, _addV, _toAddOut;
     readonly RmsNorm? _normQ, _normK, _normAddedQ, _normAddedK;
     readonly AttentionHooks _attentionHooks = new();
     readonly int _heads;
@@ -26,7 +26,7 @@ public sealed class JointAttention : Module, IAttentionModule
     {
         _heads = heads;
         int inner = heads * headDim;
-        (_toQ, _toK, _toV) = (Layers.Linear(dim, inner), Layers.Linear(dim, inner), Layers.Linear(dim, inner));
+        (_toQ, _toK, _toV) = (Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner));
         register_module("to_q", _toQ);
         register_module("to_k", _toK);
         register_module("to_v", _toV);
@@ -38,7 +38,7 @@ public sealed class JointAttention : Module, IAttentionModule
         }
         if (hasContext)
         {
-            (_addQ, _addK, _addV) = (Layers.Linear(dim, inner), Layers.Linear(dim, inner), Layers.Linear(dim, inner));
+            (_addQ, _addK, _addV) = (Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner), Layers.CompactLinear(dim, inner));
             register_module("add_q_proj", _addQ);
             register_module("add_k_proj", _addK);
             register_module("add_v_proj", _addV);
@@ -50,11 +50,11 @@ public sealed class JointAttention : Module, IAttentionModule
             }
             if (!contextPreOnly)
             {
-                _toAddOut = Layers.Linear(inner, dim);
+                _toAddOut = Layers.CompactLinear(inner, dim);
                 register_module("to_add_out", _toAddOut);
             }
         }
-        _toOut = Layers.Linear(inner, dim);
+        _toOut = Layers.CompactLinear(inner, dim);
         // to_out is [Linear, Dropout] in diffusers: the Linear is "to_out.0".
         register_module("to_out", new ModuleList<Module>(_toOut, Dropout(0.0)));
     }

@@ -22,7 +22,7 @@ public sealed class SD3Transformer2DModel : Module
 {
     readonly PatchEmbed _posEmbed;
     readonly CombinedTimestepTextProjEmbeddings _timeTextEmbed;
-    readonly Linear _contextEmbedder, _projOut;
+    readonly CompactLinear _contextEmbedder, _projOut;
     readonly ModuleList<JointTransformerBlock> _blocks;
     readonly AdaLayerNormContinuous _normOut;
 
@@ -35,12 +35,12 @@ public sealed class SD3Transformer2DModel : Module
         int dim = c.InnerDim;
         _posEmbed = new PatchEmbed(c.PatchSize, c.InChannels, dim, c.PosEmbedMaxSize);
         _timeTextEmbed = new CombinedTimestepTextProjEmbeddings(dim, c.PooledProjectionDim);
-        _contextEmbedder = Layers.Linear(c.JointAttentionDim, c.CaptionProjectionDim);
+        _contextEmbedder = Layers.CompactLinear(c.JointAttentionDim, c.CaptionProjectionDim);
         _blocks = new ModuleList<JointTransformerBlock>(Enumerable.Range(0, c.NumLayers)
             .Select(i => new JointTransformerBlock(dim, c.NumAttentionHeads, c.AttentionHeadDim, contextPreOnly: i == c.NumLayers - 1,
                 qkRmsNorm: c.QkNorm == "rms_norm", dualAttention: c.DualAttentionLayers.Contains(i))).ToArray());
         _normOut = new AdaLayerNormContinuous(dim, dim);
-        _projOut = Layers.Linear(dim, c.PatchSize * c.PatchSize * c.OutChannels);
+        _projOut = Layers.CompactLinear(dim, c.PatchSize * c.PatchSize * c.OutChannels);
         register_module("pos_embed", _posEmbed);
         register_module("time_text_embed", _timeTextEmbed);
         register_module("context_embedder", _contextEmbedder);
