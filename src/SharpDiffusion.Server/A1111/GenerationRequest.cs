@@ -19,6 +19,8 @@ public sealed record GenerationRequest
     public int ImageCount => BatchSize * Iterations;
     /// <summary>A model name (override_settings.sd_model_checkpoint); null = the loaded one.</summary>
     public string? Checkpoint { get; init; }
+    /// <summary>override_settings.sd_vae: a name of /sdapi/v1/sd-vae or "Automatic"/"None"; null = the sd_vae option.</summary>
+    public string? Vae { get; init; }
     /// <summary>The sampler and schedule type as asked ("Euler", "Simple"): resolved again against the model that runs
     /// the job (<see cref="SamplerNames.Resolve"/>), which may not be the one known when the request was accepted.</summary>
     public string Sampler { get; init; } = "Euler";
