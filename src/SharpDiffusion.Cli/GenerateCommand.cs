@@ -60,6 +60,7 @@ public static class GenerateCommand
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         .. HiresArguments.Options,
         .. RefinerArguments.Options,
+        .. PreviewArguments.Options,
         new("tiling", OptionKind.Flag, "a seamless texture: the left edge continues into the right, the top into the bottom (AUTOMATIC1111's Tiling) (default: off)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -83,6 +84,7 @@ public static class GenerateCommand
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
         var modelDefaults = GenerationDefaults.Load(model) ?? FluxArguments.Defaults(model, cl);
         var options = BuildOptions(cl, modelDefaults);
+        var previewSettings = PreviewArguments.Parse(cl);
         string? embeddingDir = EmbeddingDir(cl);
         string output = cl.String("output") ?? "out.png";
         var load = Load(cl);
@@ -108,8 +110,10 @@ public static class GenerateCommand
         };
         Progress.Line($"Opened {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s (each part's weights are read when it runs); {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
 
+        using var preview = previewSettings is null ? null : PreviewArguments.Open(previewSettings, pipeline, load.Device);
         using var interruption = new Interruption();
-        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
+        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token,
+            onDenoised: preview is null ? null : PreviewArguments.Writer(previewSettings!, preview)));
         foreach (var warning in result.Warnings)
             Progress.Line($"warning: {warning}");
         foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash,

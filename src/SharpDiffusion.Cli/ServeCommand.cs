@@ -17,6 +17,8 @@ public static class ServeCommand
         new("controlnet-dir", OptionKind.Text, "ControlNets (.safetensors/.pth files, diffusers folders) that API units name as /controlnet/model_list lists them (default: MODELS_DIR/ControlNet if it exists)", "DIR"),
         new("upscaler-dir", OptionKind.Text, "ESRGAN-family upscalers (.pth/.safetensors) that the Extras API and hr_upscaler name by file stem, as /sdapi/v1/upscalers lists them (default: MODELS_DIR/ESRGAN if it exists)", "DIR"),
         new("embeddings-dir", OptionKind.Text, "textual-inversion embeddings loaded into every model (default: MODELS_DIR/embeddings if it exists)", "DIR"),
+        new("vae-dir", OptionKind.Text, "separate VAE files and folders (vae-ft-mse-840000-ema-pruned.safetensors, taesd_decoder.safetensors, diffusers vae/ folders) that A1111's sd_vae option and override_settings name as /sdapi/v1/sd-vae lists them (default: MODELS_DIR/VAE if it exists)", "DIR"),
+        new("preview-vae", OptionKind.Text, "decode live previews with this TAESD at full resolution (A1111's show_progress_type \"TAESD\", then the default) instead of the cheap latent map (default: none)", "DIR|FILE"),
         new("host", OptionKind.Text, "address to listen on; 0.0.0.0 for every interface (default: 127.0.0.1, this machine only)", "ADDR"),
         new("port", OptionKind.Integer, "port; 0 = any free port, printed at start (default: 7860)", "N"),
         new("api-auth", OptionKind.Text, "HTTP Basic credentials required on every route, as AUTOMATIC1111's --api-auth (default: none)", "USER:PASS[,USER2:PASS2]"),
@@ -111,6 +113,9 @@ public static class ServeCommand
             EmbeddingsDir = Sub("embeddings-dir", "embeddings"),
             ControlNetDir = Sub("controlnet-dir", "ControlNet"),
             UpscalerDir = Sub("upscaler-dir", "ESRGAN"),
+            VaeDir = Sub("vae-dir", "VAE"),
+            PreviewVae = cl.String("preview-vae") is { } taesd && !File.Exists(taesd) && !Directory.Exists(taesd)
+                ? throw new UsageException($"--preview-vae: {AtomicFiles.Printable(taesd)} does not exist.") : cl.String("preview-vae"),
             Host = cl.String("host") ?? "127.0.0.1",
             Port = port,
             ApiAuth = cl.String("api-auth") is { } auth ? BasicAuth.Parse(auth) : [],

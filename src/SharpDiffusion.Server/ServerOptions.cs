@@ -22,6 +22,11 @@ public sealed record ServerOptions
     public string? UpscalerDir { get; init; }
     /// <summary>Textual-inversion embeddings loaded into every model (default: MODELS_DIR/embeddings if it exists).</summary>
     public string? EmbeddingsDir { get; init; }
+    /// <summary>Separate VAE files and folders (A1111's models/VAE) that the sd_vae option and override_settings may name
+    /// (GET /sdapi/v1/sd-vae lists them); null = none (default: MODELS_DIR/VAE if it exists).</summary>
+    public string? VaeDir { get; init; }
+    /// <summary>A TAESD that live previews decode with at full resolution (show_progress_type "TAESD", the default when given).</summary>
+    public string? PreviewVae { get; init; }
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>0 = any free port (printed at start).</summary>
     public int Port { get; init; } = 7860;

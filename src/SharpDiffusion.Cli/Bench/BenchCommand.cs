@@ -46,6 +46,8 @@ public static class BenchCommand
         new("t5-tokenizer", OptionKind.Text, "SD3: a T5 tokenizer folder (spiece.model) for the random-weight folder's tokenizer_3 (default: the golden tiny-sd3 one, if found)", "DIR"),
         new("report", OptionKind.Text, "internal: a child measures one dtype and writes its row here", "FILE", Hidden: true),
         new("generation", OptionKind.Text, "internal: the child measures one whole generation: resident or low-memory", "MODE", Hidden: true),
+        new("fewstep", OptionKind.Flag, "time whole images instead: --fewstep-steps LCM steps without CFG decoded by a TAESD (random full-size taesd) beside --total-steps Euler steps with CFG decoded by the full VAE, in one process (issue 25)"),
+        new("fewstep-steps", OptionKind.Integer, "with --fewstep: LCM steps (default: 4)", "N"),
     ];
 
     public static int Run(CommandLine cl)
@@ -95,6 +97,8 @@ public static class BenchCommand
         string? temp = null;
         try
         {
+            if (cl.Flag("fewstep") && sd3 is not null)
+                throw new UsageException("--fewstep times SD 1.5 and SDXL (LCM + TAESD); use --arch sd15 or sdxl.");
             if (model is null && sd3 is not null)
             {
                 model = Sd3Folder(cl.String("keep-model") ?? Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{arch}"), sd3, cl.String("t5-tokenizer"));
@@ -121,6 +125,13 @@ public static class BenchCommand
                 if (kept is not null) temp = null; // kept: not deleted at the end
             }
 
+            if (cl.Flag("fewstep"))
+            {
+                var fewstep = FewStepBench.Measure(model, FewStepBench.WriteRandomTaesd(temp ?? cl.String("keep-model") ?? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-").FullName),
+                    new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, width, height, cl.Int("fewstep-steps") ?? 4, totalSteps);
+                FewStepBench.Print(fewstep, width, height);
+                return 0;
+            }
             bool transformer = Directory.Exists(Path.Combine(model, "transformer"));
             var roofline = new Dictionary<string, Roofline.Rates>();
             if (!skipRoofline)

@@ -83,7 +83,13 @@ public static class A1111Endpoints
         app.MapPost("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, () => SetOptions(c, server)));
         app.MapPost("/sdapi/v1/png-info", (HttpContext c) => ApiCall.A1111(c, () => PngInfo(c)));
         // Lists some clients read at start; this server has none of these, and one script (XyzPlotScript).
-        foreach (var empty in new[] { "sd-vae", "hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "scripts" })
+        app.MapGet("/sdapi/v1/sd-vae", () => Json(new JsonArray(server.Vaes.Entries().Select(v => (JsonNode?)new JsonObject
+        {
+            ["model_name"] = v.Name,
+            ["filename"] = v.Path,
+        }).ToArray())));
+        app.MapPost("/sdapi/v1/refresh-vae", () => Json(new JsonObject())); // the folder is read on every request
+        foreach (var empty in new[] { "hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "scripts" })
             app.MapGet($"/sdapi/v1/{empty}", () => Json(empty == "scripts"
                 ? new JsonObject { ["txt2img"] = new JsonArray("x/y/z plot"), ["img2img"] = new JsonArray("x/y/z plot") }
                 : new JsonArray()));
@@ -174,6 +180,9 @@ public static class A1111Endpoints
     static async Task<IResult> SetOptions(HttpContext context, ServerContext server)
     {
         var body = await ServerContext.ReadObjectAsync(context);
+        if (body["sd_vae"] is { } sdVae) // a name the VAE folder has, or Automatic/None: refused before anything is stored
+            server.Vaes.Resolve(sdVae is JsonValue sv && sv.TryGetValue(out string? vaeName) ? vaeName
+                : throw new RequestValidationException([new FieldError("sd_vae", "str type expected", "type_error.str")]));
         var checkpoint = body["sd_model_checkpoint"];
         if (checkpoint is not null)
         {

@@ -104,12 +104,13 @@ public static class A1111Requests
             r.Error("force_task_id", "must be 1 to 128 printable characters");
 
         int skip = clipSkip;
-        string? checkpoint = null;
+        string? checkpoint = null, vae = null;
         if (overrides is not null)
         {
             var o = new RequestReader(overrides);
             skip = o.Int("CLIP_stop_at_last_layers", clipSkip, 1, 12);
             checkpoint = o.String("sd_model_checkpoint");
+            vae = o.String("sd_vae");
             try { o.ThrowIfInvalid(); }
             catch (RequestValidationException e) { foreach (var err in e.Errors) r.Error($"override_settings.{err.Field}", err.Message, err.Type); }
         }
@@ -204,6 +205,7 @@ public static class A1111Requests
             Checkpoint = string.IsNullOrEmpty(checkpoint) ? null : checkpoint,
             RefinerCheckpoint = refiner,
             RefinerSwitchAt = refinerSwitchAt,
+            Vae = vae,
             Sampler = sampler,
             Schedule = schedule,
             RestoreCheckpoint = restore,

@@ -22,6 +22,8 @@ public sealed record GenerationRequest
     /// <summary>A1111's refiner_checkpoint (a model name of the catalog: an SDXL refiner) and refiner_switch_at; null = none.</summary>
     public string? RefinerCheckpoint { get; init; }
     public double RefinerSwitchAt { get; init; } = RefinerOptions.DefaultSwitchAt;
+    /// <summary>override_settings.sd_vae: a name of /sdapi/v1/sd-vae or "Automatic"/"None"; null = the sd_vae option.</summary>
+    public string? Vae { get; init; }
     /// <summary>The sampler and schedule type as asked ("Euler", "Simple"): resolved again against the model that runs
     /// the job (<see cref="SamplerNames.Resolve"/>), which may not be the one known when the request was accepted.</summary>
     public string Sampler { get; init; } = "Euler";

@@ -1,3 +1,4 @@
+using SharpDiffusion.Schedulers;
 using SharpDiffusion.Server.Catalog;
 
 namespace SharpDiffusion.Server.A1111;
@@ -37,6 +38,8 @@ public static class SamplerNames
         ("karras", "Karras"),
         ("exponential", "Exponential"),
         ("beta", "Beta"),
+        ("sgm_uniform", "SGM Uniform"),
+        ("align_your_steps", "Align Your Steps"),
     ];
 
     /// <summary>The schedules of a flow-matching model: Forge's "Simple" (σ's evenly spaced in t, shifted), which is
@@ -48,17 +51,25 @@ public static class SamplerNames
     static readonly Dictionary<string, Dictionary<string, string>> DiffusionPairs = new(StringComparer.OrdinalIgnoreCase)
     {
         ["Euler a"] = new() { [""] = "Euler a" },
-        ["Euler"] = new() { [""] = "Euler", ["karras"] = "euler_karras", ["exponential"] = "euler_exponential", ["beta"] = "euler_beta" },
-        ["LMS"] = new() { [""] = "LMS", ["karras"] = "LMS Karras", ["exponential"] = "lms_exponential", ["beta"] = "lms_beta" },
-        ["Heun"] = new() { [""] = "Heun", ["karras"] = "heun_karras", ["exponential"] = "heun_exponential", ["beta"] = "heun_beta" },
-        ["DPM2"] = new() { [""] = "DPM2", ["karras"] = "DPM2 Karras", ["exponential"] = "kdpm2_exponential", ["beta"] = "kdpm2_beta" },
-        ["DPM2 a"] = new() { [""] = "DPM2 a", ["karras"] = "DPM2 a Karras", ["exponential"] = "kdpm2_a_exponential", ["beta"] = "kdpm2_a_beta" },
-        ["DPM++ 2M"] = new() { [""] = "DPM++ 2M", ["karras"] = "DPM++ 2M Karras" },
-        ["DPM++ 2M SDE"] = new() { [""] = "DPM++ 2M SDE", ["karras"] = "DPM++ 2M SDE Karras" },
+        ["Euler"] = KDiffusion("Euler", "euler_karras", "euler"),
+        ["LMS"] = KDiffusion("LMS", "LMS Karras", "lms"),
+        ["Heun"] = KDiffusion("Heun", "heun_karras", "heun"),
+        ["DPM2"] = KDiffusion("DPM2", "DPM2 Karras", "kdpm2"),
+        ["DPM2 a"] = KDiffusion("DPM2 a", "DPM2 a Karras", "kdpm2_a"),
+        ["DPM++ 2M"] = new() { [""] = "DPM++ 2M", ["karras"] = "DPM++ 2M Karras", ["exponential"] = "dpmpp_2m_exponential", ["beta"] = "dpmpp_2m_beta" },
+        ["DPM++ 2M SDE"] = new() { [""] = "DPM++ 2M SDE", ["karras"] = "DPM++ 2M SDE Karras", ["exponential"] = "dpmpp_2m_sde_exponential", ["beta"] = "dpmpp_2m_sde_beta" },
         ["DDIM"] = new() { [""] = "DDIM" },
         ["PLMS"] = new() { [""] = "PLMS" },
         ["UniPC"] = new() { [""] = "UniPC" },
         ["LCM"] = new() { [""] = "LCM" },
+    };
+
+    /// <summary>A k-diffusion sampler's schedules: the model's own, Karras, and the library's exponential, beta, SGM Uniform
+    /// and Align Your Steps variants (<c>PREFIX_exponential</c>, …).</summary>
+    static Dictionary<string, string> KDiffusion(string automatic, string karras, string prefix) => new()
+    {
+        [""] = automatic, ["karras"] = karras, ["exponential"] = prefix + "_exponential", ["beta"] = prefix + "_beta",
+        ["sgm_uniform"] = prefix + "_sgm_uniform", ["align_your_steps"] = prefix + "_ays",
     };
 
     /// <summary>The only sampler of a flow-matching model and the library scheduler it is.</summary>
@@ -72,7 +83,7 @@ public static class SamplerNames
         var (bare, scheduleName) = Split(sampler, schedule);
         if (traits is { FlowMatching: true })
             return ResolveFlow(sampler, schedule, bare, scheduleName, traits);
-        if (scheduleName is not ("" or "karras" or "exponential" or "beta"))
+        if (scheduleName != "" && !Schedules.Any(s => s.Name == scheduleName))
             throw new UnknownNameException("scheduler", $"Schedule type '{schedule}' is not supported; use one of: {string.Join(", ", Schedules.Select(s => s.Label))}.");
         if (!DiffusionPairs.TryGetValue(bare, out var schedules))
             throw new UnknownNameException("sampler", $"Sampler '{sampler}' not found; use one of: {string.Join(", ", Samplers.Select(s => s.Name))}.");
@@ -110,12 +121,13 @@ public static class SamplerNames
     }
 
     /// <summary>Schedule-type label written into the infotext ("Karras"), or null when the sampler name the library
-    /// writes already says it or it is the model's own (Automatic/Uniform). Flow-matching models: "Simple", as Forge.</summary>
+    /// writes already says it, the library writes it itself (<see cref="SchedulerFactory.A1111ScheduleLabel"/>: the
+    /// schedules besides Karras) or it is the model's own (Automatic/Uniform). Flow-matching models: "Simple", as Forge.</summary>
     public static string? InfoTextSchedule(string sampler, string? schedule, string writtenSampler, ModelTraits traits)
     {
         if (traits.FlowMatching) return "Simple";
         var (_, scheduleName) = Split(sampler, schedule);
-        if (scheduleName == "") return null;
+        if (scheduleName != "karras") return null;
         string label = Label(scheduleName);
         return writtenSampler.EndsWith(" " + label, StringComparison.Ordinal) ? null : label;
     }

@@ -20,6 +20,9 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
     /// <summary>The PNGs (with their infotext) of the last <see cref="Run"/>, in order.</summary>
     public IReadOnlyList<byte[]> Images { get; private set; } = [];
 
+    /// <summary>The VAEs sd_vae may name (none when not set).</summary>
+    public VaeCatalog Vaes { get; init; } = new(null);
+
     public JsonObject Run(Job job, GenerationRequest request)
     {
         var previous = host.Current;
@@ -30,6 +33,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         {
             job.Report(new JobProgress(0, request.ImageCount, 0, request.Options.DenoisingSteps, "loading"));
             var pipeline = host.Use(entry);
+            host.UseVae(Vaes.Resolve(request.Vae ?? settings.SdVae)); // override_settings.sd_vae, else the option
             return Generate(job, request, pipeline);
         }
         finally
@@ -54,6 +58,8 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         var (width, height) = pipeline.Validate(forModel);
         int count = request.ImageCount, every = settings.PreviewEvery;
         bool previews = settings.LivePreviews && every != 0, full = settings.FullPreview;
+        var taesd = previews && settings.TaesdPreview ? host.Taesd : null;
+        (string Name, string Hash)? vae = pipeline.VaeCodec is { VaeName: { } vaeName, VaeHash: { } vaeHash } ? (vaeName, vaeHash) : null;
         var images = new JsonArray();
         var infotexts = new JsonArray();
         var seeds = new JsonArray();
@@ -74,7 +80,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
                 ? (step, x0) =>
                 {
                     if (every > 0 && (step + 1) % every != 0) return;
-                    job.ReportPreview(Preview(pipeline, x0, full));
+                    job.ReportPreview(taesd is not null ? PreviewPng(taesd.ToImages(x0.narrow(0, 0, 1))[0]) : Preview(pipeline, x0, full));
                 }
                 : null;
             GenerationResult result;
@@ -89,7 +95,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
                 sampler = traits.FlowMatching ? SamplerNames.FlowSampler : result.SamplerName;
                 warnings.AddRange(result.Warnings.Where(w => !warnings.Contains(w)));
                 var image = result.Images[0];
-                string info = WithSampler(ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash), result.SamplerName,
+                string info = WithSampler(ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash, vae), result.SamplerName,
                     sampler, SamplerNames.InfoTextSchedule(request.Sampler, request.Schedule, result.SamplerName, traits));
                 var png = PngFile.Encode(image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = info });
                 pngs.Add(png);
@@ -129,8 +135,8 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
             ["face_restoration_model"] = null,
             ["sd_model_name"] = pipeline.ModelName,
             ["sd_model_hash"] = pipeline.ModelHash,
-            ["sd_vae_name"] = null,
-            ["sd_vae_hash"] = null,
+            ["sd_vae_name"] = vae?.Name,
+            ["sd_vae_hash"] = vae?.Hash,
             ["seed_resize_from_w"] = -1,
             ["seed_resize_from_h"] = -1,
             ["denoising_strength"] = o.Task == GenerationTask.TextToImage ? null : o.EffectiveStrength,
@@ -188,8 +194,10 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         }
         else
             image = host.Preview.ToImages(x0.narrow(0, 0, 1))[0];
-        return PngFile.Encode(image.Width, image.Height, image.Rgb);
+        return PreviewPng(image);
     }
+
+    static byte[] PreviewPng(RgbImage image) => PngFile.Encode(image.Width, image.Height, image.Rgb);
 
     /// <summary>Writes the job's PNGs into <paramref name="directory"/> (all or none), named by time, job id and index.</summary>
     public static void Save(string directory, IReadOnlyList<byte[]> pngs, string jobId)

@@ -13,6 +13,9 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     StableDiffusionPipeline? _pipeline;
     (ModelEntry Entry, StableDiffusionPipeline Pipeline)? _refiner;
     LatentPreview? _preview;
+    TaesdPreview? _taesd;
+    bool _taesdTried, _loadedOnce;
+    string? _vaePath; // the separate VAE the loaded pipeline decodes with (VaeCodec.UseVae), null = its own
     IReadOnlyList<string> _embeddings = [];
 
     /// <summary>The entry loaded now (before the first load: the start model). Set only once a load succeeded.</summary>
@@ -49,6 +52,13 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
         if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
             _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;
         CurrentHash = pipeline.ModelHash;
+        // A --preview-vae that does not fit the start model is refused before serving; another model falls back to the cheap map.
+        if (options.PreviewVae is { } taesd && !_loadedOnce)
+        {
+            try { (_taesd, _taesdTried) = (TaesdPreview.Load(taesd, pipeline.LatentFormat, options.Load.Device), true); }
+            catch { pipeline.Dispose(); throw; }
+        }
+        _loadedOnce = true;
         Current = entry;
         _pipeline = pipeline;
         return pipeline;
@@ -73,10 +83,38 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     /// <summary>The cheap preview map of the loaded model, fitted on first use.</summary>
     public LatentPreview Preview => _preview ??= LatentPreview.Fit(Pipeline);
 
+    /// <summary>The --preview-vae TAESD for the loaded model, or null (none given, or its latents are not this model's).</summary>
+    public TaesdPreview? Taesd
+    {
+        get
+        {
+            if (_taesd is null && !_taesdTried && options.PreviewVae is { } path)
+            {
+                _taesdTried = true;
+                try { _taesd = TaesdPreview.Load(path, Pipeline.LatentFormat, options.Load.Device); }
+                catch (ArgumentException) { } // another family's latents: previews use the cheap map
+            }
+            return _taesd;
+        }
+    }
+
+    /// <summary>Decodes with the separate VAE at <paramref name="path"/> (null: the model's own) from now on; loaded only when it
+    /// changes. A VAE of another family is refused in one line (VaeCodec.UseVae) and the previous choice stays. Worker thread only.</summary>
+    public void UseVae(string? path)
+    {
+        var pipeline = Pipeline;
+        if (path == _vaePath) return;
+        if (path is null) pipeline.VaeCodec.UseOwnVae();
+        else pipeline.VaeCodec.UseVae(path, options.Load);
+        _vaePath = path;
+    }
+
     void Unload()
     {
         _preview?.Dispose();
         _preview = null;
+        _taesd?.Dispose();
+        (_taesd, _taesdTried, _vaePath) = (null, false, null);
         _pipeline?.Dispose();
         _pipeline = null;
         _embeddings = [];

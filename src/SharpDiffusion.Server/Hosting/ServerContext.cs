@@ -16,6 +16,9 @@ public sealed class ServerContext : IDisposable
         Options = options;
         Loras = new LoraCatalog(options.LoraDir);
         Settings = new ServerSettings();
+        Vaes = new VaeCatalog(options.VaeDir);
+        if (options.PreviewVae is not null)
+            Settings.Apply(new JsonObject { ["show_progress_type"] = "TAESD" }); // A1111's name for TAESD previews
         if (options.Queue is { } url)
         {
             Gateway = RedisGateway.Connect(url, options);
@@ -29,7 +32,7 @@ public sealed class ServerContext : IDisposable
             Host = new ModelHost(options, Catalog);
             LocalQueue = new JobQueue(options.QueueSize, options.JobRetention);
             Queue = LocalQueue;
-            Work = new GenerationWork(Host, Catalog, Settings, options.OutputDir);
+            Work = new GenerationWork(Host, Catalog, Settings, options.OutputDir) { Vaes = Vaes };
             Files = new MemoryImageFiles();
         }
     }
@@ -37,6 +40,8 @@ public sealed class ServerContext : IDisposable
     public ServerOptions Options { get; }
     public ModelCatalog Catalog { get; }
     public LoraCatalog Loras { get; }
+    /// <summary>The separate VAEs the sd_vae option may name (serve --vae-dir).</summary>
+    public VaeCatalog Vaes { get; }
     public ServerSettings Settings { get; }
     public IJobQueue Queue { get; }
     /// <summary>Generated files served by URL (OpenAI's response_format "url").</summary>

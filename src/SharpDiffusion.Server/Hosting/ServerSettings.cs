@@ -25,6 +25,10 @@ public sealed class ServerSettings
     public int PreviewEvery => Get("show_progress_every_n_steps", 1);
     /// <summary>"Full" decodes with the VAE; anything else uses the cheap linear map.</summary>
     public bool FullPreview { get { lock (_gate) return (string?)_values["show_progress_type"] == "Full"; } }
+    /// <summary>A1111's "TAESD" preview type: decode previews with serve --preview-vae (the cheap map when none fits).</summary>
+    public bool TaesdPreview { get { lock (_gate) return (string?)_values["show_progress_type"] == "TAESD"; } }
+    /// <summary>The sd_vae option: a name of /sdapi/v1/sd-vae, or "Automatic"/"None" (the model's own VAE).</summary>
+    public string SdVae { get { lock (_gate) return _values["sd_vae"] is JsonValue v && v.TryGetValue(out string? s) ? s : "Automatic"; } }
 
     int Get(string key, int fallback)
     {

@@ -14,7 +14,7 @@ public static partial class InfoText
         string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
         long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false,
         IEnumerable<string>? extraPairs = null,
-        string? vae = null, string? vaeHash = null)
+        string? vae = null, string? vaeHash = null, string? scheduleType = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -28,6 +28,8 @@ public static partial class InfoText
             $"Seed: {seed}",
             $"Size: {width}x{height}",
         };
+        // A1111 1.9+: "Schedule type" right after the sampler (create_infotext keeps that key's place), labelled as its sd_schedulers.
+        if (!string.IsNullOrEmpty(scheduleType)) pairs.Insert(2, $"Schedule type: {scheduleType}");
         if (!string.IsNullOrEmpty(modelHash)) pairs.Add($"Model hash: {modelHash}");
         pairs.Add($"Model: {model}");
         // A1111 (processing.py): "VAE hash" (sha256[:10] of the file) then "VAE" (its file name), only for a separate VAE.

@@ -19,6 +19,8 @@ public sealed class GenerationResult : IDisposable
     public required string SchedulerName { get; init; }
     /// <summary>Its AUTOMATIC1111 name, as infotext writes it ("Euler a", "DPM++ 2M Karras").</summary>
     public required string SamplerName { get; init; }
+    /// <summary>AUTOMATIC1111's "Schedule type" when the sampler name does not carry it ("Align Your Steps", "Exponential"), else null.</summary>
+    public string? ScheduleType { get; init; }
     /// <summary>What the call changed or ignored and the user should know (a resized mask, a truncated prompt).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
     /// <summary>The LoRAs the call applied (given and from prompt tags): name and AUTOMATIC1111 short hash.</summary>
@@ -42,6 +44,7 @@ public sealed class GenerationResult : IDisposable
         VariationSeed = VariationSeed,
         SchedulerName = first.SchedulerName,
         SamplerName = first.SamplerName,
+        ScheduleType = first.ScheduleType,
         Warnings = first.Warnings.Concat(Warnings).Distinct().ToList(),
         Loras = Loras,
         Width = Width,

@@ -19,7 +19,7 @@ public static class ImageOutput
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval, vae: vae?.Name, vaeHash: vae?.Hash,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
             seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
-            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)).Concat(RefinerPairs(options.Refiner)));
+            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)).Concat(RefinerPairs(options.Refiner)), scheduleType: result.ScheduleType);
 
     /// <summary>A1111's refiner entries: "Refiner: name [hash], Refiner switch at: 0.8".</summary>
     static IEnumerable<string> RefinerPairs(RefinerOptions? refiner) => refiner is null ? []

@@ -3,13 +3,21 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Pipelines;
 
+/// <summary>Turns the clean latents x̂₀ a step predicts into pictures for a live preview: the cheap linear map
+/// (<see cref="LatentPreview"/>, one pixel per latent) or a TAESD decode (<see cref="TaesdPreview"/>, full resolution).</summary>
+public interface ILatentPreview : IDisposable
+{
+    /// <summary>Latents [B, C, h, w] (scaled, as the denoising loop holds them) → one picture per batch row.</summary>
+    IReadOnlyList<RgbImage> ToImages(Tensor latents);
+}
+
 /// <summary>
 /// A cheap latent → RGB picture for live previews, as AUTOMATIC1111's "Approx cheap": one fixed affine map per model,
 /// rgb = W·z + b per latent pixel, no VAE decode. The map is fitted once from the model's own VAE (least squares
 /// over smooth random colour fields encoded to latents against their pixels averaged over each latent cell), so
 /// it fits any latent space: SD 1.x/2.x, the shipped model, others. One latent pixel = one preview pixel.
 /// </summary>
-public sealed class LatentPreview : IDisposable
+public sealed class LatentPreview : ILatentPreview
 {
     readonly Tensor _weight; // [C, 3]
     readonly Tensor _bias;   // [3]

@@ -236,6 +236,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             VariationSeed = options.VariationStrength > 0 ? variationSeed : null,
             SchedulerName = scheduler.Name,
             SamplerName = SchedulerFactory.A1111Name(scheduler),
+            ScheduleType = SchedulerFactory.A1111ScheduleLabel(scheduler),
             Loras = loras.Select(l => (l.File.Name, l.File.Hash)).ToList(),
             Width = width,
             Height = height,

@@ -17,6 +17,7 @@ namespace SharpDiffusion.Pipelines;
 public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Device device, ScalarType dtype)
 {
     ComponentWeights? _replacement;
+    readonly LatentFormat _ownFormat = format;
     LatentFormat _format = format;
     ComponentWeights Active => _replacement ?? weights;
 
@@ -146,6 +147,17 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
                 ignore: key => LdmKeyMap.Normalize(key) is var k && (k.StartsWith("loss.", StringComparison.Ordinal) || k.StartsWith("model_ema.", StringComparison.Ordinal)));
             ComponentLoader.UpcastIfNeeded((AutoencoderKL)m, options);
         });
+    }
+
+    /// <summary>Goes back to the model's own VAE and latent format (A1111's sd_vae "Automatic"/"None"), dropping the one
+    /// <see cref="UseVae"/> loaded. Not thread-safe, as <see cref="UseVae"/>.</summary>
+    public void UseOwnVae()
+    {
+        _replacement?.Module.Dispose();
+        _replacement = null;
+        _format = _ownFormat;
+        VaeName = null;
+        VaeHash = null;
     }
 
     static string Sha256Prefix(string file)

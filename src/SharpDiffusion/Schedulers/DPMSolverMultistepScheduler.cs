@@ -14,7 +14,8 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     readonly int _solverOrder;
     readonly string _algorithm;    // dpmsolver++, dpmsolver, sde-dpmsolver++, sde-dpmsolver
     readonly string _solverType;   // midpoint, heun
-    readonly bool _lowerOrderFinal, _eulerAtFinal, _useKarrasSigmas;
+    readonly bool _lowerOrderFinal, _eulerAtFinal;
+    readonly SigmaSpacing _sigmaSpacing;  // Interpolated, Karras, Exponential or Beta
     readonly double _lambdaMinClipped;
     readonly string? _varianceType;
     readonly bool _thresholding;
@@ -33,7 +34,7 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
         _solverType = config.GetString("solver_type", "midpoint");
         _lowerOrderFinal = config.GetBool("lower_order_final", true);
         _eulerAtFinal = config.GetBool("euler_at_final", false);
-        _useKarrasSigmas = config.GetBool("use_karras_sigmas", false);
+        _sigmaSpacing = MultistepSpacing(config);
         _lambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity);
         _varianceType = config.GetStringOrNull("variance_type");
         _thresholding = config.GetBool("thresholding", false);
@@ -53,23 +54,47 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
             throw new NotSupportedException($"DPMSolverMultistepScheduler: solver_order {_solverOrder} with '{_algorithm}' is not supported (1-3, SDE variants 1-2).");
         if (config.GetBool("use_lu_lambdas", false))
             throw new NotSupportedException("DPMSolverMultistepScheduler: use_lu_lambdas is not supported.");
+        // Exponential and beta σ's end at σ = 0 (diffusers' final_sigmas_type "zero", k-diffusion's last step), where
+        // only the data-prediction (++) solvers are defined: DPM-Solver's ε form divides by σ_t.
+        if (EndsAtZero && !_algorithm.EndsWith("++", StringComparison.Ordinal))
+            throw new NotSupportedException($"DPMSolverMultistepScheduler: exponential and beta sigmas end at sigma 0, which algorithm_type '{_algorithm}' cannot step to; use dpmsolver++ or sde-dpmsolver++.");
     }
+
+    /// <summary>use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas (at most one), as diffusers ≥ 0.32 reads them
+    /// (0.31 takes the keys but fails in set_timesteps).</summary>
+    static SigmaSpacing MultistepSpacing(SchedulerConfig config)
+    {
+        var flags = new (string Key, SigmaSpacing Spacing)[]
+        {
+            ("use_karras_sigmas", SigmaSpacing.Karras), ("use_exponential_sigmas", SigmaSpacing.Exponential), ("use_beta_sigmas", SigmaSpacing.Beta),
+        }.Where(f => config.GetBool(f.Key, false)).ToList();
+        if (flags.Count > 1)
+            throw new ArgumentException($"DPMSolverMultistepScheduler: only one of {string.Join(", ", flags.Select(f => f.Key))} can be true.");
+        return flags.Count == 1 ? flags[0].Spacing : SigmaSpacing.Interpolated;
+    }
+
+    /// <summary>Whether the last σ is 0 (exponential and beta σ's) rather than σ_min (the interpolated and Karras ones).</summary>
+    bool EndsAtZero => _sigmaSpacing is SigmaSpacing.Exponential or SigmaSpacing.Beta;
 
     public override string Name => "DPMSolverMultistepScheduler";
     public override IReadOnlyList<float>? Sigmas => _sigmas;
     public override float InitNoiseSigma => 1f;
     public int SolverOrder => _solverOrder;
     public string AlgorithmType => _algorithm;
-    public bool UseKarrasSigmas => _useKarrasSigmas;
+    public bool UseKarrasSigmas => _sigmaSpacing == SigmaSpacing.Karras;
+    /// <summary>The σ spacing the config chose (A1111's schedule type).</summary>
+    public SigmaSpacing SigmaSpacing => _sigmaSpacing;
 
-    protected override bool NeedsDistinctTimesteps => true;
+    // The log-SNR gaps come from the σ's, which exponential and beta spacing keep distinct even where their truncated
+    // timesteps repeat (near t = 0 at many steps); the interpolated and Karras σ's follow the timesteps.
+    protected override bool NeedsDistinctTimesteps => !EndsAtZero;
 
     protected override float[] ComputeTimesteps(int n)
     {
         // Skip the steps whose λ falls below lambda_min_clipped (for cosine schedules); none by default.
         int lastTimestep = NumTrainTimesteps - ClippedCount();
         var spaced = TimestepSpacing.MultistepDescending(_spacing, NumTrainTimesteps, n, _stepsOffset, lastTimestep);
-        (var timesteps, _sigmas) = SigmaMath.MultistepSchedule(NoiseSchedule, spaced, n, _useKarrasSigmas);
+        (var timesteps, _sigmas) = SigmaMath.MultistepSchedule(NoiseSchedule, spaced, n, _sigmaSpacing);
         return timesteps;
     }
 
@@ -98,7 +123,8 @@ public sealed class DPMSolverMultistepScheduler : SchedulerBase
     {
         int i = CurrentStepIndex(timestep);
         int count = Timesteps.Count;
-        bool lowerOrderFinal = i == count - 1 && (_eulerAtFinal || (_lowerOrderFinal && count < 15));
+        // A step to σ = 0 is first order whatever the count (h = ∞: the update is x̂_0 itself), as diffusers' final_sigmas_type "zero".
+        bool lowerOrderFinal = i == count - 1 && (_eulerAtFinal || (_lowerOrderFinal && count < 15) || EndsAtZero);
         bool lowerOrderSecond = i == count - 2 && _lowerOrderFinal && count < 15;
 
         using var scope = NewDisposeScope();

@@ -40,6 +40,10 @@ public static class SchedulerFactory
     static readonly Dictionary<string, object> Dpmpp2MKarras = new(Dpmpp2M) { ["use_karras_sigmas"] = true };
     static readonly Dictionary<string, object> Dpmpp2MSde = new() { ["algorithm_type"] = "sde-dpmsolver++", ["solver_order"] = 2 };
     static readonly Dictionary<string, object> Dpmpp2MSdeKarras = new(Dpmpp2MSde) { ["use_karras_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2MExponential = new(Dpmpp2M) { ["use_exponential_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2MBeta = new(Dpmpp2M) { ["use_beta_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2MSdeExponential = new(Dpmpp2MSde) { ["use_exponential_sigmas"] = true };
+    static readonly Dictionary<string, object> Dpmpp2MSdeBeta = new(Dpmpp2MSde) { ["use_beta_sigmas"] = true };
 
     // Wrapped read-only: the tables are shared by every caller in the process, and a Dictionary behind an
     // IReadOnlyDictionary can be cast back and changed.
@@ -75,6 +79,10 @@ public static class SchedulerFactory
         N("dpmpp_2m_karras", "DPMSolverMultistepScheduler", "dpmpp_2m with Karras sigmas", Dpmpp2MKarras),
         N("dpmpp_2m_sde", "DPMSolverMultistepScheduler", "SDE variant of DPM-Solver++(2M) (draws noise)", Dpmpp2MSde),
         N("dpmpp_2m_sde_karras", "DPMSolverMultistepScheduler", "dpmpp_2m_sde with Karras sigmas", Dpmpp2MSdeKarras),
+        N("dpmpp_2m_exponential", "DPMSolverMultistepScheduler", "dpmpp_2m with σ's evenly spaced in log σ, ending at 0", Dpmpp2MExponential),
+        N("dpmpp_2m_beta", "DPMSolverMultistepScheduler", "dpmpp_2m with beta sigmas, ending at 0", Dpmpp2MBeta),
+        N("dpmpp_2m_sde_exponential", "DPMSolverMultistepScheduler", "dpmpp_2m_sde with exponential sigmas, ending at 0", Dpmpp2MSdeExponential),
+        N("dpmpp_2m_sde_beta", "DPMSolverMultistepScheduler", "dpmpp_2m_sde with beta sigmas, ending at 0", Dpmpp2MSdeBeta),
         N("ddpm", "DDPMScheduler", "ancestral DDPM sampling (draws noise)"),
         N("heun", "HeunDiscreteScheduler", "Heun's 2nd-order method (2 model calls per step)"),
         N("heun_karras", "HeunDiscreteScheduler", "heun with Karras sigmas", Karras),
@@ -199,5 +207,18 @@ public static class SchedulerFactory
             LCMScheduler => "LCM",
             _ => Names.FirstOrDefault(n => !n.IsA1111 && n.ClassName == scheduler.Name && n.Overrides.Count == 0)?.Name ?? scheduler.Name,
         };
+    }
+
+    /// <summary>AUTOMATIC1111's "Schedule type" label for the infotext (its sd_schedulers labels: "Exponential", "Beta",
+    /// "SGM Uniform", "Align Your Steps"), or null when the sampler name carries it (" Karras", the old style A1111 still
+    /// reads) or the schedule is the model's own (Automatic) or a custom list (A1111 has no label for one).</summary>
+    public static string? A1111ScheduleLabel(IScheduler scheduler)
+    {
+        var config = scheduler.Config;
+        if (config.GetBool("use_exponential_sigmas", false)) return "Exponential";
+        if (config.GetBool("use_beta_sigmas", false)) return "Beta";
+        if (config.GetBool("use_sgm_uniform_sigmas", false)) return "SGM Uniform";
+        if (config.GetBool("use_ays_sigmas", false)) return "Align Your Steps";
+        return null;
     }
 }

@@ -106,17 +106,33 @@ public static class SigmaMath
     /// at them followed by σ(t=0) (the last step ends there, not at 0); with <paramref name="useKarrasSigmas"/>
     /// Karras σ's over the whole training range, the last one repeated, and their rounded timesteps.
     /// Returns n timesteps and n+1 float32 σ's.</summary>
-    public static (float[] Timesteps, float[] Sigmas) MultistepSchedule(NoiseSchedule schedule, double[] timesteps, int n, bool useKarrasSigmas)
+    public static (float[] Timesteps, float[] Sigmas) MultistepSchedule(NoiseSchedule schedule, double[] timesteps, int n, bool useKarrasSigmas) =>
+        MultistepSchedule(schedule, timesteps, n, useKarrasSigmas ? SigmaSpacing.Karras : SigmaSpacing.Interpolated);
+
+    /// <summary><see cref="MultistepSchedule(NoiseSchedule, double[], int, bool)"/> for DPM-Solver's spacings. Exponential
+    /// and beta σ's (diffusers ≥ 0.32, numpy float64 over the whole training range [σ(0), σ(T−1)]): their timesteps are
+    /// <see cref="SigmaToT"/> truncated to integers (torch's int64 cast) and the last σ is 0 (final_sigmas_type "zero").</summary>
+    public static (float[] Timesteps, float[] Sigmas) MultistepSchedule(NoiseSchedule schedule, double[] timesteps, int n, SigmaSpacing spacing)
     {
         float[] trainSigmas = schedule.Sigmas;
-        if (useKarrasSigmas)
+        switch (spacing)
         {
-            var karras = KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
-            timesteps = karras.Select(s => Math.Round(SigmaToT(s, schedule))).ToArray();
-            return ([.. timesteps.Select(t => (float)t)], [.. karras.Select(s => (float)s), (float)karras[^1]]);
+            case SigmaSpacing.Karras:
+                var karras = KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
+                timesteps = karras.Select(s => Math.Round(SigmaToT(s, schedule))).ToArray();
+                return ([.. timesteps.Select(t => (float)t)], [.. karras.Select(s => (float)s), (float)karras[^1]]);
+            case SigmaSpacing.Exponential or SigmaSpacing.Beta:
+                double min = trainSigmas[0], max = trainSigmas[^1];
+                double[] sigmas = spacing == SigmaSpacing.Exponential
+                    ? [.. NumPy.Linspace(Math.Log(max), Math.Log(min), n).Select(Math.Exp)]
+                    : [.. NumPy.Linspace(0, 1, n).Select(r => min + BetaDistribution.Ppf(1 - r, 0.6, 0.6) * (max - min))];
+                return ([.. sigmas.Select(s => (float)Math.Truncate(SigmaToT(s, schedule)))], [.. sigmas.Select(s => (float)s), 0f]);
+            case SigmaSpacing.Interpolated:
+                var interpolated = InterpolateSigmas(timesteps, schedule);
+                return ([.. timesteps.Select(t => (float)t)], [.. interpolated.Select(s => (float)s), trainSigmas[0]]);
+            default:
+                throw new NotSupportedException($"Multistep solvers take interpolated, Karras, exponential or beta sigmas, not {spacing}.");
         }
-        var sigmas = InterpolateSigmas(timesteps, schedule);
-        return ([.. timesteps.Select(t => (float)t)], [.. sigmas.Select(s => (float)s), trainSigmas[0]]);
     }
 
     /// <summary>Karras et al. 2022, eq. 5 with ρ = 7: σ_i = (σ_max^(1/ρ) + i/(n-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ.</summary>

@@ -161,6 +161,7 @@ public class A1111GenerationTests(ShippedServer fixture) : IClassFixture<Shipped
         var euler = new Dictionary<string, string>
         {
             ["Automatic"] = "Euler", ["Uniform"] = "Euler", ["Karras"] = "euler_karras", ["Exponential"] = "euler_exponential", ["Beta"] = "euler_beta",
+            ["SGM Uniform"] = "euler_sgm_uniform", ["Align Your Steps"] = "euler_ays",
         };
         Assert.Equal(euler.Keys.Order(), schedules.Order());
         foreach (var schedule in schedules)
@@ -171,27 +172,34 @@ public class A1111GenerationTests(ShippedServer fixture) : IClassFixture<Shipped
             var reply = await Client.PostAsync("/sdapi/v1/txt2img", body);
             Assert.True(reply.Code == 200, $"Euler + {schedule}: {reply.Body?.ToJsonString()}");
             Assert.Equal(Api.Decode(Reference.Png(Model, Reference.Options("a shape", 3, 2, 5, scheduler: euler[schedule]))).Rgb, Api.Decode(reply.Png()).Rgb);
-            if (schedule is "Karras" or "Exponential" or "Beta")
+            if (schedule is not ("Automatic" or "Uniform"))
                 Assert.Contains($"Sampler: Euler, Schedule type: {schedule}, ", Api.Parameters(reply.Png()));
         }
-        // DPM++ 2M has Automatic, Uniform and Karras; the library has no DPM++ 2M with exponential or beta σ's, which is
-        // refused in one line naming the samplers that have them.
-        foreach (var schedule in schedules)
+        // DPM++ 2M has Automatic, Uniform, Karras, and exponential and beta σ's ending at 0 (diffusers >= 0.32's use_exponential_sigmas).
+        var dpmpp = new Dictionary<string, string>
+        {
+            ["Automatic"] = "DPM++ 2M", ["Uniform"] = "DPM++ 2M", ["Karras"] = "DPM++ 2M Karras", ["Exponential"] = "dpmpp_2m_exponential", ["Beta"] = "dpmpp_2m_beta",
+        };
+        foreach (var (schedule, library) in dpmpp)
         {
             var body = Body("a shape", 3, 2);
             body["sampler_name"] = "DPM++ 2M";
             body["scheduler"] = schedule;
             var reply = await Client.PostAsync("/sdapi/v1/txt2img", body);
-            if (schedule is "Exponential" or "Beta")
-            {
-                Assert.Equal(422, reply.Code);
-                string detail = (string)reply.Json["detail"]![0]!["msg"]!;
-                Assert.Contains($"'DPM++ 2M' has no {schedule} schedule", detail);
-                Assert.Contains("Euler", detail);
-            }
-            else
-                Assert.True(reply.Code == 200, $"DPM++ 2M + {schedule}: {reply.Body?.ToJsonString()}");
+            Assert.True(reply.Code == 200, $"DPM++ 2M + {schedule}: {reply.Body?.ToJsonString()}");
+            Assert.Equal(Api.Decode(Reference.Png(Model, Reference.Options("a shape", 3, 2, 5, scheduler: library))).Rgb, Api.Decode(reply.Png()).Rgb);
+            if (schedule is "Exponential" or "Beta") // Karras stays in the name, as before: "DPM++ 2M Karras"
+                Assert.Contains($"Sampler: DPM++ 2M, Schedule type: {schedule}, ", Api.Parameters(reply.Png()));
         }
+        // A pair the library has no scheduler for is refused in one line naming the samplers that have that schedule.
+        var refused = Body("a shape", 3, 2);
+        refused["sampler_name"] = "DPM++ 2M";
+        refused["scheduler"] = "Align Your Steps";
+        var no = await Client.PostAsync("/sdapi/v1/txt2img", refused);
+        Assert.Equal(422, no.Code);
+        string detail = (string)no.Json["detail"]![0]!["msg"]!;
+        Assert.Contains("'DPM++ 2M' has no Align Your Steps schedule", detail);
+        Assert.Contains("Euler", detail);
     }
 
     [Fact]
