@@ -1,0 +1,45 @@
+// A1111's "X/Y/Z plot" script: one picture per combination of the axes' values (seeds held), drawn as a labelled grid.
+// Sent as script_name "x/y/z plot" with A1111's script_args: [x_type, x_values, x_values_dropdown, y_type, ...,
+// z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y,
+// vary_seeds_z, margin_size, csv_mode], an axis type being the index of its label in the script's list. The section
+// shows only when /sdapi/v1/scripts lists the script; the labels come from /sdapi/v1/script-info.
+import { optional } from './api.js';
+import { $, fillSelect, setAvailable } from './dom.js';
+
+const g = {
+  section: $('xyz'), enable: $('xyz-enable'), fields: $('xyz-fields'),
+  axes: ['x', 'y', 'z'].map((a) => ({ type: $(`xyz-${a}-type`), values: $(`xyz-${a}-values`) })),
+  legend: $('xyz-legend'), lone: $('xyz-lone-images'),
+};
+
+const SCRIPT = 'x/y/z plot';
+// A1111's txt2img axis list (scripts/xyz_grid.py, AxisOption and AxisOptionTxt2Img in order) up to the ones a page
+// user reaches for; used only when the server has no /sdapi/v1/script-info.
+const A1111_TXT2IMG_AXES = ['Nothing', 'Seed', 'Var. seed', 'Var. strength', 'Steps', 'Hires steps', 'CFG Scale',
+  'Prompt S/R', 'Prompt order', 'Sampler', 'Hires sampler', 'Checkpoint name'];
+
+g.enable.addEventListener('change', () => { g.fields.hidden = !g.enable.checked; });
+
+export async function load() {
+  const scripts = await optional('/sdapi/v1/scripts', {});
+  const txt2img = scripts && Array.isArray(scripts.txt2img) ? scripts.txt2img.map((s) => String(s).toLowerCase()) : [];
+  // script-info only from a server that has the script (no 404 in the console otherwise).
+  const info = txt2img.includes(SCRIPT) ? await optional('/sdapi/v1/script-info', []) : [];
+  const script = Array.isArray(info) ? info.find((s) => s && String(s.name).toLowerCase() === SCRIPT && !s.is_img2img) : null;
+  const typeArg = script && Array.isArray(script.args) ? script.args.find((a) => a && /^x type$/i.test(a.label)) : null;
+  const labels = typeArg && Array.isArray(typeArg.choices) && typeArg.choices.length ? typeArg.choices.map(String) : A1111_TXT2IMG_AXES;
+  g.axes.forEach((axis, i) => fillSelect(axis.type, labels.map((l, n) => [String(n), l]),
+    String(i === 0 ? Math.max(0, labels.indexOf('Steps')) : 0)));
+  setAvailable(g.section, txt2img.includes(SCRIPT));
+}
+
+export function showFor() { }
+
+export function addTo(body, task) {
+  if (task !== 'txt2img' || g.section.dataset.unavailable === 'true' || !g.enable.checked) return;
+  const [x, y, z] = g.axes.map((a) => [Number(a.type.value), a.values.value, []]);
+  body.script_name = SCRIPT;
+  body.script_args = [...x, ...y, ...z, g.legend.checked, g.lone.checked, false, false, false, false, false, 0, true];
+}
+
+export function reuse() { /* a grid cell's infotext is one picture's: the plot is not taken back */ }
