@@ -108,12 +108,16 @@ function addUnit() {
   grid.className = 'grid';
   const imageField = field('Control image', image);
   imageField.classList.add('wide');
-  const actions = document.createElement('div');
-  actions.className = 'inline wide';
-  actions.append(preview, remove);
+  const row = (...children) => {
+    const div = document.createElement('div');
+    div.className = 'inline wide';
+    div.append(...children);
+    return div;
+  };
   grid.append(enabledField, pixelField, imageField, thumbs, field('Preprocessor', module), field('ControlNet model', model), sliders,
-    actions, field('Control weight', weight), field('Resize mode', resize),
-    field('Guidance start', start, 'Fraction of the steps before the unit acts.'), field('Guidance end', end, 'Fraction after which it stops.'));
+    row(preview), field('Control weight', weight), field('Resize mode', resize),
+    field('Guidance start', start, 'Fraction of the steps before the unit acts.'), field('Guidance end', end, 'Fraction after which it stops.'),
+    row(remove));
   thumbs.classList.add('wide');
   fieldset.append(grid);
   c.units.append(fieldset);

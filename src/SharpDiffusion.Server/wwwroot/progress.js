@@ -3,6 +3,7 @@
 import { api } from './api.js';
 import { els, mode, state } from './dom.js';
 import { upscale } from './extras.js';
+import { runScript } from './xyz-grid.js';
 import { buildBody } from './generate-form.js';
 import { addResults } from './gallery.js';
 import { clearError, seconds, setProgress, setState, setStatus, showError, showPreview, showWarnings } from './status.js';
@@ -21,6 +22,7 @@ export async function generate() {
   if (mode() === 'extras') { await upscale(); return; }
   let body;
   try { body = buildBody(); } catch (e) { showError(e.message); return; }
+  if (body.script_name) { await runScript(body); return; }
   setBusy(true);
   setState('submitting');
   setStatus('Sending the request…');
@@ -159,11 +161,15 @@ export function finish(d) {
 
 export async function cancel() {
   const id = state.job;
-  if (!id) return;
+  if (!id && !state.script) return;
   els.cancel.disabled = true;
   setStatus('Cancelling…');
   try {
-    await api('DELETE', `/jobs/${encodeURIComponent(id)}`);
+    // A script (no job id here) is A1111's running generation: interrupted as A1111 clients do.
+    if (state.script) {
+      state.cancelled = true;
+      await api('POST', '/sdapi/v1/interrupt');
+    } else await api('DELETE', `/jobs/${encodeURIComponent(id)}`);
     // The event stream reports "cancelled" (at once if queued, at the next step if running).
   } catch (e) {
     showError(e.message);

@@ -3,8 +3,11 @@
 // z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y,
 // vary_seeds_z, margin_size, csv_mode], an axis type being the index of its label in the script's list. The section
 // shows only when /sdapi/v1/scripts lists the script; the labels come from /sdapi/v1/script-info.
-import { optional } from './api.js';
-import { $, fillSelect, setAvailable } from './dom.js';
+import { api, optional } from './api.js';
+import { $, els, fillSelect, setAvailable, state } from './dom.js';
+import { addResults } from './gallery.js';
+import { setBusy } from './progress.js';
+import { seconds, setProgress, setState, setStatus, showError } from './status.js';
 
 const g = {
   section: $('xyz'), enable: $('xyz-enable'), fields: $('xyz-fields'),
@@ -14,9 +17,10 @@ const g = {
 
 const SCRIPT = 'x/y/z plot';
 // A1111's txt2img axis list (scripts/xyz_grid.py, AxisOption and AxisOptionTxt2Img in order) up to the ones a page
-// user reaches for; used only when the server has no /sdapi/v1/script-info.
+// user reaches for; used only when the server has no /sdapi/v1/script-info. The index is what is sent.
 const A1111_TXT2IMG_AXES = ['Nothing', 'Seed', 'Var. seed', 'Var. strength', 'Steps', 'Hires steps', 'CFG Scale',
   'Prompt S/R', 'Prompt order', 'Sampler', 'Hires sampler', 'Checkpoint name'];
+const NOT_OFFERED = ['Prompt order']; // takes a permutation, not a list of values
 
 g.enable.addEventListener('change', () => { g.fields.hidden = !g.enable.checked; });
 
@@ -28,8 +32,8 @@ export async function load() {
   const script = Array.isArray(info) ? info.find((s) => s && String(s.name).toLowerCase() === SCRIPT && !s.is_img2img) : null;
   const typeArg = script && Array.isArray(script.args) ? script.args.find((a) => a && /^x type$/i.test(a.label)) : null;
   const labels = typeArg && Array.isArray(typeArg.choices) && typeArg.choices.length ? typeArg.choices.map(String) : A1111_TXT2IMG_AXES;
-  g.axes.forEach((axis, i) => fillSelect(axis.type, labels.map((l, n) => [String(n), l]),
-    String(i === 0 ? Math.max(0, labels.indexOf('Steps')) : 0)));
+  const entries = labels.map((l, n) => [String(n), l]).filter(([, l]) => !NOT_OFFERED.includes(l));
+  g.axes.forEach((axis, i) => fillSelect(axis.type, entries, String(i === 0 ? Math.max(0, labels.indexOf('Steps')) : 0)));
   setAvailable(g.section, txt2img.includes(SCRIPT));
 }
 
@@ -39,7 +43,45 @@ export function addTo(body, task) {
   if (task !== 'txt2img' || g.section.dataset.unavailable === 'true' || !g.enable.checked) return;
   const [x, y, z] = g.axes.map((a) => [Number(a.type.value), a.values.value, []]);
   body.script_name = SCRIPT;
-  body.script_args = [...x, ...y, ...z, g.legend.checked, g.lone.checked, false, false, false, false, false, 0, true];
+  // draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, margin_size, csv_mode (values typed as text).
+  body.script_args = [...x, ...y, ...z, g.legend.checked, g.lone.checked, false, false, 0, true];
+}
+
+/** A script runs through A1111's own POST /sdapi/v1/txt2img (the job queue's /jobs takes no scripts): one answer at
+ *  the end, with /sdapi/v1/progress polled meanwhile for the bar; Cancel is /sdapi/v1/interrupt. */
+export async function runScript(body) {
+  const { task, ...request } = body;
+  setBusy(true);
+  setState('running');
+  setStatus('Making the X/Y/Z plot…');
+  setProgress(null);
+  state.script = true;
+  const started = performance.now();
+  const timer = setInterval(async () => {
+    const p = await optional('/sdapi/v1/progress?skip_current_image=true', null);
+    if (!state.script || !p || !p.state) return;
+    const cells = p.state.job_count > 1 ? ` · picture ${p.state.job_no + 1}/${p.state.job_count}` : '';
+    setProgress(Number(p.progress) || 0, `X/Y/Z plot${cells}`);
+    setStatus(`Making the X/Y/Z plot${cells} · ${Math.floor((Number(p.progress) || 0) * 100)}%`);
+  }, 500);
+  try {
+    const answer = await api('POST', `/sdapi/v1/${task === 'img2img' ? 'img2img' : 'txt2img'}`, request);
+    const count = addResults(answer || {});
+    setState('completed');
+    setProgress(1, 'Done');
+    setStatus(`Done: ${count} image${count === 1 ? '' : 's'} in ${seconds((performance.now() - started) / 1000) || 'no time'}.`);
+    els.toResults.hidden = count === 0;
+  } catch (e) {
+    setState(state.cancelled ? 'cancelled' : 'failed');
+    setProgress(0);
+    setStatus(state.cancelled ? 'Cancelled.' : 'Failed.');
+    if (!state.cancelled) showError(e.message);
+  } finally {
+    clearInterval(timer);
+    state.script = false;
+    state.cancelled = false;
+    setBusy(false);
+  }
 }
 
 export function reuse() { /* a grid cell's infotext is one picture's: the plot is not taken back */ }

@@ -126,6 +126,12 @@ public sealed class ControlNetPageTests(PageFixture browser, ControlNetApiTests.
         await Expect(page.Locator(".cn-unit")).ToHaveCountAsync(1);
         await Expect(page.Locator("#cn-2-unit legend")).ToHaveTextAsync("ControlNet unit 0");
 
+        // Every control of the units has an accessible name.
+        var unnamed = await page.EvaluateAsync<string[]>(@"() => [...document.querySelectorAll('#controlnet input, #controlnet select, #controlnet button')]
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim())
+            .map(el => el.outerHTML.slice(0, 80))");
+        Assert.Empty(unnamed);
+
         // A disabled unit sends nothing: a plain generation.
         await page.Locator("#cn-2-unit").GetByLabel("Enabled").UncheckAsync();
         var body = await SecondPassPageTests.GenerateAsync(page);
