@@ -82,4 +82,15 @@ public sealed class CommandLine
 
     /// <summary>Whether the user gave the option at all.</summary>
     public bool Given(string name) => _options.TryGetValue(name, out var option) && _result.GetResult(option) is { Implicit: false };
+
+    /// <summary>A WxH option ("512x768"), (0, 0) when absent.</summary>
+    public (int Width, int Height) Size(string name)
+    {
+        if (String(name) is not { } text) return (0, 0);
+        var parts = text.ToLowerInvariant().Split('x');
+        if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
+            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int h) && w > 0 && h > 0)
+            return (w, h);
+        throw new UsageException($"--{name} takes WIDTHxHEIGHT, e.g. 512x768; got '{text}'.");
+    }
 }
