@@ -1,16 +1,17 @@
 // The SDXL refiner (A1111's refiner_checkpoint, refiner_switch_at): the base model denoises the first
 // refiner_switch_at of the schedule, the refiner the rest, on the same latents (diffusers' denoising_end/start).
-// Shown only for an SDXL base model when /sdapi/v1/sd-models lists a refiner (its entry's "refiner": true, or a
-// family naming one).
+// Shown only for an SDXL base model when /sdapi/v1/sd-models lists a refiner: its family "SDXL refiner", or for a
+// single file (whose family the list cannot tell before loading) a name saying so, as sd_xl_refiner_1.0 does.
 import { $, fillSelect, hasOption, numberOf, setAvailable, state } from './dom.js';
 
 const r = { section: $('refiner'), checkpoint: $('refiner-checkpoint'), switchAt: $('refiner-switch-at') };
 
 const NONE = 'None';
 
-function isRefiner(m) { return Boolean(m && (m.refiner === true || /refiner/i.test(String(m.family || '')))); }
+function isRefiner(m) { return Boolean(m && /refiner/i.test(`${m.family || ''} ${m.model_name || m.title || ''}`)); }
 
-function isSdxlBase(m) { return Boolean(m && /^SDXL/i.test(String(m.family || '')) && !isRefiner(m)); }
+/** "SDXL", or a single file's "SD 1.x/2.x or SDXL" (the server refuses a refiner after a non-SDXL base in one line). */
+function isSdxlBase(m) { return Boolean(m && /SDXL/.test(String(m.family || '')) && !isRefiner(m)); }
 
 export async function load() { /* the refiners are sd-models entries, loaded with the models */ }
 
