@@ -14,8 +14,10 @@ const lists = { models: [], modules: ['none'], detail: {} };
 const units = [];
 let made = 0;
 
-// The extension's resize modes this server runs ("Resize and Fill" is refused there).
+// The extension's resize modes this server runs ("Resize and Fill" is refused there), and its control modes (its
+// ControlMode enum: 0 balanced, 1 soft injection, 2 cfg injection: what "guess mode" became in the extension).
 const RESIZE_MODES = [['Crop and Resize', 'Crop and resize'], ['Just Resize', 'Just resize']];
+const CONTROL_MODES = ['Balanced', 'My prompt is more important', 'ControlNet is more important'].map((m) => [m, m]);
 
 export async function load() {
   const [models, modules] = await Promise.all([optional('/controlnet/model_list', {}), optional('/controlnet/module_list', {})]);
@@ -99,6 +101,8 @@ function addUnit() {
   const [pixelField, pixelPerfect] = checkbox(id('pixel-perfect'), 'Pixel perfect', false);
   const resize = input(id('resize'), 'select');
   fillSelect(resize, RESIZE_MODES, RESIZE_MODES[0][0]);
+  const controlMode = input(id('control-mode'), 'select');
+  fillSelect(controlMode, CONTROL_MODES, CONTROL_MODES[0][0]);
   const remove = document.createElement('button');
   remove.type = 'button';
   remove.className = 'cn-remove';
@@ -117,12 +121,12 @@ function addUnit() {
   grid.append(enabledField, pixelField, imageField, thumbs, field('Preprocessor', module), field('ControlNet model', model), sliders,
     row(preview), field('Control weight', weight), field('Resize mode', resize),
     field('Guidance start', start, 'Fraction of the steps before the unit acts.'), field('Guidance end', end, 'Fraction after which it stops.'),
-    row(remove));
+    field('Control mode', controlMode), row(remove));
   thumbs.classList.add('wide');
   fieldset.append(grid);
   c.units.append(fieldset);
 
-  const unit = { n, fieldset, legend, enabled, image, picture, map, module, sliders, model, weight, start, end, pixelPerfect, resize, data: null };
+  const unit = { n, fieldset, legend, enabled, image, picture, map, module, sliders, model, weight, start, end, pixelPerfect, resize, controlMode, data: null };
   units.push(unit);
   showSliders(unit);
   numberUnits();
@@ -211,7 +215,7 @@ export function addTo(body) {
     return {
       enabled: u.enabled.checked, image: u.enabled.checked ? u.data : undefined, module: u.module.value, model: u.model.value,
       weight: number(u.weight), guidance_start: number(u.start), guidance_end: number(u.end),
-      pixel_perfect: u.pixelPerfect.checked, resize_mode: u.resize.value, ...sliderValues(u),
+      pixel_perfect: u.pixelPerfect.checked, resize_mode: u.resize.value, control_mode: u.controlMode.value, ...sliderValues(u),
     };
   });
   body.alwayson_scripts = { ...(body.alwayson_scripts || {}), controlnet: { args } };
@@ -229,6 +233,8 @@ export function reuse(f) {
     if (pairs['Guidance Start']) u.start.value = String(Number(pairs['Guidance Start']));
     if (pairs['Guidance End']) u.end.value = String(Number(pairs['Guidance End']));
     if (pairs['Pixel Perfect']) u.pixelPerfect.checked = pairs['Pixel Perfect'] === 'True';
+    if (pairs['Control Mode'] && CONTROL_MODES.some(([m]) => m === pairs['Control Mode'])) u.controlMode.value = pairs['Control Mode'];
+    if (pairs['Resize Mode'] && RESIZE_MODES.some(([m]) => m === pairs['Resize Mode'])) u.resize.value = pairs['Resize Mode'];
   });
 }
 

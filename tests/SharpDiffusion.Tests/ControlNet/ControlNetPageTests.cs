@@ -87,7 +87,7 @@ public sealed class ControlNetPageTests(PageFixture browser, ControlNetApiTests.
         Assert.Equal(("canny", models[0], 0.8, 0.25, 0.75, false, "Crop and Resize"),
             ((string?)u["module"], (string?)u["model"], (double)u["weight"]!, (double)u["guidance_start"]!, (double)u["guidance_end"]!,
              (bool)u["pixel_perfect"]!, (string?)u["resize_mode"]));
-        Assert.Equal((64, 60.0, 140.0), ((int)u["processor_res"]!, (double)u["threshold_a"]!, (double)u["threshold_b"]!));
+        Assert.Equal((64, 60.0, 140.0, "Balanced"), ((int)u["processor_res"]!, (double)u["threshold_a"]!, (double)u["threshold_b"]!, (string?)u["control_mode"]));
         Assert.Equal(Convert.ToBase64String(File.ReadAllBytes(Photo)), ((string)u["image"]!).Split(',')[1]);
 
         var item = page.Locator("#gallery > li");
