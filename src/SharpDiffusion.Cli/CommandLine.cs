@@ -22,8 +22,42 @@ public sealed class CommandLine
 {
     readonly ParseResult _result;
     readonly IReadOnlyDictionary<string, Option> _options;
+    readonly IReadOnlyDictionary<string, string> _overrides;
 
-    CommandLine(ParseResult result, IReadOnlyDictionary<string, Option> options) => (_result, _options) = (result, options);
+    CommandLine(ParseResult result, IReadOnlyDictionary<string, Option> options, IReadOnlyDictionary<string, string>? overrides = null) =>
+        (_result, _options, _overrides) = (result, options, overrides ?? new Dictionary<string, string>());
+
+    /// <summary>The same command line with some options' values replaced (an X/Y/Z plot cell): each value is text as it
+    /// would be typed after --NAME, checked as that option's kind; a flag takes true/false.</summary>
+    public CommandLine With(IReadOnlyDictionary<string, string> overrides)
+    {
+        foreach (var name in overrides.Keys)
+            if (!_options.ContainsKey(name)) throw new InvalidOperationException($"The command declares no option --{name}.");
+        var merged = new Dictionary<string, string>(_overrides);
+        foreach (var (name, value) in overrides) merged[name] = value;
+        return new CommandLine(_result, _options, merged);
+    }
+
+    /// <summary>An override's text as the option's type, with the one-line error System.CommandLine would give.</summary>
+    static object? Convert(Option option, string text)
+    {
+        string name = option.Name;
+        var inv = CultureInfo.InvariantCulture;
+        return option switch
+        {
+            Option<string?> => text,
+            Option<string[]> => new[] { text },
+            Option<int?> => int.TryParse(text, NumberStyles.Integer, inv, out int i) ? i : throw new UsageException($"Option {name} expects a whole number, got '{text}'."),
+            Option<long?> => long.TryParse(text, NumberStyles.Integer, inv, out long l) ? l : throw new UsageException($"Option {name} expects a whole number, got '{text}'."),
+            Option<double?> => TryParseFinite(text, NumberStyles.Float, inv, out double d) ? d : throw new UsageException($"Option {name} expects a number, got '{text}'."),
+            _ => text.ToLowerInvariant() switch
+            {
+                "true" or "yes" or "on" or "1" => true,
+                "false" or "no" or "off" or "0" => false,
+                _ => throw new UsageException($"Option {name} is a flag: give true or false, got '{text}'."),
+            },
+        };
+    }
 
     /// <summary>A command whose action gets the parsed values.</summary>
     public static Command Define(string name, string description, IReadOnlyList<OptionSpec> specs, Func<CommandLine, int> run)
@@ -70,8 +104,19 @@ public sealed class CommandLine
         double.TryParse(text, styles, provider, out value) && double.IsFinite(value);
 
     T Value<T>(string name) => _options.TryGetValue(name, out var option)
-        ? _result.GetValue((Option<T>)option)!
+        ? _overrides.TryGetValue(name, out var text) ? (T)Convert(option, text)! : _result.GetValue((Option<T>)option)!
         : throw new InvalidOperationException($"The command declares no option --{name}.");
+
+    /// <summary>The kind of value option <paramref name="name"/> takes; null when the command has no such option.</summary>
+    public OptionKind? KindOf(string name) => _options.TryGetValue(name, out var option) ? option switch
+    {
+        Option<string?> => OptionKind.Text,
+        Option<string[]> => OptionKind.Texts,
+        Option<int?> => OptionKind.Integer,
+        Option<long?> => OptionKind.Long,
+        Option<double?> => OptionKind.Number,
+        _ => OptionKind.Flag,
+    } : null;
 
     public bool Flag(string name) => Value<bool>(name);
     public IReadOnlyList<string> All(string name) => Value<string[]?>(name) ?? [];
@@ -81,7 +126,8 @@ public sealed class CommandLine
     public double? Double(string name) => Value<double?>(name);
 
     /// <summary>Whether the user gave the option at all.</summary>
-    public bool Given(string name) => _options.TryGetValue(name, out var option) && _result.GetResult(option) is { Implicit: false };
+    public bool Given(string name) => _options.TryGetValue(name, out var option)
+        && (_overrides.ContainsKey(name) || _result.GetResult(option) is { Implicit: false });
 
     /// <summary>A WxH option ("512x768"), (0, 0) when absent.</summary>
     public (int Width, int Height) Size(string name)

@@ -80,6 +80,46 @@ public static class GenerateCommand
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
         var modelDefaults = GenerationDefaults.Load(model);
+        var options = BuildOptions(cl, modelDefaults);
+        string? embeddingDir = EmbeddingDir(cl);
+        string output = cl.String("output") ?? "out.png";
+        var load = Load(cl);
+        int threads = Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount);
+        ImageOutput.CheckPath(output, options.Prompts.Count * Math.Max(1, options.NumImagesPerPrompt));
+        options.Validate(); // everything that needs no model, before loading gigabytes
+        TorchRuntime.Initialize(threads);
+        var loraFiles = cl.All("lora").Select(LoraArguments.Parse).ToList(); // read (and checked) before the model
+        using var loraDisposal = new LoraArguments.Disposal(loraFiles.Select(l => l.File));
+        options = options with { Loras = loraFiles };
+
+        var clock = Stopwatch.StartNew();
+        using var pipeline = Open(cl, model, load, embeddingDir);
+        var (width, height) = pipeline.Validate(options);
+        var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
+        string task = options.Task switch
+        {
+            GenerationTask.TextToImage => "",
+            GenerationTask.ImageToImage => $", img2img at strength {options.EffectiveStrength:0.###}",
+            _ => $", inpainting at strength {options.EffectiveStrength:0.###}",
+        };
+        Progress.Line($"Opened {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s (each part's weights are read when it runs); {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
+
+        using var interruption = new Interruption();
+        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
+        foreach (var warning in result.Warnings)
+            Progress.Line($"warning: {warning}");
+        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash,
+                     pipeline.VaeCodec is { VaeName: { } vaeName, VaeHash: { } vaeHash } ? (vaeName, vaeHash) : null))
+            Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
+        Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
+        return 0;
+    }
+
+    /// <summary>The generation options a command line asks for (the `grid` command calls it once per cell, with that cell's
+    /// axis values as overrides: <see cref="CommandLine.With"/>), checked as far as the command line goes.</summary>
+    internal static GenerationOptions BuildOptions(CommandLine cl, GenerationDefaults? modelDefaults)
+    {
+        string? schedulerName = cl.String("scheduler");
         var prompts = cl.All("prompt");
         if (prompts.Count == 0)
             throw new UsageException("--prompt TEXT is required.");
@@ -140,37 +180,39 @@ public static class GenerateCommand
             throw new UsageException(options.PromptSyntax != PromptSyntax.A1111
                 ? "--lora-dir is for <lora:NAME:SCALE> tags, which only --prompt-syntax a1111 reads."
                 : $"--lora-dir: the folder {AtomicFiles.Printable(loraDir)} does not exist.");
-        string? embeddingDir = cl.String("embedding-dir");
-        if (embeddingDir is not null && !Directory.Exists(embeddingDir))
-            throw new UsageException($"--embedding-dir: the folder {AtomicFiles.Printable(embeddingDir)} does not exist.");
-        string output = cl.String("output") ?? "out.png";
-        var load = FastPathOptions.Apply(new LoadOptions
-        {
-            Variant = cl.String("variant"),
-            Device = cl.String("device") ?? "cpu",
-            DType = ParseDType(cl.String("dtype")),
-            TransformerFile = cl.String("transformer"),
-            LowMemory = true, // one generation: each part's weights are read when it runs and freed after, never twice
-        }, cl);
-        int threads = cl.Int("threads") ?? Environment.ProcessorCount;
-        threads = Threads.Check(threads);
         if (imagePath is null && (options.Strength is not null || cl.Given("mask-blur") || options.InvertMask || options.PasteOriginal))
             throw new UsageException("--strength, --mask-blur, --invert-mask and --paste-original need --image (and a mask for the last three).");
-        ImageOutput.CheckPath(output, prompts.Count * Math.Max(1, options.NumImagesPerPrompt));
         options = options with
         {
             Image = imagePath is null ? null : ImageFile.Load(imagePath),
             MaskImage = maskPath is null ? null : ImageFile.Load(maskPath),
         };
-        options = ControlNetArguments.Apply(options, cl);
-        options.Validate(); // everything that needs no model, before loading gigabytes
-        TorchRuntime.Initialize(threads);
-        var loraFiles = cl.All("lora").Select(LoraArguments.Parse).ToList(); // read (and checked) before the model
-        using var loraDisposal = new LoraArguments.Disposal(loraFiles.Select(l => l.File));
-        options = options with { Loras = loraFiles };
+        return ControlNetArguments.Apply(options, cl);
+    }
 
-        var clock = Stopwatch.StartNew();
-        using var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
+    /// <summary>--embedding-dir, which must exist; null when not given.</summary>
+    internal static string? EmbeddingDir(CommandLine cl)
+    {
+        string? embeddingDir = cl.String("embedding-dir");
+        if (embeddingDir is not null && !Directory.Exists(embeddingDir))
+            throw new UsageException($"--embedding-dir: the folder {AtomicFiles.Printable(embeddingDir)} does not exist.");
+        return embeddingDir;
+    }
+
+    /// <summary>How generate (and grid) load the model: --variant, --device, --dtype, --transformer, the fast paths.</summary>
+    internal static LoadOptions Load(CommandLine cl) => FastPathOptions.Apply(new LoadOptions
+    {
+        Variant = cl.String("variant"),
+        Device = cl.String("device") ?? "cpu",
+        DType = ParseDType(cl.String("dtype")),
+        TransformerFile = cl.String("transformer"),
+        LowMemory = true, // one generation: each part's weights are read when it runs and freed after, never twice
+    }, cl);
+
+    /// <summary>The model opened with --vae, --embedding and --embedding-dir applied, its warnings printed.</summary>
+    internal static StableDiffusionPipeline Open(CommandLine cl, string model, LoadOptions load, string? embeddingDir)
+    {
+        var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
         if (cl.String("vae") is { } vaePath)
@@ -184,25 +226,7 @@ public static class GenerateCommand
             foreach (var reason in skipped)
                 Progress.Line($"warning: skipped {reason}");
         }
-        var (width, height) = pipeline.Validate(options);
-        var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
-        string task = options.Task switch
-        {
-            GenerationTask.TextToImage => "",
-            GenerationTask.ImageToImage => $", img2img at strength {options.EffectiveStrength:0.###}",
-            _ => $", inpainting at strength {options.EffectiveStrength:0.###}",
-        };
-        Progress.Line($"Opened {pipeline.ModelName} in {clock.Elapsed.TotalSeconds:F1}s (each part's weights are read when it runs); {width}x{height}, {options.DenoisingSteps} of {options.NumInferenceSteps} steps, {scheduler.Name}{task}");
-
-        using var interruption = new Interruption();
-        using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
-        foreach (var warning in result.Warnings)
-            Progress.Line($"warning: {warning}");
-        foreach (var path in ImageOutput.Save(output, options, result, pipeline.ModelName, pipeline.ModelHash,
-                     pipeline.VaeCodec is { VaeName: { } vaeName, VaeHash: { } vaeHash } ? (vaeName, vaeHash) : null))
-            Progress.Line($"Wrote {AtomicFiles.Printable(path)}");
-        Progress.Line($"Seed {result.Seed}; total {clock.Elapsed.TotalSeconds:F1}s");
-        return 0;
+        return pipeline;
     }
 
     /// <summary>The single-file options (--config, --text-encoder-config) of a command that has them.</summary>

@@ -15,6 +15,8 @@ namespace SharpDiffusion.Cli
         {
             CommandLine.Define("generate", "Generate images from a prompt (and an image, and a mask) with a diffusers model folder (default: the shipped sharp-shapes model).",
                 GenerateCommand.Options, GenerateCommand.Run),
+            CommandLine.Define("grid", "AUTOMATIC1111's X/Y/Z plot: generate one picture per combination of --x, --y and --z values (any generate option) and one labelled grid.",
+                GridCommand.Options, GridCommand.Run),
             CommandLine.Define("serve", "Serve AUTOMATIC1111's HTTP API, OpenAI's images API and a web page (default model: the shipped sharp-shapes).",
                 ServeCommand.Options, ServeCommand.Run),
             CommandLine.Define("worker", "Generate the jobs of a Redis queue that `serve --queue` gateways accept (one model per worker; any number of workers, on any machines).",

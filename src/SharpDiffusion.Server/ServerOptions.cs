@@ -17,6 +17,9 @@ public sealed record ServerOptions
     public string? LoraDir { get; init; }
     /// <summary>ControlNets that txt2img/img2img units may name (/controlnet/model_list lists them); null = none.</summary>
     public string? ControlNetDir { get; init; }
+    /// <summary>ESRGAN-family upscalers (.pth/.safetensors) that the Extras API and hr_upscaler name by file stem
+    /// (/sdapi/v1/upscalers lists them); null = only the built-in ones.</summary>
+    public string? UpscalerDir { get; init; }
     /// <summary>Textual-inversion embeddings loaded into every model (default: MODELS_DIR/embeddings if it exists).</summary>
     public string? EmbeddingsDir { get; init; }
     public string Host { get; init; } = "127.0.0.1";

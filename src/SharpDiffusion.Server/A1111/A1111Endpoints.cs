@@ -82,12 +82,11 @@ public static class A1111Endpoints
         app.MapGet("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, async () => Json(await OptionsAsync(server))));
         app.MapPost("/sdapi/v1/options", (HttpContext c) => ApiCall.A1111(c, () => SetOptions(c, server)));
         app.MapPost("/sdapi/v1/png-info", (HttpContext c) => ApiCall.A1111(c, () => PngInfo(c)));
-        // The hires fix's latent upscalers (A1111's shared.latent_upscale_modes), as A1111 lists them: [{name}].
-        app.MapGet("/sdapi/v1/latent-upscale-modes", () => Json(new JsonArray(HiresFixOptions.LatentUpscalers.Keys
-            .Select(n => (JsonNode?)new JsonObject { ["name"] = n }).ToArray())));
-        // Lists some clients read at start; this server has none of these.
-        foreach (var empty in new[] { "sd-vae", "upscalers", "hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "scripts" })
-            app.MapGet($"/sdapi/v1/{empty}", () => Json(empty == "scripts" ? new JsonObject { ["txt2img"] = new JsonArray(), ["img2img"] = new JsonArray() } : new JsonArray()));
+        // Lists some clients read at start; this server has none of these, and one script (XyzPlotScript).
+        foreach (var empty in new[] { "sd-vae", "hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "scripts" })
+            app.MapGet($"/sdapi/v1/{empty}", () => Json(empty == "scripts"
+                ? new JsonObject { ["txt2img"] = new JsonArray("x/y/z plot"), ["img2img"] = new JsonArray("x/y/z plot") }
+                : new JsonArray()));
         app.MapGet("/sdapi/v1/cmd-flags", () => Json(new JsonObject
         {
             ["api"] = true,
@@ -105,6 +104,8 @@ public static class A1111Endpoints
     static async Task<IResult> Generate(HttpContext context, ServerContext server, string task)
     {
         var body = await ServerContext.ReadObjectAsync(context);
+        if (XyzPlotScript.Applies(body))
+            return await XyzPlotScript.RunAsync(context, server, body, task);
         var request = await server.ParseRequestAsync(body, task);
         var job = await server.SubmitAsync(request, task);
         await server.WaitAsync(job, context.RequestAborted);

@@ -29,7 +29,7 @@ public static class A1111Requests
     /// <param name="traits">The model the request will run on, when known: its sampler names and T5 fields are checked
     /// now (the job checks them again against the loaded model).</param>
     public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null,
-        string? controlNetDir = null)
+        string? controlNetDir = null, string? upscalerDir = null)
     {
         var r = new RequestReader(body);
         bool img2img = task == "img2img";
@@ -72,6 +72,8 @@ public static class A1111Requests
             ResizeWidth = r.Int("hr_resize_x", 0, 0, maxSide),
             ResizeHeight = r.Int("hr_resize_y", 0, 0, maxSide),
             Upscaler = NonEmpty(r.String("hr_upscaler")) ?? "Latent",
+            UpscalerDirectory = upscalerDir,
+            AllowModelPaths = false,
             Steps = r.Int("hr_second_pass_steps", 0, 0, 1000),
             Strength = r.Double("denoising_strength", 0.7, 0.01, 1),
             Scheduler = NonEmpty(r.String("hr_sampler_name")) is { } hrSampler && hrSampler != "Use same sampler" ? hrSampler : null,
@@ -79,8 +81,8 @@ public static class A1111Requests
             NegativePrompt = NonEmpty(r.String("hr_negative_prompt")),
             GuidanceScale = r.Has("hr_cfg") ? r.Double("hr_cfg", 7, -100, 100) : null,
         } : null;
-        if (hires is not null && !HiresFixOptions.Upscalers.Contains(hires.Upscaler, StringComparer.OrdinalIgnoreCase))
-            r.Error("hr_upscaler", $"'{hires.Upscaler}' is not an upscaler of this server; it has {string.Join(", ", HiresFixOptions.Upscalers)}");
+        try { hires?.CheckUpscaler(); }
+        catch (ArgumentException e) { r.Error("hr_upscaler", e.Message); }
         if (hires?.Scheduler is { } hrName)
         {
             try { hires = hires with { Scheduler = traits is null ? SamplerNames.ResolveAny(hrName, r.String("hr_scheduler")) : SamplerNames.Resolve(hrName, r.String("hr_scheduler"), traits) }; }

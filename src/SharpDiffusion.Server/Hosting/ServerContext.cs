@@ -111,7 +111,8 @@ public sealed class ServerContext : IDisposable
     public async Task<GenerationRequest> ParseRequestAsync(JsonObject body, string task)
     {
         await SyncSettingsAsync();
-        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(body)?.Traits, Options.ControlNetDir);
+        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(body)?.Traits, Options.ControlNetDir,
+            Options.UpscalerDir);
     }
 
     /// <summary>The model a request body will run on, as far as it is known now: override_settings' sd_model_checkpoint,

@@ -77,6 +77,7 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
         });
         A1111Endpoints.Map(app, context);
         ControlNetEndpoints.Map(app, context);
+        ExtrasEndpoints.Map(app, context);
         new OpenAIEndpoints(context).Map(app);
         JobEndpoints.Map(app, context);
         PageEndpoints.Map(app);

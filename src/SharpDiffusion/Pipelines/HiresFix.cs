@@ -74,7 +74,7 @@ public static class HiresFix
     {
         using var scope = NewDisposeScope();
         using var generator = new Generator((ulong)first.Seed);
-        using var model = hires.IsModelFile ? Models.Upscalers.Upscaler.Load(hires.Upscaler) : null;
+        using var model = hires.ModelPath is { } modelPath ? Models.Upscalers.Upscaler.Load(modelPath) : null;
         var rows = first.Images.Select(image =>
         {
             var picture = new RgbImage(image.Width, image.Height, image.Rgb);

@@ -52,18 +52,45 @@ public sealed record HiresFixOptions
 
     public bool IsLatent => LatentUpscalers.ContainsKey(Upscaler);
 
-    /// <summary>An ESRGAN-family model file given as the upscaler (<see cref="Models.Upscalers.Upscaler"/>).</summary>
-    public bool IsModelFile => !Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase)
-        && new[] { ".pth", ".pt", ".safetensors" }.Contains(Path.GetExtension(Upscaler).ToLowerInvariant());
+    /// <summary>Where an ESRGAN-family model is found by its name (file stem, as AUTOMATIC1111 lists its ESRGAN folder:
+    /// <see cref="Models.Upscalers.UpscalerModels"/>). Null: no folder.</summary>
+    public string? UpscalerDirectory { get; init; }
+
+    /// <summary>Whether <see cref="Upscaler"/> may be a model file's path (a library or CLI caller). A server sets false:
+    /// its clients name the models of <see cref="UpscalerDirectory"/>, never a file of their choosing.</summary>
+    public bool AllowModelPaths { get; init; } = true;
+
+    /// <summary>The ESRGAN-family model file the upscaler names (<see cref="Models.Upscalers.Upscaler"/>): a model of
+    /// <see cref="UpscalerDirectory"/> by name, else (when allowed) a path; null for the built-in upscalers.</summary>
+    public string? ModelPath => Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase) ? null
+        : Models.Upscalers.UpscalerModels.Find(UpscalerDirectory, Upscaler)
+          ?? (AllowModelPaths && Models.Upscalers.UpscalerModels.IsModelFileName(Upscaler) ? Upscaler : null);
+
+    public bool IsModelFile => ModelPath is not null;
+
+    /// <summary>The one rule for an upscaler name (the CLI's --hires-upscaler, the API's hr_upscaler): a built-in, a model
+    /// of <see cref="UpscalerDirectory"/>, or (when allowed) an existing model file.</summary>
+    public void CheckUpscaler()
+    {
+        if (ModelPath is { } path)
+        {
+            if (!File.Exists(path)) throw new ArgumentException($"Hires upscaler model file not found: {path}.");
+            return;
+        }
+        if (Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase)) return;
+        var models = Models.Upscalers.UpscalerModels.List(UpscalerDirectory).Select(m => m.Name).ToList();
+        string known = string.Join(", ", Upscalers.Concat(models));
+        throw new ArgumentException(AllowModelPaths
+            ? $"Unknown hires upscaler '{Upscaler}'; use one of: {known}, or an ESRGAN model file (.pth, .safetensors)."
+            : $"Unknown hires upscaler '{Upscaler}'; use one of: {known}" +
+              (UpscalerDirectory is null ? " (ESRGAN models are named from the server's --upscaler-dir, which is not set)." : "."));
+    }
 
     /// <summary>Refuses, in one line, what the options cannot do.</summary>
     public void Validate()
     {
         var inv = CultureInfo.InvariantCulture;
-        if (IsModelFile && !File.Exists(Upscaler))
-            throw new ArgumentException($"Hires upscaler model file not found: {Upscaler}.");
-        if (!IsModelFile && !Upscalers.Contains(Upscaler, StringComparer.OrdinalIgnoreCase))
-            throw new ArgumentException($"Unknown hires upscaler '{Upscaler}'; use one of: {string.Join(", ", Upscalers)}, or an ESRGAN model file (.pth, .safetensors).");
+        CheckUpscaler();
         if (ResizeWidth == 0 && ResizeHeight == 0 && (!double.IsFinite(Scale) || Scale < 1 || Scale > 8))
             throw new ArgumentException($"The hires scale must be between 1 and 8; got {Scale.ToString(inv)}.");
         if (ResizeWidth < 0 || ResizeHeight < 0 || ResizeWidth > GenerationOptions.MaxSide || ResizeHeight > GenerationOptions.MaxSide)
