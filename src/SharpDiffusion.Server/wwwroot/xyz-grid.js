@@ -1,8 +1,8 @@
 // A1111's "X/Y/Z plot" script: one picture per combination of the axes' values (seeds held), drawn as a labelled grid.
 // Sent as script_name "x/y/z plot" with A1111's script_args: [x_type, x_values, x_values_dropdown, y_type, ...,
-// z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y,
-// vary_seeds_z, margin_size, csv_mode], an axis type being the index of its label in the script's list. The section
-// shows only when /sdapi/v1/scripts lists the script; the labels come from /sdapi/v1/script-info.
+// z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds,
+// margin_size, csv_mode], an axis type being the index of its label in A1111's txt2img list. The section shows only
+// when /sdapi/v1/scripts lists the script.
 import { api, optional } from './api.js';
 import { $, els, fillSelect, setAvailable, state } from './dom.js';
 import { addResults } from './gallery.js';
@@ -17,7 +17,7 @@ const g = {
 
 const SCRIPT = 'x/y/z plot';
 // A1111's txt2img axis list (scripts/xyz_grid.py, AxisOption and AxisOptionTxt2Img in order) up to the ones a page
-// user reaches for; used only when the server has no /sdapi/v1/script-info. The index is what is sent.
+// user reaches for. The index is what is sent (A1111's API has no list of them but the script's own).
 const A1111_TXT2IMG_AXES = ['Nothing', 'Seed', 'Var. seed', 'Var. strength', 'Steps', 'Hires steps', 'CFG Scale',
   'Prompt S/R', 'Prompt order', 'Sampler', 'Hires sampler', 'Checkpoint name'];
 const NOT_OFFERED = ['Prompt order']; // takes a permutation, not a list of values
@@ -27,11 +27,7 @@ g.enable.addEventListener('change', () => { g.fields.hidden = !g.enable.checked;
 export async function load() {
   const scripts = await optional('/sdapi/v1/scripts', {});
   const txt2img = scripts && Array.isArray(scripts.txt2img) ? scripts.txt2img.map((s) => String(s).toLowerCase()) : [];
-  // script-info only from a server that has the script (no 404 in the console otherwise).
-  const info = txt2img.includes(SCRIPT) ? await optional('/sdapi/v1/script-info', []) : [];
-  const script = Array.isArray(info) ? info.find((s) => s && String(s.name).toLowerCase() === SCRIPT && !s.is_img2img) : null;
-  const typeArg = script && Array.isArray(script.args) ? script.args.find((a) => a && /^x type$/i.test(a.label)) : null;
-  const labels = typeArg && Array.isArray(typeArg.choices) && typeArg.choices.length ? typeArg.choices.map(String) : A1111_TXT2IMG_AXES;
+  const labels = A1111_TXT2IMG_AXES;
   const entries = labels.map((l, n) => [String(n), l]).filter(([, l]) => !NOT_OFFERED.includes(l));
   g.axes.forEach((axis, i) => fillSelect(axis.type, entries, String(i === 0 ? Math.max(0, labels.indexOf('Steps')) : 0)));
   setAvailable(g.section, txt2img.includes(SCRIPT));
