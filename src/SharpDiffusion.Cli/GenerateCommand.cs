@@ -58,6 +58,7 @@ public static class GenerateCommand
         new("vae", OptionKind.Text, "decode (and encode, for img2img) with this VAE instead of the model's: a TAESD (taesd_decoder.safetensors/.pth with its encoder beside it, taesdxl, taesd3, taef1, or a diffusers AutoencoderTiny folder) or a full VAE (vae-ft-mse-840000-ema-pruned.safetensors, sdxl_vae.safetensors, .ckpt, a diffusers vae/ folder); written into the PNG as A1111's VAE / VAE hash (default: the model's)", "DIR|FILE"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         .. HiresArguments.Options,
+        .. RefinerArguments.Options,
         new("tiling", OptionKind.Flag, "a seamless texture: the left edge continues into the right, the top into the bottom (AUTOMATIC1111's Tiling) (default: off)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -94,6 +95,8 @@ public static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using var pipeline = Open(cl, model, load, embeddingDir);
+        using var refiner = RefinerArguments.Load(cl, pipeline, load);
+        options = RefinerArguments.Apply(options, cl, refiner);
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
         string task = options.Task switch
@@ -138,6 +141,7 @@ public static class GenerateCommand
                 throw new UsageException($"{option} pairs with --negative-prompt; give that too (\"\" for none).");
         var resizeFrom = cl.Size("seed-resize-from");
         var hires = HiresArguments.Parse(cl);
+        RefinerArguments.Check(cl);
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");

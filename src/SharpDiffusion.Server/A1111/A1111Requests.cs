@@ -18,7 +18,6 @@ public static class A1111Requests
         ("restore_faces", n => IsFalse(n), "face restoration"),
         ("styles", n => n is JsonArray { Count: 0 }, "prompt styles"),
         ("script_name", n => n is JsonValue v && (string?)v is null or "", "scripts"),
-        ("refiner_checkpoint", n => n is JsonValue v && (string?)v is null or "" or "None", "a refiner"),
     ];
 
     static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
@@ -88,6 +87,12 @@ public static class A1111Requests
             try { hires = hires with { Scheduler = traits is null ? SamplerNames.ResolveAny(hrName, r.String("hr_scheduler")) : SamplerNames.Resolve(hrName, r.String("hr_scheduler"), traits) }; }
             catch (UnknownNameException e) { r.Error("hr_sampler_name", e.Message); }
         }
+        // The SDXL refiner (a model name of the catalog; "None" or "" = none) after the base at refiner_switch_at.
+        string? refiner = NonEmpty(r.String("refiner_checkpoint")) is { } rc && rc != "None" ? rc : null;
+        double refinerSwitchAt = r.Double("refiner_switch_at", RefinerOptions.DefaultSwitchAt, 0, 1);
+        if (refiner is not null && (img2img || hires is not null))
+            r.Error("refiner_checkpoint", img2img ? "the refiner continues txt2img; for img2img run the refiner itself as the model (override_settings.sd_model_checkpoint)"
+                : "the refiner and the hires fix cannot be combined yet; leave enable_hr off with a refiner");
         var warnings = new List<string>();
         foreach (var (field, isDefault, what) in NotDone)
             if (body[field] is { } node && !isDefault(node))
@@ -194,6 +199,8 @@ public static class A1111Requests
             BatchSize = batchSize,
             Iterations = iterations,
             Checkpoint = string.IsNullOrEmpty(checkpoint) ? null : checkpoint,
+            RefinerCheckpoint = refiner,
+            RefinerSwitchAt = refinerSwitchAt,
             Sampler = sampler,
             Schedule = schedule,
             RestoreCheckpoint = restore,

@@ -42,6 +42,12 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
     {
         var traits = ModelTraits.Of(pipeline);
         var forModel = ForModel(request, traits);
+        if (request.RefinerCheckpoint is { } refinerName)
+        {
+            RefinerPass.RefuseBase(pipeline); // one line, before the refiner is read
+            var refinerEntry = catalog.Find(refinerName) ?? throw new ArgumentException($"Refiner '{refinerName}' not found; GET /sdapi/v1/sd-models lists the names.");
+            forModel = forModel with { Refiner = new RefinerOptions { Refiner = host.UseRefiner(refinerEntry), SwitchAt = request.RefinerSwitchAt } };
+        }
         var (width, height) = pipeline.Validate(forModel);
         int count = request.ImageCount, every = settings.PreviewEvery;
         bool previews = settings.LivePreviews && every != 0, full = settings.FullPreview;

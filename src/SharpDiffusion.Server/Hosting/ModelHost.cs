@@ -11,6 +11,7 @@ namespace SharpDiffusion.Server.Hosting;
 public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDisposable
 {
     StableDiffusionPipeline? _pipeline;
+    (ModelEntry Entry, StableDiffusionPipeline Pipeline)? _refiner;
     LatentPreview? _preview;
     IReadOnlyList<string> _embeddings = [];
 
@@ -53,6 +54,19 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
         return pipeline;
     }
 
+    /// <summary>The SDXL refiner of <paramref name="entry"/>, kept beside the model until another is asked for (with
+    /// LowMemory its weights are read only while its pass runs). Worker thread only.</summary>
+    public StableDiffusionPipeline UseRefiner(ModelEntry entry)
+    {
+        if (_refiner is { } kept && kept.Entry == entry)
+            return kept.Pipeline;
+        _refiner?.Pipeline.Dispose();
+        _refiner = null;
+        var pipeline = StableDiffusionPipeline.Load(entry.Path, options.Load);
+        _refiner = (entry, pipeline);
+        return pipeline;
+    }
+
     /// <summary>The loaded pipeline (loading the current entry the first time).</summary>
     public StableDiffusionPipeline Pipeline => Use(Current);
 
@@ -69,5 +83,10 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
         CurrentHash = null;
     }
 
-    public void Dispose() => Unload();
+    public void Dispose()
+    {
+        Unload();
+        _refiner?.Pipeline.Dispose();
+        _refiner = null;
+    }
 }

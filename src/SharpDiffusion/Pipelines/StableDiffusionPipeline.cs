@@ -153,6 +153,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         if (options.Hires is not null)
             return HiresFix.Run(this, options, progress, onStepEnd, cancellation, onDenoised);
+        if (options.Refiner is not null)
+            return RefinerPass.Run(this, options, progress, onStepEnd, cancellation, onDenoised);
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
@@ -191,6 +193,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var start = options.Task switch
         {
             GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator, variation),
+            GenerationTask.ImageToImage when options is { ImageLatents: { } noisy, DenoisingStart: double from } =>
+                DenoisingRange.Resume(this, noisy, from, scheduler, prompts.Count),
             GenerationTask.ImageToImage when options.ImageLatents is { } clean => ImageToImage.PrepareFromLatents(this, clean, options.EffectiveStrength,
                 scheduler, options.NumInferenceSteps, prompts.Count, generator, variation),
             GenerationTask.ImageToImage => ImageToImage.Prepare(this, inputs!.Image, options.EffectiveStrength, scheduler,
@@ -199,7 +203,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator, variation),
         };
 
-        var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook)
+        var timesteps = DenoisingRange.Until(start.Timesteps, scheduler, options.DenoisingEnd);
+        var plan = new DenoisingPlan(scheduler, timesteps, conditioning, guidance, generator, start.Hook)
         {
             OnDenoised = onDenoised,
             CleanEstimate = onDenoised is null ? null : Denoiser.CleanEstimate(scheduler),
@@ -207,7 +212,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var latents = Denoise(start.Latents, plan, options, denoiserForLoras, (i, l) =>
         {
             onStepEnd?.Invoke(i, l);
-            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, start.Timesteps.Count, clock.Elapsed));
+            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, timesteps.Count, clock.Elapsed));
         }, cancellation);
 
         Diagnostics.NativeHeap.Trim(); // the denoiser's freed activations, before the VAE's large ones
