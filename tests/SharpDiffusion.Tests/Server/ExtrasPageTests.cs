@@ -6,7 +6,7 @@ using static Microsoft.Playwright.Assertions;
 
 namespace SharpDiffusion.Tests.Server;
 
-/// <summary>The shipped model with the golden SRVGGNetCompact model in --upscaler-dir (as compact-x4).</summary>
+/// <summary>The shipped model with the golden SRVGGNetCompact model (compact_x4_nf16.pth) in --upscaler-dir as compact-x4.</summary>
 public sealed class UpscalersServer : IAsyncLifetime
 {
     public readonly TempDir Upscalers = new();
@@ -14,7 +14,7 @@ public sealed class UpscalersServer : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        File.CreateSymbolicLink(Upscalers.File("compact-x4.safetensors"), Golden.Path("v3", "esrgan", "compact_x4_nf16.safetensors"));
+        File.CreateSymbolicLink(Upscalers.File("compact-x4.pth"), Golden.Path("v3", "esrgan", "compact_x4_nf16.pth"));
         Server = await TestServer.StartAsync(o => o with { UpscalerDir = Upscalers.Path });
     }
 
