@@ -44,7 +44,7 @@ public static class GridCommand
 
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
-        var modelDefaults = GenerationDefaults.Load(model);
+        var modelDefaults = GenerationDefaults.Load(model) ?? FluxArguments.Defaults(model, cl);
         // The seeds are held across cells, as A1111's fix_seed: a random seed (and variation seed) is drawn once.
         long seed = cl.Long("seed") is long s && s >= 0 ? s : Random.Shared.NextInt64(0, uint.MaxValue);
         long variationSeed = cl.Long("variation-seed") is long v && v >= 0 ? v : Random.Shared.NextInt64(0, uint.MaxValue);

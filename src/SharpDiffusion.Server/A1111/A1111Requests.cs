@@ -27,8 +27,10 @@ public static class A1111Requests
     /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
     /// <param name="traits">The model the request will run on, when known: its sampler names and T5 fields are checked
     /// now (the job checks them again against the loaded model).</param>
+    /// <param name="workerControlNets">on a gateway: the ControlNet titles its workers announce (units are checked against them;
+    /// the worker resolves the file).</param>
     public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null,
-        string? controlNetDir = null, string? upscalerDir = null)
+        string? controlNetDir = null, string? upscalerDir = null, IReadOnlyList<string>? workerControlNets = null)
     {
         var r = new RequestReader(body);
         bool img2img = task == "img2img";
@@ -47,6 +49,7 @@ public static class A1111Requests
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
         int steps = r.Int("steps", 50, 1, 1000);
         double cfg = r.Double("cfg_scale", 7.0, -100, 100);
+        double? distilledCfg = r.Has("distilled_cfg_scale") ? r.Double("distilled_cfg_scale", 3.5, 0, 100) : null; // Forge's, for Flux
         int? width = r.Has("width") ? r.Int("width", 0, 8, maxSide) : null;
         int? height = r.Has("height") ? r.Int("height", 0, 8, maxSide) : null;
         var overrides = r.Object("override_settings");
@@ -138,7 +141,7 @@ public static class A1111Requests
             if (initImages is { Count: > 1 })
                 warnings.Add($"init_images: {initImages.Count} images were sent; the first is used for every image.");
         }
-        var controlNets = ControlNetUnits.Parse(r, controlNetDir, maxSide, width ?? image?.Width, height ?? image?.Height);
+        var controlNets = ControlNetUnits.Parse(r, controlNetDir, maxSide, width ?? image?.Width, height ?? image?.Height, workerControlNets);
         r.ThrowIfInvalid();
 
         // A1111 works at sizes rounded down to a multiple of 8 (its latents are width // 8); so do we, saying so.
@@ -211,6 +214,7 @@ public static class A1111Requests
             Warnings = warnings,
             TaskId = taskId,
             Source = source,
+            DistilledCfgScale = distilledCfg,
         };
     }
 

@@ -40,6 +40,9 @@ public sealed record GenerationRequest
     /// (same code, same result) against its own model.</summary>
     public required JsonObject Source { get; init; }
 
+    /// <summary>Forge's distilled_cfg_scale: a Flux model's embedded guidance (else cfg_scale serves); null when not sent.</summary>
+    public double? DistilledCfgScale { get; init; }
+
     public GenerationOptions OptionsFor(int image) => Options with { Seed = Seed + image };
 }
 

@@ -103,6 +103,11 @@ public sealed class RedisGateway : IJobQueue
 
     public IReadOnlyList<string> Embeddings => _workers.SelectMany(w => w.Embeddings).Distinct().Order(StringComparer.Ordinal).ToList();
 
+    /// <summary>The ControlNets the workers of <paramref name="model"/> (null: of any model) announce, as /controlnet/model_list
+    /// titles them; a unit naming one runs on a worker that resolves it in its own --controlnet-dir.</summary>
+    public IReadOnlyList<string> ControlNets(string? model) =>
+        _workers.Where(w => model is null || w.Model == model).SelectMany(w => w.ControlNets).Distinct().Order(StringComparer.Ordinal).ToList();
+
     /// <summary>Queues the request for <paramref name="model"/>'s workers.</summary>
     public async Task<Job> SubmitAsync(GenerationRequest request, string kind, string model, ServerSettings settings)
     {

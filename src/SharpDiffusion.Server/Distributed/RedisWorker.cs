@@ -43,8 +43,12 @@ public sealed class RedisWorker : IDisposable
     readonly CancellationTokenSource _stopBeating = new();
     Action<string>? _log;
 
+    /// <summary>The titles of its --controlnet-dir, hashed once at start (gateways check units against them).</summary>
+    readonly IReadOnlyList<string> _controlNets;
+
     RedisWorker(WorkerOptions options, ConnectionMultiplexer redis, ModelCatalog catalog, ModelHost host)
     {
+        _controlNets = ControlNetModels.List(options.Server.ControlNetDir).Select(m => m.Title).ToList();
         (_options, _redis, _catalog, _host) = (options, redis, catalog, host);
         _store = new RedisJobStore(redis);
         _heart = new Thread(Beating) { IsBackground = true, Name = "worker heartbeat" };
@@ -203,7 +207,9 @@ public sealed class RedisWorker : IDisposable
         var settings = new ServerSettings();
         if (payload["settings"] is JsonObject s) settings.Set(s);
         int clipSkip = payload["clip_skip"] is JsonValue v && v.TryGetValue(out int c) ? c : 1;
-        var request = A1111Requests.Parse(payload["body"]!.AsObject(), task, clipSkip, _options.Server.MaxImageSide, _options.Server.LoraDir);
+        // ControlNet units name their model as the gateway listed it; this worker finds it in its own --controlnet-dir.
+        var request = A1111Requests.Parse(payload["body"]!.AsObject(), task, clipSkip, _options.Server.MaxImageSide, _options.Server.LoraDir,
+            controlNetDir: _options.Server.ControlNetDir);
         work = new GenerationWork(_host, _catalog, settings, outputDir: null);
         return work.Run(job, request with { Checkpoint = null });
     }
@@ -282,7 +288,7 @@ public sealed class RedisWorker : IDisposable
         var pipeline = _host.Current;
         Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
             pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
-            _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)));
+            _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow) { ControlNets = _controlNets }));
     }
 
     /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>

@@ -44,7 +44,7 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     StableDiffusionPipeline Load(ModelEntry entry)
     {
         var pipeline = StableDiffusionPipeline.Load(entry.Path, options.Load,
-            new SingleFileOptions { OriginalConfig = entry.IsFile && ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null });
+            (entry.Components ?? new SingleFileOptions()) with { OriginalConfig = entry.IsFile && ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null });
         LoadWarnings = pipeline.LoadWarnings;
         if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
             _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;

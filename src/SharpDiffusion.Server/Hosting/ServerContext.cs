@@ -112,7 +112,7 @@ public sealed class ServerContext : IDisposable
     {
         await SyncSettingsAsync();
         return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(body)?.Traits, Options.ControlNetDir,
-            Options.UpscalerDir);
+            Options.UpscalerDir, Gateway?.ControlNets(TargetOf(body)?.Name));
     }
 
     /// <summary>The model a request body will run on, as far as it is known now: override_settings' sd_model_checkpoint,

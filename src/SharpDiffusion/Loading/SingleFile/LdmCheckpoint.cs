@@ -36,6 +36,9 @@ public sealed record SingleFileOptions
     /// checkpoint's components, as diffusers' from_single_file(config=...); each is checked against the weights. For
     /// models of non-standard sizes; without it the configs are inferred from the tensors.</summary>
     public string? DiffusersConfig { get; init; }
+    /// <summary>Flux: the VAE file (BFL's ae.safetensors, the 16-channel VAE in the LDM layout) of a transformer file
+    /// given as the model, as stable-diffusion.cpp's --vae and ComfyUI's VAE loader take it.</summary>
+    public string? Vae { get; init; }
 }
 
 /// <summary>
