@@ -147,10 +147,10 @@ public sealed class PageTests(PageFixture fixture)
         await using var session = await fixture.OpenAsync();
         var page = session.Page;
         await page.GetByLabel("Prompt", new() { Exact = true }).FillAsync("a red circle");
-        await page.GetByLabel("Negative prompt").FillAsync("blurry");
-        await page.GetByLabel("Steps").FillAsync("60");
+        await page.GetByLabel("Negative prompt", new() { Exact = true }).FillAsync("blurry");
+        await page.GetByLabel("Steps", new() { Exact = true }).FillAsync("60");
         await page.GetByLabel("Seed", new() { Exact = true }).FillAsync("4242");
-        await Expect(page.GetByLabel("Sampler")).ToHaveValueAsync("Euler a");
+        await Expect(page.GetByLabel("Sampler", new() { Exact = true })).ToHaveValueAsync("Euler a");
         await Expect(page.GetByLabel("Model", new() { Exact = true })).ToHaveValueAsync(new Regex("^sharp-shapes"));
         await WatchAsync(page);
 
@@ -313,8 +313,8 @@ public sealed class PageTests(PageFixture fixture)
         await page.GetByRole(AriaRole.Button, new() { Name = "Clear mask" }).ClickAsync();
         await StrokeAsync(page, mask);
         Assert.Equal(stroke, await PaintedPixelsAsync(page));
-        await page.GetByLabel("Denoising strength").FillAsync("0.6");
-        await page.GetByLabel("Mask blur").FillAsync("3");
+        await page.GetByLabel("Denoising strength", new() { Exact = true }).FillAsync("0.6");
+        await page.GetByLabel("Mask blur", new() { Exact = true }).FillAsync("3");
         await page.Locator("#prompt").FillAsync("a green triangle");
         await page.Locator("#steps").FillAsync("8");
         await page.Locator("#seed").FillAsync("99");
@@ -344,8 +344,8 @@ public sealed class PageTests(PageFixture fixture)
         await using var session = await fixture.OpenAsync();
         var page = session.Page;
         await page.Locator("#prompt").FillAsync("too big");
-        await page.GetByLabel("Width").FillAsync("20000");
-        await page.GetByLabel("Steps").FillAsync("0");
+        await page.GetByLabel("Width", new() { Exact = true }).FillAsync("20000");
+        await page.GetByLabel("Steps", new() { Exact = true }).FillAsync("0");
         await page.Locator("#generate").ClickAsync();
         var alert = page.GetByRole(AriaRole.Alert);
         await Expect(alert).ToBeVisibleAsync();
@@ -357,15 +357,15 @@ public sealed class PageTests(PageFixture fixture)
         await Expect(page.Locator("#cancel")).ToBeDisabledAsync();
 
         // img2img without an image is caught before anything is sent.
-        await page.GetByLabel("Width").FillAsync("");
-        await page.GetByLabel("Steps").FillAsync("4");
+        await page.GetByLabel("Width", new() { Exact = true }).FillAsync("");
+        await page.GetByLabel("Steps", new() { Exact = true }).FillAsync("4");
         await page.GetByLabel("Image to image / inpaint").CheckAsync();
         await page.Locator("#generate").ClickAsync();
         await Expect(alert).ToContainTextAsync("needs an init image");
 
         // What the server did differently from the request comes back as warnings, shown with the result.
         await page.GetByLabel("Text to image").CheckAsync();
-        await page.GetByLabel("Width").FillAsync("100");
+        await page.GetByLabel("Width", new() { Exact = true }).FillAsync("100");
         await page.Locator("#generate").ClickAsync();
         await Expect(Gallery(page)).ToHaveCountAsync(1);
         await Expect(alert).ToBeHiddenAsync();
