@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using StackExchange.Redis;
+using SharpDiffusion.Pipelines;
 using SharpDiffusion.Server.A1111;
 using SharpDiffusion.Server.Catalog;
 using SharpDiffusion.Server.Hosting;
@@ -118,9 +119,13 @@ public sealed class RedisGateway : IJobQueue
     /// the seed <paramref name="parse"/> resolved) for the worker, which parses it again with its own folder.</summary>
     public GenerationRequest Parse(JsonObject body, Func<JsonObject, GenerationRequest> parse)
     {
-        if (body["hr_upscaler"] is not JsonValue v || !v.TryGetValue(out string? name)
-            || !Upscalers.Any(u => string.Equals(u.Name, name, StringComparison.OrdinalIgnoreCase)))
+        if (body["hr_upscaler"] is not JsonValue v || !v.TryGetValue(out string? name) || name.Length == 0
+            || HiresFixOptions.Upscalers.Contains(name, StringComparer.OrdinalIgnoreCase) || body["enable_hr"] is not JsonValue on
+            || !on.TryGetValue(out bool hires) || !hires)
             return parse(body);
+        if (!Upscalers.Any(u => string.Equals(u.Name, name, StringComparison.OrdinalIgnoreCase)))
+            throw new ArgumentException($"hr_upscaler: no worker has the upscaler '{name}'; the workers have: "
+                + string.Join(", ", HiresFixOptions.Upscalers.Concat(Upscalers.Select(u => u.Name))) + " (a worker's models are those of its --upscaler-dir).");
         var probe = (JsonObject)body.DeepClone();
         probe["hr_upscaler"] = "Lanczos";
         var request = parse(probe);

@@ -108,6 +108,17 @@ public class RedisExtrasTests(RedisUpscalerCluster cluster, ITestOutputHelper lo
     }
 
     [Fact]
+    public async Task Hires_naming_an_upscaler_no_worker_has_is_a_422_naming_what_the_workers_have()
+    {
+        var body = new JsonObject { ["prompt"] = "x", ["steps"] = 2, ["enable_hr"] = true, ["hr_upscaler"] = "no-such-model" };
+        var reply = await Http.PostAsync($"{cluster.Gateway.Url}/sdapi/v1/txt2img", body);
+        Assert.Equal(422, reply.Code);
+        string text = reply.Json.ToJsonString();
+        Assert.Contains("no-such-model", text);
+        Assert.Contains(UpscalerServer.Models[0], text);
+    }
+
+    [Fact]
     public async Task Hires_with_a_named_upscaler_model_runs_on_the_worker_with_the_single_servers_bytes()
     {
         var body = new JsonObject
