@@ -116,10 +116,11 @@ public sealed class RedisGateway : IJobQueue
 
     /// <summary>A request checked here, where the upscaler models are the workers': an hr_upscaler that a worker has is
     /// checked as a built-in picture upscaler (the sizes are checked the same), and the request keeps the name (with
-    /// the seed <paramref name="parse"/> resolved) for the worker, which parses it again with its own folder.</summary>
-    public GenerationRequest Parse(JsonObject body, Func<JsonObject, GenerationRequest> parse)
+    /// the seed <paramref name="parse"/> resolved) for the worker, which parses it again with its own folder. The hires
+    /// fix is txt2img's only (img2img ignores hr_upscaler, as A1111).</summary>
+    public GenerationRequest Parse(JsonObject body, string task, Func<JsonObject, GenerationRequest> parse)
     {
-        if (body["hr_upscaler"] is not JsonValue v || !v.TryGetValue(out string? name) || name.Length == 0
+        if (task != "txt2img" || body["hr_upscaler"] is not JsonValue v || !v.TryGetValue(out string? name) || name.Length == 0
             || HiresFixOptions.Upscalers.Contains(name, StringComparer.OrdinalIgnoreCase) || body["enable_hr"] is not JsonValue on
             || !on.TryGetValue(out bool hires) || !hires)
             return parse(body);

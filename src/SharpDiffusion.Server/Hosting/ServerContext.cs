@@ -123,7 +123,7 @@ public sealed class ServerContext : IDisposable
         await SyncSettingsAsync();
         GenerationRequest Parse(JsonObject b) => A1111Requests.Parse(b, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(b)?.Traits,
             Options.ControlNetDir, Options.UpscalerDir);
-        return Gateway is { } gateway ? gateway.Parse(body, Parse) : Parse(body); // a gateway's upscaler models are the workers'
+        return Gateway is { } gateway ? gateway.Parse(body, task, Parse) : Parse(body); // a gateway's upscaler models are the workers'
     }
 
     /// <summary>The model a request body will run on, as far as it is known now: override_settings' sd_model_checkpoint,
