@@ -18,6 +18,7 @@ internal static class ControlNetArguments
         new("control-start", OptionKind.Texts, "control_guidance_start, the fraction of the steps before the ControlNet acts; once or once per unit (default: 0)", "X"),
         new("control-end", OptionKind.Texts, "control_guidance_end, the fraction of the steps after which it stops; once or once per unit (default: 1)", "X"),
         new("control-preprocess", OptionKind.Texts, "make each --control-image's map first, at the image's size, with sd-webui-controlnet's default thresholds: canny, threshold, invert or none; once or once per unit (default: none, the image is the map)", "NAME"),
+        new("control-mode", OptionKind.Texts, "sd-webui-controlnet's control mode: balanced, prompt (\"My prompt is more important\": shallow residuals faded by 0.825^(12-i)) or controlnet (\"ControlNet is more important\": that, on the conditional rows only); once or once per unit (default: balanced)", "MODE"),
         new("guess-mode", OptionKind.Flag, "ControlNet guess mode: the ControlNets see only the conditional rows, shallow residuals scaled down, so they steer even with an empty prompt (default: off)"),
     ];
 
@@ -29,8 +30,8 @@ internal static class ControlNetArguments
         var images = cl.All("control-image");
         if (models.Count == 0)
         {
-            if (images.Count > 0 || cl.Given("control-scale") || cl.Given("control-start") || cl.Given("control-end") || cl.Given("control-preprocess") || cl.Flag("guess-mode"))
-                throw new UsageException("--control-image, --control-scale, --control-start, --control-end, --control-preprocess and --guess-mode need --controlnet FILE|DIR.");
+            if (images.Count > 0 || cl.Given("control-scale") || cl.Given("control-start") || cl.Given("control-end") || cl.Given("control-preprocess") || cl.Given("control-mode") || cl.Flag("guess-mode"))
+                throw new UsageException("--control-image, --control-scale, --control-start, --control-end, --control-preprocess, --control-mode and --guess-mode need --controlnet FILE|DIR.");
             return options;
         }
         if (images.Count != models.Count)
@@ -46,6 +47,7 @@ internal static class ControlNetArguments
         }
         double[] scales = PerUnit("control-scale", 1.0), starts = PerUnit("control-start", 0.0), ends = PerUnit("control-end", 1.0);
         var modules = Preprocessors(cl, models.Count);
+        var modes = Modes(cl, models.Count);
         var units = models.Select((model, i) =>
         {
             var picture = ImageFile.Load(images[i]);
@@ -59,15 +61,32 @@ internal static class ControlNetArguments
                 Start = starts[i],
                 End = ends[i],
                 GuessMode = cl.Flag("guess-mode"),
+                ControlMode = modes[i],
                 // The run stretches the map to the output size: the extension's "Just Resize".
                 InfoText = ImageOutput.ControlNetInfo(module.Name, Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model)), scales[i],
-                    "Just Resize", Math.Min(picture.Width, picture.Height), module.ThresholdA?.Value ?? -1, module.ThresholdB?.Value ?? -1, starts[i], ends[i], false, "Balanced"),
+                    "Just Resize", Math.Min(picture.Width, picture.Height), module.ThresholdA?.Value ?? -1, module.ThresholdB?.Value ?? -1, starts[i], ends[i], false, modes[i].ExtensionName()),
             };
         }).ToList();
         for (int i = 0; i < units.Count; i++) units[i].Validate(i);
         if (options.Width is null && options.Height is null && options.Image is null)
             options = options with { Width = units[0].Image.Width / 8 * 8, Height = units[0].Image.Height / 8 * 8 };
         return options with { ControlNets = units };
+    }
+
+    /// <summary>--control-mode once (for every unit) or once per --controlnet; balanced without it.</summary>
+    static ControlMode[] Modes(CommandLine cl, int count)
+    {
+        var names = cl.All("control-mode");
+        if (names.Count > 1 && names.Count != count)
+            throw new UsageException($"Give --control-mode once (for every ControlNet) or once per --controlnet ({count}); got {names.Count}.");
+        var modes = names.Select(n => n.ToLowerInvariant() switch
+        {
+            "balanced" => ControlMode.Balanced,
+            "prompt" => ControlMode.PromptMoreImportant,
+            "controlnet" => ControlMode.ControlNetMoreImportant,
+            _ => throw new UsageException($"--control-mode {n}: use balanced, prompt (my prompt is more important) or controlnet (ControlNet is more important)."),
+        }).ToArray();
+        return Enumerable.Range(0, count).Select(i => modes.Length == 0 ? ControlMode.Balanced : modes[Math.Min(i, modes.Length - 1)]).ToArray();
     }
 
     /// <summary>--control-preprocess once (for every unit) or once per --controlnet; "none" without it.</summary>

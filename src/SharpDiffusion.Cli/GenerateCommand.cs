@@ -22,6 +22,7 @@ public static class GenerateCommand
         new("transformer", OptionKind.Text, "with a Flux diffusers folder: use this transformer file instead of the folder's (BFL's flux1-dev/flux1-schnell .safetensors, float8 too, or a .gguf), decoded to --dtype (default: the folder's)", "FILE"),
         new("text-encoder-2-config", OptionKind.Text, "with an SDXL single-file checkpoint: a transformers config.json for its second text encoder when it is not OpenCLIP ViT-bigG", "FILE"),
         TextEncoderOption,
+        .. FluxArguments.Options,
         new("prompt", OptionKind.Texts, "the prompt; repeat for several prompts (one batch)", "TEXT"),
         new("negative-prompt", OptionKind.Texts, "given once: applies to every prompt; given as often as --prompt: paired in order (default: \"\")", "TEXT"),
         new("prompt-2", OptionKind.Texts, "SDXL: the prompt for the second text encoder (Flux: for T5); given once: for every prompt; as often as --prompt: paired in order (default: the prompt)", "TEXT"),
@@ -58,6 +59,7 @@ public static class GenerateCommand
         new("vae", OptionKind.Text, "decode (and encode, for img2img) with this VAE instead of the model's: a TAESD (taesd_decoder.safetensors/.pth with its encoder beside it, taesdxl, taesd3, taef1, or a diffusers AutoencoderTiny folder) or a full VAE (vae-ft-mse-840000-ema-pruned.safetensors, sdxl_vae.safetensors, .ckpt, a diffusers vae/ folder); written into the PNG as A1111's VAE / VAE hash (default: the model's)", "DIR|FILE"),
         new("vae-tiling", OptionKind.Flag, "decode the image in overlapping tiles: flat memory for 1024x1024 and larger (default: off; turned on by itself when a whole decode would not fit in memory)"),
         .. HiresArguments.Options,
+        .. RefinerArguments.Options,
         new("tiling", OptionKind.Flag, "a seamless texture: the left edge continues into the right, the top into the bottom (AUTOMATIC1111's Tiling) (default: off)"),
         new("variant", OptionKind.Text, "weight variant, e.g. fp16 for *.fp16.safetensors (default: none)", "NAME"),
         new("device", OptionKind.Text, "cpu or cuda (default: cpu)", "NAME"),
@@ -79,7 +81,7 @@ public static class GenerateCommand
         // Without --model: the shipped model, with the sampling settings it recommends (generation_defaults.json).
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
-        var modelDefaults = GenerationDefaults.Load(model);
+        var modelDefaults = GenerationDefaults.Load(model) ?? FluxArguments.Defaults(model, cl);
         var options = BuildOptions(cl, modelDefaults);
         string? embeddingDir = EmbeddingDir(cl);
         string output = cl.String("output") ?? "out.png";
@@ -94,6 +96,8 @@ public static class GenerateCommand
 
         var clock = Stopwatch.StartNew();
         using var pipeline = Open(cl, model, load, embeddingDir);
+        using var refiner = RefinerArguments.Load(cl, pipeline, load);
+        options = RefinerArguments.Apply(options, cl, refiner);
         var (width, height) = pipeline.Validate(options);
         var scheduler = pipeline.CreateScheduler(options.Scheduler, options.SchedulerOptions); // fail on a bad name before any work
         string task = options.Task switch
@@ -138,6 +142,7 @@ public static class GenerateCommand
                 throw new UsageException($"{option} pairs with --negative-prompt; give that too (\"\" for none).");
         var resizeFrom = cl.Size("seed-resize-from");
         var hires = HiresArguments.Parse(cl);
+        RefinerArguments.Check(cl);
         string? imagePath = cl.String("image"), maskPath = cl.String("mask");
         if (maskPath is not null && imagePath is null)
             throw new UsageException("--mask needs --image: the picture to inpaint.");
@@ -212,10 +217,10 @@ public static class GenerateCommand
     /// <summary>The model opened with --vae, --embedding and --embedding-dir applied, its warnings printed.</summary>
     internal static StableDiffusionPipeline Open(CommandLine cl, string model, LoadOptions load, string? embeddingDir)
     {
-        var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, SingleFileOptions(cl)));
+        var pipeline = Progress.Status("Opening model", () => StableDiffusionPipeline.Load(model, load, FluxArguments.Apply(SingleFileOptions(cl), cl)));
         foreach (var warning in pipeline.LoadWarnings)
             Progress.Line($"warning: {warning}");
-        if (cl.String("vae") is { } vaePath)
+        if (cl.String("vae") is { } vaePath && !FluxArguments.VaeAssembled(pipeline, model))
             Progress.Status("Loading VAE", () => { pipeline.VaeCodec.UseVae(vaePath, load); return 0; });
         foreach (var (file, token) in cl.All("embedding").Select(e => LoraArguments.SplitSuffix(e, "--embedding", s => s)))
             Progress.Line($"Embedding {string.Join(" ", pipeline.LoadTextualInversion(file, token))} from {AtomicFiles.Printable(file)}");
@@ -239,7 +244,7 @@ public static class GenerateCommand
         TextEncoders = cl.All("text-encoder"),
     };
 
-    internal static OptionSpec TextEncoderOption => new("text-encoder", OptionKind.Texts, "with an SD3/SD3.5 single file: a text encoder file (clip_l, clip_g, " +
+    internal static OptionSpec TextEncoderOption => new("text-encoder", OptionKind.Texts, "with an SD3/SD3.5 single file or a Flux transformer file: a text encoder file (clip_l, clip_g, " +
         "t5xxl_fp16 or t5xxl_fp8_e4m3fn .safetensors, recognised by its tensors) that fills what the file lacks or replaces what it has, or T5's spiece.model; repeatable", "FILE");
 
     static PromptSyntax ParsePromptSyntax(string? name) => name?.ToLowerInvariant() switch

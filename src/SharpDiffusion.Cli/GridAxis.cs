@@ -33,7 +33,7 @@ public sealed record GridAxis(string Option, string Label, IReadOnlyList<string>
     static readonly HashSet<string> NotAxes =
     [
         "model", "config", "text-encoder-config", "transformer", "text-encoder-2-config", "text-encoder", "variant", "device", "dtype",
-        "threads", "vae", "embedding", "embedding-dir", "lora", "output", "x", "y", "z", "yes", "margin",
+        "threads", "vae", "refiner", "single-file-config", "embedding", "embedding-dir", "lora", "output", "x", "y", "z", "yes", "margin",
         .. FastPathOptions.Options.Select(o => o.Name),
     ];
 

@@ -25,7 +25,7 @@ public static class GridCommand
     ];
 
     /// <summary>One cell: its options and its place on the axes.</summary>
-    sealed record Cell(GenerationOptions Options, int X, int Y, int Z);
+    sealed record Cell(GenerationOptions Options, CommandLine Line, int X, int Y, int Z);
 
     public static int Run(CommandLine cl)
     {
@@ -44,7 +44,7 @@ public static class GridCommand
 
         string model = cl.String("model") ?? DefaultModel.Locate()
             ?? throw new UsageException("--model DIR is required: a diffusers model folder (the shipped models/sharp-shapes was not found).");
-        var modelDefaults = GenerationDefaults.Load(model);
+        var modelDefaults = GenerationDefaults.Load(model) ?? FluxArguments.Defaults(model, cl);
         // The seeds are held across cells, as A1111's fix_seed: a random seed (and variation seed) is drawn once.
         long seed = cl.Long("seed") is long s && s >= 0 ? s : Random.Shared.NextInt64(0, uint.MaxValue);
         long variationSeed = cl.Long("variation-seed") is long v && v >= 0 ? v : Random.Shared.NextInt64(0, uint.MaxValue);
@@ -57,12 +57,13 @@ public static class GridCommand
             x.AddTo(overrides, ix);
             y?.AddTo(overrides, iy);
             z?.AddTo(overrides, iz);
-            var options = GenerateCommand.BuildOptions(cl.With(overrides), modelDefaults);
+            var line = cl.With(overrides);
+            var options = GenerateCommand.BuildOptions(line, modelDefaults);
             options = x.Apply(options, ix);
             if (y is not null) options = y.Apply(options, iy);
             if (z is not null) options = z.Apply(options, iz);
             options.Validate(); // every cell is checked before the model is opened
-            cells.Add(new Cell(options, ix, iy, iz));
+            cells.Add(new Cell(options, line, ix, iy, iz));
         }
         string output = cl.String("output") ?? "xyz_grid.png";
         ImageOutput.CheckPath(output);
@@ -76,6 +77,7 @@ public static class GridCommand
 
         var clock = Stopwatch.StartNew();
         using var pipeline = GenerateCommand.Open(cl, model, load, embeddingDir);
+        using var refiner = RefinerArguments.Load(cl, pipeline, load);
         foreach (var cell in cells) pipeline.Validate(cell.Options with { Loras = loraFiles });
         foreach (var scheduler in cells.Select(c => (c.Options.Scheduler, c.Options.SchedulerOptions)).Distinct())
             pipeline.CreateScheduler(scheduler.Scheduler, scheduler.SchedulerOptions); // a bad sampler fails before any cell runs
@@ -88,7 +90,7 @@ public static class GridCommand
         string? firstInfo = null;
         for (int i = 0; i < cells.Count; i++)
         {
-            var options = cells[i].Options with { Loras = loraFiles };
+            var options = RefinerArguments.Apply(cells[i].Options, cells[i].Line, refiner) with { Loras = loraFiles };
             Progress.Line($"Cell {i + 1}/{cells.Count}: {string.Join(", ", CellLabels(x, y, z, cells[i]))}");
             using var result = Progress.Run(options.DenoisingSteps, report => pipeline.Generate(options, report, cancellation: interruption.Token));
             foreach (var warning in result.Warnings) Progress.Line($"warning: {warning}");

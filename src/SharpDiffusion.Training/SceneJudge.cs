@@ -18,7 +18,9 @@ public static class SceneJudge
     public const int LargeExtent = 22;
     const int MinArea = 12;
 
-    public static SceneReading Read(byte[] rgb, int size = ShapeVocabulary.ImageSize)
+    /// <param name="kinds">the templates the shape is matched against (default: <see cref="ShapeVocabulary.TrainedShapes"/>,
+    /// what the shipped model knows, so its held-out numbers stay comparable); the LoRA proof adds <see cref="ShapeKind.Cross"/>.</param>
+    public static SceneReading Read(byte[] rgb, int size = ShapeVocabulary.ImageSize, IReadOnlyList<ShapeKind>? kinds = null)
     {
         var border = new List<int>();
         for (int i = 0; i < size; i++)
@@ -44,15 +46,15 @@ public static class SceneJudge
         int x0 = region.Min(i => i % size), x1 = region.Max(i => i % size), y0 = region.Min(i => i / size), y1 = region.Max(i => i / size);
         int extent = Math.Max(x1 - x0 + 1, y1 - y0 + 1);
         var sizeClass = extent >= LargeExtent ? ShapeSize.Large : ShapeSize.Small;
-        var shape = BestTemplate(region, size, x0, y0, x1 + 1, y1 + 1);
+        var shape = BestTemplate(kinds ?? ShapeVocabulary.TrainedShapes, region, size, x0, y0, x1 + 1, y1 + 1);
         return new SceneReading(background, Nearest(r, g, b), position, sizeClass, shape, region.Count, cx, cy);
     }
 
     /// <summary>The template with the highest intersection-over-union with the region, each stretched to the region's box.</summary>
-    static ShapeKind BestTemplate(List<int> region, int size, int x0, int y0, int x1, int y1)
+    static ShapeKind BestTemplate(IReadOnlyList<ShapeKind> kinds, List<int> region, int size, int x0, int y0, int x1, int y1)
     {
         var inRegion = new HashSet<int>(region);
-        return Enum.GetValues<ShapeKind>().MaxBy(shape =>
+        return kinds.MaxBy(shape =>
         {
             var (minU, minV, maxU, maxV) = ShapeRasterizer.Bounds(shape);
             int both = 0, either = 0;

@@ -32,7 +32,7 @@ public sealed class ShapeDataset
     {
         Settings = options ?? new Options();
         var all = (from c in ShapeVocabulary.Colors
-                   from s in Enum.GetValues<ShapeKind>()
+                   from s in ShapeVocabulary.TrainedShapes
                    from p in Enum.GetValues<ShapePosition>()
                    select new HeldOutCombination(c.Name, s, p)).ToList();
         var rng = new Random(Settings.HeldOutSeed);
@@ -80,7 +80,7 @@ public sealed class ShapeDataset
         var objects = new List<SceneObject>();
         foreach (var position in positions)
         {
-            var shape = Pick(rng, Enum.GetValues<ShapeKind>());
+            var shape = Pick(rng, ShapeVocabulary.TrainedShapes);
             var color = Pick(rng, colors);
             var size = rng.Next(2) == 0 ? ShapeSize.Small : ShapeSize.Large;
             var (rMin, rMax) = ShapeVocabulary.RadiusRange(size);

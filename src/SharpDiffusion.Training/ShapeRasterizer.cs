@@ -47,6 +47,7 @@ public static class ShapeRasterizer
         return bytes;
     }
 
+    const float CrossHalfWidth = 0.35f;
     static readonly (float X, float Y)[] Triangle = [(0f, -1f), (1f, 0.75f), (-1f, 0.75f)];
     static readonly (float X, float Y)[] Star = StarPolygon();
 
@@ -63,6 +64,8 @@ public static class ShapeRasterizer
         ShapeKind.Circle => u * u + v * v <= 1f,
         ShapeKind.Square => MathF.Abs(u) <= 0.85f && MathF.Abs(v) <= 0.85f,
         ShapeKind.Triangle => InPolygon(Triangle, u, v),
+        // A plus sign: two bars of half-width 0.35 reaching 0.9 from the centre.
+        ShapeKind.Cross => MathF.Max(MathF.Abs(u), MathF.Abs(v)) <= 0.9f && MathF.Min(MathF.Abs(u), MathF.Abs(v)) <= CrossHalfWidth,
         _ => InPolygon(Star, u, v),
     };
 
@@ -72,6 +75,7 @@ public static class ShapeRasterizer
         ShapeKind.Circle => (-1, -1, 1, 1),
         ShapeKind.Square => (-0.85f, -0.85f, 0.85f, 0.85f),
         ShapeKind.Triangle => (-1, -1, 1, 0.75f),
+        ShapeKind.Cross => (-0.9f, -0.9f, 0.9f, 0.9f),
         _ => (Star.Min(p => p.X), Star.Min(p => p.Y), Star.Max(p => p.X), Star.Max(p => p.Y)),
     };
 

@@ -1,6 +1,8 @@
 namespace SharpDiffusion.Training;
 
-public enum ShapeKind { Circle, Square, Triangle, Star }
+/// <summary>The kinds of shape a scene can hold. <see cref="Cross"/> is the LoRA proof's new shape: the shipped model never saw
+/// it, so the dataset and the held-out judge use <see cref="ShapeVocabulary.TrainedShapes"/>, not every value.</summary>
+public enum ShapeKind { Circle, Square, Triangle, Star, Cross }
 
 public enum ShapeSize { Small, Large }
 
@@ -28,6 +30,9 @@ public sealed record Scene(IReadOnlyList<SceneObject> Objects, NamedColor Backgr
 public static class ShapeVocabulary
 {
     public const int ImageSize = 64;
+
+    /// <summary>The shapes of models/sharp-shapes' dataset, in the order it draws them (adding a kind must not change it).</summary>
+    public static IReadOnlyList<ShapeKind> TrainedShapes { get; } = [ShapeKind.Circle, ShapeKind.Square, ShapeKind.Triangle, ShapeKind.Star];
 
     public static IReadOnlyList<NamedColor> Colors { get; } =
     [

@@ -35,6 +35,7 @@ public static class BenchCommand
         new("deep-cache", OptionKind.Integer, "also time DeepCache's shallow UNet step (a full pass every N steps) and the UNet time of --total-steps with it (default: off)", "N"),
         new("ab-steps", OptionKind.Integer, "UNet steps per candidate in the in-process A/B of each fast-path choice (layout, attention) and of the per-step heap trim, interleaved; 0 skips it (default: 2)", "N"),
         new("threads", OptionKind.Integer, "libtorch threads (default: all cores)", "N"),
+        new("controlnet", OptionKind.Flag, "instead: time a full-size SD 1.5 UNet step with and without a ControlNet (control_v11p_sd15_canny's config, random weights, float32) in this process, --steps each, at --width x --height"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
         new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
         new("generation-steps", OptionKind.Integer, "steps of the whole generations whose peak RSS is measured, one with the weights resident (as `serve`) and one with LowMemory (as `generate`; SD3: LowMemory only); 0 skips them (default: 2)", "N"),
@@ -68,6 +69,7 @@ public static class BenchCommand
         if (abSteps < 0) throw new UsageException("--ab-steps must be 0 or more.");
         threads = Threads.Check(threads);
         TorchRuntime.Initialize(threads);
+        if (cl.Flag("controlnet")) return ControlNetBench.Run(width, height, steps);
 
         if (report is not null)
         {

@@ -18,7 +18,6 @@ public static class A1111Requests
         ("restore_faces", n => IsFalse(n), "face restoration"),
         ("styles", n => n is JsonArray { Count: 0 }, "prompt styles"),
         ("script_name", n => n is JsonValue v && (string?)v is null or "", "scripts"),
-        ("refiner_checkpoint", n => n is JsonValue v && (string?)v is null or "" or "None", "a refiner"),
     ];
 
     static bool IsFalse(JsonNode n) => n is JsonValue v && (v.GetValueKind() == System.Text.Json.JsonValueKind.False || v.TryGetValue(out double d) && d == 0);
@@ -28,8 +27,10 @@ public static class A1111Requests
     /// <param name="clipSkip">The server's CLIP_stop_at_last_layers (override_settings may change it per request).</param>
     /// <param name="traits">The model the request will run on, when known: its sampler names and T5 fields are checked
     /// now (the job checks them again against the loaded model).</param>
+    /// <param name="workerControlNets">on a gateway: the ControlNet titles its workers announce (units are checked against them;
+    /// the worker resolves the file).</param>
     public static GenerationRequest Parse(JsonObject body, string task, int clipSkip, int maxSide, string? loraDir, ModelTraits? traits = null,
-        string? controlNetDir = null, string? upscalerDir = null)
+        string? controlNetDir = null, string? upscalerDir = null, IReadOnlyList<string>? workerControlNets = null)
     {
         var r = new RequestReader(body);
         bool img2img = task == "img2img";
@@ -48,6 +49,7 @@ public static class A1111Requests
         int iterations = r.Int("n_iter", 1, 1, GenerationOptions.MaxBatch);
         int steps = r.Int("steps", 50, 1, 1000);
         double cfg = r.Double("cfg_scale", 7.0, -100, 100);
+        double? distilledCfg = r.Has("distilled_cfg_scale") ? r.Double("distilled_cfg_scale", 3.5, 0, 100) : null; // Forge's, for Flux
         int? width = r.Has("width") ? r.Int("width", 0, 8, maxSide) : null;
         int? height = r.Has("height") ? r.Int("height", 0, 8, maxSide) : null;
         var overrides = r.Object("override_settings");
@@ -88,6 +90,12 @@ public static class A1111Requests
             try { hires = hires with { Scheduler = traits is null ? SamplerNames.ResolveAny(hrName, r.String("hr_scheduler")) : SamplerNames.Resolve(hrName, r.String("hr_scheduler"), traits) }; }
             catch (UnknownNameException e) { r.Error("hr_sampler_name", e.Message); }
         }
+        // The SDXL refiner (a model name of the catalog; "None" or "" = none) after the base at refiner_switch_at.
+        string? refiner = NonEmpty(r.String("refiner_checkpoint")) is { } rc && rc != "None" ? rc : null;
+        double refinerSwitchAt = r.Double("refiner_switch_at", RefinerOptions.DefaultSwitchAt, 0, 1);
+        if (refiner is not null && (img2img || hires is not null))
+            r.Error("refiner_checkpoint", img2img ? "the refiner continues txt2img; for img2img run the refiner itself as the model (override_settings.sd_model_checkpoint)"
+                : "the refiner and the hires fix cannot be combined yet; leave enable_hr off with a refiner");
         var warnings = new List<string>();
         foreach (var (field, isDefault, what) in NotDone)
             if (body[field] is { } node && !isDefault(node))
@@ -133,7 +141,7 @@ public static class A1111Requests
             if (initImages is { Count: > 1 })
                 warnings.Add($"init_images: {initImages.Count} images were sent; the first is used for every image.");
         }
-        var controlNets = ControlNetUnits.Parse(r, controlNetDir, maxSide, width ?? image?.Width, height ?? image?.Height);
+        var controlNets = ControlNetUnits.Parse(r, controlNetDir, maxSide, width ?? image?.Width, height ?? image?.Height, workerControlNets);
         r.ThrowIfInvalid();
 
         // A1111 works at sizes rounded down to a multiple of 8 (its latents are width // 8); so do we, saying so.
@@ -194,6 +202,8 @@ public static class A1111Requests
             BatchSize = batchSize,
             Iterations = iterations,
             Checkpoint = string.IsNullOrEmpty(checkpoint) ? null : checkpoint,
+            RefinerCheckpoint = refiner,
+            RefinerSwitchAt = refinerSwitchAt,
             Sampler = sampler,
             Schedule = schedule,
             RestoreCheckpoint = restore,
@@ -204,6 +214,7 @@ public static class A1111Requests
             Warnings = warnings,
             TaskId = taskId,
             Source = source,
+            DistilledCfgScale = distilledCfg,
         };
     }
 

@@ -23,10 +23,12 @@ public static class ControlNetEndpoints
         app.MapPost("/controlnet/detect", (HttpContext c) => ApiCall.A1111(c, () => Detect(c, server)));
     }
 
-    /// <summary>{model_list: ["name [hash]", ...]}: the ControlNets of --controlnet-dir (<see cref="ControlNetModels"/>).</summary>
+    /// <summary>{model_list: ["name [hash]", ...]}: the ControlNets of --controlnet-dir (<see cref="ControlNetModels"/>); on a
+    /// gateway (serve --queue), those its workers announce.</summary>
     static IResult ModelList(ServerContext server) => new JsonResult(200, new JsonObject
     {
-        ["model_list"] = new JsonArray(ControlNetModels.List(server.Options.ControlNetDir).Select(m => (JsonNode?)m.Title).ToArray()),
+        ["model_list"] = new JsonArray((server.Gateway?.ControlNets(null) ?? ControlNetModels.List(server.Options.ControlNetDir).Select(m => m.Title))
+            .Select(title => (JsonNode?)title).ToArray()),
     });
 
     /// <summary>{module_list: [names], module_detail: {name: {model_free, sliders: [{name, value, min, max, step}]}}};

@@ -10,13 +10,12 @@ namespace SharpDiffusion.Server.A1111;
 /// fields and defaults: enabled false, module "none", weight 1, guidance 0..1, resize_mode "Crop and Resize",
 /// control_mode "Balanced") → <see cref="ControlNetUnit"/>s, each with the module's map made by
 /// <see cref="ControlPreprocessor"/> and the extension's infotext. Disabled units are skipped. The model is named as
-/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c>.
-/// Not done (one-line 422s): control_mode "My prompt is more important" / "ControlNet is more important" (the
-/// extension's soft and cfg injection, no diffusers counterpart) and resize_mode "Resize and Fill".
+/// /controlnet/model_list gives it, with or without " [hash]", and must be in <c>--controlnet-dir</c> (on a gateway: announced by
+/// a worker, which resolves it in its own folder; the gateway checks the rest of the unit). control_mode is the
+/// extension's name or 0/1/2 (<see cref="Pipelines.ControlMode"/>). Not done (a one-line 422): resize_mode "Resize and Fill".
 /// </summary>
 public static class ControlNetUnits
 {
-    const string Balanced = "Balanced";
     static readonly string[] ResizeModes = ["Just Resize", "Crop and Resize", "Resize and Fill"];
     // The extension's resize_mode_aliases (older names of the same modes).
     static readonly Dictionary<string, string> ResizeAliases = new()
@@ -27,7 +26,9 @@ public static class ControlNetUnits
 
     /// <param name="r">the body's reader: errors are added to it (the caller throws them as one 422).</param>
     /// <param name="width">the output size as far as it is known (pixel_perfect and the crop use it); else 512, A1111's default.</param>
-    public static IReadOnlyList<ControlNetUnit> Parse(RequestReader r, string? controlNetDir, int maxSide, int? width, int? height)
+    /// <param name="workerControlNets">a gateway's: the titles its workers announce, instead of a folder.</param>
+    public static IReadOnlyList<ControlNetUnit> Parse(RequestReader r, string? controlNetDir, int maxSide, int? width, int? height,
+        IReadOnlyList<string>? workerControlNets = null)
     {
         if (r.Object("alwayson_scripts") is not { } scripts || scripts["controlnet"] is not JsonObject controlnet
             || controlnet["args"] is not JsonArray args)
@@ -42,15 +43,18 @@ public static class ControlNetUnits
                 r.Error(field, "a ControlNet unit must be an object ({\"enabled\": true, \"image\": ..., \"module\": ..., \"model\": ...})");
                 continue;
             }
-            models ??= ControlNetModels.List(controlNetDir);
-            if (Unit(new RequestReader(unitBody), r, field, models, controlNetDir, maxSide, width ?? 512, height ?? 512) is { } unit)
+            // On a gateway the "path" is the title: the unit is only checked here, the worker parses the body again.
+            models ??= workerControlNets?.Select(t => (t, t)).ToList() ?? ControlNetModels.List(controlNetDir);
+            bool any = controlNetDir is not null || workerControlNets is { Count: > 0 };
+            string where = workerControlNets is null ? "--controlnet-dir; it has" : "any worker's --controlnet-dir; they have";
+            if (Unit(new RequestReader(unitBody), r, field, models, any, where, maxSide, width ?? 512, height ?? 512) is { } unit)
                 units.Add(unit);
         }
         return units;
     }
 
     static ControlNetUnit? Unit(RequestReader u, RequestReader r, string field, IReadOnlyList<(string Title, string Path)> models,
-        string? dir, int maxSide, int width, int height)
+        bool any, string where, int maxSide, int width, int height)
     {
         if (!u.Bool("enabled", false)) return null; // the extension's default: a unit acts only when enabled
         string moduleName = u.String("module", "none") ?? "none";
@@ -61,7 +65,7 @@ public static class ControlNetUnits
         int resolution = u.Int("processor_res", -1);
         double a = u.Double("threshold_a", -1), b = u.Double("threshold_b", -1);
         string resizeMode = ResizeMode(u.Body["resize_mode"]) ?? "";
-        string controlMode = ControlMode(u.Body["control_mode"]) ?? "";
+        var controlMode = ControlModeOf(u.Body["control_mode"]);
         string? imageText = ImageText(u.Body["image"] ?? u.Body["input_image"]);
         try { u.ThrowIfInvalid(); }
         catch (RequestValidationException e)
@@ -74,18 +78,18 @@ public static class ControlNetUnits
             return Fail(r, $"{field}.resize_mode", $"'{u.Body["resize_mode"]}' is not a resize mode; use 0/\"Just Resize\", 1/\"Crop and Resize\" or 2/\"Resize and Fill\"");
         if (resizeMode == "Resize and Fill")
             return Fail(r, $"{field}.resize_mode", "\"Resize and Fill\" (2) is not supported by this server; use \"Just Resize\" (0) or \"Crop and Resize\" (1)");
-        if (controlMode != Balanced)
-            return Fail(r, $"{field}.control_mode", $"'{u.Body["control_mode"]}': only \"Balanced\" (0) is supported here; the extension's " +
-                "\"My prompt is more important\" and \"ControlNet is more important\" (soft/cfg injection) have no diffusers counterpart");
+        if (controlMode is not { } mode)
+            return Fail(r, $"{field}.control_mode", $"'{u.Body["control_mode"]}' is not a control mode; use 0/\"Balanced\", " +
+                "1/\"My prompt is more important\" or 2/\"ControlNet is more important\"");
         if (start >= end)
             return Fail(r, $"{field}.guidance_start", $"guidance_start {start} must be below guidance_end {end}");
         ControlPreprocessor module;
         try { module = ControlPreprocessor.Get(moduleName); }
         catch (Exception e) when (e is NotSupportedException or ArgumentException) { return Fail(r, $"{field}.module", e.Message); }
-        if (dir is null)
-            return Fail(r, $"{field}.model", $"'{modelName}': this server has no ControlNets; start it with serve --controlnet-dir DIR");
+        if (!any)
+            return Fail(r, $"{field}.model", $"'{modelName}': this server has no ControlNets; start it with serve --controlnet-dir DIR (workers: worker --controlnet-dir DIR)");
         if (ControlNetModels.Find(models, modelName) is not var (title, path))
-            return Fail(r, $"{field}.model", $"'{modelName}' is not in --controlnet-dir; it has {(models.Count == 0 ? "none" : string.Join(", ", models.Select(m => m.Title)))}");
+            return Fail(r, $"{field}.model", $"'{modelName}' is not in {where} {(models.Count == 0 ? "none" : string.Join(", ", models.Select(m => m.Title)))}");
         if (imageText is null)
             return Fail(r, $"{field}.image", "the unit has no image: send \"image\" (or \"input_image\") as base64 PNG/JPEG/WebP");
         RgbImage picture;
@@ -110,7 +114,8 @@ public static class ControlNetUnits
             Scale = weight,
             Start = start,
             End = end,
-            InfoText = ImageOutput.ControlNetInfo(module.Name, title, weight, resizeMode, res, ta, tb, start, end, pixelPerfect, controlMode),
+            ControlMode = mode,
+            InfoText = ImageOutput.ControlNetInfo(module.Name, title, weight, resizeMode, res, ta, tb, start, end, pixelPerfect, mode.ExtensionName()),
         };
     }
 
@@ -137,12 +142,12 @@ public static class ControlNetUnits
         _ => null,
     };
 
-    /// <summary>0/1/2 or a name → the extension's ControlMode value.</summary>
-    static string? ControlMode(JsonNode? node) => node switch
+    /// <summary>0/1/2 or the extension's name (its ControlMode enum's values) → the mode; null = neither.</summary>
+    static ControlMode? ControlModeOf(JsonNode? node) => node switch
     {
-        null => Balanced,
-        JsonValue v when v.TryGetValue(out int n) => n switch { 0 => Balanced, 1 => "My prompt is more important", 2 => "ControlNet is more important", _ => $"{n}" },
-        JsonValue v when v.TryGetValue(out string? s) => s,
+        null => Pipelines.ControlMode.Balanced,
+        JsonValue v when v.TryGetValue(out int n) => ControlModes.FromExtension(n.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        JsonValue v when v.TryGetValue(out string? s) => ControlModes.FromExtension(s!),
         _ => null,
     };
 

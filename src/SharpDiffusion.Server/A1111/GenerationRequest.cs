@@ -19,6 +19,9 @@ public sealed record GenerationRequest
     public int ImageCount => BatchSize * Iterations;
     /// <summary>A model name (override_settings.sd_model_checkpoint); null = the loaded one.</summary>
     public string? Checkpoint { get; init; }
+    /// <summary>A1111's refiner_checkpoint (a model name of the catalog: an SDXL refiner) and refiner_switch_at; null = none.</summary>
+    public string? RefinerCheckpoint { get; init; }
+    public double RefinerSwitchAt { get; init; } = RefinerOptions.DefaultSwitchAt;
     /// <summary>The sampler and schedule type as asked ("Euler", "Simple"): resolved again against the model that runs
     /// the job (<see cref="SamplerNames.Resolve"/>), which may not be the one known when the request was accepted.</summary>
     public string Sampler { get; init; } = "Euler";
@@ -36,6 +39,9 @@ public sealed record GenerationRequest
     /// <summary>The body as received with its seed resolved: what a Redis queue sends to a worker, which parses it again
     /// (same code, same result) against its own model.</summary>
     public required JsonObject Source { get; init; }
+
+    /// <summary>Forge's distilled_cfg_scale: a Flux model's embedded guidance (else cfg_scale serves); null when not sent.</summary>
+    public double? DistilledCfgScale { get; init; }
 
     public GenerationOptions OptionsFor(int image) => Options with { Seed = Seed + image };
 }

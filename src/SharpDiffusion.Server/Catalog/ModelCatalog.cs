@@ -1,3 +1,6 @@
+using SharpDiffusion.Families.Flux;
+using SharpDiffusion.Loading.SingleFile;
+
 namespace SharpDiffusion.Server.Catalog;
 
 /// <summary>One model the server can load: a diffusers folder or a single-file checkpoint.</summary>
@@ -10,11 +13,15 @@ public sealed record ModelEntry(string Name, string Path, bool IsFile)
     /// <summary>Family, sampling and T5 as read when the catalog was scanned (a single file: a diffusion model without T5);
     /// null when unknown (a folder that does not read, or a gateway's entry). The loaded pipeline's own traits decide.</summary>
     public ModelTraits? Traits { get; init; }
+
+    /// <summary>A Flux transformer file's component files (text encoders, VAE) as the scan found them (<see cref="FluxComponentSearch"/>).</summary>
+    public SingleFileOptions? Components { get; init; }
 }
 
 /// <summary>
 /// The models a client may name: the one given at start and those in the models folder (folders holding
-/// model_index.json, .safetensors/.ckpt files). A name is looked up among these entries only, never joined to a
+/// model_index.json, .safetensors/.ckpt/.gguf files; Flux text encoder and VAE files are components, not models:
+/// <see cref="FluxComponentSearch"/>). A name is looked up among these entries only, never joined to a
 /// path, so "../x" or "/etc/passwd" can only fail to match.
 /// </summary>
 public sealed class ModelCatalog
@@ -65,16 +72,21 @@ public sealed class ModelCatalog
                 if (File.Exists(System.IO.Path.Combine(dir, "model_index.json")))
                     entries.Add(Entry(dir));
             foreach (var file in Directory.GetFiles(modelsDir).Order(StringComparer.Ordinal))
-                if (System.IO.Path.GetExtension(file).ToLowerInvariant() is ".safetensors" or ".ckpt")
-                    entries.Add(Entry(file));
+                if (System.IO.Path.GetExtension(file).ToLowerInvariant() is ".safetensors" or ".ckpt" or ".gguf" && !FluxComponentSearch.IsComponent(file))
+                    entries.Add(Entry(file, modelsDir));
         }
         return entries.DistinctBy(e => System.IO.Path.GetFullPath(e.Path)).ToList();
     }
 
-    static ModelEntry Entry(string path)
+    static ModelEntry Entry(string path, string? modelsDir = null)
     {
         bool isFile = File.Exists(path);
         string name = isFile ? System.IO.Path.GetFileNameWithoutExtension(path) : new DirectoryInfo(path).Name;
-        return new ModelEntry(name, path, isFile) { Traits = isFile ? ModelTraits.SingleFile : ModelTraits.OfFolder(path) };
+        bool flux = isFile && FluxDefaults.Of(path) is not null;
+        return new ModelEntry(name, path, isFile)
+        {
+            Traits = flux ? ModelTraits.Flux : isFile ? ModelTraits.SingleFile : ModelTraits.OfFolder(path),
+            Components = flux ? FluxComponentSearch.Find(path, modelsDir) : null,
+        };
     }
 }

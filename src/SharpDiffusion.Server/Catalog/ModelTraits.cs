@@ -1,5 +1,6 @@
 using SharpDiffusion.Conditioning;
 using SharpDiffusion.Families;
+using SharpDiffusion.Families.Flux;
 using SharpDiffusion.Families.StableDiffusion;
 using SharpDiffusion.Families.StableDiffusion3;
 using SharpDiffusion.Loading;
@@ -18,13 +19,20 @@ public sealed record ModelTraits(string Family, bool FlowMatching, bool HasT5)
     /// <summary>A single-file checkpoint before it is loaded: SD 1.x/2.x or SDXL (its keys tell which), diffusion, no T5.</summary>
     public static ModelTraits SingleFile { get; } = new($"{StableDiffusionFamily.Instance.Name} or {StableDiffusionXLFamily.Instance.Name}", FlowMatching: false, HasT5: false);
 
-    /// <summary>The prompt fields a request may fill for this model (A1111's two, then diffusers' T5 ones).</summary>
-    public IReadOnlyList<string> PromptFields => HasT5
-        ? ["prompt", "negative_prompt", "prompt_3", "negative_prompt_3"]
+    /// <summary>Flux.1: guidance-distilled (the scale is embedded, cfg_scale or distilled_cfg_scale as Forge reads it; no
+    /// negative prompt, no CFG batch), flow matching, T5 (max_sequence_length).</summary>
+    public bool DistilledGuidance { get; init; }
+
+    /// <summary>A Flux.1 model (a FluxPipeline folder, or a BFL transformer file with its component files).</summary>
+    public static ModelTraits Flux { get; } = new(FluxFamily.Instance.Name, FlowMatching: true, HasT5: true) { DistilledGuidance = true };
+
+    /// <summary>The prompt fields a request may fill for this model (A1111's two, then diffusers' T5 ones; Flux's one).</summary>
+    public IReadOnlyList<string> PromptFields => DistilledGuidance ? ["prompt"]
+        : HasT5 ? ["prompt", "negative_prompt", "prompt_3", "negative_prompt_3"]
         : ["prompt", "negative_prompt"];
 
     /// <summary>The traits of a loaded pipeline.</summary>
-    public static ModelTraits Of(StableDiffusionPipeline pipeline) => new(pipeline.Family.Name,
+    public static ModelTraits Of(StableDiffusionPipeline pipeline) => pipeline.Family is FluxFamily ? Flux : new(pipeline.Family.Name,
         FlowMatching: pipeline.Family is StableDiffusion3Family,
         HasT5: pipeline.Conditioner is Sd3TextConditioner { T5: not null });
 
@@ -36,6 +44,7 @@ public sealed record ModelTraits(string Family, bool FlowMatching, bool HasT5)
         {
             var folder = DiffusersFolder.Open(path);
             var family = ModelFamily.Detect(folder);
+            if (family is FluxFamily) return Flux;
             bool sd3 = family is StableDiffusion3Family;
             return new ModelTraits(family.Name, FlowMatching: sd3, HasT5: sd3 && folder.ComponentClass("text_encoder_3") is not null);
         }

@@ -104,6 +104,11 @@ public sealed class RedisGateway : IJobQueue
 
     public IReadOnlyList<string> Embeddings => _workers.SelectMany(w => w.Embeddings).Distinct().Order(StringComparer.Ordinal).ToList();
 
+    /// <summary>The ControlNets the workers of <paramref name="model"/> (null: of any model) announce, as /controlnet/model_list
+    /// titles them; a unit naming one runs on a worker that resolves it in its own --controlnet-dir.</summary>
+    public IReadOnlyList<string> ControlNets(string? model) =>
+        _workers.Where(w => model is null || w.Model == model).SelectMany(w => w.ControlNets).Distinct().Order(StringComparer.Ordinal).ToList();
+
     /// <summary>The upscaler models the workers have (`worker --upscaler-dir`), one entry per name, by name.</summary>
     public IReadOnlyList<(string Name, string Path)> Upscalers =>
         _workers.SelectMany(w => w.Upscalers).DistinctBy(u => u.Name).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();

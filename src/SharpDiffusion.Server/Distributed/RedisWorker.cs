@@ -44,8 +44,12 @@ public sealed class RedisWorker : IDisposable
     readonly CancellationTokenSource _stopBeating = new();
     Action<string>? _log;
 
+    /// <summary>The titles of its --controlnet-dir, hashed once at start (gateways check units against them).</summary>
+    readonly IReadOnlyList<string> _controlNets;
+
     RedisWorker(WorkerOptions options, ConnectionMultiplexer redis, ModelCatalog catalog, ModelHost host)
     {
+        _controlNets = ControlNetModels.List(options.Server.ControlNetDir).Select(m => m.Title).ToList();
         (_options, _redis, _catalog, _host) = (options, redis, catalog, host);
         _store = new RedisJobStore(redis);
         _heart = new Thread(Beating) { IsBackground = true, Name = "worker heartbeat" };
@@ -207,8 +211,10 @@ public sealed class RedisWorker : IDisposable
         if (payload["settings"] is JsonObject s) settings.Set(s);
         int clipSkip = payload["clip_skip"] is JsonValue v && v.TryGetValue(out int c) ? c : 1;
         var server = _options.Server;
+        // ControlNet units and upscaler models are named as the gateway listed them; this worker finds them in its own folders.
         GenerationRequest Parse(JsonObject body, string kind) =>
-            A1111Requests.Parse(body, kind, clipSkip, server.MaxImageSide, server.LoraDir, upscalerDir: server.UpscalerDir) with { Checkpoint = null };
+            A1111Requests.Parse(body, kind, clipSkip, server.MaxImageSide, server.LoraDir, controlNetDir: server.ControlNetDir,
+                upscalerDir: server.UpscalerDir) with { Checkpoint = null };
         var body = payload["body"]!.AsObject();
         switch (task)
         {
@@ -299,7 +305,7 @@ public sealed class RedisWorker : IDisposable
         Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
             pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
             _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)
-            { Upscalers = UpscalerModels.List(_options.Server.UpscalerDir) }));
+            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir) }));
     }
 
     /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>

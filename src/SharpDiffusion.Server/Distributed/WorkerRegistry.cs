@@ -11,6 +11,9 @@ public sealed record WorkerInfo(string Name, string Model, string Title, string?
     /// <summary>(name, path on the worker's machine) of each ESRGAN-family model of its upscaler folder.</summary>
     public IReadOnlyList<(string Name, string Path)> Upscalers { get; init; } = [];
 
+    /// <summary>Its ControlNets as /controlnet/model_list titles them ("name [hash]"), from its --controlnet-dir.</summary>
+    public IReadOnlyList<string> ControlNets { get; init; } = [];
+
     public JsonObject ToJson() => new()
     {
         ["name"] = Name,
@@ -45,6 +48,7 @@ public static class WorkerRegistry
             new("is_file", w.IsFile), new("file_name", w.FileName),
             new("embeddings", new JsonArray(w.Embeddings.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("upscalers", new JsonArray(w.Upscalers.Select(u => (JsonNode?)new JsonArray(u.Name, u.Path)).ToArray()).ToJsonString()),
+            new("controlnets", new JsonArray(w.ControlNets.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
         ]);
         _ = all.KeyExpireAsync(key, Lifetime);
@@ -70,12 +74,14 @@ public static class WorkerRegistry
             var h = (await db.HashGetAllAsync(RedisJobStore.WorkerKey((string)entry.Element!))).ToDictionary(e => (string)e.Name!, e => e.Value);
             if (!h.ContainsKey("model")) continue;
             string S(string k) => h.TryGetValue(k, out var v) ? (string?)v ?? "" : "";
-            var embeddings = JsonNode.Parse(S("embeddings") is { Length: > 0 } j ? j : "[]")!.AsArray().Select(n => (string)n!).ToList();
+            List<string> Names(string k) => JsonNode.Parse(S(k) is { Length: > 0 } j ? j : "[]")!.AsArray().Select(n => (string)n!).ToList();
+            var embeddings = Names("embeddings");
             list.Add(new WorkerInfo(S("name"), S("model"), S("title"), S("hash") is { Length: > 0 } hash ? hash : null,
                 S("is_file") == "1", S("file_name"), embeddings, S("job") is { Length: > 0 } job ? job : null, S("host"),
                 int.TryParse(S("pid"), out int pid) ? pid : 0, int.TryParse(S("threads"), out int t) ? t : 0,
                 DateTimeOffset.FromUnixTimeMilliseconds((long)entry.Score))
             {
+                ControlNets = Names("controlnets"),
                 // [[name, path], ...]; absent from a worker of an earlier version
                 Upscalers = JsonNode.Parse(S("upscalers") is { Length: > 0 } u ? u : "[]")!.AsArray()
                     .Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpDiffusion.Families.Flux;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Pipelines;
 using SharpDiffusion.Server.A1111;
@@ -42,6 +43,14 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
     {
         var traits = ModelTraits.Of(pipeline);
         var forModel = ForModel(request, traits);
+        var fluxWarnings = new List<string>();
+        if (pipeline.Denoiser is FluxTransformerDenoiser flux) forModel = FluxRequests.ForFlux(request, forModel, flux, fluxWarnings);
+        if (request.RefinerCheckpoint is { } refinerName)
+        {
+            RefinerPass.RefuseBase(pipeline); // one line, before the refiner is read
+            var refinerEntry = catalog.Find(refinerName) ?? throw new ArgumentException($"Refiner '{refinerName}' not found; GET /sdapi/v1/sd-models lists the names.");
+            forModel = forModel with { Refiner = new RefinerOptions { Refiner = host.UseRefiner(refinerEntry), SwitchAt = request.RefinerSwitchAt } };
+        }
         var (width, height) = pipeline.Validate(forModel);
         int count = request.ImageCount, every = settings.PreviewEvery;
         bool previews = settings.LivePreviews && every != 0, full = settings.FullPreview;
@@ -50,7 +59,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
         var seeds = new JsonArray();
         var prompts = new JsonArray();
         var negatives = new JsonArray();
-        var warnings = new List<string>(request.Warnings);
+        var warnings = new List<string>(request.Warnings.Concat(fluxWarnings));
         var pngs = new List<byte[]>();
         string sampler = "";
         for (int i = 0; i < count; i++)

@@ -11,6 +11,7 @@ namespace SharpDiffusion.Server.Hosting;
 public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDisposable
 {
     StableDiffusionPipeline? _pipeline;
+    (ModelEntry Entry, StableDiffusionPipeline Pipeline)? _refiner;
     LatentPreview? _preview;
     IReadOnlyList<string> _embeddings = [];
 
@@ -43,13 +44,26 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
     StableDiffusionPipeline Load(ModelEntry entry)
     {
         var pipeline = StableDiffusionPipeline.Load(entry.Path, options.Load,
-            new SingleFileOptions { OriginalConfig = entry.IsFile && ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null });
+            (entry.Components ?? new SingleFileOptions()) with { OriginalConfig = entry.IsFile && ReferenceEquals(entry, catalog.Start) ? options.OriginalConfig : null });
         LoadWarnings = pipeline.LoadWarnings;
         if (options.EmbeddingsDir is { } dir && Directory.Exists(dir))
             _embeddings = pipeline.LoadTextualInversionDirectory(dir).Tokens;
         CurrentHash = pipeline.ModelHash;
         Current = entry;
         _pipeline = pipeline;
+        return pipeline;
+    }
+
+    /// <summary>The SDXL refiner of <paramref name="entry"/>, kept beside the model until another is asked for (with
+    /// LowMemory its weights are read only while its pass runs). Worker thread only.</summary>
+    public StableDiffusionPipeline UseRefiner(ModelEntry entry)
+    {
+        if (_refiner is { } kept && kept.Entry == entry)
+            return kept.Pipeline;
+        _refiner?.Pipeline.Dispose();
+        _refiner = null;
+        var pipeline = StableDiffusionPipeline.Load(entry.Path, options.Load);
+        _refiner = (entry, pipeline);
         return pipeline;
     }
 
@@ -69,5 +83,10 @@ public sealed class ModelHost(ServerOptions options, ModelCatalog catalog) : IDi
         CurrentHash = null;
     }
 
-    public void Dispose() => Unload();
+    public void Dispose()
+    {
+        Unload();
+        _refiner?.Pipeline.Dispose();
+        _refiner = null;
+    }
 }

@@ -122,7 +122,7 @@ public sealed class ServerContext : IDisposable
     {
         await SyncSettingsAsync();
         GenerationRequest Parse(JsonObject b) => A1111Requests.Parse(b, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(b)?.Traits,
-            Options.ControlNetDir, Options.UpscalerDir);
+            Options.ControlNetDir, Options.UpscalerDir, Gateway?.ControlNets(TargetOf(b)?.Name));
         return Gateway is { } gateway ? gateway.Parse(body, task, Parse) : Parse(body); // a gateway's upscaler models are the workers'
     }
 

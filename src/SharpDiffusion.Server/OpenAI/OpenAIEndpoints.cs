@@ -54,7 +54,7 @@ public sealed class OpenAIEndpoints(ServerContext server)
 
         // The same request as AUTOMATIC1111's txt2img, so both APIs draw the same images for the same settings.
         var a1111 = new JsonObject { ["prompt"] = prompt, ["batch_size"] = n };
-        foreach (var key in new[] { "negative_prompt", "seed", "steps", "cfg_scale", "sampler_name" })
+        foreach (var key in new[] { "negative_prompt", "seed", "steps", "cfg_scale", "distilled_cfg_scale", "sampler_name" })
             if (body[key] is { } v) a1111[key] = v.DeepClone();
         if (size != "auto")
         {

@@ -48,6 +48,8 @@ public sealed class LoraFile : IDisposable
         ("lora_unet_", LoraTarget.Unet, null), ("lora_te1_", LoraTarget.TextEncoder, null), ("lora_te2_", LoraTarget.TextEncoder2, null),
         ("lora_te_", LoraTarget.TextEncoder, null), ("base_model.model.", LoraTarget.Unet, null),
         ("unet.", LoraTarget.Unet, null), ("text_encoder_2.", LoraTarget.TextEncoder2, null), ("text_encoder.", LoraTarget.TextEncoder, null),
+        // Flux (and SD3) transformers: diffusers/PEFT and kohya's diffusers-named spelling; BFL's names come as lora_unet_*.
+        ("transformer.", LoraTarget.Unet, null), ("lora_transformer_", LoraTarget.Unet, null),
     ];
 
     // diffusers' legacy module names → the parameter names of the modules (applied to dotted names).

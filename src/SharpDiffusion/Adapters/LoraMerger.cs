@@ -56,7 +56,8 @@ public sealed class LoraMerger : IDisposable
             if (module is not null && restores?.Invoke(module) != false)
                 restored.UnionWith(weights[target].Values);
         foreach (var lora in loras)
-            foreach (var layer in lora.File.Layers)
+            foreach (var layer in lora.File.Layers.SelectMany(l => unet is Models.Transformers.FluxTransformer2DModel flux && l.Target == LoraTarget.Unet
+                         ? FluxLoraLayers.Expand(l, flux) : [l]))
             {
                 var file = lora.File;
                 double scale = lora.ScaleFor(layer.Target);

@@ -40,6 +40,10 @@ public sealed class FluxTextConditioner : ITextConditioner
     public int DefaultMaxSequenceLength { get; }
     public IReadOnlyList<ComponentWeights> Encoders => [_clip, _t5];
 
+    /// <summary>CLIP-L, then T5 (9.5 GB in bf16) each brought into memory alone (with <see cref="LoadOptions.LowMemory"/>:
+    /// read, run, freed), so the peak is T5's, not both together.</summary>
+    public bool ReadsEncodersOneAtATime => true;
+
     public void Validate(GenerationOptions o)
     {
         if (o.ClipSkip != 1)
@@ -72,10 +76,17 @@ public sealed class FluxTextConditioner : ITextConditioner
     {
         using var scope = NewDisposeScope();
         PromptEncoder.WarnIfTruncated(Tokenizer, prompts, warnings);
-        using var clipIds = Tokenizer.EncodeBatch(prompts);                                        // [B, 77]
-        var pooled = TextEncoder.Run(clipIds.to(_device)).PooledOutput;                           // [B, P]
-        using var t5Ids = Tokenizer2.EncodeBatch(prompts2, maxSequenceLength);                     // [B, L]
-        var embeds = T5.call(t5Ids.to(_device));                                                  // [B, L, D_T5]
+        Tensor pooled, embeds;
+        using (_clip.Use())
+        {
+            using var clipIds = Tokenizer.EncodeBatch(prompts);                                    // [B, 77]
+            pooled = TextEncoder.Run(clipIds.to(_device)).PooledOutput;                           // [B, P]
+        }
+        using (_t5.Use())
+        {
+            using var t5Ids = Tokenizer2.EncodeBatch(prompts2, maxSequenceLength);                 // [B, L]
+            embeds = T5.call(t5Ids.to(_device));                                                  // [B, L, D_T5]
+        }
         return (embeds.to(pooled.dtype).MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
     }
 

@@ -4,19 +4,24 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Conditioning;
 
-/// <summary>The six numbers SDXL's UNet is told about the picture: original (height, width), crop (top, left), target (height, width).</summary>
-public sealed record SizeConditioning((int Height, int Width) OriginalSize, (int Top, int Left) CropsCoordsTopLeft, (int Height, int Width) TargetSize)
+/// <summary>The numbers SDXL's UNet is told about the picture: original (height, width), crop (top, left), then target
+/// (height, width) — or, for a refiner (requires_aesthetics_score), the aesthetic score instead of the target: six or five.</summary>
+public sealed record SizeConditioning((int Height, int Width) OriginalSize, (int Top, int Left) CropsCoordsTopLeft, (int Height, int Width) TargetSize,
+    double? AestheticScore = null)
 {
-    public float[] TimeIds => [OriginalSize.Height, OriginalSize.Width, CropsCoordsTopLeft.Top, CropsCoordsTopLeft.Left, TargetSize.Height, TargetSize.Width];
+    public float[] TimeIds => AestheticScore is double score
+        ? [OriginalSize.Height, OriginalSize.Width, CropsCoordsTopLeft.Top, CropsCoordsTopLeft.Left, (float)score]
+        : [OriginalSize.Height, OriginalSize.Width, CropsCoordsTopLeft.Top, CropsCoordsTopLeft.Left, TargetSize.Height, TargetSize.Width];
 }
 
 /// <summary>
 /// diffusers' StableDiffusionXLPipeline.encode_prompt: each prompt through both text encoders (prompt_2, else the prompt,
 /// for the second), their hidden states −(clip skip + 1) (the penultimate layer by default, no final norm) concatenated
 /// [B, 77, D₁ + D₂], and the pooled embedding = the second encoder's text_embeds [B, P]. With force_zeros_for_empty_prompt
-/// and no negative prompt at all, the negative embeddings are zeros; an explicit "" is encoded.
+/// and no negative prompt at all, the negative embeddings are zeros; an explicit "" is encoded. A refiner has no first
+/// encoder (<paramref name="tokenizer1"/> and <paramref name="encoder1"/> null): its embeddings are bigG's alone [B, 77, D₂].
 /// </summary>
-public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel encoder1, ClipTokenizer tokenizer2, ClipTextModel encoder2,
+public sealed class SdxlPromptEncoder(ClipTokenizer? tokenizer1, ClipTextModel? encoder1, ClipTokenizer tokenizer2, ClipTextModel encoder2,
     Device device, bool forceZerosForEmptyPrompt)
 {
     public bool ForceZerosForEmptyPrompt => forceZerosForEmptyPrompt;
@@ -25,6 +30,12 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
     public (Tensor Embeds, Tensor Pooled) Encode(IReadOnlyList<string> prompts, IReadOnlyList<string> prompts2, int clipSkip, ICollection<string>? warnings = null)
     {
         using var scope = NewDisposeScope();
+        if (tokenizer1 is null || encoder1 is null)
+        {
+            // diffusers' refiner zips [prompt, prompt_2] with its one tokenizer: bigG reads the prompt.
+            var (hidden, refinerPooled) = Run(tokenizer2, encoder2, prompts, clipSkip, warnings);   // [B, 77, D₂]
+            return (hidden.MoveToOuterDisposeScope(), refinerPooled!.MoveToOuterDisposeScope());
+        }
         var (h1, _) = Run(tokenizer1, encoder1, prompts, clipSkip, warnings);
         var (h2, pooled) = Run(tokenizer2, encoder2, prompts2, clipSkip, warnings: null); // the same text: warned once
         var embeds = cat([h1, h2.to(h1.dtype)], -1);                                          // [B, 77, D₁ + D₂]
@@ -48,8 +59,8 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
     public (Tensor Embeds, Tensor Pooled) EncodeA1111(IReadOnlyList<string> texts, int clipSkip)
     {
         using var scope = NewDisposeScope();
-        var batch1 = new PromptChunker(tokenizer1).ChunkBatch(texts.Select(tokenizer1.ExpandMultiVectorTokens).ToList());
         var batch2 = new PromptChunker(tokenizer2).ChunkBatch(texts.Select(tokenizer2.ExpandMultiVectorTokens).ToList());
+        var batch1 = tokenizer1 is null ? batch2 : new PromptChunker(tokenizer1).ChunkBatch(texts.Select(tokenizer1.ExpandMultiVectorTokens).ToList());
         if (batch1[0].ChunkCount != batch2[0].ChunkCount)
             throw new InvalidOperationException("The two SDXL tokenizers split the prompt into different chunks; they should share one vocabulary.");
         var chunks = new List<Tensor>();
@@ -57,11 +68,16 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
         for (int c = 0; c < batch1[0].ChunkCount; c++)
         {
             var weights = stack(batch1.Select(p => tensor(p.Multipliers[c])));                                  // [B, 77]
-            var ids1 = stack(batch1.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);  // [B, 77]
-            var ids2 = stack(batch2.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);
-            var (z1, _) = encoder1.EncodeHidden(ids1, clipSkip + 1);
+            var ids2 = stack(batch2.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);  // [B, 77]
             var (z2, chunkPooled) = encoder2.EncodeHidden(ids2, clipSkip + 1);
             pooled ??= chunkPooled;
+            if (encoder1 is null)
+            {
+                chunks.Add(Emphasis.Original(z2, weights).to(z2.dtype));                                     // a refiner: bigG alone
+                continue;
+            }
+            var ids1 = stack(batch1.Select(p => tensor(p.Ids[c].Select(i => (long)i).ToArray()))).to(device);
+            var (z1, _) = encoder1.EncodeHidden(ids1, clipSkip + 1);
             chunks.Add(cat([Emphasis.Original(z1, weights).to(z1.dtype), Emphasis.Original(z2, weights).to(z1.dtype)], -1));
         }
         return (cat(chunks, 1).MoveToOuterDisposeScope(), pooled!.MoveToOuterDisposeScope());
@@ -126,7 +142,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer1, ClipTextModel en
         Func<(Tensor Embeds, Tensor Pooled)> negative)
     {
         long batch = embeds.shape[0];
-        var timeIds = tensor(size.TimeIds, device: device).unsqueeze(0).expand(batch, -1);      // [B, 6]
+        var timeIds = tensor(size.TimeIds, device: device).unsqueeze(0).expand(batch, -1);      // [B, 6 or 5]
         if (!guided)
             return Detach(embeds, pooled, timeIds.contiguous());
         var (negEmbeds, negPooled) = negative();

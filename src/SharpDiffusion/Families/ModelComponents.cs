@@ -26,8 +26,8 @@ public sealed class ModelComponents : IDisposable
     IEnumerable<ComponentWeights> All => [.. Conditioner.Encoders, Denoiser.Weights, Vae.Weights];
 
     /// <summary>Every text encoder in memory until the result is disposed (none for a conditioner that reads its encoders
-    /// one at a time while it encodes).</summary>
-    public IDisposable UseTextEncoders() => new Uses(Conditioner.ReadsEncodersOneAtATime ? [] : Conditioner.Encoders);
+    /// one at a time while it encodes, unless <paramref name="all"/>: a LoRA must be merged into them first).</summary>
+    public IDisposable UseTextEncoders(bool all = false) => new Uses(Conditioner.ReadsEncodersOneAtATime && !all ? [] : Conditioner.Encoders);
 
     /// <summary>Merges <paramref name="loras"/> into the denoiser and text encoders until the result is disposed; weights
     /// that leave memory after the call are not restored (they are read again next time).</summary>

@@ -63,7 +63,7 @@ public abstract class ModelFamily
 
     /// <summary>The family of a single-file checkpoint, from its keys (<see cref="LdmCheckpoint.IsXL"/>).</summary>
     public static ModelFamily Detect(LdmCheckpoint checkpoint) =>
-        checkpoint.IsXL ? StableDiffusionXLFamily.Instance : StableDiffusionFamily.Instance;
+        checkpoint.IsRefiner ? StableDiffusionXLRefinerFamily.Instance : checkpoint.IsXL ? StableDiffusionXLFamily.Instance : StableDiffusionFamily.Instance;
 
     /// <summary>The family of a single file from its keys: SD3/SD3.5 when it holds an MMDiT in Stability's layout
     /// (<c>model.diffusion_model.joint_blocks.</c>), else SD 1.x/2.x or SDXL (<see cref="LdmCheckpoint"/>).</summary>

@@ -25,6 +25,9 @@ public sealed class DiffusersFolder
     /// <summary>SDXL pipelines' force_zeros_for_empty_prompt (model_index.json; diffusers' default true).</summary>
     public bool ForceZerosForEmptyPrompt { get; private init; } = true;
 
+    /// <summary>SDXL img2img pipelines' requires_aesthetics_score (model_index.json; true for the refiner, diffusers' default false).</summary>
+    public bool RequiresAestheticsScore { get; private init; }
+
     DiffusersFolder(string root, string className, Dictionary<string, string?> components)
     {
         Root = root;
@@ -51,7 +54,8 @@ public sealed class DiffusersFolder
                 components[p.Name] = p.Value[1].ValueKind == JsonValueKind.String ? p.Value[1].GetString() : null;
         }
         bool forceZeros = !doc.RootElement.TryGetProperty("force_zeros_for_empty_prompt", out var fz) || fz.ValueKind != JsonValueKind.False;
-        return new DiffusersFolder(root, className, components) { ForceZerosForEmptyPrompt = forceZeros };
+        bool aesthetics = doc.RootElement.TryGetProperty("requires_aesthetics_score", out var ra) && ra.ValueKind == JsonValueKind.True;
+        return new DiffusersFolder(root, className, components) { ForceZerosForEmptyPrompt = forceZeros, RequiresAestheticsScore = aesthetics };
     }
 
     static JsonDocument ParseJson(string path)

@@ -18,16 +18,21 @@ public sealed class ControlNetRun : IDisposable
     readonly Dictionary<(int Unit, long Height, long Width), Tensor> _images = [];
     readonly bool _guided;
     readonly ScalarType _dtype;
+    readonly IDisposable? _circular;
 
     /// <param name="load">loads a unit's <see cref="ControlNetUnit.ModelPath"/> (in the UNet's dtype and device).</param>
     /// <param name="guided">the rows are [uncond; cond] (classifier-free guidance batched).</param>
-    public ControlNetRun(IReadOnlyList<ControlNetUnit> units, Func<string, ControlNetModel> load, bool guided, ScalarType dtype)
+    /// <param name="tiling">A1111's Tiling: the ControlNets' convs pad circularly for the run, as the UNet's do, so their
+    /// residuals continue across the edges too (<see cref="Models.CircularPadding"/>).</param>
+    public ControlNetRun(IReadOnlyList<ControlNetUnit> units, Func<string, ControlNetModel> load, bool guided, ScalarType dtype, bool tiling = false)
     {
         (_guided, _dtype) = (guided, dtype);
         try
         {
             foreach (var unit in units)
                 _units.Add(unit.Model is { } given ? (unit, given, false) : (unit, load(unit.ModelPath!), true));
+            if (tiling)
+                _circular = Models.CircularPadding.Use(_units.Select(u => (TorchSharp.torch.nn.Module)u.Model).Distinct().ToArray());
         }
         catch
         {
@@ -62,17 +67,24 @@ public sealed class ControlNetRun : IDisposable
         // Inpainting UNets take mask and masked-image channels after the latents; the ControlNet sees the latents alone.
         var sample = states.narrow(1, 0, model.Config.Unet.InChannels);
         var conditioning = input.Conditioning;
-        bool condOnly = unit.GuessMode && _guided;
+        // Guess mode, a global-pool (shuffle) ControlNet (diffusers: guess_mode or global_pool_conditions) and "ControlNet is
+        // more important" (the extension's cfg injection × cond_mark): the unconditional rows get no residuals. A ControlNet
+        // treats rows independently, so it runs on the conditional half alone.
+        bool condOnly = (unit.GuessMode || model.Config.GlobalPoolConditions || unit.ControlMode.ConditionalRowsOnly()) && _guided;
         if (condOnly)
         {
-            // Guess mode: the conditional half only (diffusers: scale_model_input(latents, t) with prompt_embeds).
+            // diffusers: scale_model_input(latents, t) with prompt_embeds.
             rows /= 2;
             sample = sample.narrow(0, rows, rows);
             conditioning = conditioning.Rows(rows, rows);
         }
         var image = Image(u, unit, model, sample.shape[2], sample.shape[3]).expand(rows, -1, -1, -1); // [rows, 3, H, W]
         using var t = tensor(input.Timestep, ScalarType.Float32, sample.device);
-        var residuals = model.Forward(sample.to(_dtype), t, conditioning, image, unit.Scale, unit.GuessMode);
+        // Soft injection: weight × 0.825^(12 − i) in one factor per residual, as the extension multiplies (the model at scale 1).
+        var soft = unit.ControlMode.SoftInjectionScales(model.Config.ResidualChannels.Count);
+        var residuals = model.Forward(sample.to(_dtype), t, conditioning, image, soft is null ? unit.Scale : 1.0, unit.GuessMode);
+        if (soft is not null)
+            residuals = residuals.Scaled(soft.Select(f => unit.Scale * f).ToArray());
         if (condOnly)
             residuals = residuals.PadRowsBefore(rows);                       // uncond rows: zeros
         return residuals.MoveToOuterDisposeScope();
@@ -100,6 +112,7 @@ public sealed class ControlNetRun : IDisposable
 
     public void Dispose()
     {
+        _circular?.Dispose(); // a caller's model gets its padding back
         foreach (var image in _images.Values) image.Dispose();
         _images.Clear();
         foreach (var (_, model, owned) in _units)

@@ -25,6 +25,9 @@ public sealed record ControlNetUnit
     /// <summary>diffusers' guess_mode: the ControlNet sees the conditional rows only (the unconditional ones get no residuals)
     /// and its residuals are scaled from 0.1 (shallowest) to 1 (mid block), so it steers even without a prompt.</summary>
     public bool GuessMode { get; init; }
+    /// <summary>sd-webui-controlnet's control_mode (<see cref="Pipelines.ControlMode"/>): Balanced is diffusers' plain run; the
+    /// other two fade the shallow residuals, and "ControlNet is more important" leaves the unconditional rows without them.</summary>
+    public ControlMode ControlMode { get; init; } = ControlMode.Balanced;
     /// <summary>The unit as sd-webui-controlnet's infotext gives it ("Module: canny, Model: …, Weight: 1.0, …",
     /// <see cref="ImageOutput.ControlNetInfo"/>); written as "ControlNet N" into the PNG. Null = not written.</summary>
     public string? InfoText { get; init; }
@@ -45,5 +48,10 @@ public sealed record ControlNetUnit
             throw new ArgumentException($"{which}: the conditioning scale must be a number; got {Scale}.");
         if (!(Start >= 0 && Start < End && End <= 1))
             throw new ArgumentException($"{which}: control guidance start {Start} and end {End} must satisfy 0 ≤ start < end ≤ 1.");
+        if (!Enum.IsDefined(ControlMode))
+            throw new ArgumentException($"{which}: control mode {(int)ControlMode} is not one of Balanced (0), PromptMoreImportant (1), ControlNetMoreImportant (2).");
+        if (GuessMode && ControlMode != ControlMode.Balanced)
+            throw new ArgumentException($"{which}: guess mode (diffusers) and control mode \"{ControlMode.ExtensionName()}\" (sd-webui-controlnet) " +
+                "both reweigh the residuals; use one of them.");
     }
 }

@@ -76,6 +76,19 @@ public sealed record GenerationOptions
     /// <summary>AUTOMATIC1111's hires fix for text-to-image (<see cref="HiresFixOptions"/>); null = one pass.</summary>
     public HiresFixOptions? Hires { get; init; }
 
+    /// <summary>The SDXL refiner as a second expert after the base (<see cref="RefinerOptions"/>); null = none.</summary>
+    public RefinerOptions? Refiner { get; init; }
+
+    /// <summary>diffusers' denoising_end: stop at this fraction of the schedule and return the noisy latents (the base's
+    /// pass before a refiner); denoising_start: img2img from <see cref="ImageLatents"/> taken as they are at this fraction
+    /// (the refiner's pass). See <see cref="DenoisingRange"/>.</summary>
+    public double? DenoisingEnd { get; init; }
+    public double? DenoisingStart { get; init; }
+
+    /// <summary>SDXL refiners (requires_aesthetics_score): the aesthetic score their time ids carry, and the negative rows'.</summary>
+    public double AestheticScore { get; init; } = 6.0;
+    public double NegativeAestheticScore { get; init; } = 2.5;
+
     /// <summary>Pixels; default: text-to-image the UNet's sample_size × the VAE's scale factor (512 for SD 1.5);
     /// img2img/inpainting the image's own size, rounded down to a multiple of 8. With an image, a given size
     /// resizes the image first (one side given: the other keeps the aspect ratio).</summary>
@@ -316,6 +329,7 @@ public sealed record GenerationOptions
                 throw new ArgumentException("The hires fix is a second pass of text-to-image; img2img and inpainting take no hires options.");
             Hires.Validate();
         }
+        RefinerPass.Validate(this);
         if (Task != GenerationTask.TextToImage && DenoisingSteps < 1)
         {
             double least = Math.Ceiling(100.0 / NumInferenceSteps) / 100;

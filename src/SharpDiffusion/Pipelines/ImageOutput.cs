@@ -19,7 +19,11 @@ public static class ImageOutput
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval, vae: vae?.Name, vaeHash: vae?.Hash,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
             seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
-            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)));
+            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)).Concat(RefinerPairs(options.Refiner)));
+
+    /// <summary>A1111's refiner entries: "Refiner: name [hash], Refiner switch at: 0.8".</summary>
+    static IEnumerable<string> RefinerPairs(RefinerOptions? refiner) => refiner is null ? []
+        : [$"Refiner: {InfoText.Quote(refiner.InfoName)}", $"Refiner switch at: {refiner.SwitchAt.ToString(System.Globalization.CultureInfo.InvariantCulture)}"];
 
     /// <summary>sd-webui-controlnet's entries (its Infotext.write_infotext): "ControlNet 0: \"Module: …\"" per unit,
     /// numbered from 0, quoted as A1111 quotes a value holding ',' or ':'.</summary>

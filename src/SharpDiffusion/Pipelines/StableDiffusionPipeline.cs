@@ -88,9 +88,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         options ??= new LoadOptions();
         if (options.TransformerFile is not null)
             throw new ArgumentException($"--transformer {options.TransformerFile} replaces a diffusers folder's transformer; {path} is a single-file checkpoint.");
-        bool sd3;
-        using (var file = TensorFiles.Open(path)) sd3 = Sd3Checkpoint.IsSd3(file); // SD3/SD3.5 (Stability layout) or LDM
-        var components = sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
+        bool sd3, flux;
+        using (var file = TensorFiles.Open(path)) (sd3, flux) = (Sd3Checkpoint.IsSd3(file), FluxComponentFiles.IsFluxTransformer(file)); // SD3/SD3.5 (Stability layout), Flux (BFL) or LDM
+        var components = flux ? Families.Flux.FluxFamily.FromComponentFiles(FluxComponentFiles.Inspect(path, singleFile ?? new SingleFileOptions()), options)
+            : sd3 ? Families.StableDiffusion3.StableDiffusion3Family.FromSingleFile(Sd3SingleFileLoader.Load(path, options, singleFile), options)
             : StableDiffusionFamily.FromSingleFile(SingleFileLoader.Load(path, options, singleFile), options);
         return new StableDiffusionPipeline(components, Path.GetFileNameWithoutExtension(path), options)
         {
@@ -153,6 +154,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         if (options.Hires is not null)
             return HiresFix.Run(this, options, progress, onStepEnd, cancellation, onDenoised);
+        if (options.Refiner is not null)
+            return RefinerPass.Run(this, options, progress, onStepEnd, cancellation, onDenoised);
         var (width, height) = Validate(options);
         var scheduler = CreateScheduler(options.Scheduler, options.SchedulerOptions);
         using var schedulerHistory = scheduler as IDisposable; // multistep schedulers keep past model outputs
@@ -171,7 +174,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var loras = options.Loras.Concat(tagged?.Loras ?? []).ToList();
         // With LowMemory each component's weights are read just before it runs and freed after (the denoiser's early when
         // LoRAs are merged into it); a LoRA merged into weights that leave is not restored: they are read again next time.
-        using var textEncoders = Components.UseTextEncoders();
+        // A LoRA with text-encoder layers is merged into encoders that must be in memory when it is (SD3 and Flux otherwise
+        // read theirs one at a time, later, and the merge would land on weights that are not there).
+        using var textEncoders = Components.UseTextEncoders(all: loras.Any(l => l.File.Layers.Any(x => x.Target != LoraTarget.Unet)));
         using var denoiserForLoras = loras.Count > 0 ? Denoiser.Weights.Use() : null;
         using var merged = Components.MergeLoras(loras); // until the call ends
         var guidance = Denoiser.Guidance(options);
@@ -191,6 +196,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         using var start = options.Task switch
         {
             GenerationTask.TextToImage => TextToImage.Prepare(this, options, scheduler, prompts.Count, width, height, generator, variation),
+            GenerationTask.ImageToImage when options is { ImageLatents: { } noisy, DenoisingStart: double from } =>
+                DenoisingRange.Resume(this, noisy, from, scheduler, prompts.Count),
             GenerationTask.ImageToImage when options.ImageLatents is { } clean => ImageToImage.PrepareFromLatents(this, clean, options.EffectiveStrength,
                 scheduler, options.NumInferenceSteps, prompts.Count, generator, variation),
             GenerationTask.ImageToImage => ImageToImage.Prepare(this, inputs!.Image, options.EffectiveStrength, scheduler,
@@ -199,7 +206,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 options.NumInferenceSteps, prompts.Count, guidance.Enabled, generator, variation),
         };
 
-        var plan = new DenoisingPlan(scheduler, start.Timesteps, conditioning, guidance, generator, start.Hook)
+        var timesteps = DenoisingRange.Until(start.Timesteps, scheduler, options.DenoisingEnd);
+        var plan = new DenoisingPlan(scheduler, timesteps, conditioning, guidance, generator, start.Hook)
         {
             OnDenoised = onDenoised,
             CleanEstimate = onDenoised is null ? null : Denoiser.CleanEstimate(scheduler),
@@ -207,7 +215,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var latents = Denoise(start.Latents, plan, options, denoiserForLoras, (i, l) =>
         {
             onStepEnd?.Invoke(i, l);
-            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, start.Timesteps.Count, clock.Elapsed));
+            progress?.Report(new GenerationProgress(GenerationStage.Denoising, i + 1, timesteps.Count, clock.Elapsed));
         }, cancellation);
 
         Diagnostics.NativeHeap.Trim(); // the denoiser's freed activations, before the VAE's large ones

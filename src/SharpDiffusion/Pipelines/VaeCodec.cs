@@ -125,7 +125,7 @@ public sealed class VaeCodec(ComponentWeights weights, LatentFormat format, Devi
     /// <summary>An AutoencoderKL single file, of the model's own VAE architecture <paramref name="config"/> (a file holds no
     /// config; SD 1.x/2.x and SDXL VAEs share one), keys in the LDM layout (<c>encoder.down.0.block.0…</c>, with or without
     /// <c>first_stage_model.</c>) or the diffusers one.</summary>
-    static ComponentWeights LoadKLFile(string path, LoadOptions options, AutoencoderKLConfig config)
+    internal static ComponentWeights LoadKLFile(string path, LoadOptions options, AutoencoderKLConfig config)
     {
         // As the model's own VAE is placed (channels-last convs when the layout choice says so): the same kernels run.
         var placement = new WeightPlacement(options.DType, new Device(options.Device), options.Layout().Value);

@@ -94,6 +94,26 @@ public class ControlNetApiTests(ControlNetApiTests.Fixture fixture, ITestOutputH
         Assert.Contains(entry, (string?)reply.Info["infotexts"]![0]);
     }
 
+    [Theory]
+    [InlineData("My prompt is more important", ControlMode.PromptMoreImportant)]
+    [InlineData("2", ControlMode.ControlNetMoreImportant)]
+    public async Task Control_modes_by_name_or_value_draw_the_librarys_pixels_for_that_mode(string value, ControlMode mode)
+    {
+        var unit = CannyUnit();
+        unit["control_mode"] = int.TryParse(value, out int n) ? n : value; // the extension takes its enum's value or its name
+        var reply = (await Client.PostAsync("/sdapi/v1/txt2img", Body(unit))).Ok();
+        var options = Reference.Options("a small house under the sun", 5, 4, 7) with
+        {
+            Width = 64, Height = 64,
+            ControlNets = [new ControlNetUnit { ModelPath = ControlNetFolder, Image = ControlPreprocessor.Canny.Run(ImageFile.Load(Photo), 64, 60, 140), ControlMode = mode }],
+        };
+        var expected = Api.Decode(Reference.Png(SmallSd, options));
+        Assert.Equal(expected.Rgb, Api.Decode(reply.Png()).Rgb);
+        var balanced = Api.Decode((await Client.PostAsync("/sdapi/v1/txt2img", Body(CannyUnit()))).Ok().Png());
+        Assert.NotEqual(balanced.Rgb, expected.Rgb);
+        Assert.Contains($"Pixel Perfect: False, Control Mode: {mode.ExtensionName()}\"", Api.Parameters(reply.Png()));
+    }
+
     [Fact]
     public async Task Disabled_units_are_skipped_and_the_name_without_hash_is_enough()
     {
@@ -126,7 +146,7 @@ public class ControlNetApiTests(ControlNetApiTests.Fixture fixture, ITestOutputH
     [InlineData("model", "nope", "'nope' is not in --controlnet-dir; it has tiny-canny [")]
     [InlineData("image", "bm90IGFuIGltYWdl", "body.alwayson_scripts.controlnet.args[0].image: ")]
     [InlineData("module", "openpose", "openpose")]
-    [InlineData("control_mode", "ControlNet is more important", "only \"Balanced\"")]
+    [InlineData("control_mode", "Prompt first", "'Prompt first' is not a control mode; use 0/\"Balanced\"")]
     [InlineData("resize_mode", "Resize and Fill", "\"Resize and Fill\" (2) is not supported")]
     public async Task Bad_units_are_refused_with_a_one_line_422(string field, string value, string expected)
     {

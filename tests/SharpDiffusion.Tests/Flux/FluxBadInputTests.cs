@@ -16,7 +16,8 @@ public class FluxBadInputTests
         ["negative prompt"] = Options with { NegativePrompts = ["blurry"] },
         ["prompt_3"] = Options with { Prompts3 = ["t5 text"] },
         ["clip skip 2"] = Options with { ClipSkip = 2 },
-        ["img2img"] = Options with { Strength = 0.5, Image = new SharpDiffusion.Imaging.RgbImage(64, 64, new byte[64 * 64 * 3]) },
+        ["inpainting"] = Options with { Strength = 0.5, Image = new SharpDiffusion.Imaging.RgbImage(64, 64, new byte[64 * 64 * 3]),
+            MaskImage = new SharpDiffusion.Imaging.RgbImage(64, 64, new byte[64 * 64 * 3]) },
     };
 
     [Theory]
@@ -24,7 +25,7 @@ public class FluxBadInputTests
     [InlineData("negative prompt", "no negative prompt")]
     [InlineData("prompt_3", "--prompt-2")]
     [InlineData("clip skip 2", "Clip skip 2")]
-    [InlineData("img2img", "text-to-image only")]
+    [InlineData("inpainting", "remove the mask")]
     public void Options_flux_cannot_take_are_refused_in_one_line(string name, string expected)
     {
         var pipeline = FluxGolden.Pipeline("tiny-flux-schnell");

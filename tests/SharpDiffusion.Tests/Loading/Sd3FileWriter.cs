@@ -74,6 +74,14 @@ static class Sd3FileWriter
         Save(path, tensors);
     }
 
+    /// <summary>A golden folder's VAE alone in the LDM layout without a prefix, as BFL's ae.safetensors stores Flux's.</summary>
+    public static void WriteVae(string model, string path)
+    {
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        AddVae(Golden.Path("v3", "models", model), tensors);
+        Save(path, tensors.ToDictionary(kv => kv.Key["first_stage_model.".Length..], kv => kv.Value));
+    }
+
     static void Save(string path, Dictionary<string, Tensor> tensors)
     {
         SafetensorsWriter.Save(path, tensors);

@@ -24,12 +24,13 @@ public class SdxlBadInputTests
     }
 
     [Fact]
-    public void ARefinerFolderIsRefusedByName()
+    public void ARefinerWhoseUNetDoesNotTakeTheAestheticScoreIsRefusedByName()
     {
+        // tiny-sdxl's UNet takes 6 time ids; without text_encoder and with requires_aesthetics_score it is a refiner with 5.
         using var dir = Folder(index => System.Text.RegularExpressions.Regex.Replace(index,
-            "\"text_encoder\": \\[[^\\]]*\\]", "\"text_encoder\": [null, null]"), "text_encoder", "tokenizer");
-        var e = Assert.Throws<NotSupportedException>(() => StableDiffusionPipeline.FromPretrained(dir.Path));
-        AssertOneLine(e.Message, "SDXL refiner");
+            "\"text_encoder\": \\[[^\\]]*\\]", "\"text_encoder\": [null, null], \"requires_aesthetics_score\": true"), "text_encoder", "tokenizer");
+        var e = Assert.Throws<InvalidDataException>(() => StableDiffusionPipeline.FromPretrained(dir.Path));
+        AssertOneLine(e.Message, "requires_aesthetics_score");
     }
 
     [Fact]

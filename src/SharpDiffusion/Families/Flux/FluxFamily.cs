@@ -1,6 +1,7 @@
 using SharpDiffusion.Conditioning;
 using SharpDiffusion.Configuration;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Models.Clip;
 using SharpDiffusion.Models.T5;
 using SharpDiffusion.Models.Transformers;
@@ -41,8 +42,34 @@ public sealed class FluxFamily : ModelFamily
             var encoder2 = load(T5EncoderModel.Weights, "text_encoder_2");
             var transformer = options.TransformerFile is { } file ? load(TransformerFile(file), "transformer") : load(ComponentLoader.FluxTransformer, "transformer");
             var vae = load(ComponentLoader.Vae, "vae");
-            return Assemble(folder, tokenizer, encoder, tokenizer2, encoder2, transformer, vae, schedulerConfig, options);
+            return Assemble(Path.Combine(folder.Component("vae"), "config.json"), tokenizer, encoder, tokenizer2, encoder2, transformer, vae, schedulerConfig, options);
         });
+    }
+
+    /// <summary>A Flux pipeline from component files (<see cref="FluxComponentFiles"/>: flux1-*.safetensors/.gguf, clip_l,
+    /// t5xxl, ae.safetensors), each read as its own loader reads it (<see cref="Sd3SingleFileLoader"/>'s text encoders,
+    /// <see cref="ComponentLoader.FluxTransformerFile"/>, the VAE as <c>--vae</c> reads a file). If any step fails, the
+    /// components already built are freed.</summary>
+    public static ModelComponents FromComponentFiles(FluxComponentFiles files, LoadOptions options)
+    {
+        var tokenizer = files.ClipTokenizerFolder is { } folder ? ClipTokenizer.FromDirectory(folder) : ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd1);
+        var tokenizer2 = T5Tokenizer.FromDirectory(files.T5TokenizerFolder);
+        var flat = new WeightPlacement(options.DType, new Device(options.Device), false);
+        var built = new List<ComponentWeights>();
+        ComponentWeights Add(ComponentWeights w) { built.Add(w); return w; }
+        try
+        {
+            var encoder = Add(Sd3SingleFileLoader.Clip(files.Clip, files.ClipConfig, options, flat));
+            var encoder2 = Add(Sd3SingleFileLoader.T5(files.T5, files.T5Config, options, flat));
+            var transformer = Add(ComponentLoader.FluxTransformerFile(files.TransformerPath, options, files.Transformer));
+            var vae = Add(VaeCodec.LoadKLFile(files.VaePath, options, files.VaeConfig));
+            return Instance.Assemble(files.VaeConfigSource, tokenizer, encoder, tokenizer2, encoder2, transformer, vae, files.SchedulerConfig, options);
+        }
+        catch
+        {
+            foreach (var w in built) w.Module.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Loads <paramref name="file"/> in place of a folder's transformer; the folder's config.json, when there is one,
@@ -54,18 +81,18 @@ public sealed class FluxFamily : ModelFamily
         return ComponentLoader.FluxTransformerFile(file, options, folderConfig);
     };
 
-    ModelComponents Assemble(DiffusersFolder folder, ClipTokenizer tokenizer, ComponentWeights encoder, T5Tokenizer tokenizer2, ComponentWeights encoder2,
+    ModelComponents Assemble(string vaeConfig, ClipTokenizer tokenizer, ComponentWeights encoder, T5Tokenizer tokenizer2, ComponentWeights encoder2,
         ComponentWeights transformerWeights, ComponentWeights vaeWeights, SchedulerConfig schedulerConfig, LoadOptions options)
     {
         var transformer = ((FluxTransformer2DModel)transformerWeights.Module).Config;
         var vae = ((AutoencoderKL)vaeWeights.Module).Config;
         if (vae.LatentChannels * 4 != transformer.InChannels)
-            throw new InvalidDataException($"{Path.Combine(folder.Component("vae"), "config.json")} latent_channels {vae.LatentChannels} × a 2×2 patch is not the transformer's " +
+            throw new InvalidDataException($"{vaeConfig} latent_channels {vae.LatentChannels} × a 2×2 patch is not the transformer's " +
                 $"in_channels {transformer.InChannels}: the VAE belongs to another model.");
         var device = new Device(options.Device);
         // The transformer packs 2×2 patches: sizes are multiples of 2 × the VAE factor (16 for Flux.1).
         var format = new LatentFormat(vae.LatentChannels, vae.ScaleFactor, vae.ScalingFactor, vae.ShiftFactor, PatchSize: 2);
-        int maxSequenceLength = transformer.GuidanceEmbeds ? 512 : 256;
+        int maxSequenceLength = FluxDefaults.For(transformer.GuidanceEmbeds).MaxSequenceLength;
         return new ModelComponents
         {
             Family = this,

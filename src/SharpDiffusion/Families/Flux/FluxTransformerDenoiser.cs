@@ -12,7 +12,8 @@ namespace SharpDiffusion.Families.Flux;
 /// (<see cref="FluxLatents"/>), predicting the flow velocity. As diffusers' FluxPipeline: no classifier-free guidance
 /// batch (dev is guidance-distilled: the scale goes in as the guidance embedding, [B] float32; schnell has none), the
 /// transformer gets t/1000 in float32 and the ids of the text (zeros) and image tokens, and the flow-matching schedule is
-/// σ = linspace(1, 1/n, n) shifted by μ = calculate_shift(token count) when the scheduler's shift is dynamic.
+/// σ = linspace(1, 1/n, n) shifted by μ = calculate_shift(token count) when the scheduler's shift is dynamic. Img2img
+/// (FluxImg2ImgPipeline) keeps that schedule's last int(n·strength) steps and starts from σ·ε + (1 − σ)·x₀.
 /// </summary>
 public sealed class FluxTransformerDenoiser(ComponentWeights weights, ScalarType dtype) : IDenoiser
 {
@@ -27,10 +28,9 @@ public sealed class FluxTransformerDenoiser(ComponentWeights weights, ScalarType
 
     public void Validate(GenerationOptions o)
     {
-        if (o.Task != GenerationTask.TextToImage)
-            throw new NotSupportedException("Flux models run text-to-image only for now (diffusers 0.31's FluxPipeline); remove the image and mask.");
-        if (o.Loras.Count > 0)
-            throw new NotSupportedException("LoRAs are not supported for Flux models yet; remove the --lora options.");
+        // Img2img is FluxImg2ImgPipeline: the shared ImageToImage start (strength cuts the schedule set above, scale_noise).
+        if (o.Task == GenerationTask.Inpainting)
+            throw new NotSupportedException("Flux models run text-to-image and img2img only for now; remove the mask.");
         if (o.DeepCacheInterval > 1)
             throw new NotSupportedException("DeepCache is for UNet models; Flux's transformer has no skip features to reuse: leave the interval at 1.");
         if (o.GuidanceRescale != 0)

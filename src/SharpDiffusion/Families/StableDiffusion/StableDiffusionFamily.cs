@@ -52,8 +52,9 @@ public class StableDiffusionFamily : ModelFamily
     }
 
     /// <summary>A single-file checkpoint's components (<see cref="SingleFileLoader"/>), SD 1.x/2.x or SDXL by its keys.</summary>
-    public static ModelComponents FromSingleFile(SingleFileComponents c, LoadOptions options) =>
-        Assemble(Detect(c.Checkpoint), c.Tokenizer, c.Weights, c.SchedulerConfig, options, c.Tokenizer2, forceZerosForEmptyPrompt: true, c.Checkpoint.Warnings);
+    public static ModelComponents FromSingleFile(SingleFileComponents c, LoadOptions options) => c.Checkpoint.IsRefiner
+        ? StableDiffusionXLRefinerFamily.Assemble(c.Tokenizer, c.Weights, c.SchedulerConfig, options, forceZerosForEmptyPrompt: false, requiresAestheticsScore: true, c.Checkpoint.Warnings)
+        : Assemble(Detect(c.Checkpoint), c.Tokenizer, c.Weights, c.SchedulerConfig, options, c.Tokenizer2, forceZerosForEmptyPrompt: true, c.Checkpoint.Warnings);
 
     /// <summary>Loaded weights → <paramref name="family"/>'s components. SDXL has a second tokenizer and text encoder and
     /// a UNet with the text_time embedding; SD 1.x/2.x none of these.</summary>
@@ -72,6 +73,15 @@ public class StableDiffusionFamily : ModelFamily
         ITextConditioner conditioner = xl
             ? new SdxlTextConditioner(tokenizer, weights.TextEncoder, tokenizer2!, weights.TextEncoder2!, device, options.DType, forceZerosForEmptyPrompt)
             : new ClipTextConditioner(tokenizer, weights.TextEncoder, device, options.DType);
+        return Assemble(family, conditioner, weights, schedulerConfig, options, loadWarnings);
+    }
+
+    /// <summary>The UNet denoiser and the VAE with its latent format around <paramref name="conditioner"/> (SD, SDXL and the
+    /// SDXL refiner alike).</summary>
+    protected static ModelComponents Assemble(ModelFamily family, ITextConditioner conditioner, PipelineWeights weights, SchedulerConfig schedulerConfig,
+        LoadOptions options, IReadOnlyList<string>? loadWarnings)
+    {
+        var device = new Device(options.Device);
         var vae = (AutoencoderKL)weights.Vae.Module;
         var format = new LatentFormat(vae.Config.LatentChannels, vae.Config.ScaleFactor, vae.Config.ScalingFactor);
         return new ModelComponents
@@ -85,7 +95,7 @@ public class StableDiffusionFamily : ModelFamily
         };
     }
 
-    static void CheckVocabulary(DiffusersFolder folder, string tokenizerName, ClipTokenizer tokenizer, string encoderName, ClipTextModel encoder)
+    protected static void CheckVocabulary(DiffusersFolder folder, string tokenizerName, ClipTokenizer tokenizer, string encoderName, ClipTextModel encoder)
     {
         if (tokenizer.VocabSize > encoder.Config.VocabSize)
             throw new InvalidDataException($"{Path.Combine(folder.Component(tokenizerName), "vocab.json")} has {tokenizer.VocabSize} tokens but the text encoder " +

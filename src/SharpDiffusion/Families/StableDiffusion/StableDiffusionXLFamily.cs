@@ -5,9 +5,9 @@ namespace SharpDiffusion.Families.StableDiffusion;
 /// <summary>
 /// SDXL base models: SD's UNet (with the text_time embedding) and VAE, conditioned by CLIP-L and OpenCLIP bigG
 /// (<see cref="Conditioning.SdxlTextConditioner"/>). A refiner folder (text_encoder_2 only, aesthetic-score time ids) is
-/// refused by name.
+/// the same pipeline class: it loads as <see cref="StableDiffusionXLRefinerFamily"/>.
 /// </summary>
-public sealed class StableDiffusionXLFamily : StableDiffusionFamily
+public class StableDiffusionXLFamily : StableDiffusionFamily
 {
     public static new StableDiffusionXLFamily Instance { get; } = new();
 
@@ -19,7 +19,7 @@ public sealed class StableDiffusionXLFamily : StableDiffusionFamily
     public override ModelComponents Load(DiffusersFolder folder, LoadOptions options)
     {
         if (folder.ComponentClass("text_encoder") is null)
-            throw new NotSupportedException($"{folder.Root} is an SDXL refiner (text_encoder_2 only, aesthetic-score time ids), which is not supported; use an SDXL base model.");
+            return StableDiffusionXLRefinerFamily.Instance.Load(folder, options);
         return LoadFolder(folder, options, textEncoder2: "text_encoder_2");
     }
 }

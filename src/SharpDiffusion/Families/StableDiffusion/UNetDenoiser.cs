@@ -83,7 +83,7 @@ public sealed class UNetDenoiser(ComponentWeights weights, ScalarType dtype) : I
         var device = Unet.parameters().First().device;
         var load = new LoadOptions { DType = dtype, Device = device.ToString() };
         var controlNets = new ControlNetRun(options.ControlNets, path => ControlNetLoader.Load(path, load, Unet.Config),
-            new GuidanceSettings(options.GuidanceScale).Enabled, dtype);
+            new GuidanceSettings(options.GuidanceScale).Enabled, dtype, options.Tiling);
         return new Run(Unet, dtype, cache, controlNets, w);
     }
 

@@ -62,6 +62,11 @@ public static class DiffusersFolderWriter
         SafetensorsWriter.SaveModule(Path.Combine(vae, "diffusion_pytorch_model.safetensors"), c.Vae, cast, metadata);
 
         string dtypeName = dtype == ScalarType.Float32 ? "float32" : dtype == ScalarType.Float16 ? "float16" : "bfloat16";
+        if (c.Checkpoint.IsRefiner)
+        {
+            WriteRefiner(c, output, dtypeName, cast, metadata);
+            return;
+        }
         WriteTextEncoder(Path.Combine(output, "text_encoder"), c.Checkpoint.TextEncoderConfig, c.TextEncoder, dtypeName, cast, metadata);
         // OpenCLIP's tokenizer pads with "!" (SD 2.x, SDXL's second encoder); OpenAI's CLIP with <|endoftext|>.
         WriteTokenizer(Path.Combine(output, "tokenizer"), c.Checkpoint.TextEncoderKind == LdmTextEncoder.OpenClip ? "!" : "<|endoftext|>");
@@ -101,6 +106,30 @@ public static class DiffusersFolderWriter
         index["unet"] = new JsonArray("diffusers", "UNet2DConditionModel");
         index["vae"] = new JsonArray("diffusers", "AutoencoderKL");
         WriteJson(Path.Combine(output, "model_index.json"), index);
+    }
+
+    /// <summary>An SDXL refiner as stabilityai/stable-diffusion-xl-refiner-1.0's folder: bigG as text_encoder_2 (no
+    /// text_encoder), StableDiffusionXLImg2ImgPipeline with requires_aesthetics_score and force_zeros_for_empty_prompt false.</summary>
+    static void WriteRefiner(SingleFileComponents c, string output, string dtypeName, ScalarType? cast, Dictionary<string, string> metadata)
+    {
+        WriteTextEncoder(Path.Combine(output, "text_encoder_2"), c.Checkpoint.TextEncoderConfig, c.TextEncoder, dtypeName, cast, metadata);
+        WriteTokenizer(Path.Combine(output, "tokenizer_2"), "!");
+        string scheduler = Directory.CreateDirectory(Path.Combine(output, "scheduler")).FullName;
+        WriteJson(Path.Combine(scheduler, "scheduler_config.json"), c.Checkpoint.SchedulerConfig);
+        WriteJson(Path.Combine(output, "model_index.json"), new JsonObject
+        {
+            ["_class_name"] = "StableDiffusionXLImg2ImgPipeline",
+            ["_diffusers_version"] = "0.25.0",
+            ["force_zeros_for_empty_prompt"] = false,
+            ["requires_aesthetics_score"] = true,
+            ["scheduler"] = new JsonArray("diffusers", c.Checkpoint.SchedulerConfig["_class_name"]!.GetValue<string>()),
+            ["text_encoder"] = new JsonArray(null, null),
+            ["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
+            ["tokenizer"] = new JsonArray(null, null),
+            ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
+            ["unet"] = new JsonArray("diffusers", "UNet2DConditionModel"),
+            ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
+        });
     }
 
     internal static void WriteTextEncoder(string dir, JsonObject config, TorchSharp.torch.nn.Module model, string dtypeName, ScalarType? cast,

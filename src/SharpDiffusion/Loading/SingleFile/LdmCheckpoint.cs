@@ -36,6 +36,9 @@ public sealed record SingleFileOptions
     /// checkpoint's components, as diffusers' from_single_file(config=...); each is checked against the weights. For
     /// models of non-standard sizes; without it the configs are inferred from the tensors.</summary>
     public string? DiffusersConfig { get; init; }
+    /// <summary>Flux: the VAE file (BFL's ae.safetensors, the 16-channel VAE in the LDM layout) of a transformer file
+    /// given as the model, as stable-diffusion.cpp's --vae and ComfyUI's VAE loader take it.</summary>
+    public string? Vae { get; init; }
 }
 
 /// <summary>
@@ -44,7 +47,7 @@ public sealed record SingleFileOptions
 /// shapes (channels, levels, layers per block, context dim, 4 or 9 input channels, linear or conv projections), with
 /// the optional LDM .yaml for what shapes cannot tell. Every refusal is one line naming the file.
 /// </summary>
-public sealed class LdmCheckpoint
+public sealed partial class LdmCheckpoint
 {
     readonly Dictionary<string, long[]> _shapes; // normalised keys (no "state_dict.")
 
@@ -69,6 +72,7 @@ public sealed class LdmCheckpoint
         _shapes = shapes;
         var yaml = options.OriginalConfig is { } y ? LdmYaml.Load(y) : null;
         IsXL = Has("conditioner.embedders.");
+        IsRefiner = IsXL && IsRefinerLayout;
         RefuseUnknownFamily();
         if (options.TextEncoders.Count > 0 || options.DiffusersConfig is not null)
             throw Refuse($"an SD 1.x/2.x/XL checkpoint (LDM layout): {(options.TextEncoders.Count > 0 ? "--text-encoder files apply" : "a diffusers config folder applies")} " +
@@ -76,8 +80,8 @@ public sealed class LdmCheckpoint
         TextEncoderKind = Has(LdmKeyMap.OpenClipPrefix) ? LdmTextEncoder.OpenClip : LdmTextEncoder.Clip;
         bool vPrediction = yaml?.String("model.params.parameterization") == "v";
         _imageSize = options.ImageSize;
-        TextEncoderConfig = InferTextEncoder(options.TextEncoderConfig, yaml);
-        if (IsXL)
+        TextEncoderConfig = IsRefiner ? InferTextEncoder2(options.TextEncoder2Config ?? options.TextEncoderConfig) : InferTextEncoder(options.TextEncoderConfig, yaml);
+        if (IsXL && !IsRefiner)
             TextEncoder2Config = InferTextEncoder2(options.TextEncoder2Config);
         UNetConfig = InferUNet(yaml, vPrediction);
         VaeConfig = InferVae(yaml, vPrediction);
@@ -135,12 +139,10 @@ public sealed class LdmCheckpoint
     {
         if (_shapes.Count == 0)
             throw Refuse("it holds no tensors");
-        if (IsXL && !Has(LdmKeyMap.XLClipPrefix))
-            throw Refuse(Has("conditioner.embedders.0.model.")
-                ? "it is an SDXL refiner (OpenCLIP bigG only, aesthetic-score time ids), which is not supported; use an SDXL base checkpoint"
-                : "an SDXL checkpoint without its first text encoder (conditioner.embedders.0.transformer.*)");
-        if (IsXL && !Has(LdmKeyMap.XLOpenClipPrefix + "text_projection"))
-            throw Refuse("an SDXL checkpoint whose second text encoder has no text_projection (conditioner.embedders.1.model.text_projection)");
+        if (IsXL && !IsRefiner && !Has(LdmKeyMap.XLClipPrefix))
+            throw Refuse("an SDXL checkpoint without its first text encoder (conditioner.embedders.0.transformer.*)");
+        if (IsXL && !Has(BigGPrefix + "text_projection"))
+            throw Refuse($"an SDXL checkpoint whose OpenCLIP bigG text encoder has no text_projection ({BigGPrefix}text_projection)");
         if (!Has(LdmKeyMap.UNetPrefix))
         {
             string found = string.Join(", ", _shapes.Keys.GroupBy(k => k.Split('.')[0]).OrderByDescending(g => g.Count()).Take(4).Select(g => $"{g.Key}.* ({g.Count()})"));
@@ -247,13 +249,13 @@ public sealed class LdmCheckpoint
         };
         if (IsXL)
         {
-            // text_time: label_emb.0.0 takes pooled text (the projection width of text encoder 2) + 6 time ids × d.
+            // text_time: label_emb.0.0 takes pooled text (bigG's projection width) + 6 time ids × d (a refiner: 5).
             long additionInput = Dim(p + "label_emb.0.0.weight", 1, rank: 2);
-            long pooled = Dim(LdmKeyMap.XLOpenClipPrefix + "text_projection", 1, rank: 2);
-            if ((additionInput - pooled) <= 0 || (additionInput - pooled) % 6 != 0)
-                throw Refuse($"label_emb.0.0 takes {additionInput} inputs, which is not the pooled text width {pooled} + 6 time ids");
+            long pooled = Dim(BigGPrefix + "text_projection", 1, rank: 2);
+            if ((additionInput - pooled) <= 0 || (additionInput - pooled) % TimeIdCount != 0)
+                throw Refuse($"label_emb.0.0 takes {additionInput} inputs, which is not the pooled text width {pooled} + {TimeIdCount} time ids");
             config["addition_embed_type"] = "text_time";
-            config["addition_time_embed_dim"] = (int)((additionInput - pooled) / 6);
+            config["addition_time_embed_dim"] = (int)((additionInput - pooled) / TimeIdCount);
             config["projection_class_embeddings_input_dim"] = (int)additionInput;
             config["upcast_attention"] = false;
         }
@@ -393,7 +395,7 @@ public sealed class LdmCheckpoint
     /// projected pooled output of the last): ViT-bigG (width 1280, 20 heads) from the shapes, else the given config.</summary>
     JsonObject InferTextEncoder2(string? configPath)
     {
-        const string c = LdmKeyMap.XLOpenClipPrefix;
+        string c = BigGPrefix;
         var token = Shape(c + "token_embedding.weight");
         long vocab = token[0], hidden = token[1];
         long positions = Dim(c + "positional_embedding", 0);

@@ -21,6 +21,8 @@ public static class LdmKeyMap
     public const string XLClipPrefix = "conditioner.embedders.0.transformer.";
     /// <summary>SDXL: its second text encoder (OpenCLIP bigG, projected) under this prefix.</summary>
     public const string XLOpenClipPrefix = "conditioner.embedders.1.model.";
+    /// <summary>The SDXL refiner: its only text encoder (OpenCLIP bigG, projected) under this prefix.</summary>
+    public const string XLRefinerOpenClipPrefix = "conditioner.embedders.0.model.";
     /// <summary>A tensor stored transposed (OpenCLIP's text_projection [width, proj] = transformers' weightᵀ), as
     /// <see cref="TransposedFile"/> presents it: <c>…text_projection#T</c>.</summary>
     public const string TransposedSuffix = "#T";

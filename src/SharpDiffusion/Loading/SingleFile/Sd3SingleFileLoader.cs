@@ -79,22 +79,24 @@ public static class Sd3SingleFileLoader
         }
     }
 
-    /// <summary>A CLIP text encoder under its prefix; SD3's CLIP-L projection is the identity when the file has none (diffusers' torch.eye).</summary>
-    static ComponentWeights Clip(TextEncoderFile source, ClipTextConfig config, LoadOptions options, WeightPlacement placement) =>
+    /// <summary>A CLIP text encoder under its prefix; SD3's CLIP-L projection is the identity when the file has none (diffusers' torch.eye).
+    /// A CLIPTextModel config (no projection_dim: Flux's CLIP-L) skips a stored projection.</summary>
+    internal static ComponentWeights Clip(TextEncoderFile source, ClipTextConfig config, LoadOptions options, WeightPlacement placement) =>
         ComponentLoader.Create(() => new ClipTextModel(config), options, m =>
         {
             var toFile = Names(m).ToDictionary(n => n, source.KeyOf, StringComparer.Ordinal);
             using var file = TensorFiles.Open(source.Path);
-            string projection = toFile["text_projection.weight"];
-            using var complete = file.Contains(projection) ? null
+            string? projection = config.ProjectionDim is null ? null : toFile["text_projection.weight"];
+            using var complete = projection is null || file.Contains(projection) ? null
                 : new ExtraTensorsFile(file, projection, [config.ProjectionDim!.Value, config.HiddenSize], () => eye(config.HiddenSize));
             SingleFileLoader.Fill(m, (ITensorFile?)complete ?? file, toFile, source.Prefix, placement,
-                skip: k => k.EndsWith("position_ids", StringComparison.Ordinal) || k.EndsWith("logit_scale", StringComparison.Ordinal));
+                skip: k => k.EndsWith("position_ids", StringComparison.Ordinal) || k.EndsWith("logit_scale", StringComparison.Ordinal)
+                    || (projection is null && k == source.KeyOf("text_projection.weight")));
         });
 
     /// <summary>T5's encoder under its prefix: tied embeddings stored once (shared.weight, or only encoder.embed_tokens.weight),
     /// a whole encoder-decoder's decoder skipped, as transformers' T5EncoderModel.</summary>
-    static ComponentWeights T5(TextEncoderFile source, T5Config config, LoadOptions options, WeightPlacement placement) =>
+    internal static ComponentWeights T5(TextEncoderFile source, T5Config config, LoadOptions options, WeightPlacement placement) =>
         ComponentLoader.Create(() => new T5EncoderModel(config), options, m =>
         {
             using var file = TensorFiles.Open(source.Path);

@@ -68,9 +68,25 @@ public static class SingleFileLoader
                 ComponentLoader.UpcastIfNeeded((AutoencoderKL)m, options);
             }));
 
+            // SDXL's OpenCLIP bigG: every layer (the penultimate hidden state and the last layer's pooled output are
+            // used), fused q/k/v split, text_projection transposed.
+            ComponentWeights BigG(ClipTextConfig config, string prefix) => Add(ComponentLoader.Create(() => new ClipTextModel(config), options, m => WithFile(f =>
+            {
+                using var split = new FusedQkvSplitFile(f);
+                using var transposed = new TransposedFile(split, k => LdmKeyMap.Normalize(k) == prefix + "text_projection");
+                var toLdm = LdmKeyMap.OpenClip(Names(m), config.NumHiddenLayers, prefix);
+                Fill(m, transposed, toLdm, prefix, flat,
+                    skip: k => k.EndsWith("logit_scale", StringComparison.Ordinal) || k.EndsWith("attn_mask", StringComparison.Ordinal));
+            })));
+
             ClipTokenizer tokenizer;
             ComponentWeights textEncoder;
-            if (checkpoint.TextEncoderKind == LdmTextEncoder.Clip)
+            if (checkpoint.IsRefiner)
+            {
+                textEncoder = BigG(textConfig, checkpoint.BigGPrefix);                 // the refiner's only text encoder
+                tokenizer = ClipTokenizer.Bundled(ClipTokenizer.BundledVariant.Sd2);
+            }
+            else if (checkpoint.TextEncoderKind == LdmTextEncoder.Clip)
             {
                 // Older checkpoints lack transformers' "text_model." level: map both spellings.
                 string prefix = checkpoint.ClipKeyPrefix, clipPrefix = checkpoint.ClipPrefix;
@@ -101,18 +117,7 @@ public static class SingleFileLoader
 
             ComponentWeights? textEncoder2 = null;
             if (text2Config is not null)
-            {
-                // SDXL's OpenCLIP bigG: every layer (the penultimate hidden state and the last layer's pooled output are
-                // used), fused q/k/v split, text_projection transposed.
-                textEncoder2 = Add(ComponentLoader.Create(() => new ClipTextModel(text2Config), options, m => WithFile(f =>
-                {
-                    using var split = new FusedQkvSplitFile(f);
-                    using var transposed = new TransposedFile(split, k => LdmKeyMap.Normalize(k) == LdmKeyMap.XLOpenClipPrefix + "text_projection");
-                    var toLdm = LdmKeyMap.OpenClip(Names(m), text2Config.NumHiddenLayers, LdmKeyMap.XLOpenClipPrefix);
-                    Fill(m, transposed, toLdm, LdmKeyMap.XLOpenClipPrefix, flat,
-                        skip: k => k.EndsWith("logit_scale", StringComparison.Ordinal) || k.EndsWith("attn_mask", StringComparison.Ordinal));
-                })));
-            }
+                textEncoder2 = BigG(text2Config, LdmKeyMap.XLOpenClipPrefix);
 
             var scheduler = SchedulerConfig.Parse(checkpoint.SchedulerConfig.ToJsonString());
             return new SingleFileComponents(tokenizer, new PipelineWeights(textEncoder, unet, vae, textEncoder2), scheduler, checkpoint)

@@ -18,6 +18,14 @@ public sealed class ControlNetResiduals(IReadOnlyList<Tensor> down, Tensor mid) 
         return new(a.Down.Zip(b.Down, (x, y) => x + y).ToList(), a.Mid + b.Mid);
     }
 
+    /// <summary>Residual i × factors[i] (the down ones in order, the mid one last): new tensors, these are kept.</summary>
+    public ControlNetResiduals Scaled(IReadOnlyList<double> factors)
+    {
+        if (factors.Count != Down.Count + 1)
+            throw new ArgumentException($"ControlNet residuals: {factors.Count} factors for {Down.Count} down residuals and the mid one.");
+        return new(Down.Select((t, i) => t * factors[i]).ToList(), Mid * factors[^1]);
+    }
+
     /// <summary>Zeros for <paramref name="before"/> rows, then these rows (guess mode: the unconditional rows get nothing).</summary>
     public ControlNetResiduals PadRowsBefore(long before)
     {

@@ -200,11 +200,12 @@ public sealed class UNet2DConditionModel : Module
     {
         if (conditioning.Pooled is not { } textEmbeds || conditioning.TimeIds is not { } timeIds)
             throw new ArgumentException($"{owner} (addition_embed_type text_time, SDXL) needs the pooled text embedding and the six time ids.");
-        if (timeIds.shape[0] != batch || timeIds.shape[1] != 6 || textEmbeds.shape[0] != batch || textEmbeds.shape[1] != config.PooledTextDim)
-            throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, {config.PooledTextDim}] and time_ids [{batch}, 6]; got " +
-                $"[{string.Join(", ", textEmbeds.shape)}] and [{string.Join(", ", timeIds.shape)}].");
+        // Six time ids for a base model, five (the aesthetic score instead of the target size) for a refiner: P + n·d inputs.
+        if (timeIds.shape[0] != batch || textEmbeds.shape[0] != batch || textEmbeds.shape[1] + timeIds.shape[1] * config.AdditionTimeEmbedDim != config.ProjectionClassEmbeddingsInputDim)
+            throw new ArgumentException($"SDXL conditioning must be text_embeds [{batch}, P] and time_ids [{batch}, n] with P + n × {config.AdditionTimeEmbedDim} = " +
+                $"{config.ProjectionClassEmbeddingsInputDim} (SDXL: n = 6, a refiner 5); got [{string.Join(", ", textEmbeds.shape)}] and [{string.Join(", ", timeIds.shape)}].");
         var timeEmbeds = TimestepProjection.Embed(timeIds.flatten(), config.AdditionTimeEmbedDim, config.FlipSinToCos, config.FreqShift)
-            .reshape(batch, -1);                                                                   // [B, 6·d]
+            .reshape(batch, -1);                                                                   // [B, n·d]
         return cat([textEmbeds.to(ScalarType.Float32), timeEmbeds], -1).to(dtype);                 // [B, P + 6·d]
     }
 }
