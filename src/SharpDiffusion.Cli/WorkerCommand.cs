@@ -17,6 +17,7 @@ public static class WorkerCommand
         new("config", OptionKind.Text, "with a single-file --model: its original LDM .yaml", "FILE"),
         new("lora-dir", OptionKind.Text, "where <lora:NAME:SCALE> in prompts finds NAME.safetensors (default: none)", "DIR"),
         new("embeddings-dir", OptionKind.Text, "textual-inversion embeddings loaded into the model (default: none)", "DIR"),
+        new("upscaler-dir", OptionKind.Text, "ESRGAN-family upscalers (.pth/.safetensors) that Extras requests and hr_upscaler name by file stem; announced to the gateways, whose /sdapi/v1/upscalers lists them (default: none; a worker has no --models-dir)", "DIR"),
         new("controlnet-dir", OptionKind.Text, "the ControlNets that jobs' units name (as serve's --controlnet-dir; give the workers of one model the same files) (default: none)", "DIR"),
         new("name", OptionKind.Text, "this worker's name, unique among the workers (default: HOST-PID)", "NAME"),
         new("visibility-timeout", OptionKind.Integer, "seconds without a heartbeat after which another worker takes over a job of this one (default: 30)", "S"),
@@ -33,7 +34,8 @@ public static class WorkerCommand
         string queue = ServeCommand.CheckQueue(cl.String("queue")
             ?? throw new UsageException("--queue redis://HOST:PORT[/DB] is required: the queue `serve --queue` writes to."));
         string model = ServeCommand.Model(cl);
-        string? loraDir = ServeCommand.Folder(cl, "lora-dir"), embeddingsDir = ServeCommand.Folder(cl, "embeddings-dir");
+        string? loraDir = ServeCommand.Folder(cl, "lora-dir"), embeddingsDir = ServeCommand.Folder(cl, "embeddings-dir"),
+            upscalerDir = ServeCommand.Folder(cl, "upscaler-dir");
         int visibility = cl.Int("visibility-timeout") ?? 30;
         if (visibility is < 2 or > 86_400) throw new UsageException($"--visibility-timeout must be 2 to 86400 seconds; got {visibility}.");
         int maxSide = ServeCommand.MaxImageSide(cl);
@@ -50,6 +52,7 @@ public static class WorkerCommand
                 OriginalConfig = cl.String("config"),
                 LoraDir = loraDir,
                 EmbeddingsDir = embeddingsDir,
+                UpscalerDir = upscalerDir,
                 ControlNetDir = ServeCommand.Folder(cl, "controlnet-dir"),
                 MaxImageSide = maxSide,
                 OutputDir = outputDir,

@@ -20,7 +20,8 @@ public static class ExtrasEndpoints
 {
     public static void Map(WebApplication app, ServerContext server)
     {
-        app.MapGet("/sdapi/v1/upscalers", () => new JsonResult(200, Upscalers(server.Options.UpscalerDir)));
+        // A gateway of a Redis queue lists its workers' models (`worker --upscaler-dir`).
+        app.MapGet("/sdapi/v1/upscalers", () => new JsonResult(200, Upscalers(server.Gateway?.Upscalers ?? UpscalerModels.List(server.Options.UpscalerDir))));
         app.MapGet("/sdapi/v1/latent-upscale-modes", () => new JsonResult(200,
             new JsonArray(HiresFixOptions.LatentUpscalers.Keys.Select(k => (JsonNode?)new JsonObject { ["name"] = k }).ToArray())));
         app.MapPost("/sdapi/v1/extra-single-image", (HttpContext c) => ApiCall.A1111(c, () => Extras(c, server, batch: false)));
@@ -29,23 +30,78 @@ public static class ExtrasEndpoints
 
     /// <summary>A1111's UpscalerItem list: name, model_name (the upscaler class's, "ESRGAN" for model files), model_path,
     /// model_url, scale (A1111 reports 4 for every entry: UpscalerData's default).</summary>
-    static JsonArray Upscalers(string? directory)
+    static JsonArray Upscalers(IReadOnlyList<(string Name, string Path)> models)
     {
         var items = ExtrasUpscale.BuiltIn.Select(name => new JsonObject
         {
             ["name"] = name, ["model_name"] = null, ["model_path"] = null, ["model_url"] = null, ["scale"] = 4,
-        }).Concat(UpscalerModels.List(directory).Select(m => new JsonObject
+        }).Concat(models.Select(m => new JsonObject
         {
             ["name"] = m.Name, ["model_name"] = "ESRGAN", ["model_path"] = m.Path, ["model_url"] = null, ["scale"] = 4,
         }));
         return new JsonArray(items.Select(i => (JsonNode?)i).ToArray());
     }
 
-    /// <summary>The request (A1111's ExtrasBaseRequest fields) checked at once; the upscale runs as a queued job.</summary>
+    /// <summary>The request (A1111's ExtrasBaseRequest fields) checked at once; the upscale runs as a queued job (on a
+    /// gateway of a Redis queue, on a worker that has the upscaler models named).</summary>
     static async Task<IResult> Extras(HttpContext context, ServerContext server, bool batch)
     {
-        var r = new RequestReader(await ServerContext.ReadObjectAsync(context));
+        var body = await ServerContext.ReadObjectAsync(context);
         int maxSide = server.Options.MaxImageSide;
+        if (server.Gateway is { } gateway)
+        {
+            var served = gateway.Upscalers;
+            var named = new List<string>();
+            foreach (var field in new[] { "upscaler_1", "upscaler_2" })
+                if (body[field] is JsonValue v && v.TryGetValue(out string? name) && !ExtrasUpscale.BuiltIn.Contains(name, StringComparer.OrdinalIgnoreCase))
+                {
+                    if (!served.Any(u => string.Equals(u.Name, name, StringComparison.OrdinalIgnoreCase)))
+                        return ApiErrors.A1111(422, "ExtrasError", $"{field}: could not find upscaler named '{name}'; the workers have: "
+                            + string.Join(", ", ExtrasUpscale.BuiltIn.Concat(served.Select(u => u.Name))) + " (a worker's models are those of its --upscaler-dir).");
+                    named.Add(name);
+                }
+            // Checked here as a built-in (the sizes the same); the worker reads the request again with its own folder.
+            var probe = (JsonObject)body.DeepClone();
+            foreach (var field in new[] { "upscaler_1", "upscaler_2" })
+                if (probe[field] is JsonValue v && v.TryGetValue(out string? name) && named.Contains(name)) probe[field] = "Lanczos";
+            var (_, _, refused) = Read(probe, maxSide, null, batch);
+            if (refused is not null) return ApiErrors.A1111(422, "ExtrasError", refused);
+            var model = gateway.ModelWithUpscalers(named, server.CurrentModel?.Name);
+            if (model is null && gateway.Workers.Count > 0)
+                return ApiErrors.A1111(422, "ExtrasError", $"No single worker has the upscalers {string.Join(" and ", named)}; give one worker an --upscaler-dir holding both.");
+            var payload = new JsonObject { ["task"] = "extras", ["body"] = body.DeepClone(), ["batch"] = batch };
+            var queued = await server.SubmitToWorkersAsync(ServerContext.NewJobId(), payload, "extras", model);
+            return await AnswerAsync(context, server, queued);
+        }
+        var (upscale, pictures, error) = Read(body, maxSide, server.Options.UpscalerDir, batch);
+        if (error is not null) return ApiErrors.A1111(422, "ExtrasError", error);
+        var job = server.LocalQueue!.Enqueue(new Job(ServerContext.NewJobId(), "extras", job => Run(job, upscale!, pictures!, maxSide, batch)));
+        return await AnswerAsync(context, server, job);
+    }
+
+    static async Task<IResult> AnswerAsync(HttpContext context, ServerContext server, Job job)
+    {
+        await server.WaitAsync(job, context.RequestAborted);
+        var outcome = ApiCall.A1111Outcome(job);
+        job.ReleaseResult();
+        return outcome;
+    }
+
+    /// <summary>A Redis worker's extras job: the request read again with this worker's upscaler folder, then run.</summary>
+    public static JsonObject RunQueued(Job job, JsonObject body, bool batch, int maxSide, string? upscalerDir)
+    {
+        var (upscale, pictures, error) = Read(body, maxSide, upscalerDir, batch);
+        if (error is not null)
+            throw new ArgumentException($"{error} (on worker with --upscaler-dir {upscalerDir ?? "not set"}: give every worker the same folder)");
+        return Run(job, upscale!, pictures!, maxSide, batch);
+    }
+
+    /// <summary>The request read and checked: the upscale and the decoded pictures (with their PNG text), or why the
+    /// upscale is refused (a 422; a field's error is thrown as the request reader does).</summary>
+    static (ExtrasUpscale? Upscale, List<(RgbImage Picture, Dictionary<string, string> Text)>? Pictures, string? Refused) Read(
+        JsonObject body, int maxSide, string? upscalerDir, bool batch)
+    {
+        var r = new RequestReader(body);
         var upscale = new ExtrasUpscale
         {
             ResizeMode = r.Int("resize_mode", 0, 0, 1),
@@ -56,7 +112,7 @@ public static class ExtrasEndpoints
             Upscaler1 = r.String("upscaler_1") ?? "None",
             Upscaler2 = r.String("upscaler_2") ?? "None",
             Upscaler2Visibility = r.Double("extras_upscaler_2_visibility", 0, 0, 1),
-            UpscalerDirectory = server.Options.UpscalerDir,
+            UpscalerDirectory = upscalerDir,
         };
         foreach (var field in new[] { "gfpgan_visibility", "codeformer_visibility" })
             if (r.Double(field, 0, 0, 1) > 0) r.Error(field, "face restoration is not supported by this server; send 0");
@@ -77,7 +133,7 @@ public static class ExtrasEndpoints
         else r.Error("image", "field required", "value_error.missing");
         r.ThrowIfInvalid();
         try { upscale.Validate(maxSide); }
-        catch (ArgumentException e) { return ApiErrors.A1111(422, "ExtrasError", e.Message); }
+        catch (ArgumentException e) { return (null, null, e.Message); }
         var pictures = inputs.Select((input, i) =>
         {
             string field = batch ? $"imageList[{i}].data" : "image";
@@ -85,14 +141,7 @@ public static class ExtrasEndpoints
                 throw new ImageTooLargeException($"{field}: the image is {w}x{h}; at most {maxSide} pixels on a side are accepted.");
             return (Picture: ImageFile.Decode(input.Bytes, field), Text: IsPng(input.Bytes) ? PngFile.ReadText(input.Bytes) : []);
         }).ToList();
-
-        if (server.LocalQueue is null)
-            return ApiErrors.A1111(501, "NotImplemented", "The Extras upscale runs on one `serve` process; this gateway of a Redis queue does not run it (start `serve --upscaler-dir DIR` without --queue).");
-        var job = server.LocalQueue.Enqueue(new Job(ServerContext.NewJobId(), "extras", job => Run(job, upscale, pictures, maxSide, batch)));
-        await server.WaitAsync(job, context.RequestAborted);
-        var outcome = ApiCall.A1111Outcome(job);
-        job.ReleaseResult();
-        return outcome;
+        return (upscale, pictures, null);
     }
 
     /// <summary>On the worker: each picture upscaled, as a PNG keeping its text chunks (its "parameters") with A1111's

@@ -101,10 +101,28 @@ public static class XyzPlotScript
         long megapixels = (long)Math.Round(requests.Count * (double)(first.Options.Width ?? 512) * (first.Options.Height ?? 512) / 1e6);
         if (megapixels >= 200)
             throw new ArgumentException($"script_args: the grid would be {megapixels} megapixels ({requests.Count} cells); A1111's limit is 200. Use fewer values.");
-        if (server.LocalQueue is null)
-            return ApiErrors.A1111(501, "NotImplemented", "The X/Y/Z plot runs on one `serve` process; this gateway of a Redis queue does not run scripts.");
-        var job = server.LocalQueue.Enqueue(new Job(first.TaskId ?? ServerContext.NewJobId(), task,
-            job => Run(job, server.Work!, requests, x, y, z, lone, margin, body)));
+        Job job;
+        if (server.Gateway is not null)
+        {
+            // One job on one worker, which serves one model: the cells as checked here (seeds resolved), the axes as drawn.
+            if (requests.Select(r => r.Checkpoint).Distinct().Count() > 1)
+                throw new ArgumentException("script_args: through a gateway of a Redis queue a plot runs on one worker, which serves one model; plot one checkpoint at a time (no Checkpoint name axis).");
+            var payload = new JsonObject
+            {
+                ["task"] = "xyz", ["xyz_task"] = task, ["lone"] = lone, ["margin"] = margin, ["body"] = body.DeepClone(),
+                ["cells"] = new JsonArray(requests.Select(r => (JsonNode?)r.Source.DeepClone()).ToArray()),
+                ["axes"] = new JsonArray(axes.Select(a => (JsonNode?)new JsonObject
+                {
+                    ["letter"] = a.Letter, ["label"] = a.Label, ["text"] = a.Text,
+                    ["values"] = new JsonArray(a.Values.Select(v => (JsonNode?)v).ToArray()),
+                    ["labels"] = new JsonArray(a.Labels.Select(v => (JsonNode?)v).ToArray()),
+                }).ToArray()),
+            };
+            job = await server.SubmitToWorkersAsync(first.TaskId ?? ServerContext.NewJobId(), payload, task, first.Checkpoint);
+        }
+        else
+            job = server.LocalQueue!.Enqueue(new Job(first.TaskId ?? ServerContext.NewJobId(), task,
+                job => Run(job, server.Work!, requests, x, y, z, lone, margin, body)));
         await server.WaitAsync(job, context.RequestAborted);
         var outcome = ApiCall.A1111Outcome(job);
         job.ReleaseResult();
@@ -169,6 +187,18 @@ public static class XyzPlotScript
                 cell[field] = node;
                 break;
         }
+    }
+
+    /// <summary>A Redis worker's plot (the payload a gateway queued): each cell read again by <paramref name="parse"/>
+    /// (this worker's folders), then drawn as on one process.</summary>
+    public static JsonObject RunQueued(Job job, GenerationWork work, JsonObject payload, Func<JsonObject, string, GenerationRequest> parse)
+    {
+        string task = (string?)payload["xyz_task"] ?? "txt2img";
+        var requests = payload["cells"]!.AsArray().Select(c => parse(c!.AsObject(), task)).ToList();
+        static List<string> Strings(JsonNode? list) => list!.AsArray().Select(n => (string)n!).ToList();
+        var axes = payload["axes"]!.AsArray().Select(a => new Axis((string)a!["letter"]!, (string)a["label"]!, (string)a["text"]!,
+            Strings(a["values"]), Strings(a["labels"]))).ToList();
+        return Run(job, work, requests, axes[0], axes[1], axes[2], (bool)payload["lone"]!, (int)payload["margin"]!, payload["body"]!.AsObject());
     }
 
     /// <summary>On the worker: each cell as its own generation, then the grid (<see cref="ImageGrid.Xyz"/>) and A1111's answer.</summary>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using StackExchange.Redis;
+using SharpDiffusion.Pipelines;
 using SharpDiffusion.Server.A1111;
 using SharpDiffusion.Server.Catalog;
 using SharpDiffusion.Server.Hosting;
@@ -108,17 +109,48 @@ public sealed class RedisGateway : IJobQueue
     public IReadOnlyList<string> ControlNets(string? model) =>
         _workers.Where(w => model is null || w.Model == model).SelectMany(w => w.ControlNets).Distinct().Order(StringComparer.Ordinal).ToList();
 
-    /// <summary>Queues the request for <paramref name="model"/>'s workers.</summary>
-    public async Task<Job> SubmitAsync(GenerationRequest request, string kind, string model, ServerSettings settings)
+    /// <summary>The upscaler models the workers have (`worker --upscaler-dir`), one entry per name, by name.</summary>
+    public IReadOnlyList<(string Name, string Path)> Upscalers =>
+        _workers.SelectMany(w => w.Upscalers).DistinctBy(u => u.Name).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>A model (<paramref name="preferred"/> first) one of whose workers has every upscaler model named (case
+    /// as A1111 matches it: exact, else ignoring case); null when no worker has them all.</summary>
+    public string? ModelWithUpscalers(IReadOnlyCollection<string> names, string? preferred) =>
+        _workers.OrderBy(w => w.Model == preferred ? 0 : 1)
+            .FirstOrDefault(w => names.All(n => w.Upscalers.Any(u => string.Equals(u.Name, n, StringComparison.OrdinalIgnoreCase))))?.Model;
+
+    /// <summary>A request checked here, where the upscaler models are the workers': an hr_upscaler that a worker has is
+    /// checked as a built-in picture upscaler (the sizes are checked the same), and the request keeps the name (with
+    /// the seed <paramref name="parse"/> resolved) for the worker, which parses it again with its own folder. The hires
+    /// fix is txt2img's only (img2img ignores hr_upscaler, as A1111).</summary>
+    public GenerationRequest Parse(JsonObject body, string task, Func<JsonObject, GenerationRequest> parse)
     {
-        string id = request.TaskId ?? ServerContext.NewJobId();
-        var payload = new JsonObject
-        {
-            ["task"] = request.Task,
-            ["body"] = request.Source.DeepClone(),
-            ["clip_skip"] = settings.ClipSkip,
-            ["settings"] = settings.Snapshot(),
-        };
+        if (task != "txt2img" || body["hr_upscaler"] is not JsonValue v || !v.TryGetValue(out string? name) || name.Length == 0
+            || HiresFixOptions.Upscalers.Contains(name, StringComparer.OrdinalIgnoreCase) || body["enable_hr"] is not JsonValue on
+            || !on.TryGetValue(out bool hires) || !hires)
+            return parse(body);
+        if (!Upscalers.Any(u => string.Equals(u.Name, name, StringComparison.OrdinalIgnoreCase)))
+            throw new ArgumentException($"hr_upscaler: no worker has the upscaler '{name}'; the workers have: "
+                + string.Join(", ", HiresFixOptions.Upscalers.Concat(Upscalers.Select(u => u.Name))) + " (a worker's models are those of its --upscaler-dir).");
+        var probe = (JsonObject)body.DeepClone();
+        probe["hr_upscaler"] = "Lanczos";
+        var request = parse(probe);
+        var source = (JsonObject)request.Source.DeepClone();
+        source["hr_upscaler"] = name;
+        return request with { Source = source };
+    }
+
+    /// <summary>Queues the request for <paramref name="model"/>'s workers.</summary>
+    public Task<Job> SubmitAsync(GenerationRequest request, string kind, string model, ServerSettings settings) =>
+        SubmitAsync(request.TaskId ?? ServerContext.NewJobId(), new JsonObject { ["task"] = request.Task, ["body"] = request.Source.DeepClone() },
+            kind, model, settings);
+
+    /// <summary>Queues a job's payload (its "task" says what the worker runs: txt2img, img2img, extras, xyz) for
+    /// <paramref name="model"/>'s workers, with the options in effect.</summary>
+    public async Task<Job> SubmitAsync(string id, JsonObject payload, string kind, string model, ServerSettings settings)
+    {
+        payload["clip_skip"] = settings.ClipSkip;
+        payload["settings"] = settings.Snapshot();
         var mirror = new Mirror(new Job(id, kind, RunsOnAWorker), model, submitted: false);
         if (!_mirrors.TryAdd(id, mirror))
             throw QueueRefusedException.IdTaken(id);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpDiffusion.Models.Upscalers;
 using StackExchange.Redis;
 using SharpDiffusion.Server.A1111;
 using SharpDiffusion.Server.Catalog;
@@ -200,18 +201,33 @@ public sealed class RedisWorker : IDisposable
         }
     }
 
-    JsonObject Work(Job job, string id, string? payloadJson, out GenerationWork work)
+    /// <summary>The job's payload run here: a generation (task txt2img/img2img), an Extras upscale ("extras") or an
+    /// X/Y/Z plot ("xyz"). The request is parsed again here, with this worker's folders (the gateway checked it).</summary>
+    JsonObject Work(Job job, string id, string? payloadJson, out GenerationWork? work)
     {
         var payload = JsonNode.Parse(payloadJson ?? throw new InvalidDataException($"The job {id} has no request (it expired)."))!.AsObject();
         string task = (string?)payload["task"] ?? "txt2img";
         var settings = new ServerSettings();
         if (payload["settings"] is JsonObject s) settings.Set(s);
         int clipSkip = payload["clip_skip"] is JsonValue v && v.TryGetValue(out int c) ? c : 1;
-        // ControlNet units name their model as the gateway listed it; this worker finds it in its own --controlnet-dir.
-        var request = A1111Requests.Parse(payload["body"]!.AsObject(), task, clipSkip, _options.Server.MaxImageSide, _options.Server.LoraDir,
-            controlNetDir: _options.Server.ControlNetDir);
-        work = new GenerationWork(_host, _catalog, settings, outputDir: null);
-        return work.Run(job, request with { Checkpoint = null });
+        var server = _options.Server;
+        // ControlNet units and upscaler models are named as the gateway listed them; this worker finds them in its own folders.
+        GenerationRequest Parse(JsonObject body, string kind) =>
+            A1111Requests.Parse(body, kind, clipSkip, server.MaxImageSide, server.LoraDir, controlNetDir: server.ControlNetDir,
+                upscalerDir: server.UpscalerDir) with { Checkpoint = null };
+        var body = payload["body"]!.AsObject();
+        switch (task)
+        {
+            case "extras":
+                work = null;
+                return ExtrasEndpoints.RunQueued(job, body, payload["batch"]?.GetValue<bool>() ?? false, server.MaxImageSide, server.UpscalerDir);
+            case "xyz":
+                work = new GenerationWork(_host, _catalog, settings, outputDir: null);
+                return XyzPlotScript.RunQueued(job, work, payload, Parse);
+            default:
+                work = new GenerationWork(_host, _catalog, settings, outputDir: null);
+                return work.Run(job, Parse(body, task));
+        }
     }
 
     long _lastForward;
@@ -288,7 +304,8 @@ public sealed class RedisWorker : IDisposable
         var pipeline = _host.Current;
         Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
             pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
-            _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow) { ControlNets = _controlNets }));
+            _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)
+            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir) }));
     }
 
     /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>

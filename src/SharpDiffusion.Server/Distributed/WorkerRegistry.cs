@@ -3,10 +3,14 @@ using StackExchange.Redis;
 
 namespace SharpDiffusion.Server.Distributed;
 
-/// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings) and the job it runs.</summary>
+/// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings), its upscaler models
+/// (`worker --upscaler-dir`) and the job it runs.</summary>
 public sealed record WorkerInfo(string Name, string Model, string Title, string? Hash, bool IsFile, string FileName,
     IReadOnlyList<string> Embeddings, string? Job, string Host, int Pid, int Threads, DateTimeOffset LastSeen)
 {
+    /// <summary>(name, path on the worker's machine) of each ESRGAN-family model of its upscaler folder.</summary>
+    public IReadOnlyList<(string Name, string Path)> Upscalers { get; init; } = [];
+
     /// <summary>Its ControlNets as /controlnet/model_list titles them ("name [hash]"), from its --controlnet-dir.</summary>
     public IReadOnlyList<string> ControlNets { get; init; } = [];
 
@@ -20,6 +24,7 @@ public sealed record WorkerInfo(string Name, string Model, string Title, string?
         ["host"] = Host,
         ["pid"] = Pid,
         ["threads"] = Threads,
+        ["upscalers"] = new JsonArray(Upscalers.Select(u => (JsonNode?)JsonValue.Create(u.Name)).ToArray()),
         ["last_seen"] = LastSeen.ToString("O"),
     };
 }
@@ -42,6 +47,7 @@ public static class WorkerRegistry
             new("name", w.Name), new("model", w.Model), new("title", w.Title), new("hash", w.Hash ?? ""),
             new("is_file", w.IsFile), new("file_name", w.FileName),
             new("embeddings", new JsonArray(w.Embeddings.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
+            new("upscalers", new JsonArray(w.Upscalers.Select(u => (JsonNode?)new JsonArray(u.Name, u.Path)).ToArray()).ToJsonString()),
             new("controlnets", new JsonArray(w.ControlNets.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
         ]);
@@ -73,7 +79,13 @@ public static class WorkerRegistry
             list.Add(new WorkerInfo(S("name"), S("model"), S("title"), S("hash") is { Length: > 0 } hash ? hash : null,
                 S("is_file") == "1", S("file_name"), embeddings, S("job") is { Length: > 0 } job ? job : null, S("host"),
                 int.TryParse(S("pid"), out int pid) ? pid : 0, int.TryParse(S("threads"), out int t) ? t : 0,
-                DateTimeOffset.FromUnixTimeMilliseconds((long)entry.Score)) { ControlNets = Names("controlnets") });
+                DateTimeOffset.FromUnixTimeMilliseconds((long)entry.Score))
+            {
+                ControlNets = Names("controlnets"),
+                // [[name, path], ...]; absent from a worker of an earlier version
+                Upscalers = JsonNode.Parse(S("upscalers") is { Length: > 0 } u ? u : "[]")!.AsArray()
+                    .Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),
+            });
         }
         return list.OrderBy(w => w.Name, StringComparer.Ordinal).ToList();
     }

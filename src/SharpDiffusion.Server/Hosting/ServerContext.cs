@@ -74,16 +74,26 @@ public sealed class ServerContext : IDisposable
     {
         if (Gateway is null)
             return LocalQueue!.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work!.Run(job, request)));
-        var model = ServedModel(request.Checkpoint);
+        return await Gateway.SubmitAsync(request, kind, await GatewayModelAsync(request.Checkpoint), Settings);
+    }
+
+    /// <summary>A gateway's job that is not one generation (an Extras upscale, an X/Y/Z plot): its payload queued for
+    /// the workers of <paramref name="checkpoint"/> (the current model when null).</summary>
+    public async Task<Job> SubmitToWorkersAsync(string id, JsonObject payload, string kind, string? checkpoint) =>
+        await Gateway!.SubmitAsync(id, payload, kind, await GatewayModelAsync(checkpoint), Settings);
+
+    async Task<string> GatewayModelAsync(string? checkpoint)
+    {
+        var model = ServedModel(checkpoint);
         if (model is null)
         {
-            await Gateway.RefreshWorkersAsync(); // a worker that started within the last second
-            model = ServedModel(request.Checkpoint);
+            await Gateway!.RefreshWorkersAsync(); // a worker that started within the last second
+            model = ServedModel(checkpoint);
         }
-        if (model is null && request.Checkpoint is { } name)
+        if (model is null && checkpoint is { } name)
             throw new ArgumentException($"Model '{name}' not found: no worker serves it; GET /sdapi/v1/sd-models lists the names served ({Served()}).");
-        return await Gateway.SubmitAsync(request, kind, (model ?? throw new QueueRefusedException(
-            "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5, "NoWorker")).Name, Settings);
+        return (model ?? throw new QueueRefusedException(
+            "No worker is connected to the queue; start one with `sharpdiffusion worker --queue URL --model DIR|FILE`.", 503, 5, "NoWorker")).Name;
     }
 
     ModelEntry? ServedModel(string? name) => name is null ? CurrentModel : Catalog.Find(name); // a gateway's catalog is live
@@ -116,8 +126,9 @@ public sealed class ServerContext : IDisposable
     public async Task<GenerationRequest> ParseRequestAsync(JsonObject body, string task)
     {
         await SyncSettingsAsync();
-        return A1111Requests.Parse(body, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(body)?.Traits, Options.ControlNetDir,
-            Options.UpscalerDir, Gateway?.ControlNets(TargetOf(body)?.Name));
+        GenerationRequest Parse(JsonObject b) => A1111Requests.Parse(b, task, Settings.ClipSkip, Options.MaxImageSide, Loras.Directory, TargetOf(b)?.Traits,
+            Options.ControlNetDir, Options.UpscalerDir, Gateway?.ControlNets(TargetOf(b)?.Name));
+        return Gateway is { } gateway ? gateway.Parse(body, task, Parse) : Parse(body); // a gateway's upscaler models are the workers'
     }
 
     /// <summary>The model a request body will run on, as far as it is known now: override_settings' sd_model_checkpoint,

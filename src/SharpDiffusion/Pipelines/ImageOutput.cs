@@ -51,6 +51,11 @@ public static class ImageOutput
         return text.IndexOfAny(['.', 'E', 'e', 'N', 'I']) < 0 ? text + ".0" : text;
     }
 
+    /// <summary>The upscaler as A1111's infotext names it: a model given by path (a library or CLI caller) by its file
+    /// stem, as A1111 names the models of its ESRGAN folder; any other name as given.</summary>
+    public static string UpscalerInfoName(string upscaler) =>
+        Models.Upscalers.UpscalerModels.IsModelFileName(upscaler) ? Path.GetFileNameWithoutExtension(upscaler) : upscaler;
+
     /// <summary>A1111's hires-fix entries: Hires prompt/negative prompt (when they differ), upscale or resize, steps, upscaler,
     /// sampler and CFG (when given).</summary>
     static IEnumerable<string> HiresPairs(HiresFixOptions? hires)
@@ -62,7 +67,7 @@ public static class ImageOutput
         if (hires.ResizeWidth == 0 && hires.ResizeHeight == 0) yield return $"Hires upscale: {hires.Scale.ToString(inv)}";
         else yield return $"Hires resize: {hires.ResizeWidth}x{hires.ResizeHeight}";
         if (hires.Steps > 0) yield return $"Hires steps: {hires.Steps}";
-        yield return $"Hires upscaler: {hires.Upscaler}";
+        yield return $"Hires upscaler: {UpscalerInfoName(hires.Upscaler)}";
         if (hires.Scheduler is { } sampler) yield return $"Hires sampler: {sampler}";
         if (hires.GuidanceScale is double g) yield return $"Hires CFG Scale: {g.ToString(inv)}";
     }

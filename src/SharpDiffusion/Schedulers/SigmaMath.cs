@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpDiffusion.Schedulers;
@@ -181,7 +182,12 @@ public static class SigmaMath
     }
 
     /// <summary>x / (σ²+1)^½: the model sees unit-variance input (float32 scalar as diffusers' 0-d tensor).</summary>
-    public static Tensor ScaleInput(Tensor sample, float sigma) => sample / MathF.Sqrt(sigma * sigma + 1f);
+    public static Tensor ScaleInput(Tensor sample, float sigma)
+    {
+        // An explicit Scalar held to the end: the implicit float→Scalar temporary may be finalized during the native call.
+        using var scale = MathF.Sqrt(sigma * sigma + 1f).ToScalar();
+        return sample / scale;
+    }
 
     /// <summary>init_noise_sigma: σ_max for linspace/trailing spacing, (σ_max²+1)^½ for leading (float32).</summary>
     public static float InitNoiseSigma(IEnumerable<float> sigmas, string spacing)
