@@ -130,7 +130,10 @@ public abstract class SchedulerBase : IScheduler, IDisposable
             throw new InvalidOperationException($"{Name}: call SetTimesteps before stepping.");
         if (StepIndex is not int index)
         {
-            index = IndexForTimestep(timestep);
+            // The schedule's first timestep starts at step 0 even when it repeats: a σ spacing (beta, exponential) can
+            // round its first σ's to one timestep, and the "second occurrence" rule below (meant for a schedule cut
+            // for img2img) would then skip a step and run past the end.
+            index = timestep == _timesteps[0] ? 0 : IndexForTimestep(timestep);
             StepIndex = index;
         }
         if (index >= _timesteps.Length)
