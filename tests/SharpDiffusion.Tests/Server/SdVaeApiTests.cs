@@ -117,14 +117,18 @@ public class SdVaeApiTests(ITestOutputHelper output)
         // Euler's last step goes to σ = 0, so its x̂₀ is the final latents; decode them with the TAESD module directly.
         using var pipeline = StableDiffusionPipeline.Load(SmallSd15);
         using var result = pipeline.Generate(Options("a blue ball", 8, 3));
-        using var inference = inference_mode();
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(TinyTaesd, "config.json")))!.AsObject();
-        using var taesd = AutoencoderTinyFiles.LoadFolder(TinyTaesd, config);
-        var decoded = (taesd.Decode(result.Latents) / 2 + 0.5).clamp(0, 1);
-        var expected = (decoded * 255).round().to(ScalarType.Byte).permute(0, 2, 3, 1).contiguous().data<byte>().ToArray();
-        int worst = expected.Zip(picture.Rgb, (e, a) => Math.Abs(e - a)).Max();
-        output.WriteLine($"server TAESD preview vs TAESD decode of x̂₀ (last step): max {worst} levels");
-        Assert.True(worst <= 1, $"{worst} levels apart");
+        // A block, not a using declaration: the awaits below may resume on another thread, and inference mode is
+        // per thread (left on here, it would leak into the next test this thread runs).
+        using (inference_mode())
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(TinyTaesd, "config.json")))!.AsObject();
+            using var taesd = AutoencoderTinyFiles.LoadFolder(TinyTaesd, config);
+            var decoded = (taesd.Decode(result.Latents) / 2 + 0.5).clamp(0, 1);
+            var expected = (decoded * 255).round().to(ScalarType.Byte).permute(0, 2, 3, 1).contiguous().data<byte>().ToArray();
+            int worst = expected.Zip(picture.Rgb, (e, a) => Math.Abs(e - a)).Max();
+            output.WriteLine($"server TAESD preview vs TAESD decode of x̂₀ (last step): max {worst} levels");
+            Assert.True(worst <= 1, $"{worst} levels apart");
+        }
 
         // A client may still choose the cheap map.
         (await client.PostAsync("/sdapi/v1/options", new JsonObject { ["show_progress_type"] = "Approx cheap" })).Ok();

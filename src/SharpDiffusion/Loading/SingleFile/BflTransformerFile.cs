@@ -102,8 +102,11 @@ public sealed class BflTransformerFile : ITensorFile
     /// modulation and plain-float tensors are not compact (null: loaded through <see cref="Load"/>).</summary>
     public CompactWeight? LoadCompact(string name)
     {
+        // A scaled float8 weight (W = W₈·scale) is decoded at load with its scale: a compact weight holds no scale.
         if (!_sources.TryGetValue(name, out var source))
-            return _inner.LoadCompact(name);
+            return _scales.ContainsKey(BflKeyMap.Strip(name)) ? null : _inner.LoadCompact(name);
+        if (_scales.ContainsKey(BflKeyMap.Strip(source.Stored)))
+            return null;
         switch (source.Split)
         {
             case BflKeyMap.BflSplit.Parts:
