@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
@@ -88,15 +87,7 @@ public sealed partial class LdmCheckpoint
     }
 
     /// <summary>Distinct integers at <paramref name="pattern"/>'s group 1 among the keys.</summary>
-    SortedSet<int> Indices(string pattern)
-    {
-        var regex = new Regex("^" + pattern, RegexOptions.CultureInvariant);
-        var found = new SortedSet<int>();
-        foreach (string k in _shapes.Keys)
-            if (regex.Match(k) is { Success: true } m && int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int v))
-                found.Add(v);
-        return found;
-    }
+    SortedSet<int> Indices(string pattern) => CheckpointKeys.Indices(_shapes.Keys, pattern);
 
     void RefuseUnknownFamily()
     {
