@@ -129,8 +129,7 @@ public static class BenchCommand
 
             if (cl.Flag("fewstep"))
             {
-                FewStepBench.Run(model, FewStepBench.WriteRandomTaesd(temp ?? cl.String("keep-model") ?? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-").FullName),
-                    new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, fewstepSettings!, skipRoofline);
+                FewStepBench.Run(model, temp ?? cl.String("keep-model"), new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, fewstepSettings!, skipRoofline);
                 return 0;
             }
             bool transformer = Directory.Exists(Path.Combine(model, "transformer"));

@@ -43,21 +43,31 @@ public static class FewStepBench
     }
 
     /// <summary>`bench --fewstep`: this run's matmul roofline (unless <paramref name="skipRoofline"/>), every recipe of
-    /// <see cref="FewStepRecipe.Standard"/> timed on <paramref name="model"/>, the table.</summary>
-    public static List<FewStepRow> Run(string model, string taesd, LoadOptions options, FewStepSettings settings, bool skipRoofline)
+    /// <see cref="FewStepRecipe.Standard"/> timed on <paramref name="model"/>, the table. The random TAESD is written in
+    /// <paramref name="taesdRoot"/> (kept), or in a temporary folder deleted at the end.</summary>
+    public static List<FewStepRow> Run(string model, string? taesdRoot, LoadOptions options, FewStepSettings settings, bool skipRoofline)
     {
-        Roofline.Rates? rates = null;
-        if (!skipRoofline)
+        var temporary = taesdRoot is null ? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-") : null;
+        try
         {
-            Console.WriteLine($"Roofline ({BenchChild.Name(options.DType)}, matmul):");
-            var results = Roofline.Measure(options.DType, convs: false);
-            foreach (var r in results) Console.WriteLine($"  {r.Kernel,-34} {r.Path,-26} {r.GFlops,8:F1} GFLOP/s");
-            rates = Roofline.Rates.From(results);
+            var rates = skipRoofline ? null : MeasureRoofline(options.DType);
+            var rows = Measure(model, WriteRandomTaesd(taesdRoot ?? temporary!.FullName), options, settings);
+            Console.WriteLine();
+            foreach (var line in FewStepRow.Table(rows, rates, settings.Width, settings.Height, BenchChild.Name(options.DType))) Console.WriteLine(line);
+            return rows;
         }
-        var rows = Measure(model, taesd, options, settings);
-        Console.WriteLine();
-        foreach (var line in FewStepRow.Table(rows, rates, settings.Width, settings.Height, BenchChild.Name(options.DType))) Console.WriteLine(line);
-        return rows;
+        finally
+        {
+            temporary?.Delete(recursive: true);
+        }
+    }
+
+    static Roofline.Rates MeasureRoofline(ScalarType dtype)
+    {
+        Console.WriteLine($"Roofline ({BenchChild.Name(dtype)}, matmul):");
+        var results = Roofline.Measure(dtype, convs: false);
+        foreach (var r in results) Console.WriteLine($"  {r.Kernel,-34} {r.Path,-26} {r.GFlops,8:F1} GFLOP/s");
+        return Roofline.Rates.From(results);
     }
 
     /// <summary>Times each recipe on <paramref name="model"/> (resident, <paramref name="options"/>' dtype) in this order, one
@@ -87,7 +97,7 @@ public static class FewStepBench
             }
             Console.WriteLine(recipe.TimedSteps < recipe.Steps
                 ? $"{recipe.Name}: {recipe.TimedSteps} of {recipe.Steps} steps (extrapolated) at {settings.Width}x{settings.Height} ..."
-                : $"{recipe.Name}: {recipe.Steps} steps at {settings.Width}x{settings.Height} ...");
+                : $"{recipe.Name}: {recipe.Steps} step{(recipe.Steps == 1 ? "" : "s")} at {settings.Width}x{settings.Height} ...");
             var row = Time(pipeline, unet, recipe, settings).ExtrapolatedTo(recipe.Steps);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  whole image {row.TotalSeconds:F1}s{(row.Extrapolated ? " (extrapolated)" : "")}: text {row.TextSeconds:F1}s, denoise {row.DenoiseSeconds:F1}s " +
