@@ -67,7 +67,11 @@ public sealed record FewStepRow(string Recipe, int Steps, int TimedSteps, bool C
                 $"({rates.Matmul:F0} GFLOP/s): no implementation on this CPU makes that image faster."));
         if (rows.Count > 1)
             foreach (var r in rows.Skip(1))
-                lines.Add(string.Create(inv, $"{r.Recipe}: {r.TotalSeconds / rows[0].TotalSeconds:P0} of the {rows[0].Recipe} image's time (x{rows[0].TotalSeconds / r.TotalSeconds:F1} faster)."));
+            {
+                double speedup = rows[0].TotalSeconds / r.TotalSeconds;
+                string how = speedup >= 1 ? string.Create(inv, $"x{speedup:F1} faster") : string.Create(inv, $"x{1 / speedup:F1} slower");
+                lines.Add(string.Create(inv, $"{r.Recipe}: {1 / speedup:P0} of the {rows[0].Recipe} image's time ({how})."));
+            }
         return lines;
     }
 }
