@@ -46,8 +46,9 @@ public static class BenchCommand
         new("t5-tokenizer", OptionKind.Text, "SD3: a T5 tokenizer folder (spiece.model) for the random-weight folder's tokenizer_3 (default: the golden tiny-sd3 one, if found)", "DIR"),
         new("report", OptionKind.Text, "internal: a child measures one dtype and writes its row here", "FILE", Hidden: true),
         new("generation", OptionKind.Text, "internal: the child measures one whole generation: resident or low-memory", "MODE", Hidden: true),
-        new("fewstep", OptionKind.Flag, "time whole images instead: --fewstep-steps LCM steps without CFG decoded by a TAESD (random full-size taesd) beside --total-steps Euler steps with CFG decoded by the full VAE, in one process (issue 25)"),
+        new("fewstep", OptionKind.Flag, "time whole images instead, in one process (issue 25): --total-steps Euler steps with CFG decoded by the full VAE; --fewstep-steps LCM steps without CFG, alone and with DeepCache (a full UNet pass every --deep-cache steps, default 2), and one SD-Turbo step (Euler a, trailing, guidance 0), each decoded by a TAESD (random full-size taesd); with UNet calls, FLOPs and the matmul roofline's bound"),
         new("fewstep-steps", OptionKind.Integer, "with --fewstep: LCM steps (default: 4)", "N"),
+        new("fewstep-reference-steps", OptionKind.Integer, "with --fewstep: time only N of the Euler reference's --total-steps and extrapolate its denoising to all of them, marked in the table (SDXL at 1024x1024: 40 UNet passes of ~6 TFLOP) (default: all)", "N"),
     ];
 
     public static int Run(CommandLine cl)
@@ -99,6 +100,7 @@ public static class BenchCommand
         {
             if (cl.Flag("fewstep") && sd3 is not null)
                 throw new UsageException("--fewstep times SD 1.5 and SDXL (LCM + TAESD); use --arch sd15 or sdxl.");
+            var fewstepSettings = cl.Flag("fewstep") ? FewStepSettings.From(width, height, cl.Int("fewstep-steps"), totalSteps, cl.Int("fewstep-reference-steps"), cl.Int("deep-cache")) : null;
             if (model is null && sd3 is not null)
             {
                 model = Sd3Folder(cl.String("keep-model") ?? Path.Combine(Path.GetTempPath(), $"sharpdiffusion-bench-{arch}"), sd3, cl.String("t5-tokenizer"));
@@ -127,9 +129,7 @@ public static class BenchCommand
 
             if (cl.Flag("fewstep"))
             {
-                var fewstep = FewStepBench.Measure(model, FewStepBench.WriteRandomTaesd(temp ?? cl.String("keep-model") ?? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-").FullName),
-                    new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, width, height, cl.Int("fewstep-steps") ?? 4, totalSteps);
-                FewStepBench.Print(fewstep, width, height);
+                FewStepBench.Run(model, temp ?? cl.String("keep-model"), new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, fewstepSettings!, skipRoofline);
                 return 0;
             }
             bool transformer = Directory.Exists(Path.Combine(model, "transformer"));

@@ -1,25 +1,26 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using SharpDiffusion.Diagnostics;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Models.UNet;
 using SharpDiffusion.Models.Vae;
 using SharpDiffusion.Pipelines;
 using static TorchSharp.torch;
-using static SharpDiffusion.Cli.Bench.MarkdownTable;
+using Module = TorchSharp.torch.nn.Module;
 
 namespace SharpDiffusion.Cli.Bench;
 
 /// <summary>
-/// `bench --fewstep` (issue 25 item 5): the seconds of a whole image, prompt to pixels with the weights resident, for the
-/// few-step recipe, N LCM steps without a CFG batch (an LCM-LoRA merged into the UNet, or an LCM-distilled UNet, costs the
-/// same per step) decoded by a full-size TAESD, beside the usual one, M Euler steps with CFG (batch 2) decoded by the
-/// full VAE, in one process on the same weights (random: the time does not depend on them).
+/// `bench --fewstep` (issue 25 item 5): the seconds of a whole image, prompt to pixels with the weights resident, for each
+/// <see cref="FewStepRecipe"/>: the usual one (Euler with CFG, batch 2, decoded by the full VAE) beside what a user can do on
+/// a CPU: N LCM steps without a CFG batch (an LCM-LoRA merged into the UNet, or an LCM-distilled UNet, costs the same per
+/// step), the same with DeepCache, and one SD-Turbo step, decoded by a full-size TAESD. All in one process on the same
+/// weights (random: the time does not depend on them), each a real image through the pipeline, with its UNet calls and
+/// FLOPs as hooks saw them and the bound the run's matmul roofline puts on it.
 /// </summary>
 public static class FewStepBench
 {
-    /// <summary>One recipe's whole image: text encoding (estimated as what the loop did not take), denoising, decoding.</summary>
-    public sealed record Row(string Recipe, int Steps, bool Cfg, string Decoder, double EncodeSeconds, double DenoiseSeconds, double DecodeSeconds, double TotalSeconds);
-
     /// <summary>taesd's architecture (diffusers AutoencoderTiny defaults: 64 channels, 1/3/3/3 encoder and 3/3/3/1 decoder
     /// blocks, 4 latent channels) as a diffusers folder with random weights.</summary>
     public static string WriteRandomTaesd(string root)
@@ -41,55 +42,102 @@ public static class FewStepBench
         return dir;
     }
 
-    /// <summary>Times both recipes on <paramref name="model"/> (resident, <paramref name="options"/>' dtype); the few-step one
-    /// decodes with the TAESD at <paramref name="taesd"/>.</summary>
-    public static List<Row> Measure(string model, string taesd, LoadOptions options, int width, int height, int fewSteps, int steps)
+    /// <summary>`bench --fewstep`: this run's matmul roofline (unless <paramref name="skipRoofline"/>), every recipe of
+    /// <see cref="FewStepRecipe.Standard"/> timed on <paramref name="model"/>, the table. The random TAESD is written in
+    /// <paramref name="taesdRoot"/> (kept), or in a temporary folder deleted at the end.</summary>
+    public static List<FewStepRow> Run(string model, string? taesdRoot, LoadOptions options, FewStepSettings settings, bool skipRoofline)
+    {
+        var temporary = taesdRoot is null ? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-") : null;
+        try
+        {
+            var rates = skipRoofline ? null : MeasureRoofline(options.DType);
+            var rows = Measure(model, WriteRandomTaesd(taesdRoot ?? temporary!.FullName), options, settings);
+            Console.WriteLine();
+            foreach (var line in FewStepRow.Table(rows, rates, settings.Width, settings.Height, BenchChild.Name(options.DType))) Console.WriteLine(line);
+            return rows;
+        }
+        finally
+        {
+            temporary?.Delete(recursive: true);
+        }
+    }
+
+    static Roofline.Rates MeasureRoofline(ScalarType dtype)
+    {
+        Console.WriteLine($"Roofline ({BenchChild.Name(dtype)}, matmul):");
+        var results = Roofline.Measure(dtype, convs: false);
+        foreach (var r in results) Console.WriteLine($"  {r.Kernel,-34} {r.Path,-26} {r.GFlops,8:F1} GFLOP/s");
+        return Roofline.Rates.From(results);
+    }
+
+    /// <summary>Times each recipe on <paramref name="model"/> (resident, <paramref name="options"/>' dtype) in this order, one
+    /// pipeline for all; the TAESD recipes decode with the TAESD at <paramref name="taesd"/>. A recipe timed on fewer steps
+    /// than it has is extrapolated (<see cref="FewStepRow.ExtrapolatedTo"/>).</summary>
+    public static List<FewStepRow> Measure(string model, string taesd, LoadOptions options, FewStepSettings settings)
     {
         using var pipeline = StableDiffusionPipeline.Load(model, options with { LowMemory = false });
-        var rows = new List<Row>();
-        // A first short run warms the kernels (and the fast-path choices) so neither recipe pays for it.
+        if (pipeline.Denoiser.Weights.Module is not UNet2DConditionModel unet)
+            throw new UsageException($"--fewstep times UNet models (SD 1.x/2.x, SDXL); {model} has a {pipeline.Denoiser.Weights.Module.GetType().Name}.");
+        // A first short run warms the kernels (and the fast-path choices) so no recipe pays for it.
         Console.WriteLine("Warm-up (1 step) ...");
-        Time(pipeline, "warm-up", width, height, 1, "euler", 1.0, "VAE");
-        rows.Add(Time(pipeline, "Euler + full VAE", width, height, steps, "euler", 7.5, "VAE"));
-        pipeline.VaeCodec.UseVae(taesd, options);
-        rows.Add(Time(pipeline, "LCM + TAESD", width, height, fewSteps, "lcm", 1.0, "TAESD"));
+        Time(pipeline, unet, new FewStepRecipe("warm-up", "euler", 1, 1.0, Taesd: false), settings);
+        var rows = new List<FewStepRow>();
+        bool onTaesd = false;
+        foreach (var recipe in FewStepRecipe.Standard(settings))
+        {
+            if (recipe.Taesd != onTaesd)
+            {
+                if (recipe.Taesd)
+                {
+                    pipeline.VaeCodec.UseVae(taesd, options);
+                    WarmDecoder(pipeline, settings);
+                }
+                else pipeline.VaeCodec.UseOwnVae();
+                onTaesd = recipe.Taesd;
+            }
+            Console.WriteLine(recipe.TimedSteps < recipe.Steps
+                ? $"{recipe.Name}: {recipe.TimedSteps} of {recipe.Steps} steps (extrapolated) at {settings.Width}x{settings.Height} ..."
+                : $"{recipe.Name}: {recipe.Steps} step{(recipe.Steps == 1 ? "" : "s")} at {settings.Width}x{settings.Height} ...");
+            var row = Time(pipeline, unet, recipe, settings).ExtrapolatedTo(recipe.Steps);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  whole image {row.TotalSeconds:F1}s{(row.Extrapolated ? " (extrapolated)" : "")}: text {row.TextSeconds:F1}s, denoise {row.DenoiseSeconds:F1}s " +
+                $"({row.FullCalls}/{row.ShallowCalls} UNet calls), decode {row.DecodeSeconds:F1}s"));
+            rows.Add(row);
+        }
         return rows;
     }
 
-    static Row Time(StableDiffusionPipeline pipeline, string recipe, int width, int height, int steps, string scheduler, double guidance, string decoder)
+    /// <summary>One image of <paramref name="recipe"/> on its <see cref="FewStepRecipe.TimedSteps"/>: the loop's start is the
+    /// UNet's first call, its end the pipeline's Decoding report; the FLOPs and calls are what the hooks saw meanwhile.</summary>
+    static FewStepRow Time(StableDiffusionPipeline pipeline, UNet2DConditionModel unet, FewStepRecipe recipe, FewStepSettings settings)
     {
-        if (recipe != "warm-up") Console.WriteLine($"{recipe}: {steps} steps at {width}x{height} ...");
-        var marks = new Dictionary<GenerationStage, double>();
-        var clock = Stopwatch.StartNew();
-        var progress = new SynchronousProgress<GenerationProgress>(p => marks.TryAdd(p.Stage, clock.Elapsed.TotalSeconds));
-        using (pipeline.Generate(new GenerationOptions
+        var options = new GenerationOptions
         {
-            Prompts = ["a photograph of an astronaut riding a horse"], Width = width, Height = height, NumInferenceSteps = steps,
-            GuidanceScale = guidance, Seed = 1, Scheduler = scheduler,
-        }, progress)) { }
-        double total = clock.Elapsed.TotalSeconds;
-        // Denoising is reported at the end of each step (the first report ends step 1) and Decoding when the loop is done;
-        // the loop's start is not reported, so the steps after the first give the time per step.
-        double firstStep = marks.GetValueOrDefault(GenerationStage.Denoising), loopEnd = marks.GetValueOrDefault(GenerationStage.Decoding, total);
-        double perStep = steps > 1 ? (loopEnd - firstStep) / (steps - 1) : 0;
-        double denoise = steps > 1 ? perStep * steps : loopEnd;
-        var row = new Row(recipe, steps, guidance > 1, decoder, Math.Max(0, loopEnd - denoise), denoise, total - loopEnd, total);
-        if (recipe != "warm-up")
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  total {row.TotalSeconds:F1}s: text {row.EncodeSeconds:F1}s, denoise {row.DenoiseSeconds:F1}s ({row.DenoiseSeconds / steps:F2}s/step), decode {row.DecodeSeconds:F1}s"));
-        return row;
+            Prompts = ["a photograph of an astronaut riding a horse"], Width = settings.Width, Height = settings.Height,
+            NumInferenceSteps = recipe.TimedSteps, GuidanceScale = recipe.Guidance, Seed = 1, Scheduler = recipe.Scheduler,
+            SchedulerOptions = recipe.SchedulerOptions, DeepCacheInterval = recipe.DeepCacheInterval,
+        };
+        using var calls = new UNetCallCounter(unet);
+        using var unetFlops = new FlopCounter(unet);
+        using var otherFlops = new FlopCounter([.. pipeline.Conditioner.Encoders.Select(e => e.Module), (Module)pipeline.VaeCodec.Autoencoder]);
+        long start = Stopwatch.GetTimestamp(), loopEnd = 0;
+        var progress = new SynchronousProgress<GenerationProgress>(p =>
+        {
+            if (p.Stage == GenerationStage.Decoding) loopEnd = Stopwatch.GetTimestamp();
+        });
+        using (pipeline.Generate(options, progress)) { }
+        long end = Stopwatch.GetTimestamp();
+        double Seconds(long from, long to) => (to - from) / (double)Stopwatch.Frequency;
+        return new FewStepRow(recipe.Name, recipe.TimedSteps, recipe.TimedSteps, pipeline.Denoiser.Guidance(options).Enabled,
+            recipe.Taesd ? "TAESD" : "VAE", calls.FullCalls, calls.ShallowCalls,
+            Seconds(start, calls.FirstCallTimestamp), Seconds(calls.FirstCallTimestamp, loopEnd), Seconds(loopEnd, end), unetFlops.Total, otherFlops.Total);
     }
 
-    public static void Print(List<Row> rows, int width, int height)
+    /// <summary>One decode with the decoder just put in use, so its first-call costs are not a recipe's.</summary>
+    static void WarmDecoder(StableDiffusionPipeline pipeline, FewStepSettings settings)
     {
-        var inv = CultureInfo.InvariantCulture;
-        Console.WriteLine();
-        Console.WriteLine($"Whole images at {width}x{height} (weights resident; text encoding + denoising + decoding):");
-        var table = new MarkdownTable(Label("recipe"), Number("steps"), Label("CFG batch"), Label("decoder"), Number("denoise s"), Number("decode s"), Number("whole image s"));
-        foreach (var r in rows)
-            table.Add($"{r.Recipe}", $"{r.Steps}", $"{(r.Cfg ? "yes" : "no")}", $"{r.Decoder}", $"{r.DenoiseSeconds:F1}", $"{r.DecodeSeconds:F1}", $"{r.TotalSeconds:F1}");
-        table.Print();
-        if (rows.Count == 2)
-            Console.WriteLine(string.Create(inv, $"The few-step image takes {rows[1].TotalSeconds / rows[0].TotalSeconds:P0} of the usual one's time ({rows[0].TotalSeconds / rows[1].TotalSeconds:F1}x faster)."));
+        using var _ = inference_mode();
+        using var latents = randn(pipeline.LatentFormat.Shape(1, settings.Width, settings.Height));
+        using var image = pipeline.DecodeLatents(latents);
     }
 }
