@@ -77,7 +77,9 @@ public sealed class ServerContext : IDisposable
         if (Gateway is null)
             return LocalQueue!.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work!.Run(job, request)));
         string model = await GatewayModelAsync(request.Checkpoint);
-        Gateway.CheckVae(request.Vae ?? Settings.SdVae, model); // each worker of the model resolves the name in its own folder
+        string? vae = request.Vae ?? Settings.SdVae;
+        if (!VaeCatalog.IsModelsOwn(vae)) await Gateway.RefreshWorkersAsync(); // checked against the workers there now, not a second ago
+        Gateway.CheckVae(vae, model); // each worker of the model resolves the name in its own folder
         return await Gateway.SubmitAsync(request, kind, model, Settings);
     }
 

@@ -4,8 +4,9 @@ using Xunit.Abstractions;
 
 namespace SharpDiffusion.Tests.Server.Distributed;
 
-/// <summary>A real redis-server, a `serve --queue` gateway and a `worker --vae-dir` (a TAESD folder and a full VAE folder),
-/// and one `serve --vae-dir` with the same folder: the single process whose answers the gateway must give.</summary>
+/// <summary>A real redis-server, a `serve --queue` gateway and a `worker --vae-dir` (a TAESD folder and a full VAE folder)
+/// of the small SD 1.5 model, and one `serve --vae-dir` of it with the same folder: the single process whose answers the
+/// gateway must give.</summary>
 public sealed class RedisVaeCluster : IAsyncLifetime
 {
     readonly TempDir _dir = new();
@@ -16,15 +17,17 @@ public sealed class RedisVaeCluster : IAsyncLifetime
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromMinutes(5) };
     public string RedisUrl => _redis.Url;
     public string VaeDir => _dir.Path;
+    /// <summary>The model of every process (its latents fit TAESD's, unlike the shipped model's).</summary>
+    public static string Model => Golden.Path("models", "small-sd15");
 
     public async Task InitializeAsync()
     {
         ModelFolderTests.CopyDir(Golden.Path("v3", "models", "tiny-taesd"), _dir.File("tiny-taesd"));
-        ModelFolderTests.CopyDir(Path.Combine(Repo.ShippedModel, "vae"), _dir.File("shapes-vae"));
+        ModelFolderTests.CopyDir(Path.Combine(Model, "vae"), _dir.File("sd15-vae"));
         _redis = RedisServer.Start();
-        Single = await ServerProcess.StartAsync("--vae-dir", _dir.Path);
+        Single = await ServerProcess.StartAsync("--model", Model, "--vae-dir", _dir.Path);
         Gateway = await ServerProcess.StartAsync("--queue", _redis.Url);
-        Worker = await ServerProcess.StartWorkerAsync("--queue", _redis.Url, "--name", "vae-w1", "--vae-dir", _dir.Path);
+        Worker = await ServerProcess.StartWorkerAsync("--queue", _redis.Url, "--model", Model, "--name", "vae-w1", "--vae-dir", _dir.Path);
         // The gateway reads the worker list every second: wait until it lists the worker's VAEs.
         await Api.PollAsync(async () => (await Http.GetJsonAsync($"{Gateway.Url}/sdapi/v1/sd-vae")).Json.AsArray().Count,
             n => n == 2, TimeSpan.FromSeconds(30), "the gateway to list the worker's VAEs", everyMs: 100);
@@ -79,10 +82,10 @@ public class RedisVaeTests(RedisVaeCluster cluster, ITestOutputHelper log) : ICl
     {
         var single = (await Http.GetJsonAsync($"{cluster.Single.Url}/sdapi/v1/sd-vae")).Ok().Json;
         var gateway = (await Http.GetJsonAsync($"{cluster.Gateway.Url}/sdapi/v1/sd-vae")).Ok().Json;
-        Assert.Equal(["shapes-vae", "tiny-taesd"], single.AsArray().Select(v => (string)v!["model_name"]!).ToArray());
+        Assert.Equal(["sd15-vae", "tiny-taesd"], single.AsArray().Select(v => (string)v!["model_name"]!).ToArray());
         Assert.Equal(single.ToJsonString(), gateway.ToJsonString());
         var workers = (await Http.GetJsonAsync($"{cluster.Gateway.Url}/workers")).Ok().Json["workers"]!.AsArray();
-        Assert.Equal(["shapes-vae", "tiny-taesd"], workers.Single()!["vaes"]!.AsArray().Select(n => (string)n!).ToArray());
+        Assert.Equal(["sd15-vae", "tiny-taesd"], workers.Single()!["vaes"]!.AsArray().Select(n => (string)n!).ToArray());
     }
 
     [Fact]
@@ -102,10 +105,10 @@ public class RedisVaeTests(RedisVaeCluster cluster, ITestOutputHelper log) : ICl
         try
         {
             foreach (var url in new[] { cluster.Single.Url, cluster.Gateway.Url })
-                (await Http.PostAsync($"{url}/sdapi/v1/options", new JsonObject { ["sd_vae"] = "shapes-vae" })).Ok();
-            Assert.Equal("shapes-vae", (string?)(await Http.GetJsonAsync($"{cluster.Gateway.Url}/sdapi/v1/options")).Ok().Json["sd_vae"]);
+                (await Http.PostAsync($"{url}/sdapi/v1/options", new JsonObject { ["sd_vae"] = "sd15-vae" })).Ok();
+            Assert.Equal("sd15-vae", (string?)(await Http.GetJsonAsync($"{cluster.Gateway.Url}/sdapi/v1/options")).Ok().Json["sd_vae"]);
             (single, gateway) = await BothAsync("/sdapi/v1/txt2img", Body("a blue ring", 8));
-            Assert.Contains("VAE: shapes-vae", Api.Parameters(single.Ok().Png()));
+            Assert.Contains("VAE: sd15-vae", Api.Parameters(single.Ok().Png()));
             Assert.Equal(single.Png(), gateway.Ok().Png());
         }
         finally
@@ -134,7 +137,7 @@ public class RedisVaeTests(RedisVaeCluster cluster, ITestOutputHelper log) : ICl
     [Fact]
     public async Task A_second_worker_of_the_model_without_the_vae_makes_the_gateway_refuse_it_naming_that_worker()
     {
-        using (var bare = await ServerProcess.StartWorkerAsync("--queue", cluster.RedisUrl, "--name", "vae-w2"))
+        using (var bare = await ServerProcess.StartWorkerAsync("--queue", cluster.RedisUrl, "--model", RedisVaeCluster.Model, "--name", "vae-w2"))
         {
             await Api.PollAsync(async () => (await Http.GetJsonAsync($"{cluster.Gateway.Url}/workers")).Json["workers"]!.AsArray().Count,
                 n => n == 2, TimeSpan.FromSeconds(30), "the gateway to see the second worker", everyMs: 100);
