@@ -21,7 +21,8 @@ public static class GridCommand
         new("yes", OptionKind.Flag, $"draw a grid of more than {XyzPlot.MaxCellsUnconfirmed} cells"),
         new("margin", OptionKind.Integer, "pixels between cells, as AUTOMATIC1111's grid margins (default: 0)", "N"),
         new("output", OptionKind.Text, "the grid PNG; each cell is written beside it as FILE-0.png, FILE-1.png, ... (x fastest, then y, then z) (default: xyz_grid.png)", "FILE.png"),
-        .. GenerateCommand.Options.Where(o => o.Name != "output"),
+        // generate's live preview is parsed only to be refused (one preview file rewritten by every cell shows nothing useful).
+        .. GenerateCommand.Options.Where(o => o.Name != "output").Select(o => PreviewArguments.Options.Contains(o) ? o with { Hidden = true } : o),
     ];
 
     /// <summary>One cell: its options and its place on the axes.</summary>
@@ -29,6 +30,8 @@ public static class GridCommand
 
     public static int Run(CommandLine cl)
     {
+        if (PreviewArguments.Options.FirstOrDefault(o => cl.Given(o.Name)) is { } preview)
+            throw new UsageException($"grid draws no live preview: --{preview.Name} is generate's option; drop it (each cell is written as a PNG of its own).");
         var x = GridAxis.Parse(cl, "x") ?? throw new UsageException("--x NAME=VALUES is required, e.g. --x \"steps=10,20,30\".");
         var y = GridAxis.Parse(cl, "y");
         var z = GridAxis.Parse(cl, "z");

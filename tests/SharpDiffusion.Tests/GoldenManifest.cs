@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using SharpDiffusion.Pipelines;
 
 namespace SharpDiffusion.Tests;
 
@@ -23,6 +24,24 @@ public static partial class GoldenManifest
         var m = SeedPattern().Match(info.GetProperty("generator").GetString()!);
         Assert.True(m.Success, "manifest generator has no manual_seed");
         return long.Parse(m.Groups[1].Value);
+    }
+
+    /// <summary>The arguments every reference pipeline call has, as its kwargs and generator record them: prompt,
+    /// negative_prompt, num_inference_steps, guidance_scale, width/height when given, and the seed. A case's own
+    /// arguments (scheduler, strength, aesthetic scores) are added by its test class.</summary>
+    public static GenerationOptions Call(JsonElement info)
+    {
+        var kwargs = info.GetProperty("kwargs");
+        return new GenerationOptions
+        {
+            Prompts = Strings(kwargs.GetProperty("prompt")),
+            NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? Strings(n) : null,
+            NumInferenceSteps = kwargs.GetProperty("num_inference_steps").GetInt32(),
+            GuidanceScale = kwargs.GetProperty("guidance_scale").GetDouble(),
+            Width = kwargs.TryGetProperty("width", out var w) ? w.GetInt32() : null,
+            Height = kwargs.TryGetProperty("height", out var h) ? h.GetInt32() : null,
+            Seed = Seed(info),
+        };
     }
 
     /// <summary>A string or a list of strings.</summary>

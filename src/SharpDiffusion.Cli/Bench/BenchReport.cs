@@ -1,4 +1,5 @@
 using System.Globalization;
+using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
 namespace SharpDiffusion.Cli.Bench;
 
@@ -17,12 +18,12 @@ public static class BenchReport
             return roofline.TryGetValue(r.DType, out var best) ? string.Create(inv, $"{rate:F0}, {rate / best.Conv:P0}") : string.Create(inv, $"{rate:F0}");
         }
         Console.WriteLine();
-        Console.WriteLine($"| dtype | load s | text enc ms | UNet step s (GFLOP/s, of roofline) | VAE decode s (GFLOP/s, of roofline) | total {totalSteps} steps s | peak RSS GB (before VAE) |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        var table = new MarkdownTable(Label("dtype"), Number("load s"), Number("text enc ms"), Number("UNet step s (GFLOP/s, of roofline)"),
+            Number("VAE decode s (GFLOP/s, of roofline)"), Number($"total {totalSteps} steps s"), Number("peak RSS GB (before VAE)"));
         foreach (var r in rows)
-            Console.WriteLine(string.Create(inv,
-                $"| {r.DType} | {r.LoadSeconds:F1} | {r.TextSeconds * 1000:F0} | {r.StepSeconds:F2} ({Rate(r, r.StepFlops, r.StepSeconds)}) | " +
-                $"{r.VaeSeconds:F2} ({Rate(r, r.VaeFlops, r.VaeSeconds)}) | {r.TotalSeconds:F1} | {r.PeakBytes / 1e9:F2} ({r.PeakBeforeVaeBytes / 1e9:F2}) |"));
+            table.Add($"{r.DType}", $"{r.LoadSeconds:F1}", $"{r.TextSeconds * 1000:F0}", $"{r.StepSeconds:F2} ({Rate(r, r.StepFlops, r.StepSeconds)})",
+                $"{r.VaeSeconds:F2} ({Rate(r, r.VaeFlops, r.VaeSeconds)})", $"{r.TotalSeconds:F1}", $"{r.PeakBytes / 1e9:F2} ({r.PeakBeforeVaeBytes / 1e9:F2})");
+        table.Print();
         if (roofline.Count > 0)
             Console.WriteLine("Roofline: the best 3x3 conv rate of the dtype measured above in this run.");
         foreach (var r in rows)

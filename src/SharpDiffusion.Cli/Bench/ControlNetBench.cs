@@ -21,44 +21,18 @@ namespace SharpDiffusion.Cli.Bench;
 /// </summary>
 public static class ControlNetBench
 {
-    /// <summary>control_v11p_sd15_canny's config.json (diffusers 0.16), the keys that shape the model.</summary>
-    const string CannyConfig = """
-        {
-          "_class_name": "ControlNetModel",
-          "act_fn": "silu",
-          "attention_head_dim": 8,
-          "block_out_channels": [320, 640, 1280, 1280],
-          "class_embed_type": null,
-          "conditioning_embedding_out_channels": [16, 32, 96, 256],
-          "controlnet_conditioning_channel_order": "rgb",
-          "cross_attention_dim": 768,
-          "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-          "downsample_padding": 1,
-          "flip_sin_to_cos": true,
-          "freq_shift": 0,
-          "in_channels": 4,
-          "layers_per_block": 2,
-          "mid_block_scale_factor": 1,
-          "norm_eps": 1e-05,
-          "norm_num_groups": 32,
-          "num_class_embeds": null,
-          "only_cross_attention": false,
-          "projection_class_embeddings_input_dim": null,
-          "resnet_time_scale_shift": "default",
-          "upcast_attention": false,
-          "use_linear_projection": false
-        }
-        """;
-
     public static int Run(int width, int height, int steps)
     {
         Console.WriteLine($"SharpDiffusion bench --controlnet: {MachineKey.CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
                           $"{width}x{height}, CFG batch 2, float32, SD 1.5 UNet + control_v11p_sd15_canny (random weights)");
         using var _ = inference_mode();
         long before = ProcessMemory.ResidentBytes ?? 0;
-        using var unet = new UNet2DConditionModel(UNet2DConditionConfig.From(JsonConfig.Parse(StableDiffusion15.UNetConfig, "SD 1.5 UNet config")));
+        var unetConfig = UNet2DConditionConfig.From(JsonConfig.Parse(StableDiffusion15.UNetConfig, "SD 1.5 UNet config"));
+        using var unet = new UNet2DConditionModel(unetConfig);
         long withUnet = ProcessMemory.ResidentBytes ?? 0;
-        using var controlNet = new ControlNetModel(ControlNetModelConfig.From(CannyConfig, "control_v11p_sd15_canny config"));
+        // control_v11p_sd15_canny is SD 1.5's down path (diffusers' ControlNetModel.from_unet) with the default
+        // conditioning embedding [16, 32, 96, 256], RGB order: the config's other keys are the defaults.
+        using var controlNet = new ControlNetModel(new ControlNetModelConfig { Unet = unetConfig });
         long withControlNet = ProcessMemory.ResidentBytes ?? 0;
         unet.eval();
         controlNet.eval();

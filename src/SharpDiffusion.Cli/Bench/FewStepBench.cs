@@ -5,6 +5,7 @@ using SharpDiffusion.Loading;
 using SharpDiffusion.Models.Vae;
 using SharpDiffusion.Pipelines;
 using static TorchSharp.torch;
+using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
 namespace SharpDiffusion.Cli.Bench;
 
@@ -84,11 +85,10 @@ public static class FewStepBench
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine();
         Console.WriteLine($"Whole images at {width}x{height} (weights resident; text encoding + denoising + decoding):");
-        Console.WriteLine("| recipe | steps | CFG batch | decoder | denoise s | decode s | whole image s |");
-        Console.WriteLine("|---|---:|---|---|---:|---:|---:|");
+        var table = new MarkdownTable(Label("recipe"), Number("steps"), Label("CFG batch"), Label("decoder"), Number("denoise s"), Number("decode s"), Number("whole image s"));
         foreach (var r in rows)
-            Console.WriteLine(string.Create(inv,
-                $"| {r.Recipe} | {r.Steps} | {(r.Cfg ? "yes" : "no")} | {r.Decoder} | {r.DenoiseSeconds:F1} | {r.DecodeSeconds:F1} | {r.TotalSeconds:F1} |"));
+            table.Add($"{r.Recipe}", $"{r.Steps}", $"{(r.Cfg ? "yes" : "no")}", $"{r.Decoder}", $"{r.DenoiseSeconds:F1}", $"{r.DecodeSeconds:F1}", $"{r.TotalSeconds:F1}");
+        table.Print();
         if (rows.Count == 2)
             Console.WriteLine(string.Create(inv, $"The few-step image takes {rows[1].TotalSeconds / rows[0].TotalSeconds:P0} of the usual one's time ({rows[0].TotalSeconds / rows[1].TotalSeconds:F1}x faster)."));
     }

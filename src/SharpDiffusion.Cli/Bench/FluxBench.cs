@@ -8,6 +8,7 @@ using SharpDiffusion.Models;
 using SharpDiffusion.Models.Transformers;
 using SharpDiffusion.Tuning;
 using static TorchSharp.torch;
+using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
 namespace SharpDiffusion.Cli.Bench;
 
@@ -183,14 +184,15 @@ public static class FluxBench
     {
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine();
-        Console.WriteLine("| weights | held as | blocks | size | step s | of it in linear layers s | TFLOP | GFLOP/s | of matmul roofline | weights GB | peak RSS GB |" +
-            (extrapolate ? " full-size step s (extrapolated) | full-size weights GB (extrapolated) | full-size peak GB (extrapolated) |" : ""));
-        Console.WriteLine("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + (extrapolate ? "---:|---:|---:|" : ""));
+        Column[] measured = [Label("weights"), Label("held as"), Label("blocks"), Label("size"), Number("step s"), Number("of it in linear layers s"), Number("TFLOP"),
+            Number("GFLOP/s"), Number("of matmul roofline"), Number("weights GB"), Number("peak RSS GB")];
+        Column[] fullSize = [Number("full-size step s (extrapolated)"), Number("full-size weights GB (extrapolated)"), Number("full-size peak GB (extrapolated)")];
+        var table = new MarkdownTable(extrapolate ? [.. measured, .. fullSize] : measured);
         foreach (var r in rows)
         {
             double rate = r.Flops / r.StepSeconds / 1e9;
-            string line = string.Create(inv, $"| {r.Weights} | {r.HeldAs} | {r.DoubleBlocks}+{r.SingleBlocks} | {r.Side}² | {r.StepSeconds:F2} | {r.LinearSeconds:F2} | {r.Flops / 1e12:F2} | {rate:F0} | " +
-                $"{(matmul > 0 ? (rate / matmul).ToString("P0", inv) : "–")} | {r.ResidentBytes / 1e9:F2} | {r.PeakBytes / 1e9:F2} |");
+            var cells = new List<FormattableString> { $"{r.Weights}", $"{r.HeldAs}", $"{r.DoubleBlocks}+{r.SingleBlocks}", $"{r.Side}²", $"{r.StepSeconds:F2}", $"{r.LinearSeconds:F2}",
+                $"{r.Flops / 1e12:F2}", $"{rate:F0}", $"{(matmul > 0 ? (rate / matmul).ToString("P0", inv) : "–")}", $"{r.ResidentBytes / 1e9:F2}", $"{r.PeakBytes / 1e9:F2}" };
             if (extrapolate)
             {
                 // Linear FLOPs follow the parameters, attention FLOPs the block count; the step time follows the FLOPs at
@@ -199,10 +201,11 @@ public static class FluxBench
                 double step = r.StepSeconds * fullFlops / r.Flops;
                 double weights = r.ResidentBytes * parameterRatio;
                 double peak = r.PeakBytes - r.ResidentBytes + weights;
-                line += string.Create(inv, $" {step:F1} | {weights / 1e9:F1} | {peak / 1e9:F1} |");
+                cells.AddRange([$"{step:F1}", $"{weights / 1e9:F1}", $"{peak / 1e9:F1}"]);
             }
-            Console.WriteLine(line);
+            table.Add([.. cells]);
         }
+        table.Print();
         Console.WriteLine($"Batch 1 (distilled guidance), T5 tokens 512 (dev) / 256 (schnell); compute {dtype} (roofline: its default matmul path); \"decoded\" is the same file's " +
             "weights decoded at load (CompactWeights = false): the compact row's extra seconds are the per-layer dequantization.");
         if (extrapolate)

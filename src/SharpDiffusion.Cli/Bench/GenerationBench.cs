@@ -3,6 +3,7 @@ using System.Globalization;
 using SharpDiffusion.Diagnostics;
 using SharpDiffusion.Loading;
 using SharpDiffusion.Pipelines;
+using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
 namespace SharpDiffusion.Cli.Bench;
 
@@ -74,14 +75,12 @@ public static class GenerationBench
     public static void Print(List<GenerationRow> rows, int width, int height, int steps)
     {
         if (rows.Count == 0) return;
-        var inv = CultureInfo.InvariantCulture;
         Console.WriteLine();
         Console.WriteLine($"Whole generations ({width}x{height}, {steps} steps, each in a process of its own):");
-        Console.WriteLine("| dtype | weights | open s | generate s | RSS after open GB | peak RSS GB | peak at |");
-        Console.WriteLine("|---|---|---:|---:|---:|---:|---|");
+        var table = new MarkdownTable(Label("dtype"), Label("weights"), Number("open s"), Number("generate s"), Number("RSS after open GB"), Number("peak RSS GB"), Label("peak at"));
         foreach (var r in rows)
-            Console.WriteLine(string.Create(inv,
-                $"| {r.DType} | {r.Mode} | {r.OpenSeconds:F1} | {r.GenerateSeconds:F1} | {r.OpenedBytes / 1e9:F2} | {r.PeakBytes / 1e9:F2} | {r.PeakWhere} |"));
+            table.Add($"{r.DType}", $"{r.Mode}", $"{r.OpenSeconds:F1}", $"{r.GenerateSeconds:F1}", $"{r.OpenedBytes / 1e9:F2}", $"{r.PeakBytes / 1e9:F2}", $"{r.PeakWhere}");
+        table.Print();
         Console.WriteLine("resident: as `serve` keeps them (every component loaded at open); low-memory: as `generate` (each part's weights read when it runs, freed after).");
         Console.WriteLine("peak at: the stage and the weights in memory at the highest RSS sample (sampled every 20 ms; the peak itself is the kernel's VmHWM).");
         foreach (var r in rows.Where(r => r.PeaksByPlace is { Count: > 0 }))

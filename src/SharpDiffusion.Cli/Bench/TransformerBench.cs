@@ -8,6 +8,7 @@ using SharpDiffusion.Models;
 using SharpDiffusion.Models.Transformers;
 using SharpDiffusion.Models.Vae;
 using static TorchSharp.torch;
+using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
 namespace SharpDiffusion.Cli.Bench;
 
@@ -87,16 +88,16 @@ public static class TransformerBench
     {
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine();
-        Console.WriteLine("| dtype | size | transformer step s | TFLOP/step | GFLOP/s | of matmul roofline | load s | peak RSS GB |");
-        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        var table = new MarkdownTable(Label("dtype"), Label("size"), Number("transformer step s"), Number("TFLOP/step"), Number("GFLOP/s"), Number("of matmul roofline"),
+            Number("load s"), Number("peak RSS GB"));
         foreach (var r in rows)
             foreach (var s in r.Sizes)
             {
                 double rate = s.Profile.TotalFlops / s.StepSeconds / 1e9;
                 string of = roofline.TryGetValue(r.DType, out var best) ? string.Create(inv, $"{rate / best.Matmul:P0}") : "–";
-                Console.WriteLine(string.Create(inv,
-                    $"| {r.DType} | {s.Width}x{s.Height} | {s.StepSeconds:F2} | {s.Profile.TotalFlops / 1e12:F2} | {rate:F0} | {of} | {r.LoadSeconds:F1} | {r.PeakBytes / 1e9:F2} |"));
+                table.Add($"{r.DType}", $"{s.Width}x{s.Height}", $"{s.StepSeconds:F2}", $"{s.Profile.TotalFlops / 1e12:F2}", $"{rate:F0}", $"{of}", $"{r.LoadSeconds:F1}", $"{r.PeakBytes / 1e9:F2}");
             }
+        table.Print();
         Console.WriteLine("CFG batch 2; text tokens 77 + 256; roofline: the default matmul path (nn.Linear's) of the dtype in this run; peak RSS: the child's, weights and all sizes.");
         foreach (var r in rows)
             foreach (var s in r.Sizes)

@@ -91,6 +91,21 @@ public class GridCommandTests
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
     }
 
+    [Theory]
+    [InlineData("--preview", "p.png")]
+    [InlineData("--preview-every", "2")]
+    [InlineData("--preview-vae", "taesd")]
+    public void Live_preview_options_are_refused_in_one_line_naming_the_option(string option, string value)
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = Run("grid", "--model", TinySd, "--prompt", Prompt, "--x", "cfg=8,1", option, value, "--output", dir.File("g.png"));
+        Assert.Equal(2, code);
+        Assert.Contains($"{option} ", err);
+        Assert.Contains("no live preview", err);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
     static byte[] Crop(byte[] rgb, int width, int x, int y, int w, int h)
     {
         var result = new byte[w * h * 3];

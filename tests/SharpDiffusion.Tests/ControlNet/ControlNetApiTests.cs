@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Imaging.ControlPreprocessors;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server;
 using SharpDiffusion.Tests.Server;
 using Xunit.Abstractions;
 
@@ -19,20 +20,10 @@ public class ControlNetApiTests(ControlNetApiTests.Fixture fixture, ITestOutputH
     static readonly string ControlNetFolder = Golden.Path("models", "tiny-controlnet-small-sd15");
     static readonly string Photo = Golden.Path("img2img", "init_64x64.png");
 
-    public sealed class Fixture : IAsyncLifetime
+    public sealed class Fixture : FolderServer
     {
-        public TempDir Dir { get; } = new();
-        public TestServer Server { get; private set; } = null!;
-        public async Task InitializeAsync()
-        {
-            Directory.CreateSymbolicLink(Dir.File("tiny-canny"), ControlNetFolder);
-            Server = await TestServer.StartAsync(o => o with { Model = SmallSd, ControlNetDir = Dir.Path });
-        }
-        public async Task DisposeAsync()
-        {
-            await Server.DisposeAsync();
-            Dir.Dispose();
-        }
+        protected override void Fill() => Directory.CreateSymbolicLink(Folder.File("tiny-canny"), ControlNetFolder);
+        protected override ServerOptions Configure(ServerOptions o) => o with { Model = SmallSd, ControlNetDir = Folder.Path };
     }
 
     HttpClient Client => fixture.Server.Client;
@@ -168,7 +159,7 @@ public class ControlNetApiTests(ControlNetApiTests.Fixture fixture, ITestOutputH
     public async Task A_controlnet_for_another_base_is_refused_with_422()
     {
         // small-sd15's ControlNet (cross-attention 64) on tiny-sd (32): the library's refusal, over HTTP.
-        await using var server = await TestServer.StartAsync(o => o with { Model = Golden.Path("models", "tiny-sd"), ControlNetDir = fixture.Dir.Path });
+        await using var server = await TestServer.StartAsync(o => o with { Model = Golden.Path("models", "tiny-sd"), ControlNetDir = fixture.Folder.Path });
         var reply = await server.Client.PostAsync("/sdapi/v1/txt2img", Body(CannyUnit()));
         string text = Messages(reply);
         output.WriteLine($"{reply.Code}: {text}");

@@ -37,23 +37,12 @@ public class PipelineParityTests(ITestOutputHelper output)
     }
 
     /// <summary>The pipeline call the reference made, as the manifest records it.</summary>
-    internal static GenerationOptions Options(JsonElement info)
+    internal static GenerationOptions Options(JsonElement info) => GoldenManifest.Call(info) with
     {
-        var kwargs = info.GetProperty("kwargs");
-        return new GenerationOptions
-        {
-            Prompts = GoldenManifest.Strings(kwargs.GetProperty("prompt")),
-            NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? GoldenManifest.Strings(n) : null,
-            NumInferenceSteps = kwargs.GetProperty("num_inference_steps").GetInt32(),
-            GuidanceScale = kwargs.GetProperty("guidance_scale").GetDouble(),
-            Width = kwargs.TryGetProperty("width", out var w) ? w.GetInt32() : null,
-            Height = kwargs.TryGetProperty("height", out var h) ? h.GetInt32() : null,
-            GuidanceRescale = kwargs.TryGetProperty("guidance_rescale", out var r) ? r.GetDouble() : 0,
-            Seed = GoldenManifest.Seed(info),
-            Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString(),
-            SchedulerOptions = SchedulerOverrides(info.GetProperty("scheduler")),
-        };
-    }
+        GuidanceRescale = info.GetProperty("kwargs").TryGetProperty("guidance_rescale", out var r) ? r.GetDouble() : 0,
+        Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString(),
+        SchedulerOptions = SchedulerOverrides(info.GetProperty("scheduler")),
+    };
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -39,17 +39,7 @@ public class SdxlRefinerTests(ITestOutputHelper output)
     static GenerationOptions Options(JsonElement info)
     {
         var kwargs = info.GetProperty("kwargs");
-        var options = new GenerationOptions
-        {
-            Prompts = GoldenManifest.Strings(kwargs.GetProperty("prompt")),
-            NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? GoldenManifest.Strings(n) : null,
-            NumInferenceSteps = kwargs.GetProperty("num_inference_steps").GetInt32(),
-            GuidanceScale = kwargs.GetProperty("guidance_scale").GetDouble(),
-            Width = kwargs.TryGetProperty("width", out var w) ? w.GetInt32() : null,
-            Height = kwargs.TryGetProperty("height", out var h) ? h.GetInt32() : null,
-            Seed = GoldenManifest.Seed(info),
-            Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString(),
-        };
+        var options = GoldenManifest.Call(info) with { Scheduler = info.GetProperty("scheduler").GetProperty("class").GetString() };
         if (kwargs.TryGetProperty("aesthetic_score", out var a)) options = options with { AestheticScore = a.GetDouble() };
         if (kwargs.TryGetProperty("negative_aesthetic_score", out var na)) options = options with { NegativeAestheticScore = na.GetDouble() };
         return options;

@@ -62,19 +62,8 @@ static class Sd3Golden
     }
 
     /// <summary>The pipeline call the reference made (the model's own scheduler: the cases pass none).</summary>
-    public static GenerationOptions Options(JsonElement info)
+    public static GenerationOptions Options(JsonElement info) => GoldenManifest.Call(info) with
     {
-        var kwargs = info.GetProperty("kwargs");
-        return new GenerationOptions
-        {
-            Prompts = GoldenManifest.Strings(kwargs.GetProperty("prompt")),
-            NegativePrompts = kwargs.TryGetProperty("negative_prompt", out var n) ? GoldenManifest.Strings(n) : null,
-            NumInferenceSteps = kwargs.GetProperty("num_inference_steps").GetInt32(),
-            GuidanceScale = kwargs.GetProperty("guidance_scale").GetDouble(),
-            Width = kwargs.TryGetProperty("width", out var w) ? w.GetInt32() : null,
-            Height = kwargs.TryGetProperty("height", out var h) ? h.GetInt32() : null,
-            Strength = kwargs.TryGetProperty("strength", out var s) ? s.GetDouble() : null,
-            Seed = GoldenManifest.Seed(info),
-        };
-    }
+        Strength = info.GetProperty("kwargs").TryGetProperty("strength", out var s) ? s.GetDouble() : null,
+    };
 }

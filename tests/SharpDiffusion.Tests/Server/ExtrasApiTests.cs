@@ -2,34 +2,27 @@ using System.Text.Json.Nodes;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Models.Upscalers;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace SharpDiffusion.Tests.Server;
 
 /// <summary>A server with `--upscaler-dir` holding the golden ESRGAN files (golden/v3/esrgan).</summary>
-public sealed class UpscalerServer : IAsyncLifetime
+public sealed class UpscalerServer : FolderServer
 {
-    readonly TempDir _dir = new();
-    public TestServer Server { get; private set; } = null!;
-    public HttpClient Client => Server.Client;
-    public string Directory => _dir.Path;
+    public string Directory => Folder.Path;
 
     public static readonly string[] Models = ["compact_x4_nf16", "esrgan_old_layout_nf16_nb1", "realesrgan_x2plus_layout_nf16_nb1", "realesrgan_x4plus_layout_nf16_nb2"];
 
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
         foreach (var name in Models)
-            File.Copy(Golden.Path("v3", "esrgan", name + ".pth"), _dir.File(name + ".pth"));
-        File.WriteAllText(_dir.File("notes.txt"), "not a model");
-        Server = await TestServer.StartAsync(o => o with { UpscalerDir = _dir.Path });
+            File.Copy(Golden.Path("v3", "esrgan", name + ".pth"), Folder.File(name + ".pth"));
+        File.WriteAllText(Folder.File("notes.txt"), "not a model");
     }
 
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        _dir.Dispose();
-    }
+    protected override ServerOptions Configure(ServerOptions o) => o with { UpscalerDir = Folder.Path };
 }
 
 /// <summary>

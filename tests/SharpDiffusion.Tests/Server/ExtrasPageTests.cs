@@ -2,27 +2,16 @@ using System.Text.Json.Nodes;
 using Microsoft.Playwright;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Models.Upscalers;
+using SharpDiffusion.Server;
 using static Microsoft.Playwright.Assertions;
 
 namespace SharpDiffusion.Tests.Server;
 
 /// <summary>The shipped model with the golden SRVGGNetCompact model (compact_x4_nf16.pth) in --upscaler-dir as compact-x4.</summary>
-public sealed class UpscalersServer : IAsyncLifetime
+public sealed class UpscalersServer : FolderServer
 {
-    public readonly TempDir Upscalers = new();
-    public TestServer Server { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        File.CreateSymbolicLink(Upscalers.File("compact-x4.pth"), Golden.Path("v3", "esrgan", "compact_x4_nf16.pth"));
-        Server = await TestServer.StartAsync(o => o with { UpscalerDir = Upscalers.Path });
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        Upscalers.Dispose();
-    }
+    protected override void Fill() => File.CreateSymbolicLink(Folder.File("compact-x4.pth"), Golden.Path("v3", "esrgan", "compact_x4_nf16.pth"));
+    protected override ServerOptions Configure(ServerOptions o) => o with { UpscalerDir = Folder.Path };
 }
 
 /// <summary>
@@ -79,7 +68,7 @@ public sealed class ExtrasPageTests(PageFixture browser, UpscalersServer server)
         await Expect(page.Locator("#job")).ToHaveAttributeAsync("data-state", "completed");
         string src = (await item.Locator("img").GetAttributeAsync("src"))!;
         var shown = Api.Decode(Convert.FromBase64String(src["data:image/png;base64,".Length..]));
-        var expected = new ExtrasUpscale { Upscaler1 = "compact-x4", Factor = 4, UpscalerDirectory = server.Upscalers.Path }
+        var expected = new ExtrasUpscale { Upscaler1 = "compact-x4", Factor = 4, UpscalerDirectory = server.Folder.Path }
             .Run(ImageFile.Load(Input), 4096).Image;
         Assert.Equal((112, 80), (shown.Width, shown.Height));
         Assert.Equal(expected.Rgb, shown.Rgb);

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server;
 using SharpDiffusion.Server.Catalog;
 using SharpDiffusion.Tests.Flux;
 
@@ -8,15 +9,13 @@ namespace SharpDiffusion.Tests.Server;
 /// <summary>A server on the shipped model whose models folder holds the golden Flux folders, the dev model's BFL and
 /// GGUF transformer files, and, in ComfyUI's layout, their component files (text_encoders/clip_l, t5xxl_fp16 with its
 /// spiece.model, vae/ae.safetensors).</summary>
-public sealed class FluxModelsServer : IAsyncLifetime
+public sealed class FluxModelsServer : FolderServer
 {
-    public readonly TempDir Models = new();
+    TempDir Models => Folder;
     /// <summary>What the tiny model's shapes cannot tell (rotary axes, VAE norm groups, CLIP heads), outside the models folder.</summary>
     public readonly TempDir Config = new();
-    public TestServer Server { get; private set; } = null!;
-    public HttpClient Client => Server.Client;
 
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
         foreach (var model in new[] { "tiny-flux-dev", "tiny-flux-schnell" })
             Directory.CreateSymbolicLink(Models.File(model), FluxGolden.ModelDir(model));
@@ -32,13 +31,13 @@ public sealed class FluxModelsServer : IAsyncLifetime
         File.Copy(parts.Vae, Models.File("ae.safetensors")); // beside the models too: a component, not a model
         CopyDir(parts.Config, Config.Path);
         Directory.Delete(Models.File("parts"), recursive: true);
-        Server = await TestServer.StartAsync(o => o with { ModelsDir = Models.Path });
     }
 
-    public async Task DisposeAsync()
+    protected override ServerOptions Configure(ServerOptions o) => o with { ModelsDir = Models.Path };
+
+    public override async Task DisposeAsync()
     {
-        await Server.DisposeAsync();
-        Models.Dispose();
+        await base.DisposeAsync();
         Config.Dispose();
     }
 
@@ -86,7 +85,7 @@ public class FluxServerTests(FluxModelsServer fixture) : IClassFixture<FluxModel
         }
         Assert.DoesNotContain("ae.safetensors", models.Keys);
         // The files' components, found where ComfyUI keeps them.
-        var catalog = new ModelCatalog(Repo.ShippedModel, fixture.Models.Path);
+        var catalog = new ModelCatalog(Repo.ShippedModel, fixture.Folder.Path);
         var gguf = catalog.Find(FluxGolden.GgufFile)!;
         Assert.Equal(["clip_l.safetensors", "t5xxl_fp16.safetensors"], gguf.Components!.TextEncoders.Select(Path.GetFileName));
         Assert.Equal("ae.safetensors", Path.GetFileName(gguf.Components.Vae));

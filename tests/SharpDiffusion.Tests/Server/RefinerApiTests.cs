@@ -1,28 +1,20 @@
 using System.Text.Json.Nodes;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server;
 using SharpDiffusion.Tests.Refiner;
 
 namespace SharpDiffusion.Tests.Server;
 
 /// <summary>A server on the shipped (SD 1.x) model whose models folder holds the golden tiny-sdxl and tiny-sdxl-refiner.</summary>
-public sealed class RefinerModelsServer : IAsyncLifetime
+public sealed class RefinerModelsServer : FolderServer
 {
-    public readonly TempDir Models = new();
-    public TestServer Server { get; private set; } = null!;
-    public HttpClient Client => Server.Client;
-
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
-        Directory.CreateSymbolicLink(Models.File("tiny-sdxl"), Golden.Path("models", "tiny-sdxl"));
-        Directory.CreateSymbolicLink(Models.File("tiny-sdxl-refiner"), Golden.Path("v3", "models", "tiny-sdxl-refiner"));
-        Server = await TestServer.StartAsync(o => o with { ModelsDir = Models.Path });
+        Directory.CreateSymbolicLink(Folder.File("tiny-sdxl"), Golden.Path("models", "tiny-sdxl"));
+        Directory.CreateSymbolicLink(Folder.File("tiny-sdxl-refiner"), Golden.Path("v3", "models", "tiny-sdxl-refiner"));
     }
 
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        Models.Dispose();
-    }
+    protected override ServerOptions Configure(ServerOptions o) => o with { ModelsDir = Folder.Path };
 }
 
 /// <summary>

@@ -1,31 +1,23 @@
 using System.Text.Json.Nodes;
 using SharpDiffusion.Imaging;
 using SharpDiffusion.Pipelines;
+using SharpDiffusion.Server;
 using SharpDiffusion.Tests.Sd3;
 
 namespace SharpDiffusion.Tests.Server;
 
 /// <summary>A server started on the shipped (SD 1.x) model with a models folder holding the golden tiny-sd3 and tiny-sd35
 /// folders and a tiny-sd3 copy without T5 (model_index.json's text_encoder_3 null, as diffusers saves one).</summary>
-public sealed class Sd3ModelsServer : IAsyncLifetime
+public sealed class Sd3ModelsServer : FolderServer
 {
-    public readonly TempDir Models = new();
-    public TestServer Server { get; private set; } = null!;
-    public HttpClient Client => Server.Client;
-
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
         foreach (var model in Sd3Golden.Models)
-            Directory.CreateSymbolicLink(Models.File(model), Golden.Path("v3", "models", model));
-        Directory.CreateSymbolicLink(Models.File("tiny-sd3-no-t5"), Sd3Golden.FolderWithoutT5("tiny-sd3"));
-        Server = await TestServer.StartAsync(o => o with { ModelsDir = Models.Path });
+            Directory.CreateSymbolicLink(Folder.File(model), Golden.Path("v3", "models", model));
+        Directory.CreateSymbolicLink(Folder.File("tiny-sd3-no-t5"), Sd3Golden.FolderWithoutT5("tiny-sd3"));
     }
 
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        Models.Dispose();
-    }
+    protected override ServerOptions Configure(ServerOptions o) => o with { ModelsDir = Folder.Path };
 }
 
 /// <summary>What the library draws for an SD3 model's options (its own FlowMatchEulerDiscreteScheduler, plain prompts):

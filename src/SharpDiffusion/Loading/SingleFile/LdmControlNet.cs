@@ -166,15 +166,7 @@ public sealed class LdmControlNet
     long[] Shape(string key) => _shapes.TryGetValue(key, out var s) ? s
         : throw Refuse($"the tensor {key} is missing (an incomplete or unusual ControlNet file)");
 
-    SortedSet<int> Indices(string pattern)
-    {
-        var regex = new Regex("^" + pattern, RegexOptions.CultureInvariant);
-        var found = new SortedSet<int>();
-        foreach (string k in _shapes.Keys)
-            if (regex.Match(k) is { Success: true } m && int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int v))
-                found.Add(v);
-        return found;
-    }
+    SortedSet<int> Indices(string pattern) => CheckpointKeys.Indices(_shapes.Keys, pattern);
 
     static JsonArray Array<T>(IEnumerable<T> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 }

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SharpDiffusion.Text;
@@ -129,12 +128,7 @@ public sealed class Sd3Checkpoint
 
     long[] Shape(string key) => _shapes.TryGetValue(key, out var s) ? s : throw Refuse($"the tensor {key} is missing (an incomplete or unusual checkpoint)");
 
-    SortedSet<int> Indices(string pattern)
-    {
-        var regex = new Regex("^" + pattern, RegexOptions.CultureInvariant);
-        return new SortedSet<int>(_shapes.Keys.Select(k => regex.Match(k)).Where(m => m.Success)
-            .Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)));
-    }
+    SortedSet<int> Indices(string pattern) => CheckpointKeys.Indices(_shapes.Keys, pattern);
 
     static readonly string[] TransformerFixedKeys = ["num_layers", "in_channels", "out_channels", "patch_size", "joint_attention_dim", "caption_projection_dim",
         "pooled_projection_dim", "pos_embed_max_size", "dual_attention_layers", "qk_norm"];
