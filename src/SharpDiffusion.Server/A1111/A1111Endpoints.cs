@@ -54,6 +54,7 @@ public static class A1111Endpoints
                 // Extensions (A1111 clients ignore them): what the page needs to show this model's fields.
                 ["family"] = e.Traits?.Family,
                 ["prompts"] = e.Traits is { } t ? Strings(t.PromptFields) : null,
+                ["guidance"] = e.Traits?.Guidance, // "cfg", "distilled" (Flux dev: Distilled CFG Scale) or "none" (Flux schnell)
                 ["samplers"] = e.Traits is { } s ? Strings(s.FlowMatching ? [SamplerNames.FlowSampler] : SamplerNames.Samplers.Select(x => x.Name)) : null,
                 ["schedulers"] = e.Traits is { } u ? Strings((u.FlowMatching ? SamplerNames.FlowSchedules : SamplerNames.Schedules).Select(x => x.Name)) : null,
             };

@@ -37,6 +37,7 @@ public static class A1111Requests
         string prompt = r.String("prompt") ?? "";
         string negative = r.String("negative_prompt") ?? "";
         // diffusers' names for SD3's T5 prompts: extensions A1111 clients never send (so never break).
+        string? prompt2 = r.String("prompt_2"); // diffusers' name for Flux's T5 prompt (FluxPipeline's prompt_2)
         string? prompt3 = r.String("prompt_3");
         string? negative3 = r.String("negative_prompt_3");
         int? maxSequenceLength = r.Has("max_sequence_length") ? r.Int("max_sequence_length", 0, 1, 512) : null;
@@ -126,6 +127,9 @@ public static class A1111Requests
         if (traits is { HasT5: false } && (prompt3 is not null || negative3 is not null || maxSequenceLength is not null))
             r.Error(prompt3 is not null ? "prompt_3" : negative3 is not null ? "negative_prompt_3" : "max_sequence_length", T5Refusal(traits));
 
+        if (traits is { FlowMatching: false } && prompt2 is not null) // SD 1.x/2.x and SDXL under A1111's syntax take one prompt
+            r.Error("prompt_2", $"prompt_2 is read by a Flux model's T5 encoder (and SD3's second CLIP); this model ({traits.Family}) takes the prompt only: leave it out.");
+
         Imaging.RgbImage? image = null, maskImage = null;
         if (img2img)
         {
@@ -156,6 +160,7 @@ public static class A1111Requests
         {
             Prompts = [prompt],
             NegativePrompts = [negative],
+            Prompts2 = prompt2 is null ? null : [prompt2],
             Prompts3 = prompt3 is null ? null : [prompt3],
             NegativePrompts3 = negative3 is null ? null : [negative3],
             MaxSequenceLength = maxSequenceLength,

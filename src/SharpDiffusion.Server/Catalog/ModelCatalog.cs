@@ -82,10 +82,11 @@ public sealed class ModelCatalog
     {
         bool isFile = File.Exists(path);
         string name = isFile ? System.IO.Path.GetFileNameWithoutExtension(path) : new DirectoryInfo(path).Name;
-        bool flux = isFile && FluxDefaults.Of(path) is not null;
+        var fluxDefaults = isFile ? FluxDefaults.Of(path) : null;
+        bool flux = fluxDefaults is not null;
         return new ModelEntry(name, path, isFile)
         {
-            Traits = flux ? ModelTraits.Flux : isFile ? ModelTraits.SingleFile : ModelTraits.OfFolder(path),
+            Traits = flux ? ModelTraits.Flux(fluxDefaults == FluxDefaults.Dev) : isFile ? ModelTraits.SingleFile : ModelTraits.OfFolder(path),
             Components = flux ? FluxComponentSearch.Find(path, modelsDir) : null,
         };
     }

@@ -23,16 +23,27 @@ public sealed record ModelTraits(string Family, bool FlowMatching, bool HasT5)
     /// negative prompt, no CFG batch), flow matching, T5 (max_sequence_length).</summary>
     public bool DistilledGuidance { get; init; }
 
-    /// <summary>A Flux.1 model (a FluxPipeline folder, or a BFL transformer file with its component files).</summary>
-    public static ModelTraits Flux { get; } = new(FluxFamily.Instance.Name, FlowMatching: true, HasT5: true) { DistilledGuidance = true };
+    /// <summary>How the model is guided, as the page shows it: "cfg" (classifier-free guidance: CFG scale and a negative
+    /// prompt), "distilled" (Flux dev: Forge's "Distilled CFG Scale", embedded, no negative prompt) or "none" (Flux schnell:
+    /// neither).</summary>
+    public string Guidance { get; init; } = "cfg";
 
-    /// <summary>The prompt fields a request may fill for this model (A1111's two, then diffusers' T5 ones; Flux's one).</summary>
-    public IReadOnlyList<string> PromptFields => DistilledGuidance ? ["prompt"]
+    /// <summary>A Flux.1 model (a FluxPipeline folder, or a BFL transformer file with its component files), dev when it has
+    /// the guidance embedding.</summary>
+    public static ModelTraits Flux(bool guidanceEmbeds) => guidanceEmbeds ? FluxDev : FluxSchnell;
+
+    static readonly ModelTraits FluxDev = new(FluxFamily.Instance.Name, FlowMatching: true, HasT5: true) { DistilledGuidance = true, Guidance = "distilled" };
+    static readonly ModelTraits FluxSchnell = FluxDev with { Guidance = "none" };
+
+    /// <summary>The prompt fields a request may fill for this model (A1111's two, then diffusers' T5 ones; Flux's prompt
+    /// and prompt_2, its T5 prompt, as diffusers' FluxPipeline names them).</summary>
+    public IReadOnlyList<string> PromptFields => DistilledGuidance ? ["prompt", "prompt_2"]
         : HasT5 ? ["prompt", "negative_prompt", "prompt_3", "negative_prompt_3"]
         : ["prompt", "negative_prompt"];
 
     /// <summary>The traits of a loaded pipeline.</summary>
-    public static ModelTraits Of(StableDiffusionPipeline pipeline) => pipeline.Family is FluxFamily ? Flux : new(pipeline.Family.Name,
+    public static ModelTraits Of(StableDiffusionPipeline pipeline) => pipeline.Denoiser is FluxTransformerDenoiser flux
+        ? Flux(flux.Transformer.Config.GuidanceEmbeds) : new(pipeline.Family.Name,
         FlowMatching: pipeline.Family is StableDiffusion3Family,
         HasT5: pipeline.Conditioner is Sd3TextConditioner { T5: not null });
 
@@ -44,7 +55,7 @@ public sealed record ModelTraits(string Family, bool FlowMatching, bool HasT5)
         {
             var folder = DiffusersFolder.Open(path);
             var family = ModelFamily.Detect(folder);
-            if (family is FluxFamily) return Flux;
+            if (family is FluxFamily) return FluxDefaults.Of(path) is { } defaults ? Flux(defaults == FluxDefaults.Dev) : null;
             bool sd3 = family is StableDiffusion3Family;
             return new ModelTraits(family.Name, FlowMatching: sd3, HasT5: sd3 && folder.ComponentClass("text_encoder_3") is not null);
         }

@@ -10,6 +10,12 @@ public sealed class VaeCatalog(string? directory)
 {
     static readonly string[] Extensions = [".safetensors", ".pt", ".ckpt", ".pth"];
 
+    /// <summary>A gateway's: the VAEs its workers announce (<c>worker --vae-dir</c>), read at every use; a name resolves to
+    /// the path on a worker's machine (the worker resolves it again in its own folder).</summary>
+    public static VaeCatalog OfWorkers(Func<IReadOnlyList<(string Name, string Path)>> workers) => new(null) { _workers = workers };
+
+    Func<IReadOnlyList<(string Name, string Path)>>? _workers;
+
     public string? Directory => directory;
 
     /// <summary>Names that mean the model's own VAE (A1111: "Automatic" would pick a VAE named after the checkpoint; this
@@ -18,6 +24,7 @@ public sealed class VaeCatalog(string? directory)
 
     public IReadOnlyList<(string Name, string Path)> Entries()
     {
+        if (_workers is not null) return _workers();
         if (directory is null || !System.IO.Directory.Exists(directory)) return [];
         var files = System.IO.Directory.GetFiles(directory)
             .Where(f => Extensions.Contains(System.IO.Path.GetExtension(f), StringComparer.OrdinalIgnoreCase));
@@ -36,7 +43,9 @@ public sealed class VaeCatalog(string? directory)
         var hit = entries.FirstOrDefault(e => e.Name == wanted);
         if (hit.Path is null)
             hit = entries.FirstOrDefault(e => System.IO.Path.GetFileNameWithoutExtension(e.Name) == wanted);
-        return hit.Path ?? throw new ArgumentException(directory is null
+        return hit.Path ?? throw new ArgumentException(_workers is not null
+            ? $"sd_vae '{wanted}': no worker has it; GET /sdapi/v1/sd-vae lists the workers' VAEs (worker --vae-dir DIR), or \"Automatic\" for the model's own VAE."
+            : directory is null
             ? $"sd_vae '{wanted}': this server has no VAE folder (serve --vae-dir DIR); use \"Automatic\" for the model's own VAE."
             : $"sd_vae '{wanted}' not found; GET /sdapi/v1/sd-vae lists the names (or \"Automatic\" for the model's own VAE).");
     }

@@ -113,6 +113,24 @@ public sealed class RedisGateway : IJobQueue
     public IReadOnlyList<(string Name, string Path)> Upscalers =>
         _workers.SelectMany(w => w.Upscalers).DistinctBy(u => u.Name).OrderBy(u => u.Name, StringComparer.Ordinal).ToList();
 
+    /// <summary>The VAEs the workers have (`worker --vae-dir`), one entry per name, by name: GET /sdapi/v1/sd-vae.</summary>
+    public IReadOnlyList<(string Name, string Path)> Vaes =>
+        _workers.SelectMany(w => w.Vaes).DistinctBy(v => v.Name).OrderBy(v => v.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>A job for <paramref name="model"/> that names the VAE <paramref name="vae"/> (sd_vae or override_settings)
+    /// goes to whichever of the model's workers is free, so each of them must have it (a worker resolves the name in its
+    /// own --vae-dir); refused in one line naming the workers without it. "Automatic"/"None": the model's own, always there.</summary>
+    public void CheckVae(string? vae, string model)
+    {
+        if (VaeCatalog.IsModelsOwn(vae)) return;
+        string wanted = vae!.Trim();
+        bool Has(WorkerInfo w) => w.Vaes.Any(v => v.Name == wanted || Path.GetFileNameWithoutExtension(v.Name) == wanted);
+        var lacking = _workers.Where(w => w.Model == model && !Has(w)).Select(w => w.Name).ToList();
+        if (lacking.Count > 0)
+            throw new ArgumentException($"sd_vae '{wanted}': the worker{(lacking.Count > 1 ? "s" : "")} {string.Join(", ", lacking)} of {model} "
+                + $"{(lacking.Count > 1 ? "have" : "has")} no such VAE; give every worker of a model the same --vae-dir (GET /sdapi/v1/sd-vae lists the workers' VAEs).");
+    }
+
     /// <summary>A model (<paramref name="preferred"/> first) one of whose workers has every upscaler model named (case
     /// as A1111 matches it: exact, else ignoring case); null when no worker has them all.</summary>
     public string? ModelWithUpscalers(IReadOnlyCollection<string> names, string? preferred) =>

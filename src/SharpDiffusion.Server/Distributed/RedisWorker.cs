@@ -47,8 +47,12 @@ public sealed class RedisWorker : IDisposable
     /// <summary>The titles of its --controlnet-dir, hashed once at start (gateways check units against them).</summary>
     readonly IReadOnlyList<string> _controlNets;
 
+    /// <summary>Its --vae-dir: the VAEs sd_vae and override_settings.sd_vae name, announced to the gateways.</summary>
+    readonly VaeCatalog _vaes;
+
     RedisWorker(WorkerOptions options, ConnectionMultiplexer redis, ModelCatalog catalog, ModelHost host)
     {
+        _vaes = new VaeCatalog(options.Server.VaeDir);
         _controlNets = ControlNetModels.List(options.Server.ControlNetDir).Select(m => m.Title).ToList();
         (_options, _redis, _catalog, _host) = (options, redis, catalog, host);
         _store = new RedisJobStore(redis);
@@ -222,10 +226,10 @@ public sealed class RedisWorker : IDisposable
                 work = null;
                 return ExtrasEndpoints.RunQueued(job, body, payload["batch"]?.GetValue<bool>() ?? false, server.MaxImageSide, server.UpscalerDir);
             case "xyz":
-                work = new GenerationWork(_host, _catalog, settings, outputDir: null);
+                work = new GenerationWork(_host, _catalog, settings, outputDir: null) { Vaes = _vaes };
                 return XyzPlotScript.RunQueued(job, work, payload, Parse);
             default:
-                work = new GenerationWork(_host, _catalog, settings, outputDir: null);
+                work = new GenerationWork(_host, _catalog, settings, outputDir: null) { Vaes = _vaes };
                 return work.Run(job, Parse(body, task));
         }
     }
@@ -305,7 +309,7 @@ public sealed class RedisWorker : IDisposable
         Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
             pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
             _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)
-            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir) }));
+            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir), Vaes = _vaes.Entries() }));
     }
 
     /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>

@@ -4,12 +4,15 @@ using StackExchange.Redis;
 namespace SharpDiffusion.Server.Distributed;
 
 /// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings), its upscaler models
-/// (`worker --upscaler-dir`) and the job it runs.</summary>
+/// (`worker --upscaler-dir`), VAEs (`--vae-dir`) and the job it runs.</summary>
 public sealed record WorkerInfo(string Name, string Model, string Title, string? Hash, bool IsFile, string FileName,
     IReadOnlyList<string> Embeddings, string? Job, string Host, int Pid, int Threads, DateTimeOffset LastSeen)
 {
     /// <summary>(name, path on the worker's machine) of each ESRGAN-family model of its upscaler folder.</summary>
     public IReadOnlyList<(string Name, string Path)> Upscalers { get; init; } = [];
+
+    /// <summary>(name, path on the worker's machine) of each VAE of its --vae-dir, as /sdapi/v1/sd-vae lists them.</summary>
+    public IReadOnlyList<(string Name, string Path)> Vaes { get; init; } = [];
 
     /// <summary>Its ControlNets as /controlnet/model_list titles them ("name [hash]"), from its --controlnet-dir.</summary>
     public IReadOnlyList<string> ControlNets { get; init; } = [];
@@ -25,6 +28,7 @@ public sealed record WorkerInfo(string Name, string Model, string Title, string?
         ["pid"] = Pid,
         ["threads"] = Threads,
         ["upscalers"] = new JsonArray(Upscalers.Select(u => (JsonNode?)JsonValue.Create(u.Name)).ToArray()),
+        ["vaes"] = new JsonArray(Vaes.Select(v => (JsonNode?)JsonValue.Create(v.Name)).ToArray()),
         ["last_seen"] = LastSeen.ToString("O"),
     };
 }
@@ -48,6 +52,7 @@ public static class WorkerRegistry
             new("is_file", w.IsFile), new("file_name", w.FileName),
             new("embeddings", new JsonArray(w.Embeddings.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("upscalers", new JsonArray(w.Upscalers.Select(u => (JsonNode?)new JsonArray(u.Name, u.Path)).ToArray()).ToJsonString()),
+            new("vaes", new JsonArray(w.Vaes.Select(v => (JsonNode?)new JsonArray(v.Name, v.Path)).ToArray()).ToJsonString()),
             new("controlnets", new JsonArray(w.ControlNets.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
         ]);
@@ -85,6 +90,7 @@ public static class WorkerRegistry
                 // [[name, path], ...]; absent from a worker of an earlier version
                 Upscalers = JsonNode.Parse(S("upscalers") is { Length: > 0 } u ? u : "[]")!.AsArray()
                     .Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),
+                Vaes = JsonNode.Parse(S("vaes") is { Length: > 0 } vs ? vs : "[]")!.AsArray().Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),
             });
         }
         return list.OrderBy(w => w.Name, StringComparer.Ordinal).ToList();

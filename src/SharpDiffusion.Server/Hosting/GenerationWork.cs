@@ -97,6 +97,7 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
                 var image = result.Images[0];
                 string info = WithSampler(ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash, vae), result.SamplerName,
                     sampler, SamplerNames.InfoTextSchedule(request.Sampler, request.Schedule, result.SamplerName, traits));
+                if (pipeline.Denoiser is FluxTransformerDenoiser fluxInfo) info = FluxRequests.InfoText(info, fluxInfo.Transformer.Config.GuidanceEmbeds, options.GuidanceScale);
                 var png = PngFile.Encode(image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = info });
                 pngs.Add(png);
                 if (request.SendImages) images.Add(Convert.ToBase64String(png));
@@ -128,7 +129,8 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
             ["width"] = width,
             ["height"] = height,
             ["sampler_name"] = sampler,
-            ["cfg_scale"] = o.GuidanceScale,
+            ["cfg_scale"] = pipeline.Denoiser is FluxTransformerDenoiser ? 1.0 : o.GuidanceScale, // Flux: no CFG (Forge writes 1)
+            ["distilled_cfg_scale"] = traits.Guidance == "distilled" ? o.GuidanceScale : null, // Forge's, Flux dev's embedded guidance
             ["steps"] = o.NumInferenceSteps,
             ["batch_size"] = request.BatchSize,
             ["restore_faces"] = false,

@@ -16,12 +16,13 @@ public sealed class ServerContext : IDisposable
         Options = options;
         Loras = new LoraCatalog(options.LoraDir);
         Settings = new ServerSettings();
-        Vaes = new VaeCatalog(options.VaeDir);
         if (options.PreviewVae is not null)
             Settings.Apply(new JsonObject { ["show_progress_type"] = "TAESD" }); // A1111's name for TAESD previews
         if (options.Queue is { } url)
         {
             Gateway = RedisGateway.Connect(url, options);
+            var gateway = Gateway;
+            Vaes = VaeCatalog.OfWorkers(() => gateway.Vaes); // the workers' --vae-dir
             Catalog = new ModelCatalog(Gateway.Models, live: true);
             Queue = Gateway;
             Files = Gateway.Files;
@@ -29,6 +30,7 @@ public sealed class ServerContext : IDisposable
         else
         {
             Catalog = new ModelCatalog(options.Model, options.ModelsDir);
+            Vaes = new VaeCatalog(options.VaeDir);
             Host = new ModelHost(options, Catalog);
             LocalQueue = new JobQueue(options.QueueSize, options.JobRetention);
             Queue = LocalQueue;
@@ -40,7 +42,7 @@ public sealed class ServerContext : IDisposable
     public ServerOptions Options { get; }
     public ModelCatalog Catalog { get; }
     public LoraCatalog Loras { get; }
-    /// <summary>The separate VAEs the sd_vae option may name (serve --vae-dir).</summary>
+    /// <summary>The separate VAEs the sd_vae option may name (serve --vae-dir; a gateway's: its workers' --vae-dir).</summary>
     public VaeCatalog Vaes { get; }
     public ServerSettings Settings { get; }
     public IJobQueue Queue { get; }
@@ -74,7 +76,11 @@ public sealed class ServerContext : IDisposable
     {
         if (Gateway is null)
             return LocalQueue!.Enqueue(new Job(request.TaskId ?? NewJobId(), kind, job => Work!.Run(job, request)));
-        return await Gateway.SubmitAsync(request, kind, await GatewayModelAsync(request.Checkpoint), Settings);
+        string model = await GatewayModelAsync(request.Checkpoint);
+        string? vae = request.Vae ?? Settings.SdVae;
+        if (!VaeCatalog.IsModelsOwn(vae)) await Gateway.RefreshWorkersAsync(); // checked against the workers there now, not a second ago
+        Gateway.CheckVae(vae, model); // each worker of the model resolves the name in its own folder
+        return await Gateway.SubmitAsync(request, kind, model, Settings);
     }
 
     /// <summary>A gateway's job that is not one generation (an Extras upscale, an X/Y/Z plot): its payload queued for

@@ -6,6 +6,7 @@ import { els, fillSelect, mode, numberOf, state } from './dom.js';
 import * as controlnet from './controlnet.js';
 import * as extras from './extras.js';
 import * as hires from './hires.js';
+import * as modelFields from './model-fields.js';
 import { maskPainted, maskPng } from './inpaint.js';
 import * as refiner from './refiner.js';
 import { clearError, showError } from './status.js';
@@ -13,7 +14,7 @@ import * as variation from './variation.js';
 import * as xyz from './xyz-grid.js';
 
 /** The sections that add fields to a generation request, in the order they are shown. */
-const sections = [hires, variation, refiner, controlnet, xyz];
+const sections = [modelFields, hires, variation, refiner, controlnet, xyz];
 
 export async function loadLists() {
   const [samplers, schedulers, models, options] = await Promise.allSettled([
@@ -46,11 +47,10 @@ export async function loadLists() {
   showModelFields(current);
 }
 
-/** The fields of the model <title>, from its sd-models entry (this server's extensions "prompts", "samplers",
- *  "schedulers"): the T5 prompts only for a model with a T5 encoder (SD3), the samplers and schedules it takes. */
+/** The fields of the model <title>, from its sd-models entry (this server's extensions "prompts", "guidance",
+ *  "samplers", "schedulers"): its prompt and guidance fields (model-fields.js), the samplers and schedules it takes. */
 export function showModelFields(title) {
   const model = (state.models || []).find((m) => m.title === title);
-  els.t5.hidden = !(model && Array.isArray(model.prompts) && model.prompts.includes('prompt_3'));
   const only = (all, names) => (Array.isArray(names) ? all.filter(([n]) => names.includes(n)) : all);
   for (const [select, all, names, preferred] of [
     [els.sampler, state.samplers || [], model && model.samplers, ['Euler a', 'Euler']],
@@ -103,11 +103,6 @@ export function buildBody() {
     n_iter: numberOf(els.nIter),
     batch_size: numberOf(els.batchSize),
   };
-  // diffusers' T5 prompts, sent only to a model that reads them (others refuse them) and only when filled in.
-  if (!els.t5.hidden) {
-    if (els.prompt3.value.trim()) body.prompt_3 = els.prompt3.value;
-    if (els.negative3.value.trim()) body.negative_prompt_3 = els.negative3.value;
-  }
   if (task === 'img2img') {
     if (!state.hasImage) throw new Error('Image to image needs an init image: choose one under "Init image" first.');
     body.init_images = [els.initCanvas.toDataURL('image/png')];
@@ -118,6 +113,7 @@ export function buildBody() {
       body.inpainting_mask_invert = 0;
     }
   }
+  // The model's own fields (model-fields.js: T5 prompts, distilled guidance) and the optional sections add theirs.
   for (const section of sections) section.addTo(body, task);
   return body;
 }

@@ -78,7 +78,9 @@ public class FluxServerTests(FluxModelsServer fixture) : IClassFixture<FluxModel
         foreach (var name in new[] { "tiny-flux-dev", "tiny-flux-schnell", FluxGolden.BflFile, FluxGolden.GgufFile })
         {
             Assert.Equal("Flux.1", (string?)models[name]["family"]);
-            Assert.Equal(["prompt"], models[name]["prompts"]!.AsArray().Select(p => (string?)p));
+            Assert.Equal(["prompt", "prompt_2"], models[name]["prompts"]!.AsArray().Select(p => (string?)p));
+            // dev (and the files of the dev model) has the embedded guidance Forge calls "Distilled CFG Scale"; schnell none
+            Assert.Equal(name == "tiny-flux-schnell" ? "none" : "distilled", (string?)models[name]["guidance"]);
             Assert.Equal(["Euler"], models[name]["samplers"]!.AsArray().Select(p => (string?)p));
         }
         Assert.DoesNotContain("ae.safetensors", models.Keys);
@@ -110,7 +112,48 @@ public class FluxServerTests(FluxModelsServer fixture) : IClassFixture<FluxModel
         reply = (await Client.PostAsync("/sdapi/v1/txt2img", body)).Ok();
         Assert.Equal(0, Sd3Reference.MaxAbsDiff(expected, Api.Decode(reply.Png())));
         Assert.Contains(reply.Info["warnings"]!.AsArray(), w => ((string?)w)!.Contains("takes no negative prompt"));
-        Assert.Equal(2.5, (double?)reply.Info["cfg_scale"]);
+        Assert.Equal(1.0, (double?)reply.Info["cfg_scale"]); // no classifier-free guidance, as Forge writes it
+        Assert.Equal(2.5, (double?)reply.Info["distilled_cfg_scale"]);
+    }
+
+    [Fact]
+    public async Task The_infotext_writes_forges_distilled_cfg_scale_for_dev_none_for_schnell_and_png_info_reads_it_back()
+    {
+        var dev = Body("tiny-flux-dev", "a red cube", 7);
+        dev["distilled_cfg_scale"] = 2.5;
+        var reply = (await Client.PostAsync("/sdapi/v1/txt2img", dev)).Ok();
+        string info = Api.Parameters(reply.Png());
+        // Forge's create_infotext: "CFG scale" (1: Flux runs without CFG), then "Distilled CFG Scale", then the seed.
+        Assert.Contains(", CFG scale: 1, Distilled CFG Scale: 2.5, Seed: 7, Size: 64x64, ", info);
+        Assert.Equal(info, (string?)reply.Info["infotexts"]![0]);
+        var read = (await Client.PostAsync("/sdapi/v1/png-info", new JsonObject { ["image"] = Convert.ToBase64String(reply.Png()) })).Ok().Json;
+        Assert.Equal("2.5", (string?)read["parameters"]!["Distilled CFG Scale"]);
+        Assert.Equal("1", (string?)read["parameters"]!["CFG scale"]);
+        Assert.Equal("a red cube", (string?)read["parameters"]!["Prompt"]);
+
+        // schnell ignores the guidance: Forge writes no "Distilled CFG Scale" for it (use_distilled_cfg_scale is off).
+        var schnell = Body("tiny-flux-schnell", "a blue sphere", 11, steps: 1);
+        schnell["cfg_scale"] = 6;
+        info = Api.Parameters((await Client.PostAsync("/sdapi/v1/txt2img", schnell)).Ok().Png());
+        Assert.Contains(", CFG scale: 1, Seed: 11, ", info);
+        Assert.DoesNotContain("Distilled", info);
+    }
+
+    [Fact]
+    public async Task Prompt_2_is_fluxs_t5_prompt_and_a_model_with_one_prompt_refuses_it_in_one_line()
+    {
+        var expected = Sd3Reference.Image("tiny-flux-dev", Options("a red cube", 5, 2, guidance: 3.5) with { Prompts2 = ["a glossy red cube on grass"] });
+        var plain = Sd3Reference.Image("tiny-flux-dev", Options("a red cube", 5, 2, guidance: 3.5));
+        Assert.NotEqual(plain.Rgb, expected.Rgb); // the T5 prompt changes the picture
+        var body = Body("tiny-flux-dev", "a red cube", 5);
+        body["prompt_2"] = "a glossy red cube on grass";
+        var reply = (await Client.PostAsync("/sdapi/v1/txt2img", body)).Ok();
+        Assert.Equal(0, Sd3Reference.MaxAbsDiff(expected, Api.Decode(reply.Png())));
+
+        var sd = new JsonObject { ["prompt"] = "a red cube", ["prompt_2"] = "more", ["steps"] = 1 }; // the shipped SD model
+        var refused = await Client.PostAsync("/sdapi/v1/txt2img", sd);
+        Assert.Equal(422, refused.Code);
+        Assert.Contains("prompt_2", refused.Json.ToJsonString());
     }
 
     [Fact]
