@@ -22,20 +22,4 @@ public static class FluxRequests
             warnings.Add("negative_prompt: Flux.1 runs without classifier-free guidance and takes no negative prompt; it was ignored (as Forge does).");
         return o with { GuidanceScale = guidance, NumInferenceSteps = steps, NegativePrompts = [""], NegativePrompts2 = null, NegativePrompts3 = null };
     }
-
-    /// <summary>
-    /// The infotext as Forge writes it for Flux (modules/processing.py create_infotext): "CFG scale" is the classifier-free
-    /// guidance, which Flux runs without, so 1 (Forge's Flux preset); dev adds "Distilled CFG Scale: G" right after it
-    /// (its sd_model.use_distilled_cfg_scale); schnell, whose guidance is ignored, writes none.
-    /// </summary>
-    public static string InfoText(string info, bool guidanceEmbeds, double guidance)
-    {
-        int lastLine = info.LastIndexOf('\n') + 1; // the parameters line; the prompts above may contain anything
-        int at = info.IndexOf("CFG scale: ", lastLine, StringComparison.Ordinal);
-        if (at < 0) return info;
-        int end = info.IndexOf(", ", at, StringComparison.Ordinal);
-        if (end < 0) end = info.Length;
-        string written = "CFG scale: 1" + (guidanceEmbeds ? $", Distilled CFG Scale: {guidance.ToString(CultureInfo.InvariantCulture)}" : "");
-        return info[..at] + written + info[end..];
-    }
 }

@@ -97,7 +97,6 @@ public sealed class GenerationWork(ModelHost host, ModelCatalog catalog, ServerS
                 var image = result.Images[0];
                 string info = WithSampler(ImageOutput.InfoTextFor(options, result, image, pipeline.ModelName, pipeline.ModelHash, vae), result.SamplerName,
                     sampler, SamplerNames.InfoTextSchedule(request.Sampler, request.Schedule, result.SamplerName, traits));
-                if (pipeline.Denoiser is FluxTransformerDenoiser fluxInfo) info = FluxRequests.InfoText(info, fluxInfo.Transformer.Config.GuidanceEmbeds, options.GuidanceScale);
                 var png = PngFile.Encode(image.Width, image.Height, image.Rgb, new Dictionary<string, string> { ["parameters"] = info });
                 pngs.Add(png);
                 if (request.SendImages) images.Add(Convert.ToBase64String(png));

@@ -43,6 +43,10 @@ public interface IDenoiser
     /// [uncond; cond]. A guidance-distilled network (Flux.1 dev) takes the scale as an input instead and runs unguided.</summary>
     GuidanceSettings Guidance(GenerationOptions options) => new(options.GuidanceScale, options.GuidanceRescale);
 
+    /// <summary>The guidance the infotext records: A1111's "CFG scale" and, for a guidance-distilled network, Forge's
+    /// "Distilled CFG Scale" (null: none).</summary>
+    InfoTextGuidance InfoGuidance(GenerationOptions options) => new(options.GuidanceScale, null);
+
     /// <summary>How the clean latents x̂₀ follow from the network's output with this scheduler (previews only).</summary>
     ICleanEstimate CleanEstimate(IScheduler scheduler) => new DenoisedEstimate(scheduler);
 }
@@ -62,3 +66,7 @@ public sealed record DenoiserInput(Tensor HiddenStates, float Timestep, TextCond
     /// <summary>How many steps the loop runs (0: unknown); ControlNet's start/end are fractions of it.</summary>
     public int StepCount { get; init; }
 }
+
+/// <summary>The guidance an infotext writes: "CFG scale: <paramref name="CfgScale"/>" and, when not null,
+/// "Distilled CFG Scale: <paramref name="Distilled"/>" right after it (Forge's processing.py order).</summary>
+public readonly record struct InfoTextGuidance(double CfgScale, double? Distilled);

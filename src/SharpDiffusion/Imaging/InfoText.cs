@@ -14,7 +14,7 @@ public static partial class InfoText
         string? modelHash = null, IReadOnlyList<(string Name, string Hash)>? loraHashes = null, int deepCacheInterval = 1,
         long? variationSeed = null, double variationStrength = 0, (int Width, int Height)? seedResizeFrom = null, bool tiling = false,
         IEnumerable<string>? extraPairs = null,
-        string? vae = null, string? vaeHash = null, string? scheduleType = null)
+        string? vae = null, string? vaeHash = null, string? scheduleType = null, double? distilledCfgScale = null)
     {
         var lines = new List<string> { prompt };
         if (!string.IsNullOrEmpty(negativePrompt))
@@ -28,6 +28,8 @@ public static partial class InfoText
             $"Seed: {seed}",
             $"Size: {width}x{height}",
         };
+        // Forge: a guidance-distilled model's (Flux.1 dev's) embedded scale right after "CFG scale".
+        if (distilledCfgScale is double distilled) pairs.Insert(pairs.IndexOf($"Seed: {seed}"), $"Distilled CFG Scale: {distilled.ToString(inv)}");
         // A1111 1.9+: "Schedule type" right after the sampler (create_infotext keeps that key's place), labelled as its sd_schedulers.
         if (!string.IsNullOrEmpty(scheduleType)) pairs.Insert(2, $"Schedule type: {scheduleType}");
         if (!string.IsNullOrEmpty(modelHash)) pairs.Add($"Model hash: {modelHash}");

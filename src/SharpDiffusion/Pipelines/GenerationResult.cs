@@ -21,6 +21,9 @@ public sealed class GenerationResult : IDisposable
     public required string SamplerName { get; init; }
     /// <summary>AUTOMATIC1111's "Schedule type" when the sampler name does not carry it ("Align Your Steps", "Exponential"), else null.</summary>
     public string? ScheduleType { get; init; }
+    /// <summary>The guidance the infotext records, as the denoiser reports it (<see cref="Families.IDenoiser.InfoGuidance"/>);
+    /// null: the options' guidance scale.</summary>
+    public Families.InfoTextGuidance? InfoGuidance { get; init; }
     /// <summary>What the call changed or ignored and the user should know (a resized mask, a truncated prompt).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
     /// <summary>The LoRAs the call applied (given and from prompt tags): name and AUTOMATIC1111 short hash.</summary>
@@ -45,6 +48,7 @@ public sealed class GenerationResult : IDisposable
         SchedulerName = first.SchedulerName,
         SamplerName = first.SamplerName,
         ScheduleType = first.ScheduleType,
+        InfoGuidance = first.InfoGuidance,
         Warnings = first.Warnings.Concat(Warnings).Distinct().ToList(),
         Loras = Loras,
         Width = Width,

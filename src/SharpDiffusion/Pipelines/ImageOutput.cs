@@ -11,7 +11,8 @@ public static class ImageOutput
     /// <param name="vae">A separate VAE's file name and hash (<see cref="VaeCodec.UseVae"/>), written as A1111 does.</param>
     public static string InfoTextFor(GenerationOptions options, GenerationResult result, GeneratedImage image, string model, string? modelHash = null,
         (string Name, string Hash)? vae = null) =>
-        InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName, options.GuidanceScale,
+        InfoText.Format(image.Prompt, image.NegativePrompt, options.NumInferenceSteps, result.SamplerName,
+            result.InfoGuidance?.CfgScale ?? options.GuidanceScale,
             result.Seed, result.FirstPassSize?.Width ?? result.Width, result.FirstPassSize?.Height ?? result.Height, model,
             denoisingStrength: options.Hires?.Strength ?? (options.Task == GenerationTask.TextToImage ? null : options.EffectiveStrength),
             clipSkip: options.ClipSkip,
@@ -19,7 +20,8 @@ public static class ImageOutput
             modelHash: modelHash, loraHashes: result.Loras, deepCacheInterval: options.DeepCacheInterval, vae: vae?.Name, vaeHash: vae?.Hash,
             variationSeed: result.VariationSeed, variationStrength: options.VariationStrength,
             seedResizeFrom: (options.SeedResizeFromWidth, options.SeedResizeFromHeight), tiling: options.Tiling,
-            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)).Concat(RefinerPairs(options.Refiner)), scheduleType: result.ScheduleType);
+            extraPairs: HiresPairs(options.Hires).Concat(ControlNetPairs(options.ControlNets)).Concat(RefinerPairs(options.Refiner)), scheduleType: result.ScheduleType,
+            distilledCfgScale: result.InfoGuidance?.Distilled);
 
     /// <summary>A1111's refiner entries: "Refiner: name [hash], Refiner switch at: 0.8".</summary>
     static IEnumerable<string> RefinerPairs(RefinerOptions? refiner) => refiner is null ? []

@@ -58,6 +58,8 @@ public static class RefinerPass
             VariationSeed = first.VariationSeed,
             SchedulerName = first.SchedulerName,
             SamplerName = first.SamplerName,
+            ScheduleType = first.ScheduleType,
+            InfoGuidance = first.InfoGuidance,
             Warnings = first.Warnings.Concat(second.Warnings).Distinct().ToList(),
             Loras = first.Loras,
             Width = second.Width,

@@ -237,6 +237,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             SchedulerName = scheduler.Name,
             SamplerName = SchedulerFactory.A1111Name(scheduler),
             ScheduleType = SchedulerFactory.A1111ScheduleLabel(scheduler),
+            InfoGuidance = Denoiser.InfoGuidance(options),
             Loras = loras.Select(l => (l.File.Name, l.File.Hash)).ToList(),
             Width = width,
             Height = height,

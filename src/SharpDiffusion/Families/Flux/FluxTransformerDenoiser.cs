@@ -40,6 +40,11 @@ public sealed class FluxTransformerDenoiser(ComponentWeights weights, ScalarType
     /// <summary>Never the loop's classifier-free guidance: dev embeds the scale, schnell ignores it.</summary>
     public GuidanceSettings Guidance(GenerationOptions options) => new(1.0);
 
+    /// <summary>As Forge writes Flux: "CFG scale: 1" (no classifier-free guidance), and for dev the embedded scale as
+    /// "Distilled CFG Scale"; schnell ignores its guidance and writes none.</summary>
+    public InfoTextGuidance InfoGuidance(GenerationOptions options) =>
+        new(1.0, Transformer.Config.GuidanceEmbeds ? options.GuidanceScale : null);
+
     /// <summary>FluxPipeline's schedule: σ's linspace(1, 1/n, n), μ from the packed token count (h/2)·(w/2).</summary>
     public void SetTimesteps(IScheduler scheduler, int steps, long[] latentShape)
     {
