@@ -41,6 +41,7 @@ public static class BenchCommand
         new("controlnet", OptionKind.Flag, "instead: time a full-size SD 1.5 UNet step with and without a ControlNet (control_v11p_sd15_canny's config, random weights, float32) in this process, --steps each, at --width x --height"),
         new("skip-vae", OptionKind.Flag, "do not time the VAE decode"),
         new("skip-roofline", OptionKind.Flag, "do not measure the kernel roofline"),
+        new("skip-steps", OptionKind.Flag, "SD3: do not time the transformer steps (only the whole generations and their peak RSS)"),
         new("generation-steps", OptionKind.Integer, "steps of the whole generations whose peak RSS is measured, one with the weights resident (as `serve`) and one with LowMemory (as `generate`; SD3: LowMemory only); 0 skips them (default: 2)", "N"),
         new("generation-dtype", OptionKind.Text, "dtypes of the whole generations, comma-separated (default: as --dtype; SD3: bfloat16)", "LIST"),
         new("t5-tokenizer", OptionKind.Text, "SD3: a T5 tokenizer folder (spiece.model) for the random-weight folder's tokenizer_3 (default: the golden tiny-sd3 one, if found)", "DIR"),
@@ -153,12 +154,12 @@ public static class BenchCommand
             if (transformer)
             {
                 long parameters = TransformerBench.ParameterCount(model);
-                var rows = dtypes.Where(d => Fits(parameters * ElementSize(d), $"the {BenchChild.Name(d)} transformer", cl, d))
+                List<TransformerBench.Row> rows = cl.Flag("skip-steps") ? [] : dtypes.Where(d => Fits(parameters * ElementSize(d), $"the {BenchChild.Name(d)} transformer", cl, d))
                     .Select(d => BenchChild.Measure<TransformerBench.Row>(model, d, cl, width, height, null)).ToList();
                 var generations = generationSteps <= 0 || !canGenerate ? [] : generationDTypes
                     .Where(d => Fits(Sd3Peak(model, d), $"a {BenchChild.Name(d)} generation (its largest component, T5, and activations)", cl, d))
                     .Select(d => BenchChild.Measure<GenerationBench.GenerationRow>(model, d, cl, width, height, "low-memory")).ToList();
-                TransformerBench.Print(rows, roofline);
+                if (rows.Count > 0) TransformerBench.Print(rows, roofline);
                 GenerationBench.Print(generations, width, height, generationSteps);
             }
             else

@@ -43,11 +43,12 @@ public sealed record LoadOptions
     /// float8 and GGUF too; decoded to <see cref="DType"/>). Families without one refuse it.</summary>
     public string? TransformerFile { get; init; }
 
-    /// <summary>Weights stored compactly (float8 safetensors, GGUF quantized blocks) stay so in memory and become
-    /// <see cref="DType"/> one layer at a time as the model runs: the large linear weights of the Flux and SD3
-    /// transformers and of T5 (as ComfyUI-GGUF and stable-diffusion.cpp keep them), so memory follows the file (a Q8_0
-    /// Flux.1 transformer ~12.7 GB, not 24). Same values as decoding at load; each call pays the decode. On by default;
-    /// false decodes everything at load (faster steps when memory allows). CPU only.</summary>
+    /// <summary>Weights stored compactly (float8 safetensors, scaled float8 too, GGUF quantized blocks; float16/bfloat16
+    /// when <see cref="DType"/> is float32, ComfyUI's "manual cast") stay so in memory and become <see cref="DType"/> one
+    /// layer at a time as the model runs: the large linear weights of the Flux and SD3 transformers and of T5 (as
+    /// ComfyUI-GGUF and stable-diffusion.cpp keep them), so memory follows the file (a Q8_0 Flux.1 transformer ~12.7 GB,
+    /// not 24; SD3.5 Medium's bfloat16 one 4.9 GB, not 9.9 in float32). Same values as decoding at load; each call pays
+    /// the decode. On by default; false decodes everything at load (faster steps when memory allows). CPU only.</summary>
     public bool CompactWeights { get; init; } = true;
 }
 

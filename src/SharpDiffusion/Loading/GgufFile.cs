@@ -213,12 +213,27 @@ public sealed class GgufFile : ITensorFile
         return bytes;
     }
 
-    /// <summary>A quantized tensor's blocks as a <see cref="CompactWeight"/> dequantized with this file's arithmetic; null for
-    /// F32/F16/BF16 (plain floats).</summary>
-    public CompactWeight? LoadCompact(string name)
+    /// <summary>A quantized tensor's blocks as a <see cref="CompactWeight"/> dequantized with this file's arithmetic; an
+    /// F16/BF16 tensor's values when <paramref name="computeDType"/> is wider (<see cref="CompactWeight.HalfIsCompactFor"/>);
+    /// null otherwise (F32, or half floats under a half compute dtype: plain floats).</summary>
+    public CompactWeight? LoadCompact(string name, ScalarType? computeDType = null)
     {
         var info = Info(name);
-        return CompactWeight.IsCompact(info.Type) ? CompactWeight.Gguf(LoadRaw(name), info.Shape, info.Type, Arithmetic) : null;
+        if (CompactWeight.IsCompact(info.Type))
+            return CompactWeight.Gguf(LoadRaw(name), info.Shape, info.Type, Arithmetic);
+        if (info.Type is not (GgmlType.F16 or GgmlType.BF16) || !CompactWeight.HalfIsCompactFor(computeDType))
+            return null;
+        var values = empty(info.ElementCount, LoadedType(info.Type)); // little-endian half floats: the bytes are the values
+        try
+        {
+            ReadStored(info, values);
+            return CompactWeight.Half(values, info.Shape);
+        }
+        catch
+        {
+            values.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Positioned reads and per-thread buffers: tensors may be read on several threads.</summary>

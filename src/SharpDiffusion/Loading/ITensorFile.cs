@@ -34,10 +34,12 @@ public interface ITensorFile : IDisposable
     Tensor LoadRaw(string name) =>
         throw new NotSupportedException($"{Path} does not give its stored bytes (tensor '{name}'); only safetensors and GGUF files do.");
 
-    /// <summary>The tensor kept as its stored bytes when the file stores it compactly (float8 codes, GGUF quantized blocks),
-    /// to be decoded per layer at run time (<see cref="CompactWeight"/>); null when it is stored as plain floats (or the
-    /// file cannot give its bytes): load it with <see cref="ReadInto"/>.</summary>
-    CompactWeight? LoadCompact(string name) => null;
+    /// <summary>The tensor kept as stored when the file stores it compactly for <paramref name="computeDType"/> (float8
+    /// codes and GGUF quantized blocks always; float16/bfloat16 values when the compute dtype is wider:
+    /// <see cref="CompactWeight.HalfIsCompactFor"/>), to be decoded per layer at run time (<see cref="CompactWeight"/>);
+    /// null when it is not (or the file cannot give its stored values): load it with <see cref="ReadInto"/>.
+    /// <paramref name="computeDType"/> null: float8 and quantized only.</summary>
+    CompactWeight? LoadCompact(string name, ScalarType? computeDType = null) => null;
 
     /// <summary>Whether <see cref="ReadInto"/> may run on several threads at once.</summary>
     bool ReadsInParallel => false;

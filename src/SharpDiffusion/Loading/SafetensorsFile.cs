@@ -246,11 +246,26 @@ public sealed class SafetensorsFile : ITensorFile
         return bytes;
     }
 
-    /// <summary>A float8 tensor's codes as a <see cref="CompactWeight"/>; null for every other dtype.</summary>
-    public CompactWeight? LoadCompact(string name)
+    /// <summary>A float8 tensor's codes as a <see cref="CompactWeight"/>; an F16/BF16 tensor's values when
+    /// <paramref name="computeDType"/> is wider (<see cref="CompactWeight.HalfIsCompactFor"/>); null otherwise.</summary>
+    public CompactWeight? LoadCompact(string name, ScalarType? computeDType = null)
     {
         var entry = Entry(name);
-        return Float8.TableFor(entry.DType) is null ? null : CompactWeight.Float8(LoadRaw(name), entry.Shape, entry.DType);
+        if (Float8.TableFor(entry.DType) is not null)
+            return CompactWeight.Float8(LoadRaw(name), entry.Shape, entry.DType);
+        if (entry.DType is not ("F16" or "BF16") || !CompactWeight.HalfIsCompactFor(computeDType))
+            return null;
+        var values = empty(entry.ElementCount, DTypes[entry.DType].Type); // read as stored: the bytes are the values
+        try
+        {
+            if (entry.End > entry.Begin) CopyInto(values, entry.Begin, entry.End - entry.Begin);
+            return CompactWeight.Half(values, entry.Shape);
+        }
+        catch
+        {
+            values.Dispose();
+            throw;
+        }
     }
 
     /// <summary>float8 codes decoded by table, in chunks, straight into a contiguous float32 CPU destination, otherwise

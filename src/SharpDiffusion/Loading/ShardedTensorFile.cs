@@ -109,7 +109,7 @@ public sealed class ShardedTensorFile : ITensorFile
     public Tensor Load(string name) => Owner(name).Load(name);
 
     public Tensor LoadRaw(string name) => Owner(name).LoadRaw(name);
-    public CompactWeight? LoadCompact(string name) => Owner(name).LoadCompact(name);
+    public CompactWeight? LoadCompact(string name, ScalarType? computeDType = null) => Owner(name).LoadCompact(name, computeDType);
 
     public bool ReadsInParallel => _shards.All(s => s.ReadsInParallel);
 

@@ -7,8 +7,9 @@ namespace SharpDiffusion.Loading;
 /// <summary>How stored weights become parameters: compute dtype, device and convolution layout.</summary>
 public sealed record WeightPlacement(ScalarType DType, Device Device, bool ChannelsLastConvs)
 {
-    /// <summary>Weights of <see cref="Models.CompactLinear"/> layers that the file stores compactly (float8, GGUF quantized)
-    /// stay compact in memory and are dequantized per call (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
+    /// <summary>Weights of <see cref="Models.CompactLinear"/> layers that the file stores compactly (float8, GGUF quantized;
+    /// float16/bfloat16 under a float32 compute dtype) stay compact in memory and are decoded per call
+    /// (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
     public bool CompactWeights { get; init; } = true;
 
     public static WeightPlacement Cpu32 { get; } = new(ScalarType.Float32, new Device("cpu"), ChannelsLastConvs: false);
@@ -74,7 +75,8 @@ public static class StateDictLoader
 
         // Then the data, on several threads when the files allow it: most of a load is the kernel handing out the new
         // pages the weights fill, and that scales with threads. A compact-capable layer's weight that the file stores
-        // compactly stays as stored (CompactWeight); everything else becomes a parameter in the compute dtype.
+        // compactly for the compute dtype stays as stored (CompactWeight: the file answers which, StateDictLoader does
+        // not look at formats); everything else becomes a parameter in the compute dtype.
         var compactable = CompactWeightNames(module, placement);
         var placed = new Parameter?[plan.Count];
         var compact = new CompactWeight?[plan.Count];
@@ -84,7 +86,7 @@ public static class StateDictLoader
             Parallel.For(0, plan.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
             {
                 using var noGrad = no_grad();
-                if (compactable.Contains(plan[i].Name) && plan[i].File.LoadCompact(plan[i].Key) is { } stored)
+                if (compactable.Contains(plan[i].Name) && plan[i].File.LoadCompact(plan[i].Key, placement.DType) is { } stored)
                     compact[i] = stored;
                 else
                     placed[i] = Place(plan[i].File, plan[i].Key, plan[i].Shape, placement);

@@ -1,7 +1,8 @@
 namespace SharpDiffusion.Loading;
 
-/// <summary>Opens a file of named tensors by what it is: safetensors, GGUF, a torch pickle (.ckpt, .pt, .bin, .pth), or
-/// the index of sharded weights (<c>*.safetensors.index.json</c>, <c>*.safetensors.index.fp16.json</c>, ...).</summary>
+/// <summary>Opens a file of named tensors by what it is: safetensors (a ComfyUI scaled float8 one seen with its scales
+/// applied: <see cref="ScaledFloat8File"/>), GGUF, a torch pickle (.ckpt, .pt, .bin, .pth), or the index of sharded weights
+/// (<c>*.safetensors.index.json</c>, <c>*.safetensors.index.fp16.json</c>, ...).</summary>
 public static class TensorFiles
 {
     static readonly string[] PickleExtensions = [".ckpt", ".pt", ".pth", ".bin"];
@@ -25,7 +26,7 @@ public static class TensorFiles
                 : $"Checkpoint file not found: {path}", path);
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext == ".safetensors")
-            return SafetensorsFile.Open(path);
+            return ScaledFloat8File.Wrap(SafetensorsFile.Open(path));
         if (ext == ".gguf")
             return GgufFile.Open(path, ggufArithmetic);
         if (IsShardIndex(path))
@@ -37,7 +38,7 @@ public static class TensorFiles
             return GgufFile.Open(path, ggufArithmetic);
         if (head.Length >= 2 && ((head[0] == (byte)'P' && head[1] == (byte)'K') || head[0] == 0x80))
             return OpenPickle(path);
-        return SafetensorsFile.Open(path);
+        return ScaledFloat8File.Wrap(SafetensorsFile.Open(path));
     }
 
     static byte[] Head(string path)

@@ -8,12 +8,13 @@ namespace SharpDiffusion.Models;
 
 /// <summary>
 /// A linear layer (y = x Wᵀ + b, as torch.nn.Linear, same parameter names) whose weight may stay compact in memory
-/// (<see cref="CompactWeight"/>: float8 codes, GGUF blocks) and become the compute dtype only for the matmul: each call
+/// (<see cref="CompactWeight"/>: float8 codes, scaled too, GGUF blocks; float16/bfloat16 values under a float32 compute
+/// dtype) and become the compute dtype only for the matmul: each call
 /// dequantizes W, multiplies, and frees it, so one layer's float weight is in memory at a time (ComfyUI-GGUF's and
 /// stable-diffusion.cpp's way). While compact, <c>weight</c> is a shape-only meta placeholder whose dtype is the compute
 /// dtype (so <c>.to(dtype)</c> still chooses it). LoRAs on a compact layer are side branches, not merges (a merge would
 /// need the float weight): y = W x + b + Σ sᵢ · upᵢ(downᵢ x).
-/// Used by the models whose large 2-D weights come in float8/GGUF files: the Flux and SD3 transformers and T5.
+/// Used by the models whose large 2-D weights come in float8/GGUF/half-precision files: the Flux and SD3 transformers and T5.
 /// </summary>
 public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
 {

@@ -35,9 +35,10 @@ public class FluxScaledFloat8Tests(ITestOutputHelper output)
     {
         using var _ = inference_mode();
         using var dir = new TempDir();
-        // The unscaled file decoded at load (kept compact, its parameters would be placeholders); a scaled file always is.
+        // Both decoded at load (kept compact, their parameters would be placeholders; the compact scaled weights are
+        // checked against this decode in ScaledFloat8CompactTests).
         using var plain = (FluxTransformer2DModel)ComponentLoader.FluxTransformerFile(FluxGolden.SingleFile(FluxGolden.Fp8File), new LoadOptions { CompactWeights = false }, FolderConfig).Module;
-        using var scaled = (FluxTransformer2DModel)ComponentLoader.FluxTransformerFile(Write(dir, without: null), new LoadOptions(), FolderConfig).Module;
+        using var scaled = (FluxTransformer2DModel)ComponentLoader.FluxTransformerFile(Write(dir, without: null), new LoadOptions { CompactWeights = false }, FolderConfig).Module;
         var expected = plain.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, value) in scaled.named_parameters())
         {

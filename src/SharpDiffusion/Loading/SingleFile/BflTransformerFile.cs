@@ -6,16 +6,15 @@ namespace SharpDiffusion.Loading.SingleFile;
 /// A BFL-layout Flux transformer file (safetensors, float8 too, or GGUF) seen with diffusers' names (<see cref="BflKeyMap"/>):
 /// each fused tensor appears as its parts, the final modulation with its halves swapped, everything else renamed. The
 /// last fused tensor read is kept until another is asked for, so each is read from the file once. A ComfyUI scaled float8
-/// file's weights are multiplied by their scale_weight (a float8 weight without one is refused). Stored names no rule
-/// knows keep their own name (the loader then reports them). Does not own the inner file.
+/// file comes with its scales already applied (<see cref="TensorFiles.Open"/> sees it through <see cref="ScaledFloat8File"/>),
+/// fused tensors scaled before their split. Stored names no rule knows keep their own name (the loader then reports
+/// them). Does not own the inner file.
 /// </summary>
 public sealed class BflTransformerFile : ITensorFile
 {
     readonly ITensorFile _inner;
     readonly Dictionary<string, (string Stored, int Part, long Rows, BflKeyMap.BflSplit Split)> _sources = new(StringComparer.Ordinal);
     readonly long _width;
-    const string ScaledMarker = "scaled_fp8";
-    readonly Dictionary<string, string> _scales = new(StringComparer.Ordinal); // BFL weight name → its stored scale_weight
     (string Name, Tensor Value)? _cached;
 
     /// <param name="width">the transformer width D (the parts of a fused tensor are D rows each, the last the rest).</param>
@@ -25,20 +24,10 @@ public sealed class BflTransformerFile : ITensorFile
         var stored = inner.Headers.ToDictionary(h => BflKeyMap.Strip(h.Name), StringComparer.Ordinal);
         var headers = new List<TensorHeader>();
         var mapped = new HashSet<string>(StringComparer.Ordinal);
-        // ComfyUI's scaled float8 files: a scaled_fp8 marker, and X.scale_weight beside each float8 X.weight (W = W₈·scale).
-        bool scaled = stored.ContainsKey(ScaledMarker);
-        foreach (var (name, header) in stored.Where(kv => kv.Key is ScaledMarker || kv.Key.EndsWith(".scale_weight", StringComparison.Ordinal) || kv.Key.EndsWith(".scale_input", StringComparison.Ordinal)))
-        {
-            mapped.Add(name);
-            if (name.EndsWith(".scale_weight", StringComparison.Ordinal)) _scales[name[..^".scale_weight".Length] + ".weight"] = header.Name;
-        }
         foreach (var (bfl, diffusers, split) in BflKeyMap.Expand(doubleBlocks, singleBlocks))
         {
             if (!stored.TryGetValue(bfl, out var header)) continue; // absent (guidance_in of schnell): the loader names what the model misses
             mapped.Add(bfl);
-            if (scaled && bfl.EndsWith(".weight", StringComparison.Ordinal) && header.StoredType?.StartsWith("F8", StringComparison.Ordinal) == true && !_scales.ContainsKey(bfl))
-                throw new InvalidDataException($"{inner.Path}: '{header.Name}' is float8 in a scaled float8 file (scaled_fp8) but its scale " +
-                    $"'{bfl[..^".weight".Length]}.scale_weight' is missing: the file is incomplete; download it again.");
             for (int part = 0; part < diffusers.Length; part++)
             {
                 long[] shape = header.Shape;
@@ -61,15 +50,6 @@ public sealed class BflTransformerFile : ITensorFile
     public IReadOnlyList<TensorHeader> Headers { get; }
     public bool Contains(string name) => _sources.ContainsKey(name) || _inner.Contains(name);
 
-    /// <summary>A stored tensor, times its scale_weight in a scaled float8 file.</summary>
-    Tensor Stored(string stored)
-    {
-        var value = _inner.Load(stored);
-        if (!_scales.TryGetValue(BflKeyMap.Strip(stored), out var scaleName)) return value;
-        using var scale = _inner.Load(scaleName);
-        return value.mul_(scale.to(value.dtype));
-    }
-
     public Tensor Load(string name)
     {
         if (!_sources.TryGetValue(name, out var source))
@@ -81,12 +61,12 @@ public sealed class BflTransformerFile : ITensorFile
                 {
                     _cached?.Value.Dispose();
                     // Kept across calls, so out of the caller's dispose scope (the loader disposes what it loads in one).
-                    _cached = (source.Stored, Stored(source.Stored).DetachFromDisposeScope());
+                    _cached = (source.Stored, _inner.Load(source.Stored).DetachFromDisposeScope());
                 }
                 var fused = _cached.Value.Value;
                 using (var slice = fused.narrow(0, source.Part * _width, source.Rows)) return slice.clone();
             case BflKeyMap.BflSplit.SwapHalves:
-                using (var stored = Stored(source.Stored))
+                using (var stored = _inner.Load(source.Stored))
                 {
                     var halves = stored.chunk(2, 0); // [shift | scale]
                     var swapped = cat([halves[1], halves[0]], 0);
@@ -94,32 +74,30 @@ public sealed class BflTransformerFile : ITensorFile
                     return swapped;
                 }
             default:
-                return Stored(source.Stored);
+                return _inner.Load(source.Stored);
         }
     }
 
-    /// <summary>A fused tensor's part as rows of the stored compact weight (float8, GGUF blocks); the swapped final
-    /// modulation and plain-float tensors are not compact (null: loaded through <see cref="Load"/>).</summary>
-    public CompactWeight? LoadCompact(string name)
+    /// <summary>A fused tensor's part as rows of the stored compact weight (float8, GGUF blocks, half floats under float32;
+    /// a scaled float8 weight's scale comes along), the final modulation with its halves swapped; null for tensors the
+    /// file does not store compactly (loaded through <see cref="Load"/>).</summary>
+    public CompactWeight? LoadCompact(string name, ScalarType? computeDType = null)
     {
-        // A scaled float8 weight (W = W₈·scale) is decoded at load with its scale: a compact weight holds no scale.
         if (!_sources.TryGetValue(name, out var source))
-            return _scales.ContainsKey(BflKeyMap.Strip(name)) ? null : _inner.LoadCompact(name);
-        if (_scales.ContainsKey(BflKeyMap.Strip(source.Stored)))
-            return null;
+            return _inner.LoadCompact(name, computeDType);
         switch (source.Split)
         {
             case BflKeyMap.BflSplit.Parts:
                 if (_cachedCompact?.Name != source.Stored)
                 {
                     _cachedCompact?.Value?.Dispose();
-                    _cachedCompact = (source.Stored, _inner.LoadCompact(source.Stored));
+                    _cachedCompact = (source.Stored, _inner.LoadCompact(source.Stored, computeDType));
                 }
                 return _cachedCompact.Value.Value?.Rows(source.Part * _width, source.Rows);
             case BflKeyMap.BflSplit.SwapHalves:
-                return null;
+                using (var stored = _inner.LoadCompact(source.Stored, computeDType)) return stored?.HalvesSwapped();
             default:
-                return _inner.LoadCompact(source.Stored);
+                return _inner.LoadCompact(source.Stored, computeDType);
         }
     }
 

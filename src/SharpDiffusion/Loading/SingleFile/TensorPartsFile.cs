@@ -8,7 +8,8 @@ namespace SharpDiffusion.Loading.SingleFile;
 /// <c>#swap</c> is the tensor with its two row halves exchanged (the original MMDiT's adaLN gives (shift, scale),
 /// diffusers' AdaLayerNormContinuous expects (scale, shift)). Only the parts in <paramref name="parts"/> are listed, and
 /// a tensor asked for in parts no longer appears whole, so a name-to-name loader sees exactly what it maps.
-/// The last whole tensor read is kept until another is asked for (each is read from the file once). Does not own the inner file.
+/// The last whole tensor read is kept until another is asked for (each is read from the file once), and so is the last
+/// whole compact one (<see cref="LoadCompact"/>: parts of a float8/GGUF/half fused tensor stay compact). Does not own the inner file.
 /// </summary>
 public sealed class TensorPartsFile : ITensorFile
 {
@@ -92,9 +93,33 @@ public sealed class TensorPartsFile : ITensorFile
         return slice.clone();
     }
 
+    /// <summary>A part as rows of the stored compact weight (a third; the halves swapped), a whole tensor as the inner file
+    /// keeps it: the inner file answers whether it is compact (float8, GGUF blocks, half floats under float32); null when
+    /// it is not (loaded through <see cref="Load"/>).</summary>
+    public CompactWeight? LoadCompact(string name, ScalarType? computeDType = null)
+    {
+        if (!_parts.TryGetValue(name, out var part))
+            return _inner.LoadCompact(name, computeDType);
+        string stored = name[..name.LastIndexOf(LdmKeyMap.PartSeparator)];
+        if (_cachedCompact?.Name != stored)
+        {
+            _cachedCompact?.Value?.Dispose();
+            _cachedCompact = null;
+            _cachedCompact = (stored, _inner.LoadCompact(stored, computeDType));
+        }
+        if (_cachedCompact.Value.Value is not { } whole) return null;
+        if (part.Part == Swap) return whole.HalvesSwapped();
+        long third = whole.Shape[0] / 3;
+        return whole.Rows(Array.IndexOf(Thirds, part.Part) * third, third);
+    }
+
+    (string Name, CompactWeight? Value)? _cachedCompact;
+
     public void Dispose()
     {
         _cached?.Value.Dispose();
         _cached = null;
+        _cachedCompact?.Value?.Dispose();
+        _cachedCompact = null;
     }
 }
