@@ -121,6 +121,10 @@ public sealed class LoraTrainer
         if (predictionType is not ("epsilon" or "v_prediction"))
             throw new NotSupportedException($"{_o.Model}: prediction_type '{predictionType}' cannot be trained; train-lora trains epsilon and v_prediction models.");
         int resolution = _o.Resolution ?? pipe.DefaultSize;
+        // Every side must halve evenly through the VAE and the UNet's downsamplings (SD: 8 × 8 = 64).
+        int granule = pipe.VaeScaleFactor * unet.Config.DownFactor;
+        if (_o.Buckets && _o.BucketResoSteps % granule != 0)
+            throw new ArgumentException($"--bucket-reso-steps {_o.BucketResoSteps}: this model needs sides in multiples of {granule} (VAE {pipe.VaeScaleFactor} × UNet {unet.Config.DownFactor}); give a multiple of {granule}.");
 
         var metadata = new LoraMetadata(_o, folder, resolution, predictionType);
         string signature = metadata.Signature(pipe);
