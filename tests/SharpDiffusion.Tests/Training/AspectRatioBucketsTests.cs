@@ -98,4 +98,22 @@ public class AspectRatioBucketsTests(ITestOutputHelper output)
         Assert.Equal(o.Steps, losses.Count);
         Assert.All(losses, l => Assert.True(double.IsFinite(l) && l > 0));
     }
+
+    [Fact]
+    public void Bucket_steps_the_model_cannot_halve_evenly_are_refused_before_training()
+    {
+        using var dir = new TempDir();
+        CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 1);
+        // The shipped model halves 64 px to 16 latents (VAE 4) and 16 to 4 (UNet): a side of 8 cannot go through it.
+        var o = new LoraTrainingOptions
+        {
+            Model = ShortLoraRuns.ShippedModel, Images = Path.Combine(dir.Path, "images"), Output = dir.File("x.safetensors"),
+            Resolution = 48, Buckets = true, BucketResoSteps = 8, MinBucketReso = 8, MaxBucketReso = 96,
+        };
+        var e = Assert.Throws<ArgumentException>(() => new LoraTrainer(o).Run());
+        output.WriteLine(e.Message);
+        Assert.Contains("--bucket-reso-steps 8", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.False(File.Exists(o.Output));
+    }
 }
