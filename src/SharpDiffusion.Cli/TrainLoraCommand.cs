@@ -25,6 +25,11 @@ public static class TrainLoraCommand
         new("resume", OptionKind.Text, "continue from a checkpoint this command wrote (same options; --steps may grow)", "CHECKPOINT"),
         new("checkpoint-every", OptionKind.Integer, "steps between checkpoints (default: 100)", "N"),
         new("loss-csv", OptionKind.Text, "write the loss curve: step, loss, lr, wall seconds (default: none)", "FILE"),
+        new("buckets", OptionKind.Flag, "aspect-ratio buckets (kohya's --enable_bucket): pictures keep their shape at about resolution² pixels, each batch from one bucket"),
+        new("min-bucket-reso", OptionKind.Integer, "the buckets' shortest side (default: 256, or --resolution if smaller)", "N"),
+        new("max-bucket-reso", OptionKind.Integer, "the buckets' longest side (default: 1024, or --resolution if larger)", "N"),
+        new("bucket-reso-steps", OptionKind.Integer, "bucket sides are multiples of this (default: 64)", "N"),
+        new("dtype", OptionKind.Text, "the frozen base weights' dtype: float32, bfloat16, or auto (bfloat16 where the CPU computes it natively); the LoRA and AdamW stay float32 (default: float32)", "NAME"),
         new("threads", OptionKind.Integer, "CPU threads for libtorch (default: all cores)", "N"),
     ];
 
@@ -61,6 +66,11 @@ public static class TrainLoraCommand
             Resume = cl.String("resume"),
             CheckpointEvery = cl.Int("checkpoint-every") ?? d.CheckpointEvery,
             LossCsv = cl.String("loss-csv"),
+            Buckets = cl.Flag("buckets"),
+            MinBucketReso = cl.Int("min-bucket-reso"),
+            MaxBucketReso = cl.Int("max-bucket-reso"),
+            BucketResoSteps = cl.Int("bucket-reso-steps") ?? d.BucketResoSteps,
+            BaseDType = FastPathOptions.DType(cl.String("dtype")),
         };
     }
 

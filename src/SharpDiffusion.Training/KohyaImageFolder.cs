@@ -79,35 +79,35 @@ public sealed class KohyaImageFolder
         return result;
     }
 
-    /// <summary>Every picture resized so its shorter side is <paramref name="resolution"/> and centre-cropped to a square,
-    /// as [N, 3, R, R] in [−1, 1]. Smaller pictures are upscaled, with a warning through <paramref name="warn"/>.</summary>
-    public Tensor LoadPixels(int resolution, Action<string>? warn)
+    /// <summary>The pictures' sizes (decoded), in <see cref="Pictures"/> order.</summary>
+    public IReadOnlyList<(int Width, int Height)> Sizes()
     {
-        var bytes = new byte[Pictures.Count * resolution * resolution * 3];
-        int upscaled = 0;
-        for (int i = 0; i < Pictures.Count; i++)
+        var sizes = new List<(int, int)>();
+        foreach (var p in Pictures)
         {
-            var image = ImageFile.Load(Pictures[i].Path);
-            if (Math.Min(image.Width, image.Height) < resolution) upscaled++;
-            CenterCrop(image, resolution).Rgb.CopyTo(bytes, i * resolution * resolution * 3);
+            var image = ImageFile.Load(p.Path);
+            sizes.Add((image.Width, image.Height));
         }
-        if (upscaled > 0)
-            warn?.Invoke($"{upscaled} picture(s) are smaller than --resolution {resolution} and were upscaled; they will look soft.");
-        using var raw = tensor(bytes, [Pictures.Count, resolution, resolution, 3]);
-        using var f = raw.to(ScalarType.Float32);
-        return (f / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous(); // [N, 3, R, R]
+        return sizes;
     }
 
-    /// <summary>Scale (Lanczos, as PIL) so the shorter side is <paramref name="size"/>, then cut the centre square.</summary>
-    public static RgbImage CenterCrop(RgbImage image, int size)
+    /// <summary>The pictures <paramref name="indices"/> resized to cover <paramref name="width"/> × <paramref name="height"/>
+    /// and centre-cropped to it (<see cref="AspectRatioBuckets.ResizeAndCrop"/>), as [n, 3, H, W] in [−1, 1]. Smaller
+    /// pictures are upscaled, with a warning through <paramref name="warn"/>.</summary>
+    public Tensor LoadPixels(IReadOnlyList<int> indices, int width, int height, Action<string>? warn)
     {
-        double scale = (double)size / Math.Min(image.Width, image.Height);
-        int w = Math.Max(size, (int)Math.Round(image.Width * scale)), h = Math.Max(size, (int)Math.Round(image.Height * scale));
-        var scaled = PictureResize.Lanczos(image, w, h);
-        int x0 = (w - size) / 2, y0 = (h - size) / 2;
-        var rgb = new byte[size * size * 3];
-        for (int y = 0; y < size; y++)
-            Array.Copy(scaled.Rgb, ((y0 + y) * w + x0) * 3, rgb, y * size * 3, size * 3);
-        return new RgbImage(size, size, rgb);
+        var bytes = new byte[indices.Count * width * height * 3];
+        int upscaled = 0;
+        for (int i = 0; i < indices.Count; i++)
+        {
+            var image = ImageFile.Load(Pictures[indices[i]].Path);
+            if (image.Width < width || image.Height < height) upscaled++;
+            AspectRatioBuckets.ResizeAndCrop(image, width, height).Rgb.CopyTo(bytes, i * width * height * 3);
+        }
+        if (upscaled > 0)
+            warn?.Invoke($"{upscaled} picture(s) are smaller than their training size {width}x{height} and were upscaled; they will look soft.");
+        using var raw = tensor(bytes, [indices.Count, height, width, 3]);
+        using var f = raw.to(ScalarType.Float32);
+        return (f / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous(); // [n, 3, H, W]
     }
 }

@@ -14,6 +14,9 @@ public sealed class LoraMetadata(LoraTrainingOptions o, KohyaImageFolder folder,
 {
     string? _hash;
 
+    /// <summary>The run's buckets (kohya's ss_bucket_info), set once the pictures are sorted into them.</summary>
+    public AspectRatioBuckets? Buckets { get; set; }
+
     /// <summary>AUTOMATIC1111's model hash (<see cref="ModelHash"/>) of the checkpoint file, or of a diffusers folder's UNet weights.</summary>
     public string BaseModelHash => _hash ??= ModelHash.Compute(File.Exists(o.Model) ? o.Model : UNetWeights(o.Model));
 
@@ -26,7 +29,9 @@ public sealed class LoraMetadata(LoraTrainingOptions o, KohyaImageFolder folder,
     public string Signature(StableDiffusionPipeline pipe) => string.Create(CultureInfo.InvariantCulture,
         $"model {BaseModelHash}, rank {o.Rank}, alpha {o.Alpha}, lr {o.LearningRate}, te-lr {o.TextEncoderLearningRate}, batch {o.Batch}, " +
         $"resolution {resolution}, text encoder {o.TrainTextEncoder}, min-snr {o.MinSnrGamma}, seed {o.Seed}, " +
-        $"pictures {folder.Pictures.Count} (captions sha256 {CaptionsHash()})");
+        $"pictures {folder.Pictures.Count} (captions sha256 {CaptionsHash()})")
+        + (o.Buckets ? string.Create(CultureInfo.InvariantCulture, $", buckets {o.MinBucketReso}-{o.MaxBucketReso} step {o.BucketResoSteps}") : "")
+        + (o.BaseDType == TorchSharp.torch.ScalarType.Float32 ? "" : $", base {o.BaseDType}");
 
     string CaptionsHash() => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
         System.Text.Encoding.UTF8.GetBytes(string.Join("\n", folder.Pictures.Select(p => $"{p.Repeats}_{p.Folder}/{Path.GetFileName(p.Path)}: {p.Caption}")))))[..12];
@@ -68,9 +73,13 @@ public sealed class LoraMetadata(LoraTrainingOptions o, KohyaImageFolder folder,
             ["ss_num_train_images"] = images.ToString(CultureInfo.InvariantCulture),
             ["ss_num_reg_images"] = "0",
             ["ss_resolution"] = $"({resolution}, {resolution})",
-            ["ss_enable_bucket"] = "False",
+            ["ss_enable_bucket"] = o.Buckets ? "True" : "False",
+            ["ss_bucket_no_upscale"] = "False",
+            ["ss_min_bucket_reso"] = o.Buckets ? Buckets!.MinSide.ToString(CultureInfo.InvariantCulture) : "None",
+            ["ss_max_bucket_reso"] = o.Buckets ? Buckets!.MaxSide.ToString(CultureInfo.InvariantCulture) : "None",
+            ["ss_bucket_info"] = o.Buckets ? BucketInfo(Buckets!) : "null",
             ["ss_cache_latents"] = "True",
-            ["ss_mixed_precision"] = "no",
+            ["ss_mixed_precision"] = o.BaseDType == TorchSharp.torch.ScalarType.BFloat16 ? "bf16" : "no",
             ["ss_seed"] = o.Seed.ToString(CultureInfo.InvariantCulture),
             ["ss_output_name"] = Path.GetFileNameWithoutExtension(o.Output),
             ["ss_tag_frequency"] = JsonSerializer.Serialize(folder.TagFrequency()),
@@ -78,4 +87,12 @@ public sealed class LoraMetadata(LoraTrainingOptions o, KohyaImageFolder folder,
             ["ss_training_comment"] = "trained with SharpDiffusion train-lora",
         }.ToDictionary(StringComparer.Ordinal);
     }
+
+    /// <summary>kohya's ss_bucket_info: {"buckets": {"0": {"resolution": [w, h], "count": pictures × repeats}, …}, "mean_img_ar_error": e}.</summary>
+    string BucketInfo(AspectRatioBuckets buckets) => JsonSerializer.Serialize(new
+    {
+        buckets = buckets.Buckets.Select((b, i) => (b, i)).ToDictionary(x => x.i.ToString(CultureInfo.InvariantCulture),
+            x => new { resolution = new[] { x.b.Width, x.b.Height }, count = x.b.Pictures.Sum(p => folder.Pictures[p].Repeats) }),
+        mean_img_ar_error = buckets.MeanAspectError,
+    });
 }

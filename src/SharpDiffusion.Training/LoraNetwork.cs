@@ -70,7 +70,8 @@ public sealed class LoraNetwork : IDisposable
         {
             var layer = layers[i];
             var remover = targets[i].Linear.register_forward_hook((_, input, output) =>
-                output + (input.matmul(layer.Down.t()).matmul(layer.Up.t()) * layer.Scale).to(output.dtype)); // [.., out]
+                // The branch computes in float32 (its parameters' dtype) whatever the frozen base's dtype.
+                output + (input.to(layer.Down.dtype).matmul(layer.Down.t()).matmul(layer.Up.t()) * layer.Scale).to(output.dtype)); // [.., out]
             network._unhook.Add(remover.remove);
         }
         return network;

@@ -41,9 +41,22 @@ public sealed record LoraTrainingOptions
     public int CheckpointEvery { get; init; } = 100;
     /// <summary>Loss rows (step, loss, lr, wall seconds), one per step; a resumed run drops the rows its checkpoint lacks.</summary>
     public string? LossCsv { get; init; }
+    /// <summary>kohya's --enable_bucket: pictures keep their aspect ratio in buckets of about resolution² pixels
+    /// (<see cref="AspectRatioBuckets"/>); off: every picture is centre-cropped to a square.</summary>
+    public bool Buckets { get; init; }
+    /// <summary>The buckets' shortest side; null: kohya's 256, or the resolution if smaller.</summary>
+    public int? MinBucketReso { get; init; }
+    /// <summary>The buckets' longest side; null: kohya's 1024, or the resolution if larger.</summary>
+    public int? MaxBucketReso { get; init; }
+    /// <summary>The buckets' sides are multiples of this (kohya's 64: the VAE's 8 × the UNet's three halvings).</summary>
+    public int BucketResoSteps { get; init; } = 64;
+    /// <summary>The frozen base weights' dtype: float32 or bfloat16 (the LoRA branches and AdamW's moments stay float32).</summary>
+    public ScalarType BaseDType { get; init; } = ScalarType.Float32;
+    /// <summary>Where checkpoints go; null: beside the output (<see cref="CheckpointPath"/>).</summary>
+    public string? CheckpointFile { get; init; }
 
     /// <summary>Where checkpoints go: beside the output, <c>name.checkpoint.safetensors</c>.</summary>
-    public string CheckpointPath => Path.ChangeExtension(Output, null) + ".checkpoint.safetensors";
+    public string CheckpointPath => CheckpointFile ?? Path.ChangeExtension(Output, null) + ".checkpoint.safetensors";
 }
 
 /// <summary>A progress report: step of total, loss (EMA-smoothed), wall time across sessions of the run.</summary>
@@ -82,6 +95,10 @@ public sealed class LoraTrainer
         if (!(_o.Alpha > 0)) throw new ArgumentException($"--alpha must be positive; got {_o.Alpha}.");
         if (_o.MinSnrGamma is { } g && !(g > 0)) throw new ArgumentException($"--min-snr-gamma must be positive; got {g}.");
         if (_o.Resolution is { } r && (r < 8 || r % 8 != 0)) throw new ArgumentException($"--resolution must be a multiple of 8 of at least 8; got {r}.");
+        if (_o.BaseDType is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"--dtype {_o.BaseDType} cannot train; give float32, bfloat16 or auto (float16 would need loss scaling).");
+        if (_o.BucketResoSteps < 8 || _o.BucketResoSteps % 8 != 0)
+            throw new ArgumentException($"--bucket-reso-steps must be a multiple of 8; got {_o.BucketResoSteps}.");
         if (!File.Exists(_o.Model) && !Directory.Exists(_o.Model)) throw new FileNotFoundException($"--model {_o.Model} is neither a model folder nor a checkpoint file.");
         if (_o.Resume is { } resume && !File.Exists(resume)) throw new FileNotFoundException($"--resume {resume}: no such checkpoint.");
         if (!_o.Output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
@@ -97,12 +114,17 @@ public sealed class LoraTrainer
         foreach (var w in folder.Warnings) _warn?.Invoke(w);
         _clock.Restart();
         // A fixed layout and attention kernel (not the ones measured fastest on this machine) so the file is the same on every machine.
-        using var pipe = StableDiffusionPipeline.Load(_o.Model, new LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa });
+        using var pipe = StableDiffusionPipeline.Load(_o.Model,
+            new LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa, DType = _o.BaseDType });
         var (unet, textEncoder, tokenizer) = TrainableParts(pipe, _o.Model);
         string predictionType = pipe.SchedulerConfig.GetString("prediction_type", "epsilon");
         if (predictionType is not ("epsilon" or "v_prediction"))
             throw new NotSupportedException($"{_o.Model}: prediction_type '{predictionType}' cannot be trained; train-lora trains epsilon and v_prediction models.");
         int resolution = _o.Resolution ?? pipe.DefaultSize;
+        // Every side must halve evenly through the VAE and the UNet's downsamplings (SD: 8 × 8 = 64).
+        int granule = pipe.VaeScaleFactor * unet.Config.DownFactor;
+        if (_o.Buckets && _o.BucketResoSteps % granule != 0)
+            throw new ArgumentException($"--bucket-reso-steps {_o.BucketResoSteps}: this model needs sides in multiples of {granule} (VAE {pipe.VaeScaleFactor} × UNet {unet.Config.DownFactor}); give a multiple of {granule}.");
 
         var metadata = new LoraMetadata(_o, folder, resolution, predictionType);
         string signature = metadata.Signature(pipe);
@@ -112,20 +134,21 @@ public sealed class LoraTrainer
         int start = Restore(network, optimizer, signature);
         ForgetLossRowsAfter(start);
 
-        var (means, stds) = EncodeOnce(pipe, folder, resolution, cancellation);
-        using (means)
-        using (stds)
+        var buckets = _o.Buckets ? BucketsOf(folder, resolution) : AspectRatioBuckets.Square(folder.Pictures.Count, resolution);
+        metadata.Buckets = buckets;
+        using (var latents = LatentCache.Encode(pipe, folder, buckets, _warn, cancellation))
         using (var ids = tokenizer.EncodeBatch(folder.Pictures.Select(p => p.Caption).ToList()))  // [N, 77]
         using (var contexts = _o.TrainTextEncoder ? null : EncodeCaptions(textEncoder, ids))           // [N, 77, D]
         {
             var schedule = NoiseSchedule.FromConfig(pipe.SchedulerConfig);
             var rows = folder.Pictures.SelectMany((p, i) => Enumerable.Repeat(i, p.Repeats)).ToArray(); // repeats as weights
+            var rowsOfBucket = rows.GroupBy(latents.BucketOf).ToDictionary(g => g.Key, g => g.ToArray());
             var teKeys = network.Layers.Where(l => l.Target != Adapters.LoraTarget.Unet).SelectMany(l => new[] { l.Down, l.Up }).ToHashSet();
             double smooth = double.NaN;
             for (int step = start; step < _o.Steps; step++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                double loss = Step(step, unet, textEncoder, schedule, predictionType, (float)pipe.LatentFormat.ScalingFactor, means, stds, ids, contexts, rows);
+                double loss = Step(step, unet, textEncoder, schedule, predictionType, (float)pipe.LatentFormat.ScalingFactor, latents, ids, contexts, rows, rowsOfBucket);
                 StepOptimizer(optimizer, network, teKeys);
                 smooth = double.IsNaN(smooth) ? loss : 0.95 * smooth + 0.05 * loss;
                 LogLoss(step + 1, loss);
@@ -152,24 +175,28 @@ public sealed class LoraTrainer
     // ---- One step --------------------------------------------------------------------------------------------
 
     double Step(int step, UNet2DConditionModel unet, ClipTextModel textEncoder, NoiseSchedule schedule, string predictionType, float scaling,
-        Tensor means, Tensor stds, Tensor ids, Tensor? contexts, int[] rows)
+        LatentCache latents, Tensor ids, Tensor? contexts, int[] rows, Dictionary<int, int[]> rowsOfBucket)
     {
         using var scope = NewDisposeScope();
         int batch = _o.Batch;
         // Every draw of a step comes from generators seeded by (seed, step), so a resumed run repeats it exactly.
         var rng = new Random(ShapeDataset.Mix(_o.Seed, 2_000_000 + step));
         using var generator = new Generator((ulong)ShapeDataset.Mix(_o.Seed, 3_000_000 + step));
-        var picked = Enumerable.Range(0, batch).Select(_ => (long)rows[rng.Next(rows.Length)]).ToArray();
+        // The first picture picks the bucket (weighted by pictures × repeats, as kohya's batches are); the rest come from it.
+        var picked = new int[batch];
+        picked[0] = rows[rng.Next(rows.Length)];
+        var bucketRows = rowsOfBucket[latents.BucketOf(picked[0])];
+        for (int b = 1; b < batch; b++) picked[b] = bucketRows[rng.Next(bucketRows.Length)];
         var timesteps = Enumerable.Range(0, batch).Select(_ => rng.Next(schedule.NumTrainTimesteps)).ToArray();
-        var index = tensor(picked);
-        var mean = means.index_select(0, index);
-        var z = (mean + stds.index_select(0, index) * randn(mean.shape, generator: generator)) * scaling;   // [B, 4, h, w]
+        var index = tensor(picked.Select(p => (long)p).ToArray());
+        var z = latents.Sample(picked, scaling, generator);                                              // [B, 4, h, w]
         var noise = randn(z.shape, generator: generator);
         var noisy = cat(Enumerable.Range(0, batch).Select(b =>
             AlphaMath.AddNoise(z[b].unsqueeze(0), noise[b].unsqueeze(0), schedule.AlphasCumprod[timesteps[b]])).ToList(), 0);
         var context = contexts?.index_select(0, index) ?? textEncoder.Encode(ids.index_select(0, index)); // [B, 77, D]
         var t = tensor(timesteps.Select(x => (float)x).ToArray());                                      // [B]
-        var prediction = unet.Forward(noisy, t, context);
+        // The base runs in its dtype; the loss is taken in float32.
+        var prediction = unet.Forward(noisy.to(_o.BaseDType), t, context.to(_o.BaseDType)).to(ScalarType.Float32);
         var a = tensor(timesteps.Select(x => schedule.AlphasCumprod[x]).ToArray()).view(batch, 1, 1, 1);
         // v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho), the quantity a v_prediction model outputs.
         var target = predictionType == "epsilon" ? noise : a.sqrt() * noise - (1 - a).sqrt() * z;
@@ -201,31 +228,18 @@ public sealed class LoraTrainer
 
     // ---- Encoding once ---------------------------------------------------------------------------------------
 
-    (Tensor Means, Tensor Stds) EncodeOnce(StableDiffusionPipeline pipe, KohyaImageFolder folder, int resolution, CancellationToken cancellation)
+    AspectRatioBuckets BucketsOf(KohyaImageFolder folder, int resolution)
     {
-        using var pixels = folder.LoadPixels(resolution, _warn);                                     // [N, 3, R, R]
-        var vae = pipe.VaeCodec.Model;
-        var means = new List<Tensor>();
-        var stds = new List<Tensor>();
-        using (var use = pipe.VaeCodec.Weights.Use())
-        using (inference_mode())
-            for (long i = 0; i < pixels.shape[0]; i += 8)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                using var posterior = vae.Encode(pixels[TensorIndex.Slice(i, i + 8)]);
-                means.Add(posterior.Mean.clone().MoveToOuterDisposeScope());
-                stds.Add(posterior.Std.clone().MoveToOuterDisposeScope());
-            }
-        var (mean, std) = (cat(means, 0), cat(stds, 0));                                            // [N, 4, R/8, R/8]
-        foreach (var t in means.Concat(stds)) t.Dispose();
-        return (mean, std);
+        int step = _o.BucketResoSteps;
+        int min = _o.MinBucketReso ?? Math.Min(256, resolution / step * step), max = _o.MaxBucketReso ?? Math.Max(1024, resolution);
+        return AspectRatioBuckets.Assign(folder.Sizes(), resolution, min, max, step);
     }
 
     static Tensor EncodeCaptions(ClipTextModel textEncoder, Tensor ids)
     {
         using var _ = no_grad();
-        return textEncoder.Encode(ids);
+        using var scope = NewDisposeScope();
+        return textEncoder.Encode(ids).to(ScalarType.Float32).MoveToOuterDisposeScope();      // kept float32 whatever the base's dtype
     }
 
     // ---- Checkpoints and the loss curve ----------------------------------------------------------------------

@@ -80,6 +80,7 @@ public sealed class SharpDiffusionServer : IAsyncDisposable
         ExtrasEndpoints.Map(app, context);
         new OpenAIEndpoints(context).Map(app);
         JobEndpoints.Map(app, context);
+        LoraTrainingEndpoints.Map(app, context);
         PageEndpoints.Map(app);
         // "{*path}", not MapFallback's default "{*path:nonfile}": a path that looks like a file (/x.png) must get the JSON 404 too.
         app.MapFallback("{*path}", (HttpContext c) => ApiErrors.A1111(404, "Not Found", $"No route {c.Request.Method} {c.Request.Path}."));
