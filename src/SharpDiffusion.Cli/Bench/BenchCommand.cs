@@ -65,6 +65,7 @@ public static class BenchCommand
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
         bool? channelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last"));
         AttentionKernel? attention = FastPathOptions.Attention(cl.String("attention"));
+        LinearKernel? linear = FastPathOptions.Linear(cl.String("linear"));
         int abSteps = cl.Int("ab-steps") ?? 2;
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         bool skipVae = cl.Flag("skip-vae"), skipRoofline = cl.Flag("skip-roofline");
@@ -80,7 +81,7 @@ public static class BenchCommand
 
         if (report is not null)
         {
-            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention };
+            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention, Linear = linear };
             string dir = model ?? throw new UsageException("--report needs --model");
             object row = cl.String("generation") is { } mode
                 ? GenerationBench.Measure(dir, load with { LowMemory = mode == "low-memory" }, mode, width, height, cl.Int("generation-steps") ?? 2)
@@ -91,7 +92,7 @@ public static class BenchCommand
         }
 
         Console.WriteLine($"SharpDiffusion bench: {MachineKey.CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
-                          $"{width}x{height}, CFG batch 2, channels-last {cl.String("channels-last") ?? "auto"}, attention {cl.String("attention") ?? "auto"}");
+                          $"{width}x{height}, CFG batch 2, channels-last {cl.String("channels-last") ?? "auto"}, attention {cl.String("attention") ?? "auto"}, linear {cl.String("linear") ?? "auto"}");
         Console.WriteLine($"Fast-path cache: {(FastPaths.Default.Enabled ? new FastPathCache(FastPathCache.DefaultFolder()).Path : $"off (${FastPaths.TuningVariable})")}");
 
         string? temp = null;
@@ -128,7 +129,7 @@ public static class BenchCommand
             if (cl.Flag("fewstep"))
             {
                 var fewstep = FewStepBench.Measure(model, FewStepBench.WriteRandomTaesd(temp ?? cl.String("keep-model") ?? Directory.CreateTempSubdirectory("sharpdiffusion-bench-taesd-").FullName),
-                    new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, width, height, cl.Int("fewstep-steps") ?? 4, totalSteps);
+                    new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention, Linear = linear }, width, height, cl.Int("fewstep-steps") ?? 4, totalSteps);
                 FewStepBench.Print(fewstep, width, height);
                 return 0;
             }
