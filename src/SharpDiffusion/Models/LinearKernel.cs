@@ -33,18 +33,21 @@ public static class LinearKernels
 
     /// <summary>x [N, in] as an image of N×1 pixels with `in` channels, in channels-last order: [1, in, N, 1] with strides
     /// [N·in, 1, in, in] is x's own memory (NHWC). The weight [out, in] is the 1×1 kernel [out, in, 1, 1]. The output
-    /// [1, out, N, 1] comes back channels-last, i.e. rows [N, out] in memory, which the final permute and reshape only view.</summary>
-    static Tensor AsConvolution(Tensor x, Tensor weight, Tensor? bias)
+    /// [1, out, N, 1] comes back channels-last, i.e. rows [N, out] in memory, which the final permute and reshape only view.
+    /// Any dtype (bench's roofline times bf16 too); <see cref="Linear"/> takes it for float32 only.</summary>
+    public static Tensor AsConvolution(Tensor x, Tensor weight, Tensor? bias)
     {
         using var scope = NewDisposeScope();
         long inFeatures = x.shape[^1], outFeatures = weight.shape[0];
         if (weight.shape[1] != inFeatures) return F.linear(x, weight, bias).MoveToOuterDisposeScope(); // libtorch names the mismatch
         long[] outShape = [.. x.shape[..^1], outFeatures];
         var rows = x.reshape(-1, inFeatures).contiguous();                     // [N, in]: x itself when x is contiguous
-        long n = rows.shape[0];
-        var image = rows.view(1, n, 1, inFeatures).permute(0, 3, 1, 2);        // [1, in, N, 1], NHWC strides: no copy
+        var image = ChannelsLastImage(rows);                                   // [1, in, N, 1], NHWC strides: no copy
         var kernel = weight.reshape(outFeatures, inFeatures, 1, 1);            // [out, in, 1, 1]: a view of the parameter
         var y = F.conv2d(image, kernel, bias);                                 // [1, out, N, 1], channels-last
         return y.permute(0, 2, 3, 1).reshape(outShape).MoveToOuterDisposeScope(); // [..., out]
     }
+
+    /// <summary>Contiguous rows [N, in] seen as [1, in, N, 1] with strides [N·in, 1, in, in] (NHWC): the same memory.</summary>
+    public static Tensor ChannelsLastImage(Tensor rows) => rows.view(1, rows.shape[0], 1, rows.shape[1]).permute(0, 3, 1, 2);
 }
