@@ -20,7 +20,8 @@ public static class FastPathAB
 
     /// <summary>"layout: channels-last (measured now, by the conv roofline: ResNet block NCHW 22.6 ms, channels-last
     /// 22.6 ms (within 5%); 3x3 conv NCHW 30.1 ms, channels-last 10.5 ms)".</summary>
-    public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name)
+    /// <param name="roofline">what decided a tie: the conv roofline (layout) or the matmul roofline (linear kernel).</param>
+    public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name, string roofline = "conv roofline")
     {
         string source = choice.Source switch
         {
@@ -31,7 +32,7 @@ public static class FastPathAB
         } + choice.Basis switch
         {
             LayoutDecision.Measured => ", a clear win",
-            LayoutDecision.Roofline => ", by the roofline",
+            LayoutDecision.Roofline => $", by the {roofline}",
             LayoutDecision.Default => ", a tie: the default",
             _ => "",
         };

@@ -15,7 +15,8 @@ public enum LinearKernel
     /// <summary>torch.nn.functional.linear: addmm, on the CPU MKL's sgemm (float32) as nn.Linear computes it.</summary>
     Default,
     /// <summary>The same product as a 1×1 convolution on a channels-last view of x (no copy), which libtorch hands to
-    /// oneDNN's GEMM; float32 on the CPU only, other dtypes and devices take <see cref="Default"/>.</summary>
+    /// oneDNN's GEMM; float32 on the CPU only, other dtypes and devices take <see cref="Default"/>. libtorch keeps small
+    /// convolutions (a few thousand values of x) on its own conv, the same product to rounding.</summary>
     OneDnn,
 }
 
