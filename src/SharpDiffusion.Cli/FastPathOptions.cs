@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Cli;
 
-/// <summary>The --channels-last and --attention options of generate, serve, worker and bench: a forced fast path, or
+/// <summary>The --channels-last, --attention and --linear options of generate, serve, worker and bench: a forced fast path, or
 /// auto (null), the one measured faster on this machine; and --dtype's names, auto among them.</summary>
 public static class FastPathOptions
 {
@@ -12,11 +12,12 @@ public static class FastPathOptions
     [
         new("channels-last", OptionKind.Text, "channels-last conv layout: true, false, or auto, the layout measured faster on this machine (default: auto; SHARPDIFFUSION_TUNING=off: true)", "BOOL"),
         new("attention", OptionKind.Text, "attention kernel: sdpa, sliced-matmul, or auto, measured per head size and token count (default: auto; SHARPDIFFUSION_TUNING=off: sdpa)", "NAME"),
+        new("linear", OptionKind.Text, "float32 linear kernel of the SD3/Flux transformers and T5: default (F.linear, MKL), onednn (a 1x1 conv), or auto, measured on this machine (default: auto; SHARPDIFFUSION_TUNING=off: default)", "NAME"),
     ];
 
     /// <summary><paramref name="load"/> with the command line's forced choices.</summary>
     public static Loading.LoadOptions Apply(Loading.LoadOptions load, CommandLine cl) =>
-        load with { ChannelsLast = ChannelsLast(cl.String("channels-last")), Attention = Attention(cl.String("attention")) };
+        load with { ChannelsLast = ChannelsLast(cl.String("channels-last")), Attention = Attention(cl.String("attention")), Linear = Linear(cl.String("linear")) };
 
     public static bool? ChannelsLast(string? value) => value is null || value.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null
         : FastPaths.ParseLayout(value) ?? throw new UsageException($"--channels-last takes true, false or auto; got '{value}'.");
@@ -28,6 +29,9 @@ public static class FastPathOptions
         "sliced-matmul" or "sliced" => AttentionKernel.SlicedMatmul,
         _ => throw new UsageException($"--attention takes sdpa, sliced-matmul or auto; got '{value}'."),
     };
+
+    public static LinearKernel? Linear(string? value) => value is null || value.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null
+        : LinearDecision.Parse(value) ?? throw new UsageException($"--linear takes default, onednn or auto; got '{value}'.");
 
     /// <summary>The help of generate's, serve's and worker's --dtype.</summary>
     public const string DTypeHelp = "float32, bfloat16, float16, or auto: bfloat16 on a CPU that computes it natively (AVX512-BF16, AMX), float32 elsewhere (default: float32)";

@@ -29,7 +29,7 @@ public static class BenchChild
             if (cl.Int(key) is int value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture)); }
         start.ArgumentList.Add("--width"); start.ArgumentList.Add(width.ToString(CultureInfo.InvariantCulture));
         start.ArgumentList.Add("--height"); start.ArgumentList.Add(height.ToString(CultureInfo.InvariantCulture));
-        foreach (var key in new[] { "channels-last", "attention", "sizes" })
+        foreach (var key in new[] { "channels-last", "attention", "linear", "sizes" })
             if (cl.String(key) is { } value) { start.ArgumentList.Add("--" + key); start.ArgumentList.Add(value); }
         if (cl.Flag("skip-vae")) start.ArgumentList.Add("--skip-vae");
         if (generation is not null) { start.ArgumentList.Add("--generation"); start.ArgumentList.Add(generation); }

@@ -67,6 +67,7 @@ public static class BenchCommand
         int steps = cl.Int("steps") ?? 3, totalSteps = cl.Int("total-steps") ?? 20;
         bool? channelsLast = FastPathOptions.ChannelsLast(cl.String("channels-last"));
         AttentionKernel? attention = FastPathOptions.Attention(cl.String("attention"));
+        LinearKernel? linear = FastPathOptions.Linear(cl.String("linear"));
         int abSteps = cl.Int("ab-steps") ?? 2;
         int threads = cl.Int("threads") ?? Environment.ProcessorCount;
         bool skipVae = cl.Flag("skip-vae"), skipRoofline = cl.Flag("skip-roofline");
@@ -82,7 +83,7 @@ public static class BenchCommand
 
         if (report is not null)
         {
-            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention };
+            var load = new LoadOptions { DType = dtypes.Single(), ChannelsLast = channelsLast, Attention = attention, Linear = linear };
             string dir = model ?? throw new UsageException("--report needs --model");
             object row = cl.String("generation") is { } mode
                 ? GenerationBench.Measure(dir, load with { LowMemory = mode == "low-memory" }, mode, width, height, cl.Int("generation-steps") ?? 2)
@@ -93,7 +94,7 @@ public static class BenchCommand
         }
 
         Console.WriteLine($"SharpDiffusion bench: {MachineKey.CpuName()}, {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}, " +
-                          $"{width}x{height}, CFG batch 2, channels-last {cl.String("channels-last") ?? "auto"}, attention {cl.String("attention") ?? "auto"}");
+                          $"{width}x{height}, CFG batch 2, channels-last {cl.String("channels-last") ?? "auto"}, attention {cl.String("attention") ?? "auto"}, linear {cl.String("linear") ?? "auto"}");
         Console.WriteLine($"Fast-path cache: {(FastPaths.Default.Enabled ? new FastPathCache(FastPathCache.DefaultFolder()).Path : $"off (${FastPaths.TuningVariable})")}");
 
         string? temp = null;
@@ -130,7 +131,7 @@ public static class BenchCommand
 
             if (cl.Flag("fewstep"))
             {
-                FewStepBench.Run(model, temp ?? cl.String("keep-model"), new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention }, fewstepSettings!, skipRoofline);
+                FewStepBench.Run(model, temp ?? cl.String("keep-model"), new LoadOptions { DType = dtypes[0], ChannelsLast = channelsLast, Attention = attention, Linear = linear }, fewstepSettings!, skipRoofline);
                 return 0;
             }
             bool transformer = Directory.Exists(Path.Combine(model, "transformer"));

@@ -12,7 +12,7 @@ namespace SharpDiffusion.Cli.Bench;
 /// <summary>
 /// The fast-path choices as `bench` reports them, and an A/B of each inside one process: whole UNet steps with each
 /// candidate, interleaved (a, b, a, b, …) so a neighbour's load hits both alike. Besides the tuned choices (layout,
-/// attention kernel), the per-step heap trim of the denoising loop is timed the same way.
+/// attention kernel, linear kernel), the per-step heap trim of the denoising loop is timed the same way.
 /// </summary>
 public static class FastPathAB
 {
@@ -20,7 +20,8 @@ public static class FastPathAB
 
     /// <summary>"layout: channels-last (measured now, by the conv roofline: ResNet block NCHW 22.6 ms, channels-last
     /// 22.6 ms (within 5%); 3x3 conv NCHW 30.1 ms, channels-last 10.5 ms)".</summary>
-    public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name)
+    /// <param name="roofline">what decided a tie: the conv roofline (layout) or the matmul roofline (linear kernel).</param>
+    public static string Describe<T>(string what, Choice<T> choice, Func<T, string> name, string roofline = "conv roofline")
     {
         string source = choice.Source switch
         {
@@ -31,7 +32,7 @@ public static class FastPathAB
         } + choice.Basis switch
         {
             LayoutDecision.Measured => ", a clear win",
-            LayoutDecision.Roofline => ", by the conv roofline",
+            LayoutDecision.Roofline => $", by the {roofline}",
             LayoutDecision.Default => ", a tie: the default",
             _ => "",
         };
@@ -96,6 +97,7 @@ public static class FastPathAB
                 foreach (var m in attentions) m.KernelChoice = inUse;
             }
         }
+        if (Linear(unet, () => Step(unet, latents, conditioning), rounds, options) is { } linear) results.Add(linear);
         // The denoising loop's heap trim after each long step (cb94f4e, for RSS): the candidate trims, then steps, so
         // its time holds the trim and the pages the step faults back in; the other steps on the untrimmed heap.
         var (kept, trimmed) = Interleave(() => Step(unet, latents, conditioning), () =>
@@ -107,6 +109,28 @@ public static class FastPathAB
         }, rounds, "no trim", "trim before the step");
         results.Add(new Result("heap trim per step", "no trim", kept, "trim before the step", trimmed, "trim after each long step (DenoisingLoop)"));
         return results;
+    }
+
+    /// <summary>The linear kernel A/B: <paramref name="step"/> with every <see cref="CompactLinear"/> of <paramref name="model"/>
+    /// on F.linear, then on oneDNN, interleaved; the kernels in use are restored. Null when no layer takes the kernel (the
+    /// UNet's layers are TorchSharp's nn.Linear, which always compute F.linear).</summary>
+    public static Result? Linear(nn.Module model, Func<double> step, int rounds, LoadOptions options)
+    {
+        var layers = model.modules().OfType<CompactLinear>().Distinct().ToList();
+        if (layers.Count == 0 || rounds < 1) return null;
+        var inUse = layers.Select(l => l.Kernel).ToList();
+        try
+        {
+            void Use(LinearKernel kernel) { foreach (var l in layers) l.Kernel = kernel; }
+            var (a, b) = Interleave(
+                () => { Use(LinearKernel.Default); return step(); },
+                () => { Use(LinearKernel.OneDnn); return step(); }, rounds, "F.linear", "oneDNN 1x1 conv");
+            return new Result("linear", "F.linear", a, "oneDNN 1x1 conv", b, LinearDecision.Name(options.LinearChoice().Value));
+        }
+        finally
+        {
+            for (int i = 0; i < layers.Count; i++) layers[i].Kernel = inUse[i];
+        }
     }
 
     /// <summary>Whole steps are what the layout choice is for: when the layout A/B clearly (beyond the tuner's margin)

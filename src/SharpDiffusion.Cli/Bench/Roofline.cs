@@ -68,16 +68,16 @@ public static class Roofline
 
     static void Matmuls(ScalarType dtype, int runs, List<Result> results)
     {
-        using var m1 = randn([2048, 2048]).to(dtype);
-        using var m2 = randn([2048, 2048]).to(dtype);
+        using var x = randn([2048, 2048]).to(dtype);          // [M, K]
+        using var weight = randn([2048, 2048]).to(dtype);     // [N, K], as nn.Linear holds it
+        using var transposed = weight.t().contiguous();       // [K, N]: the weight stored pre-transposed
         double mmFlops = 2.0 * 2048 * 2048 * 2048;
-        double mm = Time(() => { using var y = matmul(m1, m2); }, runs);
-        results.Add(new Result("matmul 2048^3", "default (MKL sgemm)", mmFlops / mm / 1e9));
-        // The same product as a 1x1 convolution on channels-last tensors: oneDNN's GEMM instead of MKL's (on AMD
-        // CPUs MKL may not take its fastest code path).
-        using var rows = MemoryLayout.ToChannelsLast(m1.reshape(1, 2048, 1, 2048).permute(0, 3, 1, 2)); // [1, K, M, 1]
-        using var kernel = MemoryLayout.ToChannelsLast(m2.t().reshape(2048, 2048, 1, 1));              // [N, K, 1, 1]
-        double conv1x1 = Time(() => { using var y = F.conv2d(rows, kernel); }, runs);
-        results.Add(new Result("matmul 2048^3", "1x1 conv, oneDNN", mmFlops / conv1x1 / 1e9));
+        void Add(string path, Action product) => results.Add(new Result("matmul 2048^3", path, mmFlops / Time(product, runs) / 1e9));
+        // nn.Linear's product (addmm: MKL's sgemm in float32), the same with the weight pre-transposed (sgemm without the
+        // transpose flag), and the product as oneDNN's 1x1 convolution on a channels-last view (LinearKernel.OneDnn; on
+        // AMD CPUs MKL may not take its fastest code path).
+        Add("default (MKL sgemm)", () => LinearKernels.Linear(LinearKernel.Default, x, weight, null).Dispose());
+        Add("pre-transposed weight", () => matmul(x, transposed).Dispose());
+        Add("1x1 conv, oneDNN", () => LinearKernels.AsConvolution(x, weight, null).Dispose());
     }
 }

@@ -7,6 +7,7 @@ using SharpDiffusion.Loading;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.Transformers;
 using SharpDiffusion.Models.Vae;
+using SharpDiffusion.Tuning;
 using static TorchSharp.torch;
 using static SharpDiffusion.Cli.Bench.MarkdownTable;
 
@@ -37,6 +38,7 @@ public static class TransformerBench
         double load = clock.Elapsed.TotalSeconds;
         long weightBytes = CompactLinear.ResidentBytesOf(transformer);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  load {load:F1}s, weights {weightBytes / 1e9:F2} GB"));
+        Console.WriteLine($"  {FastPathAB.Describe("linear", options.LinearChoice(), LinearDecision.Name, "matmul roofline")}");
         int f = AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(folder.Component("vae"), "config.json"))).ScaleFactor;
 
         using var _ = inference_mode();
@@ -71,8 +73,17 @@ public static class TransformerBench
                 opTimes = opTimer.Result(times.Sum(), steps);
             }
             rows.Add(new SizeRow(side, side, Roofline.Median(times), StepProfile.From(flops, opTimes)));
+            if (side == sizes[0] && FastPathAB.Linear(transformer, () => Timed(() => Step(500f).Dispose()), steps, options) is { } ab)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  A/B linear: {ab.A} {ab.SecondsA:F2}s, {ab.B} {ab.SecondsB:F2}s per step (in use: {ab.InUse})"));
         }
         return new Row(BenchChild.Name(dtype), load, ProcessMemory.PeakResidentBytes ?? 0, weightBytes, rows);
+    }
+
+    static double Timed(Action work)
+    {
+        var clock = Stopwatch.StartNew();
+        work();
+        return clock.Elapsed.TotalSeconds;
     }
 
     /// <summary>The transformer's parameter count from its config (built on the meta device: no memory).</summary>

@@ -24,6 +24,9 @@ public sealed record LoadOptions
     public bool? ChannelsLast { get; init; }
     /// <summary>The UNet's attention kernel. Null: the one <see cref="Tuning"/> finds faster per head size and token count.</summary>
     public AttentionKernel? Attention { get; init; }
+    /// <summary>The float32 linear kernel of the layers that take one (<see cref="CompactLinear"/>: the SD3 and Flux
+    /// transformers, T5). Null: the one <see cref="Tuning"/> finds faster on this machine.</summary>
+    public LinearKernel? Linear { get; init; }
     /// <summary>Where the choices left null come from. Null: <see cref="FastPaths.Default"/> (the user's cache folder,
     /// measured at first use unless SHARPDIFFUSION_TUNING=off).</summary>
     public FastPaths? Tuning { get; init; }
@@ -33,6 +36,9 @@ public sealed record LoadOptions
 
     /// <summary>Whether conv weights go channels-last: <see cref="ChannelsLast"/>, else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
     public Choice<bool> Layout() => FastPaths.ChannelsLast(ChannelsLast, DType, new Device(Device));
+
+    /// <summary>The linear kernel: <see cref="Linear"/>, else measured (float32 on the CPU), else F.linear.</summary>
+    public Choice<LinearKernel> LinearChoice() => FastPaths.Linear(Linear, DType, new Device(Device));
 
     /// <summary>A pipeline's components keep their weights in memory only while they run: the text encoder's are read
     /// for the prompts and freed, the UNet's for the denoising loop, the VAE's for encoding and decoding. The lowest
@@ -195,6 +201,7 @@ public static class ComponentLoader
         nn.Module model;
         using (Models.Layers.Placement(Meta)) model = build();
         model.eval();
+        UseLinearKernel(model, options);
         var dtype = model is AutoencoderKL vae && NeedsUpcast(vae, options) ? ScalarType.Float32 : options.DType;
         return ComponentWeights.Create(model, read, options.LowMemory, dtype);
     }
@@ -214,6 +221,16 @@ public static class ComponentLoader
     {
         var choice = options.FastPaths.AttentionChoice(options.Attention);
         foreach (var attention in unet.modules().OfType<Attention>()) attention.KernelChoice = choice;
+    }
+
+    /// <summary>Gives each <see cref="CompactLinear"/> of <paramref name="model"/> the linear kernel of <paramref name="options"/>
+    /// (chosen, and measured if need be, only when the model has such layers).</summary>
+    internal static void UseLinearKernel(nn.Module model, LoadOptions options)
+    {
+        var layers = model.modules().OfType<CompactLinear>().ToList();
+        if (layers.Count == 0) return;
+        var kernel = options.LinearChoice().Value;
+        foreach (var layer in layers) layer.Kernel = kernel;
     }
 
     static string ConfigPath(string dir)

@@ -48,6 +48,9 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     public long InFeatures { get; }
     public long OutFeatures { get; }
 
+    /// <summary>The kernel of the product (the load options' choice, <see cref="LinearKernels"/>); the weight is the same.</summary>
+    public LinearKernel Kernel { get; set; }
+
     /// <summary>The weight ([out, in]); a meta placeholder while <see cref="IsCompact"/>.</summary>
     // Looked up by name, not kept in fields: Module.to(dtype) replaces the registered parameters and then sets these
     // properties (by reflection) to the new ones, which are already registered then.
@@ -111,14 +114,14 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     {
         var (weight, bias) = (this.weight, this.bias);
         if (_compact is null && _branches.Count == 0)
-            return nn.functional.linear(x, weight, bias);
+            return LinearKernels.Linear(Kernel, x, weight, bias);
         using var scope = NewDisposeScope();
         Tensor y;
-        if (_compact is null) y = nn.functional.linear(x, weight, bias);
+        if (_compact is null) y = LinearKernels.Linear(Kernel, x, weight, bias);
         else
         {
             using var w = _compact.Dequantize(weight.dtype); // [out, in], freed after the matmul
-            y = nn.functional.linear(x, w, bias);
+            y = LinearKernels.Linear(Kernel, x, w, bias);
         }
         foreach (var b in _branches)
             y = y.add_(nn.functional.linear(nn.functional.linear(x, b.Down), b.Up), alpha: b.Scale); // s · up(down(x))

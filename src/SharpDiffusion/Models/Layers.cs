@@ -22,6 +22,8 @@ public static class Layers
         return new Restore(() => (_device, _dtype) = previous);
     }
 
+    /// <summary>torch.nn.Linear. TorchSharp's Linear is sealed and always computes F.linear, so these layers (the UNet's,
+    /// CLIP's, the VAE's) do not take the <see cref="LinearKernel"/> choice; <see cref="CompactLinear"/>s do.</summary>
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true) =>
         nn.Linear(inFeatures, outFeatures, hasBias, _device, _dtype);
 

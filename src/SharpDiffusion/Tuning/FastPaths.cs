@@ -6,7 +6,8 @@ namespace SharpDiffusion.Tuning;
 
 /// <summary>
 /// The fast path on the machine we run on, found by measuring rather than fixed at build time: conv activation
-/// layout (NCHW or channels-last) per dtype, and the attention kernel per dtype, head size and token-count class.
+/// layout (NCHW or channels-last) per dtype, the attention kernel per dtype, head size and token-count class, and the
+/// float32 linear kernel.
 /// Each choice is measured at its first use (<see cref="MicroBenchmarks"/>, about a second each), remembered for the
 /// process, and saved in <see cref="FastPathCache"/> under the <see cref="MachineKey"/>, so later runs read it.
 /// Only CPU choices are measured; other devices, other dtypes and disabled tuning take the defaults. A cache that
@@ -24,6 +25,8 @@ public sealed class FastPaths
     /// <summary>Channels-last conv weights (and so activations), the faster fp32 layout on the machine it was chosen on.</summary>
     public const bool DefaultChannelsLast = true;
     public const AttentionKernel DefaultAttention = AttentionKernel.Sdpa;
+    /// <summary>F.linear, as nn.Linear computes: kept when tuning is off and when the kernels tie.</summary>
+    public const LinearKernel DefaultLinear = LinearKernel.Default;
 
     static readonly Lazy<FastPaths> Shared = new(() => new FastPaths(FastPathCache.DefaultFolder(),
         enabled: !IsOff(Environment.GetEnvironmentVariable(TuningVariable)), warn: m => Console.Error.WriteLine($"warning: {m}")));
@@ -60,6 +63,12 @@ public sealed class FastPaths
 
     /// <summary>Replaces the 3×3 conv roofline timing of the layout choice (tests): dtype → seconds per layout.</summary>
     internal Func<ScalarType, LayoutDecision.Timings>? ConvTimingsOverride { get; init; }
+
+    /// <summary>Replaces the linear-layer timing of the linear kernel choice (tests): dtype → seconds per kernel.</summary>
+    internal Func<ScalarType, LinearDecision.Timings>? LinearTimingsOverride { get; init; }
+
+    /// <summary>Replaces the matmul roofline timing of the linear kernel choice (tests): dtype → seconds per kernel.</summary>
+    internal Func<ScalarType, LinearDecision.Timings>? LinearRooflineOverride { get; init; }
 
     /// <summary>Channels-last: the caller's choice (<paramref name="forced"/>), else $SHARPDIFFUSION_LAYOUT, else measured.</summary>
     public Choice<bool> ChannelsLast(bool? forced, ScalarType dtype, Device device)
@@ -105,6 +114,22 @@ public sealed class FastPaths
             "sliced-matmul" => new(AttentionKernel.SlicedMatmul, source, choice.Detail, choice.Basis ?? ""),
             _ => new(DefaultAttention, ChoiceSource.Default),
         };
+    }
+
+    /// <summary>The linear kernel: the caller's choice (<paramref name="forced"/>), else measured for <paramref name="dtype"/>.</summary>
+    public Choice<LinearKernel> Linear(LinearKernel? forced, ScalarType dtype, Device device) =>
+        forced is LinearKernel kernel ? new(kernel, ChoiceSource.Forced) : Linear(dtype, device);
+
+    /// <summary>The faster linear kernel for <paramref name="dtype"/> on <paramref name="device"/>: measured for float32 on
+    /// the CPU (the only case where the kernels differ, <see cref="LinearKernels.Applies"/>), else the default.</summary>
+    public Choice<LinearKernel> Linear(ScalarType dtype, Device device)
+    {
+        if (dtype != ScalarType.Float32 || !Measurable(dtype, device)) return new(DefaultLinear, ChoiceSource.Default);
+        var (choice, source) = Resolve($"linear {Name(dtype)}", () => LinearDecision.Decide(
+            () => LinearTimingsOverride?.Invoke(dtype) ?? MicroBenchmarks.LinearLayers(dtype),
+            () => LinearRooflineOverride?.Invoke(dtype) ?? MicroBenchmarks.LinearRoofline(dtype)));
+        return LinearDecision.Parse(choice.Value) is LinearKernel value ? new(value, source, choice.Detail, choice.Basis ?? "")
+            : new(DefaultLinear, ChoiceSource.Default);
     }
 
     /// <summary>Token counts measured as one class: cross-attention's 77, then 256, 1024 and 4096 (64×64 latents;

@@ -79,6 +79,31 @@ public static class MicroBenchmarks
         return new(winner, $"SDPA {Ms(sdpa)}, sliced matmul {Ms(sliced)}", clear);
     }
 
+    /// <summary>Seconds of a set of linear products per kernel (F.linear, oneDNN as a 1×1 conv), ~6 GFLOP each: rows × in → out
+    /// as SD 1.5's attention projections and feed-forward take them at a 32×32 latent (2048 tokens: 320→320, 320→1280,
+    /// 1280→320), its cross-attention keys (154 × 768→320), and SD3's transformer width (512 × 1536→1536).</summary>
+    public static LinearDecision.Timings LinearLayers(ScalarType dtype) => LinearPair(dtype,
+        [(2048, 320, 320), (2048, 320, 1280), (2048, 1280, 320), (154, 768, 320), (512, 1536, 1536)]);
+
+    /// <summary>Seconds of the matmul roofline per kernel: one [2048, 1024] × [1024 → 1024] product (4.3 GFLOP; bench's
+    /// roofline uses 2048³ for its GFLOP/s figures).</summary>
+    public static LinearDecision.Timings LinearRoofline(ScalarType dtype) => LinearPair(dtype, [(2048, 1024, 1024)]);
+
+    static LinearDecision.Timings LinearPair(ScalarType dtype, (long Rows, long In, long Out)[] shapes)
+    {
+        using var mode = inference_mode();
+        using var scope = NewDisposeScope();
+        using var random = new Generator(0);
+        var operands = shapes.Select(s => (X: randn([s.Rows, s.In], generator: random).to(dtype),
+            W: (randn([s.Out, s.In], generator: random) * 0.02).to(dtype), B: zeros(s.Out).to(dtype))).ToList();
+        void Run(LinearKernel kernel)
+        {
+            foreach (var (x, w, b) in operands) LinearKernels.Linear(kernel, x, w, b).Dispose();
+        }
+        var (linear, oneDnn) = Compare(() => Run(LinearKernel.Default), () => Run(LinearKernel.OneDnn));
+        return new(linear, oneDnn);
+    }
+
     /// <summary>Median seconds of <paramref name="a"/> and <paramref name="b"/>, run alternately after a warm-up each:
     /// at least two rounds, then more while the budget lasts.</summary>
     public static (double A, double B) Compare(Action a, Action b)
