@@ -48,6 +48,8 @@ public static class BenchCommand
         new("generation", OptionKind.Text, "internal: the child measures one whole generation: resident or low-memory", "MODE", Hidden: true),
         new("fewstep", OptionKind.Flag, "time whole images instead: --fewstep-steps LCM steps without CFG decoded by a TAESD (random full-size taesd) beside --total-steps Euler steps with CFG decoded by the full VAE, in one process (issue 25)"),
         new("fewstep-steps", OptionKind.Integer, "with --fewstep: LCM steps (default: 4)", "N"),
+        new("sdcpp", OptionKind.Text, "also time stable-diffusion.cpp's sd-cli on the same weights and size in this run and print the ratio (sd15: an LDM float16 file of the folder; flux-*: the GGUF, --weights q8_0 or q4_k)", "PATH"),
+        new("sdcpp-args", OptionKind.Text, "extra arguments for sd-cli, space-separated (e.g. \"--diffusion-fa\")", "ARGS"),
     ];
 
     public static int Run(CommandLine cl)
@@ -168,6 +170,8 @@ public static class BenchCommand
                     .SelectMany(d => modes.Select(mode => BenchChild.Measure<GenerationBench.GenerationRow>(model, d, cl, width, height, mode)))
                     .ToList();
                 BenchReport.PrintUNet(rows, totalSteps, roofline);
+                if (cl.String("sdcpp") is { } sdcpp)
+                    StableDiffusionCpp.CompareSd15(sdcpp, cl.String("sdcpp-args"), model, width, height, threads, rows.Select(r => (r.DType, r.StepSeconds)));
                 GenerationBench.Print(generations, width, height, generationSteps);
             }
         }
