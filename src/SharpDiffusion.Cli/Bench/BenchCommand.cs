@@ -50,6 +50,8 @@ public static class BenchCommand
         new("fewstep", OptionKind.Flag, "time whole images instead, in one process (issue 25): --total-steps Euler steps with CFG decoded by the full VAE; --fewstep-steps LCM steps without CFG, alone and with DeepCache (a full UNet pass every --deep-cache steps, default 2), and one SD-Turbo step (Euler a, trailing, guidance 0), each decoded by a TAESD (random full-size taesd); with UNet calls, FLOPs and the matmul roofline's bound"),
         new("fewstep-steps", OptionKind.Integer, "with --fewstep: LCM steps (default: 4)", "N"),
         new("fewstep-reference-steps", OptionKind.Integer, "with --fewstep: time only N of the Euler reference's --total-steps and extrapolate its denoising to all of them, marked in the table (SDXL at 1024x1024: 40 UNet passes of ~6 TFLOP) (default: all)", "N"),
+        new("sdcpp", OptionKind.Text, "also time stable-diffusion.cpp's sd-cli on the same weights and size in this run and print the ratio (sd15: an LDM float16 file of the folder; flux-*: the GGUF, --weights q8_0 or q4_k)", "PATH"),
+        new("sdcpp-args", OptionKind.Text, "extra arguments for sd-cli, space-separated (e.g. \"--diffusion-fa\")", "ARGS"),
     ];
 
     public static int Run(CommandLine cl)
@@ -170,6 +172,8 @@ public static class BenchCommand
                     .SelectMany(d => modes.Select(mode => BenchChild.Measure<GenerationBench.GenerationRow>(model, d, cl, width, height, mode)))
                     .ToList();
                 BenchReport.PrintUNet(rows, totalSteps, roofline);
+                if (cl.String("sdcpp") is { } sdcpp)
+                    StableDiffusionCpp.CompareSd15(sdcpp, cl.String("sdcpp-args"), model, width, height, threads, rows.Select(r => (r.DType, r.StepSeconds)));
                 GenerationBench.Print(generations, width, height, generationSteps);
             }
         }

@@ -65,6 +65,8 @@ public static class FluxBench
         // Compute dtype: --dtype's first entry, else auto (bfloat16 where the CPU computes it natively, else float32).
         var dtype = FastPathOptions.DType(cl.String("dtype")?.Split(',')[0] ?? "auto");
         if (steps < 1) throw new UsageException("--steps must be at least 1.");
+        if (cl.String("sdcpp") is not null && !formats.Any(f => RandomCompactFile.Extension(f) == ".gguf"))
+            throw new UsageException("--sdcpp times stable-diffusion.cpp on the GGUF file this bench writes: add q8_0 or q4_k to --weights.");
         TorchRuntime.Initialize(Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount));
         string dir = cl.String("keep-model") ?? Path.Combine(Path.GetTempPath(), "sharpdiffusion-bench-flux");
         Directory.CreateDirectory(dir);
@@ -85,9 +87,11 @@ public static class FluxBench
         }
 
         var rows = new List<Row>();
+        string? gguf = null;
         foreach (var format in formats)
         {
             string path = Path.Combine(dir, $"flux-{(dev ? "dev" : "schnell")}-{config.NumLayers}x{config.NumSingleLayers}-{RandomCompactFile.Name(format)}{RandomCompactFile.Extension(format)}");
+            if (RandomCompactFile.Extension(format) == ".gguf") gguf ??= path;
             if (File.Exists(path)) Console.WriteLine($"Reusing {path}");
             else
             {
@@ -102,6 +106,9 @@ public static class FluxBench
                 rows.AddRange(Measure(path, config, format, compactWeights: false, dev, sizes, steps, dtype));
         }
         Print(rows, matmul, BenchChild.Name(dtype), (double)fullParameters / parameters, full.NumLayers + full.NumSingleLayers, depthScale < 1);
+        if (cl.String("sdcpp") is { } sdcpp) // stable-diffusion.cpp on the first GGUF written, the same sizes
+            StableDiffusionCpp.CompareFlux(sdcpp, cl.String("sdcpp-args"), gguf!, dir, sizes, get_num_threads(),
+                side => rows.Where(r => r.Side == side && gguf!.Contains($"-{r.Weights}.gguf", StringComparison.Ordinal)).Select(r => ($"{r.Weights}, {r.HeldAs}", r.StepSeconds)));
         return 0;
     }
 
