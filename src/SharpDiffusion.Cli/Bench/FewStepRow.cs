@@ -16,7 +16,7 @@ public sealed record FewStepRow(string Recipe, int Steps, int TimedSteps, bool C
     public long Flops => UNetFlops + OtherFlops;
 
     /// <summary>Every FLOP at the run's matmul rate: a yardstick for the recipe, not a bound (oneDNN's channels-last convs can run faster).</summary>
-    public double RooflineSeconds(Roofline.Rates rates) => Flops / (rates.Matmul * 1e9);
+    public double SecondsAtMatmulRate(Roofline.Rates rates) => Flops / (rates.Matmul * 1e9);
 
     /// <summary>This measured row (all its steps ran) extrapolated to <paramref name="steps"/>: the denoising's seconds, UNet
     /// calls and UNet FLOPs × steps / <see cref="Steps"/> (without DeepCache every step is the same UNet call and the
@@ -51,7 +51,7 @@ public sealed record FewStepRow(string Recipe, int Steps, int TimedSteps, bool C
         foreach (var r in rows)
         {
             string whole = string.Create(inv, $"{r.TotalSeconds:F1}") + (r.Extrapolated ? " extrapolated" : "");
-            string bound = rates is { Matmul: > 0 } ? string.Create(inv, $"{r.RooflineSeconds(rates):F1}") : "–";
+            string bound = rates is { Matmul: > 0 } ? string.Create(inv, $"{r.SecondsAtMatmulRate(rates):F1}") : "–";
             table.Add($"{r.Recipe}", $"{r.Steps}", $"{(r.Cfg ? "yes" : "no")}", $"{r.FullCalls}/{r.ShallowCalls}", $"{r.Decoder}",
                 $"{r.TextSeconds:F1}", $"{r.DenoiseSeconds:F1}", $"{r.DecodeSeconds:F1}", $"{whole}", $"{r.Flops / 1e12:F2}", $"{bound}");
         }
