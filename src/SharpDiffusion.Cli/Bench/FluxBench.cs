@@ -103,7 +103,12 @@ public static class FluxBench
             }
             rows.AddRange(Measure(path, config, format, compactWeights: true, dev, sizes, steps, dtype));
             if (format != BenchWeights.Bf16) // the same weights decoded at load: the compact cost is the difference
-                rows.AddRange(Measure(path, config, format, compactWeights: false, dev, sizes, steps, dtype));
+            {
+                long decoded = parameters * DTypeBytes(dtype);
+                if (Pipelines.MemoryEstimate.AvailableBytes() is long free && decoded > free * 0.9)
+                    Console.WriteLine(string.Create(inv, $"Skipping the {RandomCompactFile.Name(format)} weights decoded to {BenchChild.Name(dtype)} at load: {decoded / 1e9:F1} GB would not fit in the {free / 1e9:F1} GB available (use --depth-scale for that row)."));
+                else rows.AddRange(Measure(path, config, format, compactWeights: false, dev, sizes, steps, dtype));
+            }
         }
         Print(rows, matmul, BenchChild.Name(dtype), (double)fullParameters / parameters, full.NumLayers + full.NumSingleLayers, depthScale < 1);
         if (cl.String("sdcpp") is { } sdcpp) // stable-diffusion.cpp on the first GGUF written, the same sizes
@@ -123,6 +128,8 @@ public static class FluxBench
             return (tensors, compact);
         }
     }
+
+    static long DTypeBytes(ScalarType dtype) => dtype == ScalarType.Float32 ? 4 : 2;
 
     static long ParameterCount(FluxTransformer2DConfig config)
     {
