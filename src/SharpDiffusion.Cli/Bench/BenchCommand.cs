@@ -32,7 +32,7 @@ public static class BenchCommand
         new("height", OptionKind.Integer, "image height (default: as the width)", "N"),
         new("sizes", OptionKind.Text, "SD3: square image sides the transformer step is timed at, comma-separated (default: 512,1024)", "LIST"),
         new("dtype", OptionKind.Text, "float32, bfloat16, float16 or auto (bfloat16 where the CPU computes it natively, else float32), comma-separated (default: float32,bfloat16); each dtype is measured in a fresh child process, so its peak RSS is its own", "LIST"),
-        new("steps", OptionKind.Integer, "timed UNet or transformer steps; the median is reported (default: 3)", "N"),
+        new("steps", OptionKind.Integer, "timed UNet or transformer steps; the median is reported (default: 3; flux-*: 2, and 0 times the first pass without a warm-up)", "N"),
         new("total-steps", OptionKind.Integer, "steps in the reported total (default: 20)", "N"),
         .. FastPathOptions.Options,
         new("deep-cache", OptionKind.Integer, "also time DeepCache's shallow UNet step (a full pass every N steps) and the UNet time of --total-steps with it (default: off)", "N"),

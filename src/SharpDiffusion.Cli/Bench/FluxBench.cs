@@ -64,7 +64,7 @@ public static class FluxBench
         int steps = cl.Int("steps") ?? 2;
         // Compute dtype: --dtype's first entry, else auto (bfloat16 where the CPU computes it natively, else float32).
         var dtype = FastPathOptions.DType(cl.String("dtype")?.Split(',')[0] ?? "auto");
-        if (steps < 1) throw new UsageException("--steps must be at least 1.");
+        if (steps < 0) throw new UsageException("--steps must be 0 (time the first pass, no warm-up) or more.");
         if (cl.String("sdcpp") is not null && !formats.Any(f => RandomCompactFile.Extension(f) == ".gguf"))
             throw new UsageException("--sdcpp times stable-diffusion.cpp on the GGUF file this bench writes: add q8_0 or q4_k to --weights.");
         TorchRuntime.Initialize(Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount));
@@ -171,12 +171,16 @@ public static class FluxBench
             var input = FluxTransformerDenoiser.TransformerInput(transformer, latents, 1000f, t5, pooled, 3.5f, dtype);
             var flops = new FlopCounter(transformer);
             clock.Restart();
-            using (flops) transformer.Forward(input).Dispose(); // warm-up, counted
-            Console.WriteLine(string.Create(inv, $"  {side}x{side}: warm-up {clock.Elapsed.TotalSeconds:F1}s, {flops.Total / 1e12:F2} TFLOP"));
+            // --steps 0: the first (counted) pass is the timed one, for full-size steps of many minutes where a warm-up
+            // pass would double the run and its first-call costs are a rounding error.
             var times = new List<double>();
-            double linear;
-            using (var timer = new OpClassTimer(transformer))
+            var timer = steps == 0 ? new OpClassTimer(transformer) : null;
+            using (flops) transformer.Forward(input).Dispose(); // warm-up, counted
+            Console.WriteLine(string.Create(inv, $"  {side}x{side}: {(steps == 0 ? "step (no warm-up)" : "warm-up")} {clock.Elapsed.TotalSeconds:F1}s, {flops.Total / 1e12:F2} TFLOP"));
+            if (steps == 0) times.Add(clock.Elapsed.TotalSeconds);
+            else
             {
+                timer = new OpClassTimer(transformer);
                 for (int i = 0; i < steps; i++)
                 {
                     clock.Restart();
@@ -184,8 +188,9 @@ public static class FluxBench
                     times.Add(clock.Elapsed.TotalSeconds);
                     Console.WriteLine(string.Create(inv, $"  {side}x{side}: step {i + 1}/{steps} {times[^1]:F2}s"));
                 }
-                linear = timer.LinearSeconds / steps;
             }
+            double linear = timer!.LinearSeconds / Math.Max(1, steps);
+            timer.Dispose();
             rows.Add(new Row(RandomCompactFile.Name(format), heldAs, config.NumLayers, config.NumSingleLayers, resident, load, side,
                 Roofline.Median(times), flops.Total, flops.Attention, ProcessMemory.PeakResidentBytes ?? 0, linear));
         }
