@@ -5,15 +5,27 @@ using Xunit.Abstractions;
 
 namespace SharpDiffusion.Tests.ControlNet;
 
+/// <summary>A gateway with no ControlNets of its own, its worker and a single `serve`, each of the small SD 1.5 model, the
+/// worker and the single server with the same --controlnet-dir (a canny ControlNet).</summary>
+public sealed class ControlNetQueueCluster : RedisGatewayCluster
+{
+    public static readonly string SmallSd = Golden.Path("models", "small-sd15");
+
+    protected override void Fill() =>
+        Directory.CreateSymbolicLink(Folder.File("tiny-canny"), Golden.Path("models", "tiny-controlnet-small-sd15"));
+
+    protected override string[] SingleArgs => ["--model", SmallSd, "--controlnet-dir", Folder.Path];
+    protected override IEnumerable<string[]> WorkerArgs => [["--model", SmallSd, "--controlnet-dir", Folder.Path, "--name", "cn"]];
+    protected override Task ReadyAsync() => Task.CompletedTask; // the test waits for the gateway's ControlNet list itself
+}
+
 /// <summary>
 /// ControlNet units through the Redis queue: a `serve --queue` gateway with no ControlNets of its own lists and checks the
 /// ones its worker announces; the unit's image travels in the job, the worker finds the model in its own --controlnet-dir,
 /// and the picture is the one a single `serve --controlnet-dir` draws for the same body (each a process with one thread).
 /// </summary>
-public class ControlNetQueueTests(ITestOutputHelper output)
+public class ControlNetQueueTests(ControlNetQueueCluster cluster, ITestOutputHelper output) : IClassFixture<ControlNetQueueCluster>
 {
-    static readonly string SmallSd = Golden.Path("models", "small-sd15");
-
     static JsonObject Body(string model, int controlMode) => new()
     {
         ["prompt"] = "a small house under the sun", ["seed"] = 5, ["steps"] = 4, ["width"] = 64, ["height"] = 64,
@@ -33,13 +45,7 @@ public class ControlNetQueueTests(ITestOutputHelper output)
     [Fact]
     public async Task A_unit_sent_to_a_gateway_runs_on_a_worker_with_the_single_servers_pixels()
     {
-        using var dir = new TempDir();
-        Directory.CreateSymbolicLink(dir.File("tiny-canny"), Golden.Path("models", "tiny-controlnet-small-sd15"));
-        using var redis = RedisServer.Start();
-        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
-        using var single = await ServerProcess.StartAsync("--model", SmallSd, "--controlnet-dir", dir.Path);
-        using var gateway = await ServerProcess.StartAsync("--queue", redis.Url);
-        using var worker = await ServerProcess.StartWorkerAsync("--queue", redis.Url, "--model", SmallSd, "--controlnet-dir", dir.Path, "--name", "cn");
+        var (http, single, gateway) = (cluster.Http, cluster.Single, cluster.Gateway);
         try
         {
             var titles = (await http.GetJsonAsync($"{single.Url}/controlnet/model_list")).Ok().Json["model_list"]!.ToJsonString();
@@ -66,7 +72,7 @@ public class ControlNetQueueTests(ITestOutputHelper output)
         }
         catch
         {
-            output.WriteLine($"gateway:\n{gateway.Output}\nworker:\n{worker.Output}");
+            cluster.LogOutput(output);
             throw;
         }
     }

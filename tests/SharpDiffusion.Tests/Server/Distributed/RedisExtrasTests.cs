@@ -5,38 +5,19 @@ namespace SharpDiffusion.Tests.Server.Distributed;
 
 /// <summary>A real redis-server, a `serve --queue` gateway and a `worker --upscaler-dir` (the golden ESRGAN files), and
 /// one `serve --upscaler-dir` with the same folder: the single process whose answers the gateway must give.</summary>
-public sealed class RedisUpscalerCluster : IAsyncLifetime
+public sealed class RedisUpscalerCluster : RedisGatewayCluster
 {
-    readonly TempDir _dir = new();
-    RedisServer _redis = null!;
-    public ServerProcess Single { get; private set; } = null!;
-    public ServerProcess Gateway { get; private set; } = null!;
-    public ServerProcess Worker { get; private set; } = null!;
-    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromMinutes(5) };
-
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
         foreach (var name in UpscalerServer.Models)
-            File.Copy(Golden.Path("v3", "esrgan", name + ".pth"), _dir.File(name + ".pth"));
-        _redis = RedisServer.Start();
-        Single = await ServerProcess.StartAsync("--upscaler-dir", _dir.Path);
-        Gateway = await ServerProcess.StartAsync("--queue", _redis.Url);
-        Worker = await ServerProcess.StartWorkerAsync("--queue", _redis.Url, "--name", "w1", "--upscaler-dir", _dir.Path);
-        // The gateway reads the worker list every second: wait until it lists the worker's upscalers.
-        await Api.PollAsync(async () => (await Http.GetJsonAsync($"{Gateway.Url}/sdapi/v1/upscalers")).Json.AsArray().Count,
-            n => n > 3, TimeSpan.FromSeconds(30), "the gateway to list the worker's upscalers", everyMs: 100);
+            File.Copy(Golden.Path("v3", "esrgan", name + ".pth"), Folder.File(name + ".pth"));
     }
 
-    public Task DisposeAsync()
-    {
-        Gateway.Dispose();
-        Worker.Dispose();
-        Single.Dispose();
-        _redis.Dispose();
-        Http.Dispose();
-        _dir.Dispose();
-        return Task.CompletedTask;
-    }
+    protected override string[] SingleArgs => ["--upscaler-dir", Folder.Path];
+    protected override IEnumerable<string[]> WorkerArgs => [["--name", "w1", "--upscaler-dir", Folder.Path]];
+
+    protected override Task ReadyAsync() =>
+        PollGatewayAsync("/sdapi/v1/upscalers", upscalers => upscalers.AsArray().Count > 3, "the gateway to list the worker's upscalers");
 }
 
 /// <summary>
@@ -48,20 +29,7 @@ public class RedisExtrasTests(RedisUpscalerCluster cluster, ITestOutputHelper lo
     HttpClient Http => cluster.Http;
     static string Input => Golden.Path("v3", "esrgan", "input_28x20.png");
 
-    async Task<(Reply Single, Reply Gateway)> BothAsync(string path, JsonObject body)
-    {
-        try
-        {
-            var single = await Http.PostAsync($"{cluster.Single.Url}{path}", body);
-            var gateway = await Http.PostAsync($"{cluster.Gateway.Url}{path}", body);
-            return (single, gateway);
-        }
-        catch
-        {
-            log.WriteLine($"gateway:\n{cluster.Gateway.Output}\nworker:\n{cluster.Worker.Output}");
-            throw;
-        }
-    }
+    Task<(Reply Single, Reply Gateway)> BothAsync(string path, JsonObject body) => cluster.BothAsync(path, body, log);
 
     [Fact]
     public async Task Gateway_lists_the_workers_upscalers_as_the_single_server_lists_its_folder()

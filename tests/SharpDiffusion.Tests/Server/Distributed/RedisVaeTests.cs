@@ -7,42 +7,22 @@ namespace SharpDiffusion.Tests.Server.Distributed;
 /// <summary>A real redis-server, a `serve --queue` gateway and a `worker --vae-dir` (a TAESD folder and a full VAE folder)
 /// of the small SD 1.5 model, and one `serve --vae-dir` of it with the same folder: the single process whose answers the
 /// gateway must give.</summary>
-public sealed class RedisVaeCluster : IAsyncLifetime
+public sealed class RedisVaeCluster : RedisGatewayCluster
 {
-    readonly TempDir _dir = new();
-    RedisServer _redis = null!;
-    public ServerProcess Single { get; private set; } = null!;
-    public ServerProcess Gateway { get; private set; } = null!;
-    public ServerProcess Worker { get; private set; } = null!;
-    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromMinutes(5) };
-    public string RedisUrl => _redis.Url;
-    public string VaeDir => _dir.Path;
     /// <summary>The model of every process (its latents fit TAESD's, unlike the shipped model's).</summary>
     public static string Model => Golden.Path("models", "small-sd15");
 
-    public async Task InitializeAsync()
+    protected override void Fill()
     {
-        ModelFolderTests.CopyDir(Golden.Path("v3", "models", "tiny-taesd"), _dir.File("tiny-taesd"));
-        ModelFolderTests.CopyDir(Path.Combine(Model, "vae"), _dir.File("sd15-vae"));
-        _redis = RedisServer.Start();
-        Single = await ServerProcess.StartAsync("--model", Model, "--vae-dir", _dir.Path);
-        Gateway = await ServerProcess.StartAsync("--queue", _redis.Url);
-        Worker = await ServerProcess.StartWorkerAsync("--queue", _redis.Url, "--model", Model, "--name", "vae-w1", "--vae-dir", _dir.Path);
-        // The gateway reads the worker list every second: wait until it lists the worker's VAEs.
-        await Api.PollAsync(async () => (await Http.GetJsonAsync($"{Gateway.Url}/sdapi/v1/sd-vae")).Json.AsArray().Count,
-            n => n == 2, TimeSpan.FromSeconds(30), "the gateway to list the worker's VAEs", everyMs: 100);
+        ModelFolderTests.CopyDir(Golden.Path("v3", "models", "tiny-taesd"), Folder.File("tiny-taesd"));
+        ModelFolderTests.CopyDir(Path.Combine(Model, "vae"), Folder.File("sd15-vae"));
     }
 
-    public Task DisposeAsync()
-    {
-        Gateway.Dispose();
-        Worker.Dispose();
-        Single.Dispose();
-        _redis.Dispose();
-        Http.Dispose();
-        _dir.Dispose();
-        return Task.CompletedTask;
-    }
+    protected override string[] SingleArgs => ["--model", Model, "--vae-dir", Folder.Path];
+    protected override IEnumerable<string[]> WorkerArgs => [["--model", Model, "--name", "vae-w1", "--vae-dir", Folder.Path]];
+
+    protected override Task ReadyAsync() =>
+        PollGatewayAsync("/sdapi/v1/sd-vae", vaes => vaes.AsArray().Count == 2, "the gateway to list the worker's VAEs");
 }
 
 /// <summary>
@@ -62,20 +42,7 @@ public class RedisVaeTests(RedisVaeCluster cluster, ITestOutputHelper log) : ICl
         return body;
     }
 
-    async Task<(Reply Single, Reply Gateway)> BothAsync(string path, JsonObject body)
-    {
-        try
-        {
-            var single = await Http.PostAsync($"{cluster.Single.Url}{path}", body);
-            var gateway = await Http.PostAsync($"{cluster.Gateway.Url}{path}", body);
-            return (single, gateway);
-        }
-        catch
-        {
-            log.WriteLine($"gateway:\n{cluster.Gateway.Output}\nworker:\n{cluster.Worker.Output}");
-            throw;
-        }
-    }
+    Task<(Reply Single, Reply Gateway)> BothAsync(string path, JsonObject body) => cluster.BothAsync(path, body, log);
 
     [Fact]
     public async Task Gateway_lists_the_workers_vaes_as_the_single_server_lists_its_folder()
