@@ -95,10 +95,11 @@ public sealed class RedisGateway : IJobQueue
     /// <summary>The workers heard of lately (refreshed every second).</summary>
     public IReadOnlyList<WorkerInfo> Workers => _workers;
 
-    /// <summary>The models the workers serve, one entry per model name (for /sd-models, /v1/models and name lookups).</summary>
+    /// <summary>The models the workers serve, one entry per model name (for /sd-models, /v1/models and name lookups), with
+    /// the family traits a worker announced (null from workers that announce none).</summary>
     public IReadOnlyList<ModelEntry> Models() =>
-        _workers.GroupBy(w => w.Model, StringComparer.Ordinal).Select(g => g.First())
-            .Select(w => new ModelEntry(w.Model, w.IsFile ? w.FileName : w.Model, w.IsFile)).ToList();
+        _workers.GroupBy(w => w.Model, StringComparer.Ordinal).Select(g => g.FirstOrDefault(w => w.Traits is not null) ?? g.First())
+            .Select(w => new ModelEntry(w.Model, w.IsFile ? w.FileName : w.Model, w.IsFile) { Traits = w.Traits }).ToList();
 
     public string? HashOf(string model) => _workers.FirstOrDefault(w => w.Model == model)?.Hash;
 

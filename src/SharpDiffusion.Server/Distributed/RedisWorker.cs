@@ -309,7 +309,7 @@ public sealed class RedisWorker : IDisposable
         Try("announce itself", () => WorkerRegistry.Announce(_store.Db, new WorkerInfo(Name, Model, pipeline.Title(_host.CurrentHash), _host.CurrentHash,
             pipeline.IsFile, pipeline.FileName, _host.Embeddings, current?.Job.Id, Environment.MachineName, Environment.ProcessId,
             _options.Server.Threads ?? Environment.ProcessorCount, DateTimeOffset.UtcNow)
-            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir), Vaes = _vaes.Entries() }));
+            { ControlNets = _controlNets, Upscalers = UpscalerModels.List(_options.Server.UpscalerDir), Vaes = _vaes.Entries(), Traits = pipeline.Traits }));
     }
 
     /// <summary>One part of a beat; a failure is logged once (Redis away: the next beat tries again).</summary>

@@ -1,10 +1,11 @@
 using System.Text.Json.Nodes;
 using StackExchange.Redis;
+using SharpDiffusion.Server.Catalog;
 
 namespace SharpDiffusion.Server.Distributed;
 
-/// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings), its upscaler models
-/// (`worker --upscaler-dir`), VAEs (`--vae-dir`) and the job it runs.</summary>
+/// <summary>A worker as it announces itself: its model (name, A1111 title, hash, embeddings, family traits), its upscaler
+/// models (`worker --upscaler-dir`), VAEs (`--vae-dir`) and the job it runs.</summary>
 public sealed record WorkerInfo(string Name, string Model, string Title, string? Hash, bool IsFile, string FileName,
     IReadOnlyList<string> Embeddings, string? Job, string Host, int Pid, int Threads, DateTimeOffset LastSeen)
 {
@@ -16,6 +17,10 @@ public sealed record WorkerInfo(string Name, string Model, string Title, string?
 
     /// <summary>Its ControlNets as /controlnet/model_list titles them ("name [hash]"), from its --controlnet-dir.</summary>
     public IReadOnlyList<string> ControlNets { get; init; } = [];
+
+    /// <summary>Its model's family, guidance and prompt fields as its catalog read them (what a single `serve` lists in
+    /// /sdapi/v1/sd-models); null from a worker of an earlier version, which did not send them.</summary>
+    public ModelTraits? Traits { get; init; }
 
     public JsonObject ToJson() => new()
     {
@@ -46,7 +51,7 @@ public static class WorkerRegistry
     {
         var key = RedisJobStore.WorkerKey(w.Name);
         var all = db.CreateTransaction(); // one step: never a worker record without its expiry
-        _ = all.HashSetAsync(key,
+        HashEntry[] fields =
         [
             new("name", w.Name), new("model", w.Model), new("title", w.Title), new("hash", w.Hash ?? ""),
             new("is_file", w.IsFile), new("file_name", w.FileName),
@@ -55,7 +60,9 @@ public static class WorkerRegistry
             new("vaes", new JsonArray(w.Vaes.Select(v => (JsonNode?)new JsonArray(v.Name, v.Path)).ToArray()).ToJsonString()),
             new("controlnets", new JsonArray(w.ControlNets.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()).ToJsonString()),
             new("job", w.Job ?? ""), new("host", w.Host), new("pid", w.Pid), new("threads", w.Threads),
-        ]);
+        ];
+        // Left out when unknown, as a worker of an earlier version leaves it out.
+        _ = all.HashSetAsync(key, w.Traits is { } traits ? [.. fields, new("traits", TraitsJson(traits))] : fields);
         _ = all.KeyExpireAsync(key, Lifetime);
         _ = all.SortedSetAddAsync(RedisJobStore.Workers, w.Name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
         all.Execute();
@@ -91,8 +98,35 @@ public static class WorkerRegistry
                 Upscalers = JsonNode.Parse(S("upscalers") is { Length: > 0 } u ? u : "[]")!.AsArray()
                     .Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),
                 Vaes = JsonNode.Parse(S("vaes") is { Length: > 0 } vs ? vs : "[]")!.AsArray().Select(n => ((string)n![0]!, (string)n[1]!)).ToList(),
+                Traits = ReadTraits(S("traits")),
             });
         }
         return list.OrderBy(w => w.Name, StringComparer.Ordinal).ToList();
+    }
+
+    static string TraitsJson(ModelTraits t) => new JsonObject
+    {
+        ["family"] = t.Family, ["flow_matching"] = t.FlowMatching, ["has_t5"] = t.HasT5,
+        ["distilled_guidance"] = t.DistilledGuidance, ["guidance"] = t.Guidance,
+    }.ToJsonString();
+
+    /// <summary>The traits a worker sent; null when it sent none (an earlier version) or a record this version cannot read:
+    /// the gateway then lists the model without family fields, as before, and the page shows every A1111 field.</summary>
+    static ModelTraits? ReadTraits(string json)
+    {
+        if (json.Length == 0) return null;
+        try
+        {
+            return JsonNode.Parse(json) is JsonObject o && o["family"] is JsonValue f && f.TryGetValue(out string? family)
+                ? new ModelTraits(family, (bool?)o["flow_matching"] ?? false, (bool?)o["has_t5"] ?? false)
+                {
+                    DistilledGuidance = (bool?)o["distilled_guidance"] ?? false, Guidance = (string?)o["guidance"] ?? "cfg",
+                }
+                : null;
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
     }
 }
