@@ -26,14 +26,24 @@ static class CompactLayers
 
     /// <summary>Every parameter's bytes: a compact layer's weight at <paramref name="storedBytesPerValue"/> of its stored
     /// type (by name), every other parameter at its float size.</summary>
-    public static long ExpectedBytes(nn.Module module, Func<string, int> storedBytesPerValue)
+    public static long ExpectedBytes(nn.Module module, Func<string, int> storedBytesPerValue) =>
+        ExpectedBytes(module, owner => (1, storedBytesPerValue(owner)));
+
+    /// <summary>Every parameter's bytes: a compact layer's weight in blocks of <c>Elements</c> values stored in <c>Bytes</c>
+    /// bytes (GGUF's quantized types: Q8_0 is 32 values in 34 bytes; float8 is (1, 1)), every other parameter at its float size.</summary>
+    public static long ExpectedBytes(nn.Module module, Func<string, (int Elements, int Bytes)> storedBlock)
     {
         var compact = Of(module);
         long bytes = 0;
         foreach (var (name, p) in module.named_parameters())
         {
             string owner = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^".weight".Length] : "";
-            bytes += compact.ContainsKey(owner) ? p.numel() * storedBytesPerValue(owner) : p.numel() * p.ElementSize;
+            if (compact.ContainsKey(owner))
+            {
+                var (elements, blockBytes) = storedBlock(owner);
+                bytes += p.numel() / elements * blockBytes;
+            }
+            else bytes += p.numel() * p.ElementSize;
         }
         return bytes;
     }

@@ -26,9 +26,6 @@ public class CompactWeightTests(ITestOutputHelper output)
         ComponentLoader.FluxTransformerFile(FluxGolden.SingleFile(file), new LoadOptions { CompactWeights = compact, DType = dtype }, FolderConfig());
 
     /// <summary>Each compact layer once (TorchSharp's named_modules lists a module under its registered and its field name).</summary>
-    static List<CompactLinear> CompactLayers(nn.Module m) =>
-        m.named_modules().Select(n => n.module).OfType<CompactLinear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<CompactLinear>().ToList();
-
     [Theory]
     [InlineData(GgufArithmetic.Float16)]
     [InlineData(GgufArithmetic.Float32)]
@@ -95,8 +92,8 @@ public class CompactWeightTests(ITestOutputHelper output)
         using var _ = inference_mode();
         using var compact = (FluxTransformer2DModel)Flux(file, compact: true, dtype).Module;
         using var decoded = (FluxTransformer2DModel)Flux(file, compact: false, dtype).Module;
-        Assert.NotEmpty(CompactLayers(compact));
-        Assert.Empty(CompactLayers(decoded));
+        Assert.NotEmpty(CompactLayers.Of(compact).Values);
+        Assert.Empty(CompactLayers.Of(decoded).Values);
         var input = FluxGolden.FirstCall(reference);
         var cast = input with
         {
@@ -108,7 +105,7 @@ public class CompactWeightTests(ITestOutputHelper output)
         double diff = Golden.MaxAbsDiff(a.to(float32), b.to(float32));
         double golden0 = Golden.MaxAbsDiff(a.to(float32), reference["denoiser_output_call0"]);
         output.WriteLine($"{file} {dtype}: compact vs decoded max |diff| {diff:E3}; compact vs diffusers {golden0:E3} " +
-            $"({CompactLayers(compact).Count} compact layers)");
+            $"({CompactLayers.Of(compact).Count} compact layers)");
         Assert.Equal(0, diff);
         if (dtype == ScalarType.Float32) Golden.AssertClose(a, reference["denoiser_output_call0"], what: "compact call 0 output");
     }
@@ -127,21 +124,14 @@ public class CompactWeightTests(ITestOutputHelper output)
         using var stored = TensorFiles.Open(FluxGolden.SingleFile(file));
         var storedType = stored.Headers.ToDictionary(h => h.Name, h => h.StoredType!);
 
-        long expected = 0, blockWeights = 0, blockCompact = 0;
-        var compactNames = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is CompactLinear { IsCompact: true }).Select(m => m.name + ".weight").ToHashSet();
-        foreach (var (name, p) in module.named_parameters())
-        {
-            if (compactNames.Contains(name))
-            {
-                var layer = (CompactLinear)module.named_modules().First(m => m.name + ".weight" == name).module;
-                var (elements, bytes) = layer.Compact!.StoredType.StartsWith("F8_", StringComparison.Ordinal) ? (1, 1) : GgufQuantization.BlockOf(Enum.Parse<GgmlType>(layer.Compact.StoredType));
-                expected += p.numel() / elements * bytes;
-            }
-            else expected += p.numel() * p.ElementSize;
-            bool blockLinear = (name.StartsWith("transformer_blocks.", StringComparison.Ordinal) || name.StartsWith("single_transformer_blocks.", StringComparison.Ordinal))
-                && name.EndsWith(".weight", StringComparison.Ordinal) && p.dim() == 2;
-            if (blockLinear) { blockWeights++; if (compactNames.Contains(name)) blockCompact++; }
-        }
+        var layers = CompactLayers.Of(module);
+        long expected = CompactLayers.ExpectedBytes(module, owner => layers[owner].Compact!.StoredType.StartsWith("F8_", StringComparison.Ordinal)
+            ? (1, 1) : GgufQuantization.BlockOf(Enum.Parse<GgmlType>(layers[owner].Compact!.StoredType)));
+        var blockLinears = module.named_parameters()
+            .Where(p => (p.name.StartsWith("transformer_blocks.", StringComparison.Ordinal) || p.name.StartsWith("single_transformer_blocks.", StringComparison.Ordinal))
+                && p.name.EndsWith(".weight", StringComparison.Ordinal) && p.parameter.dim() == 2)
+            .Select(p => p.name[..^".weight".Length]).ToList();
+        long blockWeights = blockLinears.Count, blockCompact = blockLinears.Count(layers.ContainsKey);
         Assert.Equal(expected, weights.Value.Bytes);
         Assert.Equal(expected, CompactLinear.ResidentBytesOf(module));
         // Every block linear weight of these files is float8 / Q8_0 (their headers say so): all of them held compact.
@@ -169,7 +159,7 @@ public class CompactWeightTests(ITestOutputHelper output)
         }
         using var compact = new Disposing(T5EncoderModel.Weights(dir.Path, new LoadOptions()));
         using var decoded = new Disposing(T5EncoderModel.Weights(dir.Path, new LoadOptions { CompactWeights = false }));
-        var layers = CompactLayers(compact.Value.Module);
+        var layers = CompactLayers.Of(compact.Value.Module).Values;
         Assert.NotEmpty(layers);
         Assert.All(layers, l => Assert.Equal("F8_E4M3", l.Compact!.StoredType));
         using var _ = inference_mode();
@@ -213,7 +203,7 @@ public class CompactWeightTests(ITestOutputHelper output)
         using var none = nn.Sequential(); // no text encoder here
 
         using var _ = inference_mode();
-        int compactLayers = CompactLayers(compact).Count;
+        int compactLayers = CompactLayers.Of(compact).Count;
         using var before = compact.Forward(input);
         Tensor branched, merged;
         using (var branch = LoraMerger.Apply([new LoraWeight(lora, 0.8)], compact, none))
@@ -233,7 +223,7 @@ public class CompactWeightTests(ITestOutputHelper output)
         Assert.True(moved > 1e-3, "the LoRA changed nothing");
         Golden.AssertClose(branched, merged, what: "side branch vs merge");
         Assert.Equal(0, Golden.MaxAbsDiff(after, before));
-        Assert.Equal(compactLayers, CompactLayers(compact).Count); // still compact: nothing was merged into them
+        Assert.Equal(compactLayers, CompactLayers.Of(compact).Count); // still compact: nothing was merged into them
         branched.Dispose();
         merged.Dispose();
         foreach (var t in tensors.Values) t.Dispose();

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Models;
 using SharpDiffusion.Models.T5;
 using SharpDiffusion.Models.Transformers;
 using Xunit.Abstractions;
@@ -91,12 +92,10 @@ public class HalfWeightTests(ITestOutputHelper output)
         Assert.Equal(0, diff);
         Assert.True(toGolden <= 0.02 * scale, $"{toGolden:E3} from diffusers is more than bfloat16 weight rounding");
         Assert.Equal(expected, compactWeights.Bytes);
-        Assert.Equal(expected, CompactLayersResident(compact));
+        Assert.Equal(expected, CompactLinear.ResidentBytesOf(compact));
         Assert.True(compactWeights.Bytes < decodedWeights.Bytes);
         foreach (var t in golden.Values) t.Dispose();
     }
-
-    static long CompactLayersResident(nn.Module m) => SharpDiffusion.Models.CompactLinear.ResidentBytesOf(m);
 
     [Fact]
     public void Bfloat16_weights_under_bfloat16_compute_are_plain_parameters()
@@ -130,23 +129,11 @@ public class HalfWeightTests(ITestOutputHelper output)
         }
         File.WriteAllText(dir.File("model.safetensors.index.json"), JsonSerializer.Serialize(new { metadata = new { }, weight_map = weightMap }));
 
-        var golden = Golden.Load("v3", "sd3", "tiny-sd3", "t5_encoder.safetensors");
-        using var _ = inference_mode();
-        var compactWeights = T5EncoderModel.Weights(dir.Path, Exact);
-        var decodedWeights = T5EncoderModel.Weights(dir.Path, Exact with { CompactWeights = false });
-        using var compact = (T5EncoderModel)compactWeights.Module;
-        using var decoded = (T5EncoderModel)decodedWeights.Module;
-        var layers = CompactLayers.Of(compact);
-        Assert.Equal(compact.Config.NumLayers * 7, layers.Count); // q, k, v, o, wi_0, wi_1, wo per block
-        Assert.All(layers.Values, l => Assert.Equal("F16", l.Compact!.StoredType));
-        using var a = compact.call(golden["input_ids"]);
-        using var b = decoded.call(golden["input_ids"]);
-        double diff = Golden.MaxAbsDiff(a, b), toGolden = Golden.MaxAbsDiff(a, golden["last_hidden_state"]), scale = Golden.MaxAbs(golden["last_hidden_state"]);
-        output.WriteLine($"sharded float16 T5, float32 compute: compact vs decoded max |diff| {diff:E3}; vs transformers (float32 weights) {toGolden:E3} " +
-            $"({toGolden / scale:E2} of max |expected|); resident {compactWeights.Bytes:N0} vs {decodedWeights.Bytes:N0} bytes");
-        Assert.Equal(0, diff);
-        Assert.True(toGolden <= 0.01 * scale, $"{toGolden:E3} from transformers is more than float16 weight rounding");
-        Assert.Equal(CompactLayers.ExpectedBytes(compact, _ => 2), compactWeights.Bytes);
-        foreach (var t in golden.Values) t.Dispose();
+        var r = CompactT5Comparison.Of(dir.Path, Exact, "F16", bytesPerValue: 2);
+        output.WriteLine($"sharded float16 T5, float32 compute: compact vs decoded max |diff| {r.Diff:E3}; vs transformers (float32 weights) {r.ToGolden:E3} " +
+            $"({r.ToGolden / r.Scale:E2} of max |expected|); resident {r.CompactBytes:N0} vs {r.DecodedBytes:N0} bytes");
+        Assert.Equal(0, r.Diff);
+        Assert.True(r.ToGolden <= 0.01 * r.Scale, $"{r.ToGolden:E3} from transformers is more than float16 weight rounding");
+        Assert.Equal(r.ExpectedBytes, r.CompactBytes);
     }
 }

@@ -122,26 +122,12 @@ public class ScaledFloat8CompactTests(ITestOutputHelper output)
         using var dir = new TempDir();
         File.Copy(Path.Combine(Golden.Path("v3", "models", "tiny-sd3", "text_encoder_3"), "config.json"), dir.File("config.json"));
         WriteScaledT5(dir.File("model.safetensors"));
-        var golden = Golden.Load("v3", "sd3", "tiny-sd3", "t5_encoder.safetensors");
-        using var _ = inference_mode();
-        var compactWeights = T5EncoderModel.Weights(dir.Path, new LoadOptions());
-        var decodedWeights = T5EncoderModel.Weights(dir.Path, new LoadOptions { CompactWeights = false });
-        using var compact = (T5EncoderModel)compactWeights.Module;
-        using var decoded = (T5EncoderModel)decodedWeights.Module;
-        var layers = CompactLayers.Of(compact);
-        Assert.Equal(compact.Config.NumLayers * 7, layers.Count);
-        Assert.All(layers.Values, l => Assert.Equal("F8_E4M3", l.Compact!.StoredType));
-        Assert.All(layers.Values, l => Assert.NotNull(l.Compact!.Scale));
-
-        using var a = compact.call(golden["input_ids"]);
-        using var b = decoded.call(golden["input_ids"]);
-        double diff = Golden.MaxAbsDiff(a, b), toGolden = Golden.MaxAbsDiff(a, golden["last_hidden_state"]), scale = Golden.MaxAbs(golden["last_hidden_state"]);
-        output.WriteLine($"scaled float8 T5: compact vs load-time decode max |diff| {diff:E3}; vs transformers (float32 weights) {toGolden:E3} " +
-            $"({toGolden / scale:E2} of max |expected|: float8 rounding); resident {compactWeights.Bytes:N0} vs {decodedWeights.Bytes:N0} bytes");
-        Assert.Equal(0, diff);
-        Assert.True(toGolden <= 0.25 * scale, $"{toGolden:E3} from transformers: the scales were not applied?");
-        Assert.Equal(CompactLayers.ExpectedBytes(compact, _ => 1), compactWeights.Bytes);
-        foreach (var t in golden.Values) t.Dispose();
+        var r = CompactT5Comparison.Of(dir.Path, new LoadOptions(), "F8_E4M3", bytesPerValue: 1, checkLayer: l => Assert.NotNull(l.Compact!.Scale));
+        output.WriteLine($"scaled float8 T5: compact vs load-time decode max |diff| {r.Diff:E3}; vs transformers (float32 weights) {r.ToGolden:E3} " +
+            $"({r.ToGolden / r.Scale:E2} of max |expected|: float8 rounding); resident {r.CompactBytes:N0} vs {r.DecodedBytes:N0} bytes");
+        Assert.Equal(0, r.Diff);
+        Assert.True(r.ToGolden <= 0.25 * r.Scale, $"{r.ToGolden:E3} from transformers: the scales were not applied?");
+        Assert.Equal(r.ExpectedBytes, r.CompactBytes);
     }
 
     /// <summary>As ComfyUI and stable-diffusion.cpp users give it: --text-encoder t5xxl_fp8_e4m3fn_scaled.safetensors
