@@ -24,15 +24,7 @@ public sealed class ControlNetPageTests(PageFixture browser, ControlNetApiTests.
     static readonly string ControlNetFolder = Golden.Path("models", "tiny-controlnet-small-sd15");
     static readonly string Photo = Golden.Path("img2img", "init_64x64.png");
 
-    async Task<PageSession> OpenAsync()
-    {
-        var context = await browser.Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 900 } });
-        var page = await context.NewPageAsync();
-        var session = new PageSession(page, server.Server.Url);
-        await page.GotoAsync(server.Server.Url + "/");
-        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
-        return session;
-    }
+    Task<PageSession> OpenAsync() => browser.OpenAsync(server.Server.Url);
 
     static RgbImage FromDataUrl(string src) => Api.Decode(Convert.FromBase64String(src[(src.IndexOf(',') + 1)..]));
 

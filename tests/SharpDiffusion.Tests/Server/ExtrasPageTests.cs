@@ -24,15 +24,7 @@ public sealed class ExtrasPageTests(PageFixture browser, UpscalersServer server)
 {
     static readonly string Input = Golden.Path("v3", "esrgan", "input_28x20.png");
 
-    async Task<PageSession> OpenAsync()
-    {
-        var context = await browser.Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 900 } });
-        var page = await context.NewPageAsync();
-        var session = new PageSession(page, server.Server.Url);
-        await page.GotoAsync(server.Server.Url + "/");
-        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
-        return session;
-    }
+    Task<PageSession> OpenAsync() => browser.OpenAsync(server.Server.Url);
 
     [Fact]
     public async Task The_upscale_tab_sends_extra_single_image_and_shows_the_librarys_upscale()

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using Microsoft.Playwright;
 using SharpDiffusion.Pipelines;
 using static Microsoft.Playwright.Assertions;
 
@@ -17,33 +16,17 @@ public sealed class FluxPageTests(PageFixture browser, FluxModelsServer models) 
 {
     static readonly string Shipped = Path.GetFileName(Repo.ShippedModel);
 
-    async Task<PageSession> OpenAsync()
-    {
-        var context = await browser.Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 900 } });
-        var page = await context.NewPageAsync();
-        var session = new PageSession(page, models.Server.Url);
-        await page.GotoAsync(models.Server.Url + "/");
-        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
-        return session;
-    }
-
-    static async Task SelectModelAsync(IPage page, string name)
-    {
-        await page.Locator("#model").SelectOptionAsync(new SelectOptionValue { Label = name });
-        await Expect(page.Locator("#model-status")).ToHaveTextAsync("loaded");
-    }
-
     [Fact]
     public async Task Flux_dev_shows_distilled_cfg_scale_and_the_t5_prompt_without_negative_or_cfg_draws_the_librarys_image_and_reuse_restores_it()
     {
-        await using var session = await OpenAsync();
+        await using var session = await browser.OpenAsync(models.Server.Url);
         var page = session.Page;
         try
         {
             await Expect(page.Locator("#negative-prompt")).ToBeVisibleAsync();
             await Expect(page.Locator("#distilled-cfg-scale")).ToBeHiddenAsync();
 
-            await SelectModelAsync(page, "tiny-flux-dev");
+            await session.SelectModelAsync("tiny-flux-dev");
             await Expect(page.Locator("#negative-prompt")).ToBeHiddenAsync();
             await Expect(page.Locator("#negative-note")).ToBeVisibleAsync();
             await Expect(page.Locator("#cfg-scale")).ToBeHiddenAsync();
@@ -88,7 +71,7 @@ public sealed class FluxPageTests(PageFixture browser, FluxModelsServer models) 
             await Expect(page.Locator("#seed")).ToHaveValueAsync("9");
 
             // schnell: its guidance is ignored, so neither scale is shown; the T5 prompt stays.
-            await SelectModelAsync(page, "tiny-flux-schnell");
+            await session.SelectModelAsync("tiny-flux-schnell");
             await Expect(page.Locator("#distilled-cfg-scale")).ToBeHiddenAsync();
             await Expect(page.Locator("#cfg-scale")).ToBeHiddenAsync();
             await Expect(page.Locator("#negative-prompt")).ToBeHiddenAsync();
@@ -99,7 +82,7 @@ public sealed class FluxPageTests(PageFixture browser, FluxModelsServer models) 
             await Expect(page.Locator("#gallery > li").First.Locator(".infotext")).ToContainTextAsync("CFG scale: 1, Seed: 9, ");
 
             // An SD model: its negative prompt and CFG scale are back, and nothing of Flux's.
-            await SelectModelAsync(page, Shipped);
+            await session.SelectModelAsync(Shipped);
             await Expect(page.Locator("#negative-prompt")).ToBeVisibleAsync();
             await Expect(page.Locator("#negative-note")).ToBeHiddenAsync();
             await Expect(page.Locator("#cfg-scale")).ToBeVisibleAsync();

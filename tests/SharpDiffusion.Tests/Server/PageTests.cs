@@ -43,12 +43,15 @@ public sealed class PageFixture : IAsyncLifetime
 
     /// <summary>A fresh browser context on the page, ready (its lists loaded), recording every request and every
     /// console error (a Content-Security-Policy violation is one).</summary>
-    public async Task<PageSession> OpenAsync(int width = 1280, int height = 900)
+    public Task<PageSession> OpenAsync(int width = 1280, int height = 900) => OpenAsync(Server.Url, width, height);
+
+    /// <summary><see cref="OpenAsync(int, int)"/> on the page of another server (a class fixture's, with models of its own).</summary>
+    public async Task<PageSession> OpenAsync(string serverUrl, int width = 1280, int height = 900)
     {
         var context = await Browser.NewContextAsync(new() { ViewportSize = new() { Width = width, Height = height }, AcceptDownloads = true });
         var page = await context.NewPageAsync();
-        var session = new PageSession(page, Server.Url);
-        await page.GotoAsync(Server.Url + "/");
+        var session = new PageSession(page, serverUrl);
+        await page.GotoAsync(serverUrl + "/");
         await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
         return session;
     }
@@ -91,6 +94,13 @@ public sealed class PageSession : IAsyncDisposable
     }
 
     public IPage Page { get; }
+
+    /// <summary>Picks a model in the Model list and waits for the page to have switched to it.</summary>
+    public async Task SelectModelAsync(string name)
+    {
+        await Page.Locator("#model").SelectOptionAsync(new SelectOptionValue { Label = name });
+        await Expect(Page.Locator("#model-status")).ToHaveTextAsync("loaded");
+    }
 
     /// <summary>Nothing was fetched from anywhere but the server, and no script error or CSP violation happened
     /// (with <paramref name="httpErrors"/>, Chromium's own log line for a 4xx answer the test asked for is allowed).</summary>

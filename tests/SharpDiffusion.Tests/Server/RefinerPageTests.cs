@@ -19,18 +19,14 @@ public sealed class RefinerPageTests(PageFixture browser, RefinerModelsServer mo
     [Fact]
     public async Task An_sdxl_base_offers_the_refiner_and_draws_the_librarys_base_then_refiner_picture()
     {
-        var context = await browser.Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 900 } });
-        var page = await context.NewPageAsync();
-        await using var session = new PageSession(page, models.Server.Url);
-        await page.GotoAsync(models.Server.Url + "/");
-        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
+        await using var session = await browser.OpenAsync(models.Server.Url);
+        var page = session.Page;
         try
         {
             await Expect(page.Locator("#model")).ToHaveValueAsync(Shipped);
             await Expect(page.Locator("#refiner")).ToBeHiddenAsync();
 
-            await page.Locator("#model").SelectOptionAsync(new SelectOptionValue { Label = "tiny-sdxl" });
-            await Expect(page.Locator("#model-status")).ToHaveTextAsync("loaded");
+            await session.SelectModelAsync("tiny-sdxl");
             await Expect(page.GetByRole(AriaRole.Group, new() { Name = "Refiner" })).ToBeVisibleAsync();
             Assert.Equal(["None", "tiny-sdxl-refiner"], await page.Locator("#refiner-checkpoint option").AllTextContentsAsync());
 

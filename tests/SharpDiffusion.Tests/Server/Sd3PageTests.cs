@@ -1,6 +1,5 @@
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
-using Microsoft.Playwright;
 using SharpDiffusion.Pipelines;
 using static Microsoft.Playwright.Assertions;
 
@@ -14,48 +13,31 @@ public sealed class Sd3PageTests(PageFixture browser, Sd3ModelsServer models) : 
 {
     static readonly string Shipped = Path.GetFileName(Repo.ShippedModel);
 
-    async Task<PageSession> OpenAsync()
-    {
-        var context = await browser.Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 900 } });
-        var page = await context.NewPageAsync();
-        var session = new PageSession(page, models.Server.Url);
-        await page.GotoAsync(models.Server.Url + "/");
-        await Expect(page.Locator("body")).ToHaveAttributeAsync("data-ready", "true");
-        return session;
-    }
-
-    /// <summary>Picks a model in the Model list and waits for the page to have switched to it.</summary>
-    static async Task SelectModelAsync(IPage page, string name)
-    {
-        await page.Locator("#model").SelectOptionAsync(new SelectOptionValue { Label = name });
-        await Expect(page.Locator("#model-status")).ToHaveTextAsync("loaded");
-    }
-
     [Fact]
     public async Task Selecting_sd3_shows_the_t5_prompt_an_sd_model_hides_it_and_a_t5_generation_draws_the_librarys_image()
     {
-        await using var session = await OpenAsync();
+        await using var session = await browser.OpenAsync(models.Server.Url);
         var page = session.Page;
         try
         {
             await Expect(page.Locator("#model")).ToHaveValueAsync(Shipped);
             await Expect(page.Locator("#prompt-3")).ToBeHiddenAsync();
 
-            await SelectModelAsync(page, "tiny-sd3");
+            await session.SelectModelAsync("tiny-sd3");
             await Expect(page.GetByLabel("T5 prompt")).ToBeVisibleAsync();
             await Expect(page.GetByLabel("T5 negative")).ToBeVisibleAsync();
             // the sampler list is what an SD3 model takes: Forge's Euler with Automatic or Simple
             Assert.Equal(["Euler"], await page.Locator("#sampler option").AllTextContentsAsync());
             Assert.Equal(["automatic", "simple"], await page.Locator("#scheduler option").EvaluateAllAsync<string[]>("os => os.map(o => o.value)"));
 
-            await SelectModelAsync(page, Shipped);
+            await session.SelectModelAsync(Shipped);
             await Expect(page.Locator("#prompt-3")).ToBeHiddenAsync();
             Assert.Contains("DPM++ 2M", await page.Locator("#sampler option").AllTextContentsAsync());
 
-            await SelectModelAsync(page, "tiny-sd3-no-t5"); // SD3 without its T5 encoder: no T5 field
+            await session.SelectModelAsync("tiny-sd3-no-t5"); // SD3 without its T5 encoder: no T5 field
             await Expect(page.Locator("#prompt-3")).ToBeHiddenAsync();
 
-            await SelectModelAsync(page, "tiny-sd3");
+            await session.SelectModelAsync("tiny-sd3");
             await page.Locator("#prompt").FillAsync("a yellow cone");
             await page.GetByLabel("T5 prompt").FillAsync("a tall yellow cone in the snow");
             await page.GetByLabel("T5 negative").FillAsync("grass");
@@ -89,11 +71,11 @@ public sealed class Sd3PageTests(PageFixture browser, Sd3ModelsServer models) : 
     [Fact]
     public async Task An_sd3_generation_shows_live_previews_of_its_latents()
     {
-        await using var session = await OpenAsync();
+        await using var session = await browser.OpenAsync(models.Server.Url);
         var page = session.Page;
         try
         {
-            await SelectModelAsync(page, "tiny-sd3");
+            await session.SelectModelAsync("tiny-sd3");
             await page.Locator("#prompt").FillAsync("a purple ring");
             await page.Locator("#steps").FillAsync("60");
             await page.Locator("#width").FillAsync("64");
