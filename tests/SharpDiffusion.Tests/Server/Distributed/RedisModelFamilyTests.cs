@@ -58,6 +58,23 @@ public class RedisModelFamilyTests(RedisFamilyCluster cluster, ITestOutputHelper
         Assert.Equal(guidances.Count, guidances.Distinct().Count()); // Flux dev and SD3 are guided differently: the page tells them apart
     }
 
+    /// <summary>With the traits known, the gateway checks a request against its model as the single server does, before
+    /// anything is queued: SD3 samples by flow matching only.</summary>
+    [Fact]
+    public async Task A_sampler_the_model_does_not_take_is_refused_by_the_gateway_as_by_the_single_server()
+    {
+        var body = new JsonObject
+        {
+            ["prompt"] = "a red cube", ["steps"] = 1, ["width"] = 64, ["height"] = 64, ["sampler_name"] = "DPM++ 2M",
+            ["override_settings"] = new JsonObject { ["sd_model_checkpoint"] = "tiny-sd3" },
+        };
+        var (single, gateway) = await cluster.BothAsync("/sdapi/v1/txt2img", body, log);
+        log.WriteLine($"single {single.Code}: {single.Json.ToJsonString()}\ngateway {gateway.Code}: {gateway.Json.ToJsonString()}");
+        Assert.Equal(422, single.Code);
+        Assert.Equal(single.Code, gateway.Code);
+        Assert.Equal(single.Json.ToJsonString(), gateway.Json.ToJsonString());
+    }
+
     [Fact]
     public async Task A_worker_that_announces_no_traits_gets_an_entry_without_family_fields()
     {
