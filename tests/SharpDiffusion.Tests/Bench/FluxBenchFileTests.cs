@@ -47,6 +47,12 @@ public class FluxBenchFileTests(ITestOutputHelper output)
             foreach (var (name, header) in expected)
                 Assert.True(header.Shape.SequenceEqual(ours[name].Shape), $"{name}: [{string.Join(", ", ours[name].Shape)}], golden [{string.Join(", ", header.Shape)}]");
             Assert.True(BflKeyMap.IsFlux(ours.Keys));
+            // RMSNorm scales (BFL's *.scale) 1 and biases 0, as in a model that was trained: random scales would shrink q·k.
+            foreach (var name in ours.Keys.Where(n => n.EndsWith(".scale", StringComparison.Ordinal) || n.EndsWith(".bias", StringComparison.Ordinal)))
+            {
+                using var value = written.Load(name);
+                Assert.True(value.eq(name.EndsWith(".scale", StringComparison.Ordinal) ? 1 : 0).all().item<bool>(), $"{name} is not {(name.EndsWith(".scale", StringComparison.Ordinal) ? 1 : 0)}");
+            }
             if (written is GgufFile gguf)
             {
                 Assert.Equal("flux", gguf.Architecture);
