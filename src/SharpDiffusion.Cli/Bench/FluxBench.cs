@@ -4,6 +4,7 @@ using SharpDiffusion.Configuration;
 using SharpDiffusion.Diagnostics;
 using SharpDiffusion.Families.Flux;
 using SharpDiffusion.Loading;
+using SharpDiffusion.Loading.SingleFile;
 using SharpDiffusion.Models;
 using SharpDiffusion.Models.Transformers;
 using SharpDiffusion.Tuning;
@@ -16,8 +17,9 @@ namespace SharpDiffusion.Cli.Bench;
 /// `bench --arch flux-dev|flux-schnell [--weights bf16|fp8|q8_0|q4_k] [--depth-scale s]`: the Flux.1 transformer step with
 /// random weights in the published config (black-forest-labs/FLUX.1-dev, -schnell transformer/config.json: 19 double and
 /// 38 single blocks of width 3072, 24 heads of 128, T5 4096 wide, CLIP pooled 768; dev with the guidance embedding),
-/// written straight in the chosen format (<see cref="RandomCompactFile"/>) and loaded as a user's file is: float8/GGUF
-/// weights compact, dequantized per layer. Each compact format is also timed decoded to the compute dtype at load (the
+/// written straight in the chosen format (<see cref="RandomCompactFile"/>) in BFL's layout, as every flux1-*.safetensors,
+/// -fp8 and city96 -Q8_0.gguf users download (<see cref="BflTensors"/>; stable-diffusion.cpp reads only that layout), and
+/// loaded as a user's file is (<see cref="BflTransformerFile"/>): float8/GGUF weights compact, dequantized per layer. Each compact format is also timed decoded to the compute dtype at load (the
 /// same weights, `CompactWeights = false`, as bf16 weights run): the difference is what compact weights cost per step.
 /// Compute dtype: `--dtype` (first entry), default auto (bfloat16 where the CPU has it natively, else float32).
 /// `--depth-scale` keeps that fraction of the blocks (a 12 B model is 12.7 GB in Q8_0, 24 GB in bfloat16); the full-size
@@ -90,15 +92,15 @@ public static class FluxBench
         string? gguf = null;
         foreach (var format in formats)
         {
-            string path = Path.Combine(dir, $"flux-{(dev ? "dev" : "schnell")}-{config.NumLayers}x{config.NumSingleLayers}-{RandomCompactFile.Name(format)}{RandomCompactFile.Extension(format)}");
+            // flux1-*: BFL's layout (files of earlier benches, named flux-*, held diffusers' names).
+            string path = Path.Combine(dir, $"flux1-{(dev ? "dev" : "schnell")}-{config.NumLayers}x{config.NumSingleLayers}-{RandomCompactFile.Name(format)}{RandomCompactFile.Extension(format)}");
             if (RandomCompactFile.Extension(format) == ".gguf") gguf ??= path;
             if (File.Exists(path)) Console.WriteLine($"Reusing {path}");
             else
             {
-                Console.WriteLine($"Writing {path} (random {RandomCompactFile.Name(format)} weights, tensor by tensor) ...");
+                Console.WriteLine($"Writing {path} (random {RandomCompactFile.Name(format)} weights in BFL's layout, tensor by tensor) ...");
                 var clock = Stopwatch.StartNew();
-                var (tensors, compact) = Tensors(config);
-                RandomCompactFile.Write(path, tensors, compact.Contains, format);
+                WriteWeights(path, config, format);
                 Console.WriteLine(string.Create(inv, $"  {new FileInfo(path).Length / 1e9:F2} GB in {clock.Elapsed.TotalSeconds:F0}s"));
             }
             rows.AddRange(Measure(path, config, format, compactWeights: true, dev, sizes, steps, dtype));
@@ -117,16 +119,35 @@ public static class FluxBench
         return 0;
     }
 
-    /// <summary>The transformer's tensors (names and shapes, each once) and which are compact-capable linear weights.</summary>
-    static (List<(string Name, long[] Shape)> Tensors, HashSet<string> Compact) Tensors(FluxTransformer2DConfig config)
+    /// <summary>Random weights of <paramref name="config"/> at <paramref name="path"/> in <paramref name="format"/>, in BFL's layout.</summary>
+    public static void WriteWeights(string path, FluxTransformer2DConfig config, BenchWeights format)
     {
+        var (tensors, compact) = BflTensors(config, format);
+        RandomCompactFile.Write(path, tensors, compact.Contains, format, architecture: "flux");
+    }
+
+    /// <summary>
+    /// The transformer's tensors in BFL's layout (names and shapes, sorted; fused qkv and linear1, from the model's own
+    /// parameters through <see cref="BflKeyMap.Fuse"/>), and which are stored compact: a tensor all of whose parts are
+    /// compact-capable linear weights; in a GGUF only the blocks' (city96's quantizer keeps img_in, txt_in, time_in,
+    /// vector_in, guidance_in and final_layer in their source type). Values are drawn in the fused shapes: random either way.
+    /// </summary>
+    public static (List<(string Name, long[] Shape)> Tensors, HashSet<string> Compact) BflTensors(FluxTransformer2DConfig config, BenchWeights format)
+    {
+        Dictionary<string, long[]> shapes;
+        HashSet<string> linear;
         using (Layers.Placement(new Device("meta")))
         using (var model = new FluxTransformer2DModel(config))
         {
-            var tensors = model.named_parameters().Select(p => (p.name, p.parameter.shape)).DistinctBy(t => t.name).OrderBy(t => t.name, StringComparer.Ordinal).ToList();
-            var compact = model.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
-            return (tensors, compact);
+            shapes = model.named_parameters().DistinctBy(p => p.name).ToDictionary(p => p.name, p => p.parameter.shape, StringComparer.Ordinal);
+            linear = model.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
         }
+        var fused = BflKeyMap.Fuse(shapes, config.NumLayers, config.NumSingleLayers);
+        bool gguf = RandomCompactFile.Extension(format) == ".gguf";
+        var compact = fused.Where(t => t.Diffusers.All(linear.Contains)
+                && (!gguf || t.Bfl.StartsWith("double_blocks.", StringComparison.Ordinal) || t.Bfl.StartsWith("single_blocks.", StringComparison.Ordinal)))
+            .Select(t => t.Bfl).ToHashSet(StringComparer.Ordinal);
+        return (fused.Select(t => (t.Bfl, t.Shape)).OrderBy(t => t.Bfl, StringComparer.Ordinal).ToList(), compact);
     }
 
     static long DTypeBytes(ScalarType dtype) => dtype == ScalarType.Float32 ? 4 : 2;
@@ -153,7 +174,8 @@ public static class FluxBench
         using var _model = transformer;
         transformer.eval();
         using (var file = TensorFiles.Open(path, GgufArithmetic.Float16))
-            StateDictLoader.Load(transformer, [file], new WeightPlacement(dtype, new Device("cpu"), false) { CompactWeights = compactWeights });
+        using (var bfl = new BflTransformerFile(file, config.NumLayers, config.NumSingleLayers, config.InnerDim))
+            StateDictLoader.Load(transformer, [bfl], new WeightPlacement(dtype, new Device("cpu"), false) { CompactWeights = compactWeights });
         transformer.UseAttentionKernel(new LoadOptions().FastPaths.AttentionChoice(null));
         double load = clock.Elapsed.TotalSeconds;
         long resident = CompactLinear.ResidentBytesOf(transformer);

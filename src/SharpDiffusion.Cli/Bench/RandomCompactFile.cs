@@ -10,17 +10,20 @@ namespace SharpDiffusion.Cli.Bench;
 public enum BenchWeights { Bf16, Fp8, Q8_0, Q4_K }
 
 /// <summary>
-/// Random weights written straight in a compact format, tensor by tensor, never holding a model: a float8 safetensors file
-/// (ComfyUI's flux1-dev-fp8: 2-D linear weights <c>F8_E4M3</c>, the rest bfloat16) or a GGUF (city96's flux1-dev-Q8_0 /
-/// Q4_K_S: linear weights quantized, the rest BF16), so a 12 B-parameter transformer costs the file, not 24 GB of bfloat16
-/// first. Values as <see cref="RandomSafetensors"/> draws them (N(0, 0.02²), norm scales 1, biases 0); float8 codes are
-/// each value's nearest e4m3 number, Q8_0 blocks are real quantizations of the normal values (d = max|x|/127); Q4_K blocks
-/// are random codes under small scales (same work to dequantize; the values are not a quantized normal). Each tensor is a
-/// run of a pool of encoded blocks from a random start, as RandomSafetensors does with its values.
+/// Random weights written straight in a file format, tensor by tensor, never holding a model: bfloat16 safetensors, a
+/// float8 safetensors file (ComfyUI's flux1-dev-fp8: 2-D linear weights <c>F8_E4M3</c>, the rest bfloat16) or a GGUF
+/// (city96's flux1-dev-Q8_0 / Q4_K_S: the weights the caller marks compact quantized, other 2-D weights BF16, 1-D tensors
+/// F32 as city96's converter keeps them), so a 12 B-parameter transformer costs the file, not 24 GB of bfloat16 first.
+/// Values as <see cref="RandomSafetensors"/> draws them (N(0, 0.02²), norm scales 1 — 1-D <c>*.weight</c> and BFL's
+/// <c>*.scale</c> —, biases 0); float8 codes are each value's nearest e4m3 number, Q8_0 blocks are real quantizations of
+/// the normal values (d = max|x|/127); Q4_K blocks are random codes under small scales (same work to dequantize; the values
+/// are not a quantized normal). Each tensor is a run of a pool of encoded blocks from a random start, as RandomSafetensors
+/// does with its values (float pools of a prime length, so rows do not repeat).
 /// </summary>
 public static class RandomCompactFile
 {
     const int PoolValues = 1 << 20;       // per pool: 1 Mi values (a whole number of 256-value blocks)
+    const int FloatPoolValues = 1_048_573; // float pools: the largest prime below 2²⁰
     const int Alignment = 32;             // GGUF's default general.alignment
 
     public static BenchWeights Parse(string name) => name.Trim().ToLowerInvariant() switch
@@ -38,14 +41,11 @@ public static class RandomCompactFile
 
     /// <summary>Writes <paramref name="tensors"/> (torch names and shapes) to <paramref name="path"/> in <paramref name="format"/>;
     /// those <paramref name="compact"/> names (large 2-D linear weights) in the compact type where their rows allow it
-    /// (Q4_K needs rows of 256, Q8_0 of 32; otherwise the next type that fits, as the GGUF converters do).</summary>
-    public static void Write(string path, IReadOnlyList<(string Name, long[] Shape)> tensors, Func<string, bool> compact, BenchWeights format)
+    /// (Q4_K needs rows of 256, Q8_0 of 32; otherwise the next type that fits, as the GGUF converters do). A GGUF names
+    /// <paramref name="architecture"/> (general.architecture).</summary>
+    public static void Write(string path, IReadOnlyList<(string Name, long[] Shape)> tensors, Func<string, bool> compact, BenchWeights format,
+        string architecture = "flux")
     {
-        if (format == BenchWeights.Bf16)
-        {
-            RandomSafetensors.Write(path, tensors, ScalarType.BFloat16);
-            return;
-        }
         var pools = new Pools();
         var typed = tensors.Select(t => (t.Name, t.Shape, Type: TypeOf(t.Name, t.Shape, compact(t.Name), format))).ToList();
         string temp = path + ".tmp";
@@ -53,8 +53,8 @@ public static class RandomCompactFile
         {
             using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                if (format == BenchWeights.Fp8) WriteSafetensors(stream, typed, pools);
-                else WriteGguf(stream, typed, pools);
+                if (Extension(format) == ".safetensors") WriteSafetensors(stream, typed, pools);
+                else WriteGguf(stream, typed, pools, architecture, FileType(format));
             }
             File.Move(temp, path, overwrite: true);
         }
@@ -64,10 +64,12 @@ public static class RandomCompactFile
         }
     }
 
-    /// <summary>The stored type of one tensor: "F8_E4M3", a GgmlType name, or "BF16".</summary>
+    /// <summary>The stored type of one tensor: "F8_E4M3", a GgmlType name, or "BF16" ("F32" for a GGUF's 1-D tensors).</summary>
     static string TypeOf(string name, long[] shape, bool compact, BenchWeights format)
     {
         long row = shape.Length > 0 ? shape[^1] : 1;
+        if (format == BenchWeights.Bf16) return "BF16";
+        if (Extension(format) == ".gguf" && shape.Length < 2) return "F32";
         if (!compact || shape.Length != 2) return "BF16";
         return format switch
         {
@@ -85,6 +87,7 @@ public static class RandomCompactFile
         {
             "F8_E4M3" => n,
             "BF16" => 2 * n,
+            "F32" => 4 * n,
             _ => n / GgufQuantization.BlockOf(Enum.Parse<GgmlType>(type)).Elements * GgufQuantization.BlockOf(Enum.Parse<GgmlType>(type)).Bytes,
         };
     }
@@ -108,9 +111,13 @@ public static class RandomCompactFile
         foreach (var (name, shape, type) in tensors) pools.Write(stream, name, shape, type, StoredBytes(type, shape));
     }
 
-    /// <summary>GGUF v3: magic, version, counts, general.architecture = flux, the tensor infos (dims fastest first), the data
-    /// aligned to 32.</summary>
-    static void WriteGguf(Stream stream, List<(string Name, long[] Shape, string Type)> tensors, Pools pools)
+    /// <summary>llama.cpp's general.file_type of a quantized file (LLAMA_FTYPE_MOSTLY_Q8_0 = 7, _Q4_K_S = 14), as llama-quantize
+    /// (city96's patched one) writes it.</summary>
+    static uint FileType(BenchWeights format) => format == BenchWeights.Q4_K ? 14u : 7u;
+
+    /// <summary>GGUF v3: magic, version, counts, the metadata city96's files carry (general.architecture,
+    /// general.quantization_version 2, general.file_type), the tensor infos (dims fastest first), the data aligned to 32.</summary>
+    static void WriteGguf(Stream stream, List<(string Name, long[] Shape, string Type)> tensors, Pools pools, string architecture, uint fileType)
     {
         var head = new MemoryStream();
         void U32(uint v) { Span<byte> b = stackalloc byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); head.Write(b); }
@@ -119,10 +126,16 @@ public static class RandomCompactFile
         head.Write("GGUF"u8);
         U32(3);
         U64((ulong)tensors.Count);
-        U64(1);
+        U64(3);
         Str("general.architecture");
         U32(8); // string
-        Str("flux");
+        Str(architecture);
+        Str("general.quantization_version");
+        U32(4); // uint32
+        U32(2); // GGML_QNT_VERSION
+        Str("general.file_type");
+        U32(4);
+        U32(fileType);
         long offset = 0;
         foreach (var (name, shape, type) in tensors)
         {
@@ -160,13 +173,14 @@ public static class RandomCompactFile
 
         public void Write(Stream stream, string name, long[] shape, string type, long bytes)
         {
-            // bfloat16 norm scales (1-D weights) 1, biases 0, as RandomSafetensors.
+            // Norm scales (1-D weights, BFL's *.scale) 1, biases 0, as RandomSafetensors; little-endian 1.0 in bfloat16 / float32.
             bool bias = name.EndsWith(".bias", StringComparison.Ordinal);
-            if (type == "BF16" && (bias || (shape.Length == 1 && name.EndsWith(".weight", StringComparison.Ordinal))))
+            bool scale = shape.Length == 1 && (name.EndsWith(".weight", StringComparison.Ordinal) || name.EndsWith(".scale", StringComparison.Ordinal));
+            if (type is "BF16" or "F32" && (bias || scale))
             {
-                byte[] value = bias ? [0, 0] : [0x80, 0x3F];
+                byte[] value = (type, bias) switch { ("BF16", true) => [0, 0], ("BF16", false) => [0x80, 0x3F], (_, true) => [0, 0, 0, 0], _ => [0, 0, 0x80, 0x3F] };
                 var run = new byte[1 << 16];
-                for (int i = 0; i < run.Length; i++) run[i] = value[i % 2];
+                for (int i = 0; i < run.Length; i++) run[i] = value[i % value.Length];
                 for (long done = 0; done < bytes;)
                 {
                     int n = (int)Math.Min(run.Length, bytes - done);
@@ -192,6 +206,7 @@ public static class RandomCompactFile
             pool = type switch
             {
                 "BF16" => (Bf16(), 2),
+                "F32" => (F32(), 4),
                 "F8_E4M3" => (Float8Codes(), 1),
                 "Q8_0" => (Q8_0(), 34),
                 "Q4_K" => (Q4_K(), 144),
@@ -201,11 +216,19 @@ public static class RandomCompactFile
             return pool;
         }
 
+        /// <summary>bfloat16 of the normal values (truncated), a prime number of them.</summary>
         byte[] Bf16()
         {
-            var bytes = new byte[2 * _normal.Length];
-            for (int i = 0; i < _normal.Length; i++)
+            var bytes = new byte[2 * FloatPoolValues];
+            for (int i = 0; i < FloatPoolValues; i++)
                 BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), (ushort)(BitConverter.SingleToUInt32Bits(_normal[i]) >> 16));
+            return bytes;
+        }
+
+        byte[] F32()
+        {
+            var bytes = new byte[4 * FloatPoolValues];
+            for (int i = 0; i < FloatPoolValues; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i), _normal[i]);
             return bytes;
         }
 

@@ -89,6 +89,35 @@ public static class BflKeyMap
             .Concat(Enumerable.Range(0, singleBlocks).SelectMany(i => Apply(Single, $"single_blocks.{i}.", $"single_transformer_blocks.{i}.")));
     }
 
+    /// <summary>
+    /// <see cref="Expand"/> read backwards, for writing a file in BFL's layout: each stored tensor's BFL name and shape
+    /// from diffusers' names and shapes (<paramref name="diffusers"/>), with the diffusers names it holds. A fused
+    /// tensor's rows are its parts' rows added up ([q | k | v], [q | k | v | mlp]); the swapped final modulation keeps its
+    /// shape. A stored tensor none of whose parts the model has is left out (schnell has no guidance_in); a fused tensor
+    /// with only some of its parts, or a diffusers tensor no rule covers, is refused by name.
+    /// </summary>
+    public static List<(string Bfl, long[] Shape, string[] Diffusers)> Fuse(IReadOnlyDictionary<string, long[]> diffusers, int doubleBlocks, int singleBlocks)
+    {
+        var fused = new List<(string, long[], string[])>();
+        var covered = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (bfl, parts, split) in Expand(doubleBlocks, singleBlocks))
+        {
+            var present = parts.Where(diffusers.ContainsKey).ToList();
+            if (present.Count == 0) continue;
+            if (present.Count != parts.Length)
+                throw new ArgumentException($"BflKeyMap.Fuse: {bfl} needs {string.Join(", ", parts)}, but {string.Join(", ", parts.Except(present))} is missing; give every part of a fused tensor.");
+            var first = diffusers[parts[0]];
+            long[] shape = split == BflSplit.Parts ? [parts.Sum(p => diffusers[p][0]), .. first[1..]] : first;
+            fused.Add((bfl, shape, parts));
+            covered.UnionWith(parts);
+        }
+        var left = diffusers.Keys.Where(k => !covered.Contains(k)).ToList();
+        if (left.Count > 0)
+            throw new ArgumentException($"BflKeyMap.Fuse: no BFL name for {string.Join(", ", left.Take(5))}{(left.Count > 5 ? $" (and {left.Count - 5} more)" : "")}; " +
+                $"the block counts ({doubleBlocks}+{singleBlocks}) must be the model's.");
+        return fused;
+    }
+
     /// <summary>Whether the names are a BFL Flux transformer's (its img_in and a double block).</summary>
     public static bool IsFlux(IEnumerable<string> names)
     {
