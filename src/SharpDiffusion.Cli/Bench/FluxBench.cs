@@ -124,7 +124,7 @@ public static class FluxBench
         using (var model = new FluxTransformer2DModel(config))
         {
             var tensors = model.named_parameters().Select(p => (p.name, p.parameter.shape)).DistinctBy(t => t.name).OrderBy(t => t.name, StringComparer.Ordinal).ToList();
-            var compact = model.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
+            var compact = model.named_modules().Where(m => m.module is Linear { CompactCapable: true }).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
             return (tensors, compact);
         }
     }
@@ -156,7 +156,7 @@ public static class FluxBench
             StateDictLoader.Load(transformer, [file], new WeightPlacement(dtype, new Device("cpu"), false) { CompactWeights = compactWeights });
         transformer.UseAttentionKernel(new LoadOptions().FastPaths.AttentionChoice(null));
         double load = clock.Elapsed.TotalSeconds;
-        long resident = CompactLinear.ResidentBytesOf(transformer);
+        long resident = Linear.ResidentBytesOf(transformer);
         Console.WriteLine(string.Create(inv, $"  load {load:F1}s, weights in memory {resident / 1e9:F2} GB"));
 
         var rows = new List<Row>();

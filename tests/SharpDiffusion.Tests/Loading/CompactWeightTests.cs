@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Tests.Loading;
 
 /// <summary>Issue 23 item 4 (and 21 item 6): float8 and GGUF weights stay compact in memory and become the compute dtype one
-/// layer at a time (<see cref="CompactWeight"/>, <see cref="CompactLinear"/>). Golden README "gguf/" and
+/// layer at a time (<see cref="CompactWeight"/>, <see cref="Linear"/>). Golden README "gguf/" and
 /// "flux/tiny-flux-dev/single_file/": the compact values are the load-time decode's bit for bit, so the compact model's
 /// forward is the decoded model's; its resident bytes are the file's; LoRAs become side branches.</summary>
 public class CompactWeightTests(ITestOutputHelper output)
@@ -26,8 +26,8 @@ public class CompactWeightTests(ITestOutputHelper output)
         ComponentLoader.FluxTransformerFile(FluxGolden.SingleFile(file), new LoadOptions { CompactWeights = compact, DType = dtype }, FolderConfig());
 
     /// <summary>Each compact layer once (TorchSharp's named_modules lists a module under its registered and its field name).</summary>
-    static List<CompactLinear> CompactLayers(nn.Module m) =>
-        m.named_modules().Select(n => n.module).OfType<CompactLinear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<CompactLinear>().ToList();
+    static List<Linear> CompactLayers(nn.Module m) =>
+        m.named_modules().Select(n => n.module).OfType<Linear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<Linear>().ToList();
 
     [Theory]
     [InlineData(GgufArithmetic.Float16)]
@@ -128,12 +128,12 @@ public class CompactWeightTests(ITestOutputHelper output)
         var storedType = stored.Headers.ToDictionary(h => h.Name, h => h.StoredType!);
 
         long expected = 0, blockWeights = 0, blockCompact = 0;
-        var compactNames = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is CompactLinear { IsCompact: true }).Select(m => m.name + ".weight").ToHashSet();
+        var compactNames = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is Linear { IsCompact: true }).Select(m => m.name + ".weight").ToHashSet();
         foreach (var (name, p) in module.named_parameters())
         {
             if (compactNames.Contains(name))
             {
-                var layer = (CompactLinear)module.named_modules().First(m => m.name + ".weight" == name).module;
+                var layer = (Linear)module.named_modules().First(m => m.name + ".weight" == name).module;
                 var (elements, bytes) = layer.Compact!.StoredType.StartsWith("F8_", StringComparison.Ordinal) ? (1, 1) : GgufQuantization.BlockOf(Enum.Parse<GgmlType>(layer.Compact.StoredType));
                 expected += p.numel() / elements * bytes;
             }
@@ -143,7 +143,7 @@ public class CompactWeightTests(ITestOutputHelper output)
             if (blockLinear) { blockWeights++; if (compactNames.Contains(name)) blockCompact++; }
         }
         Assert.Equal(expected, weights.Value.Bytes);
-        Assert.Equal(expected, CompactLinear.ResidentBytesOf(module));
+        Assert.Equal(expected, Linear.ResidentBytesOf(module));
         // Every block linear weight of these files is float8 / Q8_0 (their headers say so): all of them held compact.
         Assert.Contains(storedType.Values, t => t is "F8_E4M3" or "Q8_0");
         Assert.Equal(blockWeights, blockCompact);

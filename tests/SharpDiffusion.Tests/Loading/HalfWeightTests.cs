@@ -96,7 +96,7 @@ public class HalfWeightTests(ITestOutputHelper output)
         foreach (var t in golden.Values) t.Dispose();
     }
 
-    static long CompactLayersResident(nn.Module m) => SharpDiffusion.Models.CompactLinear.ResidentBytesOf(m);
+    static long CompactLayersResident(nn.Module m) => SharpDiffusion.Models.Linear.ResidentBytesOf(m);
 
     [Fact]
     public void Bfloat16_weights_under_bfloat16_compute_are_plain_parameters()
