@@ -127,7 +127,9 @@ public class LinearKernelComponentParityTests(ITestOutputHelper output)
         unet.Forward(golden["sample"].to(dtype), tensor(500L), golden["encoder_hidden_states"].to(dtype)).Dispose();
         using var ids = Golden.Load("text_encoder", "small-sd15.safetensors")["input_ids"];
         encoder.Run(ids).LastHiddenState.Dispose();
-        vae.Decode(Golden.Load("vae", "small-sd15_square.safetensors")["decode_in_z"].to(dtype)).Dispose();
+        var vaeCase = Golden.Load("vae", "small-sd15_square.safetensors");
+        vae.Decode(vaeCase["decode_in_z"].to(dtype)).Dispose();
+        vae.Encode(vaeCase["encode_in_image"].to(dtype)).Dispose();                // the encoder's mid-block attention
         foreach (var h in hooks) h.remove();
 
         Assert.True(calls >= layers.Count, $"{calls} calls of {layers.Count} layers"); // every layer ran
