@@ -7,9 +7,9 @@ namespace SharpDiffusion.Loading;
 /// <summary>How stored weights become parameters: compute dtype, device and convolution layout.</summary>
 public sealed record WeightPlacement(ScalarType DType, Device Device, bool ChannelsLastConvs)
 {
-    /// <summary>Weights of compact-capable <see cref="Models.Linear"/> layers (<see cref="Models.Linear.CompactCapable"/>) that the file stores compactly (float8, GGUF quantized;
-    /// float16/bfloat16 under a float32 compute dtype) stay compact in memory and are decoded per call
-    /// (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
+    /// <summary>Weights of compact-capable <see cref="Models.Linear"/> layers (<see cref="Models.Linear.CompactCapable"/>) that
+    /// the file stores compactly (float8, GGUF quantized; float16/bfloat16 under a float32 compute dtype) stay compact in
+    /// memory and are decoded per call (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
     public bool CompactWeights { get; init; } = true;
 
     public static WeightPlacement Cpu32 { get; } = new(ScalarType.Float32, new Device("cpu"), ChannelsLastConvs: false);
