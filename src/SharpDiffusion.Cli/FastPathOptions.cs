@@ -12,7 +12,7 @@ public static class FastPathOptions
     [
         new("channels-last", OptionKind.Text, "channels-last conv layout: true, false, or auto, the layout measured faster on this machine (default: auto; SHARPDIFFUSION_TUNING=off: true)", "BOOL"),
         new("attention", OptionKind.Text, "attention kernel: sdpa, sliced-matmul, or auto, measured per head size and token count (default: auto; SHARPDIFFUSION_TUNING=off: sdpa)", "NAME"),
-        new("linear", OptionKind.Text, "float32 linear kernel of the SD3/Flux transformers and T5: default (F.linear, MKL), onednn (a 1x1 conv), or auto, measured on this machine (default: auto; SHARPDIFFUSION_TUNING=off: default)", "NAME"),
+        new("linear", OptionKind.Text, "float32 kernel of every linear layer (UNet, text encoders, VAE, SD3/Flux, T5): default (F.linear, MKL), onednn (a 1x1 conv), or auto, measured on this machine (default: auto; SHARPDIFFUSION_TUNING=off: default)", "NAME"),
     ];
 
     /// <summary><paramref name="load"/> with the command line's forced choices.</summary>

@@ -85,11 +85,12 @@ public sealed class LoraNetwork : IDisposable
                 foreach (var p in m.parameters()) p.requires_grad = false;
     }
 
-    /// <summary>The Linear modules whose path ends in one of <paramref name="suffixes"/>, named as the model's parameters are
-    /// (a module can be reachable under more than one path; its weight's state-dict name is the one every file uses).</summary>
-    static List<(LoraTarget Target, string Path, string Kohya, Linear Linear)> Find(nn.Module model, string[] suffixes, LoraTarget target, string prefix)
+    /// <summary>The linear layers (<see cref="Models.Linear"/>, whichever kernel they compute with) whose path ends in one of
+    /// <paramref name="suffixes"/>, named as the model's parameters are (a module can be reachable under more than one path;
+    /// its weight's state-dict name is the one every file uses).</summary>
+    static List<(LoraTarget Target, string Path, string Kohya, Models.Linear Linear)> Find(nn.Module model, string[] suffixes, LoraTarget target, string prefix)
     {
-        var linears = model.modules().OfType<Linear>().GroupBy(l => l.weight!.Handle).ToDictionary(g => g.Key, g => g.First());
+        var linears = model.modules().OfType<Models.Linear>().GroupBy(l => l.weight!.Handle).ToDictionary(g => g.Key, g => g.First());
         return model.named_parameters()
             .Where(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && linears.ContainsKey(p.parameter.Handle))
             .Select(p => (Path: p.name[..^".weight".Length], Linear: linears[p.parameter.Handle]))

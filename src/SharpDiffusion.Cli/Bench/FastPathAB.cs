@@ -111,12 +111,11 @@ public static class FastPathAB
         return results;
     }
 
-    /// <summary>The linear kernel A/B: <paramref name="step"/> with every <see cref="CompactLinear"/> of <paramref name="model"/>
-    /// on F.linear, then on oneDNN, interleaved; the kernels in use are restored. Null when no layer takes the kernel (the
-    /// UNet's layers are TorchSharp's nn.Linear, which always compute F.linear).</summary>
+    /// <summary>The linear kernel A/B: <paramref name="step"/> with every <see cref="Models.Linear"/> of <paramref name="model"/>
+    /// on F.linear, then on oneDNN, interleaved; the kernels in use are restored. Null when the model has no linear layer.</summary>
     public static Result? Linear(nn.Module model, Func<double> step, int rounds, LoadOptions options)
     {
-        var layers = model.modules().OfType<CompactLinear>().Distinct().ToList();
+        var layers = model.modules().OfType<Linear>().Distinct().ToList();
         if (layers.Count == 0 || rounds < 1) return null;
         var inUse = layers.Select(l => l.Kernel).ToList();
         try

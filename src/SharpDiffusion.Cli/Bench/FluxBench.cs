@@ -140,7 +140,7 @@ public static class FluxBench
         using (var model = new FluxTransformer2DModel(config))
         {
             shapes = model.named_parameters().DistinctBy(p => p.name).ToDictionary(p => p.name, p => p.parameter.shape, StringComparer.Ordinal);
-            linear = model.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
+            linear = model.named_modules().Where(m => m.module is Linear { CompactCapable: true }).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
         }
         var fused = BflKeyMap.Fuse(shapes, config.NumLayers, config.NumSingleLayers);
         bool gguf = RandomCompactFile.Extension(format) == ".gguf";
@@ -178,7 +178,7 @@ public static class FluxBench
             StateDictLoader.Load(transformer, [bfl], new WeightPlacement(dtype, new Device("cpu"), false) { CompactWeights = compactWeights });
         transformer.UseAttentionKernel(new LoadOptions().FastPaths.AttentionChoice(null));
         double load = clock.Elapsed.TotalSeconds;
-        long resident = CompactLinear.ResidentBytesOf(transformer);
+        long resident = Linear.ResidentBytesOf(transformer);
         Console.WriteLine(string.Create(inv, $"  load {load:F1}s, weights in memory {resident / 1e9:F2} GB"));
 
         var rows = new List<Row>();

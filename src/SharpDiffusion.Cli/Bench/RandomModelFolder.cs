@@ -112,7 +112,7 @@ public static class RandomModelFolder
         using (var t5 = new T5EncoderModel(T5Config.From(JsonConfig.Load(Path.Combine(dir, "config.json")))))
         {
             tensors = t5.named_parameters().Select(p => (p.name, p.parameter.shape)).DistinctBy(t => t.name).OrderBy(t => t.name, StringComparer.Ordinal).ToList();
-            compact = t5.named_modules().Where(m => m.module is CompactLinear).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
+            compact = t5.named_modules().Where(m => m.module is Linear { CompactCapable: true }).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
         }
         RandomCompactFile.Write(Path.Combine(dir, "model.safetensors"), tensors, compact.Contains, weights);
         File.WriteAllText(marker, RandomCompactFile.Name(weights));

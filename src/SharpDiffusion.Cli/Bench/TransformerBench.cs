@@ -36,7 +36,7 @@ public static class TransformerBench
         var clock = Stopwatch.StartNew();
         using var transformer = ComponentLoader.LoadSD3Transformer(folder.Component("transformer"), options);
         double load = clock.Elapsed.TotalSeconds;
-        long weightBytes = CompactLinear.ResidentBytesOf(transformer);
+        long weightBytes = Linear.ResidentBytesOf(transformer);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  load {load:F1}s, weights {weightBytes / 1e9:F2} GB"));
         Console.WriteLine($"  {FastPathAB.Describe("linear", options.LinearChoice(), LinearDecision.Name, "matmul roofline")}");
         int f = AutoencoderKLConfig.From(JsonConfig.Load(Path.Combine(folder.Component("vae"), "config.json"))).ScaleFactor;

@@ -78,7 +78,7 @@ public static class UNetBench
         GC.Collect();
         ProcessMemory.ResetPeak();
         var choices = new List<string> { FastPathAB.Describe("layout", options.Layout(), l => l ? "channels-last" : "NCHW") };
-        choices.Add(FastPathAB.Describe("linear (SD3/Flux/T5 layers; the UNet's nn.Linear take F.linear)", options.LinearChoice(), LinearDecision.Name, "matmul roofline"));
+        choices.Add(FastPathAB.Describe("linear", options.LinearChoice(), LinearDecision.Name, "matmul roofline"));
         foreach (var c in choices) Console.WriteLine($"  {c}");
 
         // A single-file checkpoint goes through the single-file loader (key mapping, inferred configs); a folder's

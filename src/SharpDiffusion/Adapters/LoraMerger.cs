@@ -23,7 +23,7 @@ public sealed record LoraWeight(LoraFile File, double Scale = 1.0)
 /// <see cref="Dispose"/>, so the base weights are bit-identical afterwards whatever the LoRAs or scales were.
 /// Merging was chosen over a side branch (<c>W x + s·up(down(x))</c> in every forward) because it costs nothing per
 /// UNet step; the merge itself is a few rank-r matmuls per weight, paid once per call.
-/// A layer whose weight is kept compact (<see cref="Models.CompactLinear"/>: float8, GGUF) has no float weight to merge
+/// A layer whose weight is kept compact (<see cref="Models.Linear.IsCompact"/>: float8, GGUF) has no float weight to merge
 /// into: its LoRAs become side branches for the call instead (<c>y = W x + Σᵢ sᵢ · upᵢ(downᵢ x)</c>, the same update
 /// to rounding), removed on <see cref="Dispose"/>; the compact weight is never touched.
 /// Not thread-safe: the weights of the pipeline change for the call, so a pipeline runs one generation at a time.
@@ -53,7 +53,7 @@ public sealed class LoraMerger : IDisposable
             [LoraTarget.TextEncoder2] = textEncoder2 is null ? [] : WeightsByModule(textEncoder2),
         };
 
-        var compact = new Dictionary<Tensor, Models.CompactLinear>(ReferenceEqualityComparer.Instance);
+        var compact = new Dictionary<Tensor, Models.Linear>(ReferenceEqualityComparer.Instance);
         foreach (var layer in new[] { unet, textEncoder, textEncoder2 }.OfType<nn.Module>().SelectMany(CompactLayers))
             compact[layer.weight] = layer;
 
@@ -126,8 +126,8 @@ public sealed class LoraMerger : IDisposable
     }
 
     /// <summary>The layers whose weight is compact now (their weight is a placeholder: branched, not merged).</summary>
-    static IEnumerable<Models.CompactLinear> CompactLayers(nn.Module module) =>
-        module.named_modules().Select(m => m.module).OfType<Models.CompactLinear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<Models.CompactLinear>();
+    static IEnumerable<Models.Linear> CompactLayers(nn.Module module) =>
+        module.named_modules().Select(m => m.module).OfType<Models.Linear>().Where(l => l.IsCompact).Distinct(ReferenceEqualityComparer.Instance).Cast<Models.Linear>();
 
     static string Spelling(string weightName) => weightName[..^".weight".Length].Replace('.', '_');
 

@@ -39,21 +39,14 @@ public sealed class FlopCounter : IDisposable
                     });
                     _removers.Add(convHook.remove);
                     break;
-                case TorchSharp.Modules.Linear linear:
+                case Models.Linear linear: // y [..., out] = x [..., in] Wᵀ: 2·in per output value, whatever the kernel;
+                    // a compact weight's dequantization is not counted: FLOPs are the matmul's
                     var linearHook = linear.register_forward_hook((m, input, output) =>
                     {
-                        Interlocked.Add(ref _linear, 2 * output.numel() * ((TorchSharp.Modules.Linear)m).weight!.shape[1]);
+                        Interlocked.Add(ref _linear, 2 * output.numel() * ((Models.Linear)m).InFeatures);
                         return output;
                     });
                     _removers.Add(linearHook.remove);
-                    break;
-                case CompactLinear compact: // its dequantization is not counted: FLOPs are the matmul's
-                    var compactHook = compact.register_forward_hook((m, input, output) =>
-                    {
-                        Interlocked.Add(ref _linear, 2 * output.numel() * ((CompactLinear)m).InFeatures);
-                        return output;
-                    });
-                    _removers.Add(compactHook.remove);
                     break;
                 case IAttentionModule attention:
                     _removers.Add(attention.RegisterAttentionHook(CountAttention).Dispose);

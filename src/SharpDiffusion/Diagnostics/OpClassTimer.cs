@@ -37,11 +37,8 @@ public sealed class OpClassTimer : IDisposable
                 case Conv2d conv:
                     Time(conv, ticks => Interlocked.Add(ref _convTicks, ticks));
                     break;
-                case TorchSharp.Modules.Linear linear:
+                case Models.Linear linear: // either kernel; a compact weight's dequantization counts as the layer's time
                     Time(linear, ticks => Interlocked.Add(ref _linearTicks, ticks));
-                    break;
-                case CompactLinear compact: // a compact weight's dequantization counts as the layer's time
-                    Time(compact, ticks => Interlocked.Add(ref _linearTicks, ticks));
                     break;
                 case IAttentionModule attention:
                     _removers.Add(attention.RegisterAttentionHook((q, k) =>

@@ -4,7 +4,7 @@ namespace SharpDiffusion.Loading;
 
 /// <summary>
 /// A weight kept in memory as its file stores it (float8 codes, GGUF quantized blocks, float16/bfloat16 values under a
-/// float32 compute dtype) and turned into the compute dtype only when a layer runs (<see cref="Models.CompactLinear"/>), so
+/// float32 compute dtype) and turned into the compute dtype only when a layer runs (<see cref="Models.Linear"/>), so
 /// memory follows the file, not the float size: a Q8_0 Flux.1 holds ~8.5 bits a weight, float8 8, bfloat16 16 against
 /// float32's 32 (ComfyUI's "manual cast": on CPUs without native bfloat16 the float32 matmul is the fast one). An optional
 /// per-tensor scale (ComfyUI's scaled float8: W = W₈·scale, <see cref="ScaledFloat8File"/>) multiplies the float32 values.

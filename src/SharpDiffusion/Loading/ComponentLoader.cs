@@ -24,8 +24,9 @@ public sealed record LoadOptions
     public bool? ChannelsLast { get; init; }
     /// <summary>The UNet's attention kernel. Null: the one <see cref="Tuning"/> finds faster per head size and token count.</summary>
     public AttentionKernel? Attention { get; init; }
-    /// <summary>The float32 linear kernel of the layers that take one (<see cref="CompactLinear"/>: the SD3 and Flux
-    /// transformers, T5). Null: the one <see cref="Tuning"/> finds faster on this machine.</summary>
+    /// <summary>The float32 linear kernel of every model's linear layers (<see cref="Models.Linear"/>: the UNet's, the text
+    /// encoders', the VAE's, ControlNet's, the SD3 and Flux transformers', T5's). Null: the one <see cref="Tuning"/> finds
+    /// faster on this machine.</summary>
     public LinearKernel? Linear { get; init; }
     /// <summary>Where the choices left null come from. Null: <see cref="FastPaths.Default"/> (the user's cache folder,
     /// measured at first use unless SHARPDIFFUSION_TUNING=off).</summary>
@@ -223,11 +224,11 @@ public static class ComponentLoader
         foreach (var attention in unet.modules().OfType<Attention>()) attention.KernelChoice = choice;
     }
 
-    /// <summary>Gives each <see cref="CompactLinear"/> of <paramref name="model"/> the linear kernel of <paramref name="options"/>
-    /// (chosen, and measured if need be, only when the model has such layers).</summary>
+    /// <summary>Gives each <see cref="Models.Linear"/> of <paramref name="model"/> the linear kernel of <paramref name="options"/>
+    /// (chosen, and measured if need be, only when the model has linear layers).</summary>
     internal static void UseLinearKernel(nn.Module model, LoadOptions options)
     {
-        var layers = model.modules().OfType<CompactLinear>().ToList();
+        var layers = model.modules().OfType<Models.Linear>().ToList();
         if (layers.Count == 0) return;
         var kernel = options.LinearChoice().Value;
         foreach (var layer in layers) layer.Kernel = kernel;

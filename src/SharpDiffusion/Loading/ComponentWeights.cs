@@ -33,9 +33,9 @@ public sealed class ComponentWeights
     public bool Resident { get; private set; }
 
     /// <summary>The weights' size in memory: while resident, what they hold (compact weights at their stored size,
-    /// <see cref="Models.CompactLinear.ResidentBytesOf"/>); while out, what they held when last read, or before the first
+    /// <see cref="Models.Linear.ResidentBytesOf"/>); while out, what they held when last read, or before the first
     /// read the placeholders' size in their dtype.</summary>
-    public long Bytes => Resident ? Models.CompactLinear.ResidentBytesOf(Module) : _bytesWhenRead ?? Module.parameters().Sum(p => p.numel() * p.ElementSize);
+    public long Bytes => Resident ? Models.Linear.ResidentBytesOf(Module) : _bytesWhenRead ?? Module.parameters().Sum(p => p.numel() * p.ElementSize);
 
     long? _bytesWhenRead;
 
@@ -94,7 +94,7 @@ public sealed class ComponentWeights
     {
         _read(Module);
         Resident = true;
-        _bytesWhenRead = Models.CompactLinear.ResidentBytesOf(Module);
+        _bytesWhenRead = Models.Linear.ResidentBytesOf(Module);
     }
 
     void Return()

@@ -57,13 +57,13 @@ public static class SafetensorsWriter
     }
 
     /// <summary>A module's parameters and buffers by state-dict name, optionally cast (e.g. to float16); compact weights
-    /// (<see cref="Models.CompactLinear"/>) written as the values they stand for.</summary>
+    /// (<see cref="Models.Linear"/>) written as the values they stand for.</summary>
     public static void SaveModule(string path, nn.Module module, ScalarType? dtype = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var scope = NewDisposeScope();
         var tensors = new Dictionary<string, Tensor>();
-        var compact = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is Models.CompactLinear { IsCompact: true })
-            .ToDictionary(m => m.name.Length == 0 ? "weight" : m.name + ".weight", m => (Models.CompactLinear)m.module, StringComparer.Ordinal);
+        var compact = module.named_modules().DistinctBy(m => m.name).Where(m => m.module is Models.Linear { IsCompact: true })
+            .ToDictionary(m => m.name.Length == 0 ? "weight" : m.name + ".weight", m => (Models.Linear)m.module, StringComparer.Ordinal);
         foreach (var (name, p) in module.named_parameters())
         {
             var value = compact.TryGetValue(name, out var layer) ? layer.DequantizedWeight() : p.detach();

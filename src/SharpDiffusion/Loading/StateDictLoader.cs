@@ -7,9 +7,9 @@ namespace SharpDiffusion.Loading;
 /// <summary>How stored weights become parameters: compute dtype, device and convolution layout.</summary>
 public sealed record WeightPlacement(ScalarType DType, Device Device, bool ChannelsLastConvs)
 {
-    /// <summary>Weights of <see cref="Models.CompactLinear"/> layers that the file stores compactly (float8, GGUF quantized;
-    /// float16/bfloat16 under a float32 compute dtype) stay compact in memory and are decoded per call
-    /// (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
+    /// <summary>Weights of compact-capable <see cref="Models.Linear"/> layers (<see cref="Models.Linear.CompactCapable"/>) that
+    /// the file stores compactly (float8, GGUF quantized; float16/bfloat16 under a float32 compute dtype) stay compact in
+    /// memory and are decoded per call (<see cref="LoadOptions.CompactWeights"/>); CPU only.</summary>
     public bool CompactWeights { get; init; } = true;
 
     public static WeightPlacement Cpu32 { get; } = new(ScalarType.Float32, new Device("cpu"), ChannelsLastConvs: false);
@@ -102,25 +102,25 @@ public static class StateDictLoader
         AssignCompact(module, plan.Select((entry, i) => (entry.Name, Weight: compact[i])).Where(c => c.Weight is not null).Select(c => (c.Name, c.Weight!)), placement.DType);
     }
 
-    /// <summary>The weight names of the module's <see cref="Models.CompactLinear"/> layers, when the placement keeps weights compact.</summary>
+    /// <summary>The weight names of the module's compact-capable <see cref="Models.Linear"/> layers, when the placement keeps weights compact.</summary>
     static HashSet<string> CompactWeightNames(nn.Module module, WeightPlacement placement)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         if (!placement.CompactWeights || placement.Device.type != TorchSharp.DeviceType.CPU) return names;
         foreach (var (name, m) in module.named_modules())
-            if (m is Models.CompactLinear)
+            if (m is Models.Linear { CompactCapable: true })
                 names.Add(name.Length == 0 ? "weight" : name + ".weight");
         return names;
     }
 
-    /// <summary>Each compact weight into its <see cref="Models.CompactLinear"/>, whose placeholder takes <paramref name="dtype"/>.</summary>
+    /// <summary>Each compact weight into its <see cref="Models.Linear"/>, whose placeholder takes <paramref name="dtype"/>.</summary>
     static void AssignCompact(nn.Module module, IEnumerable<(string Name, CompactWeight Weight)> weights, ScalarType dtype)
     {
         var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
         owners[""] = module;
         using var noGrad = no_grad();
         foreach (var (name, weight) in weights)
-            ((Models.CompactLinear)owners[name[..Math.Max(0, name.LastIndexOf('.'))]]).UseCompact(weight, dtype);
+            ((Models.Linear)owners[name[..Math.Max(0, name.LastIndexOf('.'))]]).UseCompact(weight, dtype);
     }
 
     /// <summary>Each parameter into <paramref name="module"/>'s parameter of that dotted name, through its layer's setter.</summary>

@@ -22,15 +22,16 @@ public static class Layers
         return new Restore(() => (_device, _dtype) = previous);
     }
 
-    /// <summary>torch.nn.Linear. TorchSharp's Linear is sealed and always computes F.linear, so these layers (the UNet's,
-    /// CLIP's, the VAE's) do not take the <see cref="LinearKernel"/> choice; <see cref="CompactLinear"/>s do.</summary>
+    /// <summary>torch.nn.Linear, as our <see cref="Models.Linear"/>: it takes the load options' kernel choice
+    /// (<see cref="LinearKernel"/>) and always holds a float weight in the compute dtype (the UNet's, CLIP's, the VAE's layers).</summary>
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias = true) =>
-        nn.Linear(inFeatures, outFeatures, hasBias, _device, _dtype);
+        new(inFeatures, outFeatures, hasBias, compactCapable: false, _device, _dtype);
 
-    /// <summary>A linear layer whose weight may stay compact (float8, GGUF) and be dequantized per call: for the large
-    /// weights of the models that come in such files (Flux, SD3, T5). Loading decides, from the stored type.</summary>
-    public static CompactLinear CompactLinear(long inFeatures, long outFeatures, bool hasBias = true) =>
-        new(inFeatures, outFeatures, hasBias, _device, _dtype);
+    /// <summary>A <see cref="Models.Linear"/> whose weight may stay compact (float8, GGUF, half precision) and be dequantized
+    /// per call: for the large weights of the models that come in such files (Flux, SD3, T5). Loading decides, from the
+    /// stored type.</summary>
+    public static Linear CompactLinear(long inFeatures, long outFeatures, bool hasBias = true) =>
+        new(inFeatures, outFeatures, hasBias, compactCapable: true, _device, _dtype);
 
     public static Conv2d Conv2d(long inChannels, long outChannels, long kernelSize, long stride = 1, long padding = 0) =>
         nn.Conv2d(inChannels, outChannels, kernelSize, stride: stride, padding: padding, device: _device, dtype: _dtype);

@@ -67,12 +67,12 @@ public class FluxBenchFileTests(ITestOutputHelper output)
         using var _ = inference_mode();
         using var model = (FluxTransformer2DModel)ComponentLoader.FluxTransformerFile(path, new LoadOptions(), config).Module;
         Assert.Equal(config, model.Config);
-        var compact = model.named_modules().Where(m => m.module is CompactLinear { IsCompact: true }).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
+        var compact = model.named_modules().Where(m => m.module is SharpDiffusion.Models.Linear { IsCompact: true }).Select(m => m.name + ".weight").ToHashSet(StringComparer.Ordinal);
         var unfilled = model.named_parameters().Where(p => p.parameter.device_type == TorchSharp.DeviceType.META && !compact.Contains(p.name)).Select(p => p.name).ToList();
         Assert.True(unfilled.Count == 0, $"not filled: {string.Join(", ", unfilled)}");
         foreach (var (name, parameter) in model.named_parameters().Where(p => !compact.Contains(p.name)))
             Assert.True(parameter.isfinite().all().item<bool>(), $"{name} has non-finite values");
-        int layers = model.modules().OfType<CompactLinear>().Distinct().Count(l => l.IsCompact);
+        int layers = model.modules().OfType<SharpDiffusion.Models.Linear>().Distinct().Count(l => l.IsCompact);
         output.WriteLine($"  loaded: {model.named_parameters().Count(p => p.parameter.device_type != TorchSharp.DeviceType.META)} parameters in memory, {layers} linear layers held compact");
     }
 

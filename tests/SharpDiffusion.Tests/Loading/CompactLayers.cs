@@ -9,19 +9,19 @@ static class CompactLayers
 {
     /// <summary>Each compact layer once, by its parameter name prefix (TorchSharp's named_modules lists a module under its
     /// registered name and again under its field name, "_attn._toQ": those are left out).</summary>
-    public static Dictionary<string, CompactLinear> Of(nn.Module module)
+    public static Dictionary<string, Linear> Of(nn.Module module)
     {
-        var seen = new HashSet<CompactLinear>(ReferenceEqualityComparer.Instance);
-        var layers = new Dictionary<string, CompactLinear>(StringComparer.Ordinal);
+        var seen = new HashSet<Linear>(ReferenceEqualityComparer.Instance);
+        var layers = new Dictionary<string, Linear>(StringComparer.Ordinal);
         foreach (var (name, m) in module.named_modules())
-            if (m is CompactLinear { IsCompact: true } layer && !name.Split('.').Any(s => s.StartsWith('_')) && seen.Add(layer))
+            if (m is Linear { IsCompact: true } layer && !name.Split('.').Any(s => s.StartsWith('_')) && seen.Add(layer))
                 layers[name] = layer;
         return layers;
     }
 
-    /// <summary>The CompactLinear layers (compact or not) whose registered names start with <paramref name="prefix"/>.</summary>
+    /// <summary>The compact-capable layers (compact or not) whose registered names start with <paramref name="prefix"/>.</summary>
     public static int CountCompactCapable(nn.Module module, string prefix) => module.named_modules()
-        .Where(m => m.module is CompactLinear && m.name.StartsWith(prefix, StringComparison.Ordinal) && !m.name.Split('.').Any(s => s.StartsWith('_')))
+        .Where(m => m.module is Linear { CompactCapable: true } && m.name.StartsWith(prefix, StringComparison.Ordinal) && !m.name.Split('.').Any(s => s.StartsWith('_')))
         .Select(m => m.module).Distinct(ReferenceEqualityComparer.Instance).Count();
 
     /// <summary>Every parameter's bytes: a compact layer's weight at <paramref name="storedBytesPerValue"/> of its stored

@@ -15,7 +15,7 @@ sealed record CompactT5Comparison(double Diff, double ToGolden, double Scale, lo
 {
     /// <param name="bytesPerValue">What a compact weight should hold a value in (the file's type).</param>
     /// <param name="checkLayer">More checks of each compact layer (its scale, ...).</param>
-    public static CompactT5Comparison Of(string folder, LoadOptions options, string storedType, int bytesPerValue, Action<CompactLinear>? checkLayer = null)
+    public static CompactT5Comparison Of(string folder, LoadOptions options, string storedType, int bytesPerValue, Action<SharpDiffusion.Models.Linear>? checkLayer = null)
     {
         var golden = Golden.Load("v3", "sd3", "tiny-sd3", "t5_encoder.safetensors");
         try

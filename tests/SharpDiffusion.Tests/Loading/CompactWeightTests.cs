@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Tests.Loading;
 
 /// <summary>Issue 23 item 4 (and 21 item 6): float8 and GGUF weights stay compact in memory and become the compute dtype one
-/// layer at a time (<see cref="CompactWeight"/>, <see cref="CompactLinear"/>). Golden README "gguf/" and
+/// layer at a time (<see cref="CompactWeight"/>, <see cref="Linear"/>). Golden README "gguf/" and
 /// "flux/tiny-flux-dev/single_file/": the compact values are the load-time decode's bit for bit, so the compact model's
 /// forward is the decoded model's; its resident bytes are the file's; LoRAs become side branches.</summary>
 public class CompactWeightTests(ITestOutputHelper output)
@@ -133,7 +133,7 @@ public class CompactWeightTests(ITestOutputHelper output)
             .Select(p => p.name[..^".weight".Length]).ToList();
         long blockWeights = blockLinears.Count, blockCompact = blockLinears.Count(layers.ContainsKey);
         Assert.Equal(expected, weights.Value.Bytes);
-        Assert.Equal(expected, CompactLinear.ResidentBytesOf(module));
+        Assert.Equal(expected, Linear.ResidentBytesOf(module));
         // Every block linear weight of these files is float8 / Q8_0 (their headers say so): all of them held compact.
         Assert.Contains(storedType.Values, t => t is "F8_E4M3" or "Q8_0");
         Assert.Equal(blockWeights, blockCompact);

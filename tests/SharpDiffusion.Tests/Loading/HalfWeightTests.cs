@@ -92,7 +92,7 @@ public class HalfWeightTests(ITestOutputHelper output)
         Assert.Equal(0, diff);
         Assert.True(toGolden <= 0.02 * scale, $"{toGolden:E3} from diffusers is more than bfloat16 weight rounding");
         Assert.Equal(expected, compactWeights.Bytes);
-        Assert.Equal(expected, CompactLinear.ResidentBytesOf(compact));
+        Assert.Equal(expected, SharpDiffusion.Models.Linear.ResidentBytesOf(compact));
         Assert.True(compactWeights.Bytes < decodedWeights.Bytes);
         foreach (var t in golden.Values) t.Dispose();
     }

@@ -243,8 +243,8 @@ public class Sd3SingleFileTests(ITestOutputHelper output)
         var parameters = encoder.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         Assert.Equal(stored.Headers.Select(h => h.Name).Order(), parameters.Keys.Order());
         // The float8 linear weights stay compact (issue 21 item 6): compared as the values they dequantize to.
-        var compact = encoder.named_modules().DistinctBy(m => m.name).Where(m => m.module is SharpDiffusion.Models.CompactLinear { IsCompact: true })
-            .ToDictionary(m => m.name + ".weight", m => (SharpDiffusion.Models.CompactLinear)m.module);
+        var compact = encoder.named_modules().DistinctBy(m => m.name).Where(m => m.module is SharpDiffusion.Models.Linear { IsCompact: true })
+            .ToDictionary(m => m.name + ".weight", m => (SharpDiffusion.Models.Linear)m.module);
         Assert.NotEmpty(compact);
         foreach (var header in stored.Headers)
         {

@@ -27,7 +27,7 @@ public class LoraApplyCostTests(ITestOutputHelper output)
         List<Action> SideBranch() => lora.Layers.Where(l => l.Target == LoraTarget.Unet).Select(layer =>
         {
             double factor = 0.8 * layer.AlphaScale;
-            var hook = ((TorchSharp.Modules.Linear)modules[layer.Module]).register_forward_hook((m, input, result) =>
+            var hook = ((SharpDiffusion.Models.Linear)modules[layer.Module]).register_forward_hook((m, input, result) =>
             {
                 using var down = nn.functional.linear(input, layer.Down);
                 using var up = nn.functional.linear(down, layer.Up);

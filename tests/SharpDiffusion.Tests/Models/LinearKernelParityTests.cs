@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace SharpDiffusion.Tests.Models;
 
-/// <summary>The models whose linear layers take the kernel (<see cref="CompactLinear"/>: SD3, Flux, T5) with the oneDNN kernel
+/// <summary>The SD3 and Flux transformers (whose <see cref="Linear"/> layers may be compact) with the oneDNN kernel
 /// forced through the load options: the golden outputs still match diffusers (golden README "sd3/", "flux/"), compact
 /// (float8) layers decode then multiply with it, LoRA merges and side branches give F.linear's results, and gradients are
 /// F.linear's.</summary>
@@ -24,10 +24,10 @@ public class LinearKernelParityTests(ITestOutputHelper output)
         new(golden["hidden_states"], golden["timestep"], golden["encoder_hidden_states"], golden["pooled_projections"]);
 
     /// <summary>Each layer once (TorchSharp's named_modules lists a module under its registered and its field name).</summary>
-    static List<CompactLinear> Layers(nn.Module m) =>
-        m.named_modules().Select(n => n.module).OfType<CompactLinear>().Distinct(ReferenceEqualityComparer.Instance).Cast<CompactLinear>().ToList();
+    internal static List<Linear> Layers(nn.Module m) =>
+        m.named_modules().Select(n => n.module).OfType<Linear>().Distinct(ReferenceEqualityComparer.Instance).Cast<Linear>().ToList();
 
-    static void AssertKernel(nn.Module model, LinearKernel kernel)
+    internal static void AssertKernel(nn.Module model, LinearKernel kernel)
     {
         var layers = Layers(model);
         Assert.NotEmpty(layers);
@@ -150,10 +150,10 @@ public class LinearKernelParityTests(ITestOutputHelper output)
         output.WriteLine($"{reference.Count} parameter gradients; largest max |diff| relative to its gradient's max |value|: {worst:E2}");
     }
 
-    /// <summary>Left to the tuner, the load options' kernel is measured once and given to every layer that takes one; a
-    /// model without such layers (the UNet's are TorchSharp's nn.Linear) does not measure at all.</summary>
+    /// <summary>Left to the tuner, the load options' kernel is measured once per process and given to every linear layer of
+    /// every model: the VAE's attention projections as the transformer's.</summary>
     [Fact]
-    public void The_measured_kernel_reaches_every_layer_and_is_measured_only_where_used()
+    public void The_measured_kernel_reaches_every_layer_of_every_model_and_is_measured_once()
     {
         int measured = 0;
         var paths = new FastPaths(null, machine: new MachineKey("Test CPU 9000", "libtorch 0.0, TorchSharp 0.0", 2))
@@ -165,10 +165,10 @@ public class LinearKernelParityTests(ITestOutputHelper output)
         };
         var options = new LoadOptions { Tuning = paths };
         using (var vae = ComponentLoader.LoadVae(Golden.Path("v3", "models", "tiny-sd3", "vae"), options))
-            Assert.Equal(0, measured);
+            AssertKernel(vae, LinearKernel.OneDnn);
+        Assert.Equal(2, measured); // the clear win, repeated
         using var transformer = ComponentLoader.LoadSD3Transformer(Sd3Dir("tiny-sd3"), options);
         AssertKernel(transformer, LinearKernel.OneDnn);
-        Assert.Equal(2, measured); // the clear win, repeated
         using var again = ComponentLoader.LoadSD3Transformer(Sd3Dir("tiny-sd35"), options);
         AssertKernel(again, LinearKernel.OneDnn);
         Assert.Equal(2, measured); // once per process

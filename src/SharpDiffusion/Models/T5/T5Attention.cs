@@ -13,7 +13,7 @@ namespace SharpDiffusion.Models.T5;
 /// </summary>
 public sealed class T5Attention : Module<Tensor, Tensor, Tensor>
 {
-    readonly CompactLinear _q, _k, _v, _o;
+    readonly Linear _q, _k, _v, _o;
     readonly Embedding? _relativeAttentionBias;
     readonly int _heads, _dKv, _buckets, _maxDistance;
 

@@ -8,7 +8,7 @@ namespace SharpDiffusion.Models.T5;
 /// <summary>T5 v1.1's gated feed-forward: wo(gelu_new(wi_0(x)) · wi_1(x)), no biases; [.., D] → [.., d_ff] → [.., D].</summary>
 public sealed class T5DenseGatedActDense : Module<Tensor, Tensor>
 {
-    readonly CompactLinear _wi0, _wi1, _wo;
+    readonly Linear _wi0, _wi1, _wo;
     readonly Func<Tensor, Tensor> _act;
 
     public T5DenseGatedActDense(T5Config config) : base(nameof(T5DenseGatedActDense))

@@ -29,7 +29,7 @@ public sealed record AdaLayerNormZeroOutput(Tensor Normed, Tensor GateMsa, Tenso
 /// </summary>
 public sealed class AdaLayerNormZero : Module<Tensor, Tensor, AdaLayerNormZeroOutput>
 {
-    readonly CompactLinear _linear;
+    readonly Linear _linear;
     readonly int _chunks;
 
     public AdaLayerNormZero(int dim, bool dual) : base(dual ? "SD35AdaLayerNormZeroX" : nameof(AdaLayerNormZero))
@@ -58,7 +58,7 @@ public sealed class AdaLayerNormZero : Module<Tensor, Tensor, AdaLayerNormZeroOu
 /// </summary>
 public sealed class AdaLayerNormContinuous : Module<Tensor, Tensor, Tensor>
 {
-    readonly CompactLinear _linear;
+    readonly Linear _linear;
 
     public AdaLayerNormContinuous(int dim, int conditioningDim) : base(nameof(AdaLayerNormContinuous))
     {

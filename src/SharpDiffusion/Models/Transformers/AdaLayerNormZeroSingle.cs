@@ -11,7 +11,7 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class AdaLayerNormZeroSingle : Module<Tensor, Tensor, (Tensor Normed, Tensor Gate)>
 {
-    readonly CompactLinear _linear;
+    readonly Linear _linear;
 
     public AdaLayerNormZeroSingle(int dim) : base(nameof(AdaLayerNormZeroSingle))
     {

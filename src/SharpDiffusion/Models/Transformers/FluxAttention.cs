@@ -14,8 +14,8 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class FluxAttention : Module, IAttentionModule
 {
-    readonly CompactLinear _toQ, _toK, _toV;
-    readonly CompactLinear? _toOut, _addQ, _addK, _addV, _toAddOut;
+    readonly Linear _toQ, _toK, _toV;
+    readonly Linear? _toOut, _addQ, _addK, _addV, _toAddOut;
     readonly RmsNorm _normQ, _normK;
     readonly RmsNorm? _normAddedQ, _normAddedK;
     readonly AttentionHooks _attentionHooks = new();

@@ -13,7 +13,7 @@ namespace SharpDiffusion.Models.Transformers;
 public sealed class FluxSingleTransformerBlock : Module
 {
     readonly AdaLayerNormZeroSingle _norm;
-    readonly CompactLinear _projMlp, _projOut;
+    readonly Linear _projMlp, _projOut;
     readonly FluxAttention _attn;
 
     public FluxSingleTransformerBlock(int dim, int heads, int headDim, int mlpRatio = 4) : base(nameof(FluxSingleTransformerBlock))

@@ -26,7 +26,7 @@ public sealed class FluxTransformer2DModel : Module
 {
     readonly FluxPosEmbed _posEmbed;
     readonly Module _timeTextEmbed;
-    readonly CompactLinear _contextEmbedder, _xEmbedder, _projOut;
+    readonly Linear _contextEmbedder, _xEmbedder, _projOut;
     readonly ModuleList<FluxTransformerBlock> _blocks;
     readonly ModuleList<FluxSingleTransformerBlock> _singleBlocks;
     readonly AdaLayerNormContinuous _normOut;

@@ -11,7 +11,7 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class GeluFeedForward : Module<Tensor, Tensor>
 {
-    readonly CompactLinear _proj, _out;
+    readonly Linear _proj, _out;
 
     public GeluFeedForward(int dim, int mult = 4) : base("FeedForward")
     {
@@ -30,6 +30,6 @@ public sealed class GeluFeedForward : Module<Tensor, Tensor>
     // Holds "net.0.proj" so the state-dict keys match diffusers' GELU module.
     sealed class GeluProjection : Module
     {
-        public GeluProjection(CompactLinear proj) : base("GELU") => register_module("proj", proj);
+        public GeluProjection(Linear proj) : base("GELU") => register_module("proj", proj);
     }
 }

@@ -13,8 +13,8 @@ namespace SharpDiffusion.Models.Transformers;
 /// </summary>
 public sealed class JointAttention : Module, IAttentionModule
 {
-    readonly CompactLinear _toQ, _toK, _toV, _toOut;
-    readonly CompactLinear? _addQ, _addK, _addV, _toAddOut;
+    readonly Linear _toQ, _toK, _toV, _toOut;
+    readonly Linear? _addQ, _addK, _addV, _toAddOut;
     readonly RmsNorm? _normQ, _normK, _normAddedQ, _normAddedK;
     readonly AttentionHooks _attentionHooks = new();
     readonly int _heads;

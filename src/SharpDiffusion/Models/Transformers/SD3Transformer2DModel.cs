@@ -22,7 +22,7 @@ public sealed class SD3Transformer2DModel : Module
 {
     readonly PatchEmbed _posEmbed;
     readonly CombinedTimestepTextProjEmbeddings _timeTextEmbed;
-    readonly CompactLinear _contextEmbedder, _projOut;
+    readonly Linear _contextEmbedder, _projOut;
     readonly ModuleList<JointTransformerBlock> _blocks;
     readonly AdaLayerNormContinuous _normOut;
 

@@ -7,16 +7,20 @@ using static TorchSharp.torch;
 namespace SharpDiffusion.Models;
 
 /// <summary>
-/// A linear layer (y = x Wᵀ + b, as torch.nn.Linear, same parameter names) whose weight may stay compact in memory
-/// (<see cref="CompactWeight"/>: float8 codes, scaled too, GGUF blocks; float16/bfloat16 values under a float32 compute
-/// dtype) and become the compute dtype only for the matmul: each call
-/// dequantizes W, multiplies, and frees it, so one layer's float weight is in memory at a time (ComfyUI-GGUF's and
-/// stable-diffusion.cpp's way). While compact, <c>weight</c> is a shape-only meta placeholder whose dtype is the compute
-/// dtype (so <c>.to(dtype)</c> still chooses it). LoRAs on a compact layer are side branches, not merges (a merge would
-/// need the float weight): y = W x + b + Σ sᵢ · upᵢ(downᵢ x).
-/// Used by the models whose large 2-D weights come in float8/GGUF/half-precision files: the Flux and SD3 transformers and T5.
+/// torch.nn.Linear (y = x Wᵀ + b, parameters <c>weight</c> [out, in] and <c>bias</c> [out]): the one linear layer of every
+/// model (the UNet's, CLIP's and the VAE's, ControlNet's, the SD3 and Flux transformers', T5's), ours rather than
+/// TorchSharp's sealed nn.Linear so that each takes the product's kernel (<see cref="Kernel"/>: F.linear or oneDNN, the
+/// load options' choice, <see cref="LinearKernels"/>). With the default kernel and a float weight the forward is
+/// F.linear(x, W, b), exactly what nn.Linear computes.
+/// A layer built as compact-capable (<see cref="Layers.CompactLinear"/>: the Flux and SD3 transformers and T5, whose large
+/// 2-D weights come in float8/GGUF/half-precision files) may hold its weight compact in memory (<see cref="CompactWeight"/>:
+/// float8 codes, scaled too, GGUF blocks; float16/bfloat16 values under a float32 compute dtype) and turn it into the compute
+/// dtype only for the matmul: each call dequantizes W, multiplies, and frees it, so one layer's float weight is in memory at
+/// a time (ComfyUI-GGUF's and stable-diffusion.cpp's way). While compact, <c>weight</c> is a shape-only meta placeholder
+/// whose dtype is the compute dtype (so <c>.to(dtype)</c> still chooses it). LoRAs on a compact layer are side branches,
+/// not merges (a merge would need the float weight): y = W x + b + Σ sᵢ · upᵢ(downᵢ x).
 /// </summary>
-public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
+public sealed class Linear : nn.Module<Tensor, Tensor>, IParameterOwner
 {
     static readonly Device Meta = new("meta");
 
@@ -27,9 +31,10 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     /// <summary>A LoRA's low-rank pair at its scale (alpha/rank included): adds scale · up(down(x)).</summary>
     sealed record SideBranch(Tensor Down, Tensor Up, double Scale);
 
-    public CompactLinear(long inFeatures, long outFeatures, bool hasBias, Device? device, ScalarType? dtype) : base(nameof(CompactLinear))
+    /// <param name="compactCapable">whether loading may keep the weight compact (<see cref="CompactCapable"/>).</param>
+    public Linear(long inFeatures, long outFeatures, bool hasBias, bool compactCapable, Device? device, ScalarType? dtype) : base(nameof(Linear))
     {
-        (InFeatures, OutFeatures) = (inFeatures, outFeatures);
+        (InFeatures, OutFeatures, CompactCapable) = (inFeatures, outFeatures, compactCapable);
         // torch.nn.Linear's initialisation (kaiming uniform, a = √5; bias U(±1/√in)); on meta it costs nothing.
         _hasBias = hasBias;
         var w = new Parameter(empty([outFeatures, inFeatures], dtype: dtype, device: device));
@@ -47,6 +52,10 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
 
     public long InFeatures { get; }
     public long OutFeatures { get; }
+
+    /// <summary>Whether loading may keep this layer's weight compact (the layers of <see cref="Layers.CompactLinear"/>);
+    /// the others (the UNet's, CLIP's, the VAE's) always hold a float weight in the compute dtype.</summary>
+    public bool CompactCapable { get; }
 
     /// <summary>The kernel of the product (the load options' choice, <see cref="LinearKernels"/>); the weight is the same.</summary>
     public LinearKernel Kernel { get; set; }
@@ -66,9 +75,10 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
         set { if (_hasBias && value is not null) Register("bias", value); }
     }
 
+    // As nn.Linear's setters: the replaced parameter is disposed (Module.to's old copy, not the caller's new one).
     void Register(string name, Parameter value)
     {
-        if (!ReferenceEquals(get_parameter(name), value)) ConditionallyRegisterParameter(name, value);
+        if (!ReferenceEquals(get_parameter(name), value)) Replace(name, value);
     }
 
     /// <summary>Whether the weight is held compact and dequantized per call.</summary>
@@ -87,8 +97,10 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     /// <paramref name="dtype"/>, the dtype the weight becomes per call.</summary>
     public void UseCompact(CompactWeight compact, ScalarType dtype)
     {
+        if (!CompactCapable)
+            throw new InvalidOperationException($"Linear [{OutFeatures}, {InFeatures}]: this layer keeps a float weight; only layers built with Layers.CompactLinear hold compact ones.");
         if (!compact.Shape.SequenceEqual([OutFeatures, InFeatures]))
-            throw new ArgumentException($"CompactLinear: a compact weight of [{string.Join(", ", compact.Shape)}] for a [{OutFeatures}, {InFeatures}] layer.");
+            throw new ArgumentException($"Linear: a compact weight of [{string.Join(", ", compact.Shape)}] for a [{OutFeatures}, {InFeatures}] layer.");
         ReplaceWeight(new Parameter(empty([OutFeatures, InFeatures], dtype, device: Meta), requires_grad: false));
         _compact = compact;
     }
@@ -101,7 +113,7 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
     public IDisposable AddSideBranch(Tensor down, Tensor up, double scale)
     {
         if (down.dim() != 2 || up.dim() != 2 || down.shape[1] != InFeatures || up.shape[0] != OutFeatures || up.shape[1] != down.shape[0])
-            throw new ArgumentException($"CompactLinear: a LoRA of down [{string.Join(", ", down.shape)}], up [{string.Join(", ", up.shape)}] does not fit a [{OutFeatures}, {InFeatures}] layer.");
+            throw new ArgumentException($"Linear: a LoRA of down [{string.Join(", ", down.shape)}], up [{string.Join(", ", up.shape)}] does not fit a [{OutFeatures}, {InFeatures}] layer.");
         var branch = new SideBranch(down.to(weight.dtype, copy: true).DetachFromDisposeScope(), up.to(weight.dtype, copy: true).DetachFromDisposeScope(), scale);
         _branches.Add(branch);
         return new Removal(() =>
@@ -140,7 +152,7 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
                 Replace("bias", value);
                 break;
             default:
-                throw new NotSupportedException($"CompactLinear has no parameter '{name}'.");
+                throw new NotSupportedException($"Linear has no parameter '{name}'.");
         }
     }
 
@@ -164,10 +176,10 @@ public sealed class CompactLinear : nn.Module<Tensor, Tensor>, IParameterOwner
         // TorchSharp's named_modules lists a submodule under its registered name and again under its field name, and
         // leaves out the root: each layer and each parameter counts once, by reference.
         long bytes = 0;
-        var layers = new HashSet<CompactLinear>(ReferenceEqualityComparer.Instance);
+        var layers = new HashSet<Linear>(ReferenceEqualityComparer.Instance);
         var owned = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         foreach (var m in module.named_modules().Select(m => m.module).Prepend(module))
-            if (m is CompactLinear linear && layers.Add(linear))
+            if (m is Linear linear && layers.Add(linear))
             {
                 bytes += linear.ResidentBytes;
                 owned.Add(linear.weight);
