@@ -17,16 +17,16 @@ public static class TrainLoraDemoCommand
         new("model", OptionKind.Text, "the base model (default: the shipped sharp-shapes model)", "DIR"),
         new("shape", OptionKind.Text, "the new shape: ell (an L) or cross (default: ell)", "NAME"),
         new("pictures", OptionKind.Integer, "training pictures to generate (default: 60)", "N"),
-        new("steps", OptionKind.Integer, "training steps (default: 600)", "N"),
+        new("steps", OptionKind.Integer, "training steps (default: 400)", "N"),
         new("batch", OptionKind.Integer, "pictures per step (default: 8)", "N"),
-        new("lr", OptionKind.Number, "learning rate (default: 0.002)", "X"),
+        new("lr", OptionKind.Number, "learning rate (default: 0.005)", "X"),
         new("rank", OptionKind.Integer, "LoRA rank, alpha the same (default: 8)", "N"),
         new("no-text-encoder", OptionKind.Flag, "train the UNet's LoRA only (default: the text encoder's too)"),
-        new("min-snr-gamma", OptionKind.Number, "min-SNR loss weighting with this γ (default: off)", "X"),
+        new("min-snr-gamma", OptionKind.Number, "min-SNR loss weighting with this γ; 0: off (default: 5)", "X"),
         new("seeds", OptionKind.Integer, "seeds per judged prompt; 12 prompts each (default: 2, 24 pictures)", "N"),
         new("examples", OptionKind.Text, "save two judged prompts as PNGs here, with and without the LoRA (default: none)", "DIR"),
         new("verbose", OptionKind.Flag, "print every judged picture"),
-        new("threads", OptionKind.Integer, "CPU threads for libtorch (default: all cores)", "N"),
+        new("threads", OptionKind.Integer, "CPU threads for libtorch (default: 1; the model is so small that a second thread gains little, and on a busy machine it waits on the slower core)", "N"),
     ];
 
     public static int Run(CommandLine cl)
@@ -43,16 +43,16 @@ public static class TrainLoraDemoCommand
             Model = model,
             Images = images,
             Output = Path.Combine(work, word + ".safetensors"),
-            Steps = cl.Int("steps") ?? 600,
+            Steps = cl.Int("steps") ?? 400,
             Batch = cl.Int("batch") ?? 8,
-            LearningRate = cl.Double("lr") ?? 2e-3,
+            LearningRate = cl.Double("lr") ?? 5e-3,
             Rank = cl.Int("rank") ?? 8,
             Alpha = cl.Int("rank") ?? 8,
             TrainTextEncoder = !cl.Flag("no-text-encoder"),
-            MinSnrGamma = cl.Double("min-snr-gamma"),
+            MinSnrGamma = (cl.Double("min-snr-gamma") ?? 5) is > 0 and var gamma ? gamma : null,
             LossCsv = Path.Combine(work, "loss.csv"),
         };
-        TorchRuntime.Initialize(Threads.Check(cl.Int("threads") ?? Environment.ProcessorCount));
+        TorchRuntime.Initialize(Threads.Check(cl.Int("threads") ?? 1));
 
         if (Directory.Exists(images)) Directory.Delete(images, recursive: true);
         if (File.Exists(options.LossCsv)) File.Delete(options.LossCsv);
