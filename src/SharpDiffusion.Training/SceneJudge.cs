@@ -19,7 +19,7 @@ public static class SceneJudge
     const int MinArea = 12;
 
     /// <param name="kinds">the templates the shape is matched against (default: <see cref="ShapeVocabulary.TrainedShapes"/>,
-    /// what the shipped model knows, so its held-out numbers stay comparable); the LoRA proof adds <see cref="ShapeKind.Cross"/>.</param>
+    /// what the shipped model knows, so its held-out numbers stay comparable); the LoRA proof adds its new shape (<see cref="ShapeLoraDemo"/>).</param>
     public static SceneReading Read(byte[] rgb, int size = ShapeVocabulary.ImageSize, IReadOnlyList<ShapeKind>? kinds = null)
     {
         var border = new List<int>();

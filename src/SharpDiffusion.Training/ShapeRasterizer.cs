@@ -66,6 +66,8 @@ public static class ShapeRasterizer
         ShapeKind.Triangle => InPolygon(Triangle, u, v),
         // A plus sign: two bars of half-width 0.35 reaching 0.9 from the centre.
         ShapeKind.Cross => MathF.Max(MathF.Abs(u), MathF.Abs(v)) <= 0.9f && MathF.Min(MathF.Abs(u), MathF.Abs(v)) <= CrossHalfWidth,
+        // A capital L: the square with its top-right quarter cut away (v points down).
+        ShapeKind.Ell => MathF.Abs(u) <= 0.85f && MathF.Abs(v) <= 0.85f && !(u > 0 && v < 0),
         _ => InPolygon(Star, u, v),
     };
 
@@ -76,6 +78,7 @@ public static class ShapeRasterizer
         ShapeKind.Square => (-0.85f, -0.85f, 0.85f, 0.85f),
         ShapeKind.Triangle => (-1, -1, 1, 0.75f),
         ShapeKind.Cross => (-0.9f, -0.9f, 0.9f, 0.9f),
+        ShapeKind.Ell => (-0.85f, -0.85f, 0.85f, 0.85f),
         _ => (Star.Min(p => p.X), Star.Min(p => p.Y), Star.Max(p => p.X), Star.Max(p => p.Y)),
     };
 

@@ -1,8 +1,9 @@
 namespace SharpDiffusion.Training;
 
-/// <summary>The kinds of shape a scene can hold. <see cref="Cross"/> is the LoRA proof's new shape: the shipped model never saw
-/// it, so the dataset and the held-out judge use <see cref="ShapeVocabulary.TrainedShapes"/>, not every value.</summary>
-public enum ShapeKind { Circle, Square, Triangle, Star, Cross }
+/// <summary>The kinds of shape a scene can hold. <see cref="Cross"/> and <see cref="Ell"/> (an L) are shapes the shipped model
+/// never saw (the LoRA proof teaches it one: <see cref="ShapeLoraDemo"/>), so the dataset and the held-out judge use
+/// <see cref="ShapeVocabulary.TrainedShapes"/>, not every value.</summary>
+public enum ShapeKind { Circle, Square, Triangle, Star, Cross, Ell }
 
 public enum ShapeSize { Small, Large }
 

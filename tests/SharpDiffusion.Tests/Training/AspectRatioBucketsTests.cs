@@ -66,7 +66,7 @@ public class AspectRatioBucketsTests(ITestOutputHelper output)
         TorchRuntime.Initialize(1);
         using var dir = new TempDir();
         string images = Path.Combine(dir.Path, "images");
-        CrossLoraDemo.WriteDataset(images, 6);
+        ShapeLoraDemo.WriteDataset(images, 6, ShapeKind.Cross);
         // Two wide, two tall and two square pictures, cut from the 64x64 renders.
         var files = Directory.GetFiles(Path.Combine(images, "1_cross"), "*.png").Order(StringComparer.Ordinal).ToList();
         for (int i = 0; i < 4; i++)
@@ -103,7 +103,7 @@ public class AspectRatioBucketsTests(ITestOutputHelper output)
     public void Bucket_steps_the_model_cannot_halve_evenly_are_refused_before_training()
     {
         using var dir = new TempDir();
-        CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 1);
+        ShapeLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 1, ShapeKind.Cross);
         // The shipped model halves 64 px to 16 latents (VAE 4) and 16 to 4 (UNet): a side of 8 cannot go through it.
         var o = new LoraTrainingOptions
         {

@@ -17,7 +17,7 @@ public class LoraBf16BaseTests(ITestOutputHelper output)
     {
         TorchRuntime.Initialize(1);
         using var dir = new TempDir();
-        CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 6);
+        ShapeLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 6, ShapeKind.Cross);
         LoraTrainingOptions Options(string name, double lr) => new()
         {
             Model = ShortLoraRuns.ShippedModel, Images = Path.Combine(dir.Path, "images"), Output = dir.File(name + ".safetensors"),

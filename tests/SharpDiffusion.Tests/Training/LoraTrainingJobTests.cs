@@ -31,7 +31,7 @@ public class LoraTrainingJobTests(ITestOutputHelper output)
     {
         using var loras = new TempDir();
         using var images = new TempDir();
-        CrossLoraDemo.WriteDataset(images.Path, 4);
+        ShapeLoraDemo.WriteDataset(images.Path, 4, ShapeKind.Cross);
         await using var server = await TestServer.StartAsync(o => o with { LoraDir = loras.Path });
         var client = server.Client;
 
@@ -67,7 +67,7 @@ public class LoraTrainingJobTests(ITestOutputHelper output)
     {
         using var loras = new TempDir();
         using var images = new TempDir();
-        CrossLoraDemo.WriteDataset(images.Path, 2);
+        ShapeLoraDemo.WriteDataset(images.Path, 2, ShapeKind.Cross);
         await using var server = await TestServer.StartAsync(o => o with { LoraDir = loras.Path });
         var client = server.Client;
         string id = (string)(await client.PostAsync(LoraTrainingEndpoints.Route, Request(images.Path, "long", 100_000))).Json["id"]!;
@@ -88,7 +88,7 @@ public class LoraTrainingJobTests(ITestOutputHelper output)
     {
         using var loras = new TempDir();
         using var images = new TempDir();
-        CrossLoraDemo.WriteDataset(images.Path, 1);
+        ShapeLoraDemo.WriteDataset(images.Path, 1, ShapeKind.Cross);
         await using var server = await TestServer.StartAsync(o => o with { LoraDir = loras.Path });
         var client = server.Client;
         foreach (var (change, expected) in new (Action<JsonObject>, string)[]

@@ -33,7 +33,7 @@ public sealed class ShortLoraRuns : IDisposable
     public ShortLoraRuns()
     {
         TorchRuntime.Initialize(1);
-        CrossLoraDemo.WriteDataset(Path.Combine(Root, "images"), 6);
+        ShapeLoraDemo.WriteDataset(Path.Combine(Root, "images"), 6, ShapeKind.Cross);
         string Run(string name) => Directory.CreateDirectory(Path.Combine(Root, name)).FullName;
         (Straight, Again, Halves, Frozen) = (Run("straight"), Run("again"), Run("halves"), Run("frozen"));
 
@@ -199,7 +199,7 @@ public class LoraTrainingTests(ShortLoraRuns runs, ITestOutputHelper output) : I
         var e = Assert.Throws<ArgumentException>(() => new LoraTrainer(o).Run());
         Assert.Contains("holds no pictures", e.Message);
 
-        CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 2);
+        ShapeLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 2, ShapeKind.Cross);
         File.Delete(Path.Combine(dir.Path, "images", "1_cross", "cross_001.txt"));
         var folder = KohyaImageFolder.Open(Path.Combine(dir.Path, "images"));
         Assert.Equal("cross", folder.Pictures[1].Caption);
@@ -220,7 +220,7 @@ public class LoraTrainingTests(ShortLoraRuns runs, ITestOutputHelper output) : I
     {
         TorchRuntime.Initialize(1);
         using var dir = new TempDir();
-        CrossLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 4);
+        ShapeLoraDemo.WriteDataset(Path.Combine(dir.Path, "images"), 4, ShapeKind.Cross);
         var o = new LoraTrainingOptions
         {
             Model = Golden.Path("models", "tiny-sd2"), Images = Path.Combine(dir.Path, "images"), Output = dir.File("v.safetensors"),
