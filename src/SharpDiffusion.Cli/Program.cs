@@ -27,7 +27,7 @@ namespace SharpDiffusion.Cli
             CommandLine.Define("bench", "Time a full-size SD 1.5 (random weights or --model DIR) part by part.", Bench.BenchCommand.Options, Bench.BenchCommand.Run),
             CommandLine.Define("train", "Train the small shapes text-to-image model and save it as a diffusers folder.", TrainCommand.Options, TrainCommand.Run),
             CommandLine.Define("train-lora", "Train a LoRA (kohya format) on an SD 1.x/2.x model from captioned pictures.", TrainLoraCommand.Options, TrainLoraCommand.Run),
-            CommandLine.Define("train-lora-demo", "Teach the shipped shapes model a new shape (an L, "ell") with a LoRA and judge it with and without.", TrainLoraDemoCommand.Options, TrainLoraDemoCommand.Run),
+            CommandLine.Define("train-lora-demo", "Teach the shipped shapes model a new shape (an L: ell) with a LoRA and judge it with and without.", TrainLoraDemoCommand.Options, TrainLoraDemoCommand.Run),
             CommandLine.Define("convert-lora", "Convert a kohya-format LoRA to the diffusers/PEFT layout.", ConvertLoraCommand.Options, ConvertLoraCommand.Run),
             CommandLine.Define("evaluate", "Judge a shapes model's pictures for held-out prompts (colour, position, size, shape).", EvaluateCommand.Options, EvaluateCommand.Run),
         };
