@@ -137,10 +137,10 @@ public class Q8_0DequantizationTests(ITestOutputHelper output)
         long n = weight.Stored.numel() / 34;
         using var scope = NewDisposeScope();
         var d = empty([n], ScalarType.Float32);
-        var scales = d.data<float>();
-        var stored = weight.Stored.data<byte>();
-        for (long b = 0; b < n; b++)
-            scales[b] = (float)BitConverter.UInt16BitsToHalf((ushort)(stored[34 * b] | stored[34 * b + 1] << 8));
+        var scales = TensorMemory.Span<float>(d, 0, (int)n);
+        var stored = TensorMemory.Bytes(weight.Stored, 0, (int)weight.Stored.numel());
+        for (int b = 0; b < scales.Length; b++)
+            scales[b] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(stored[(34 * b)..]));
         var u = weight.Stored.view(-1, 34).narrow(1, 2, 32).to(ScalarType.Int16);
         var q = u.sub_(u.ge(128).to(ScalarType.Int16).mul_(256));
         var product = arithmetic == GgufArithmetic.Float16
