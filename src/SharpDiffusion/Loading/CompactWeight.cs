@@ -114,8 +114,9 @@ public sealed class CompactWeight : IDisposable
     CompactWeight Like(Tensor stored, long[] shape) => new(stored, shape, StoredType, _float8, _ggml, _arithmetic, Scale);
 
     /// <summary>A new tensor of <see cref="Shape"/> in <paramref name="dtype"/>: the stored values decoded to float32
-    /// (in parallel, a block range per task), times the scale if any, then rounded to <paramref name="dtype"/> as a
-    /// converting copy does. float16/bfloat16 values convert exactly to float32 (libtorch's vectorised, threaded copy).</summary>
+    /// (in parallel, a block range per task, SIMD for Q8_0 in both arithmetics), times the scale if any, then rounded to
+    /// <paramref name="dtype"/> as a converting copy does. float16/bfloat16 values convert exactly to float32 (libtorch's
+    /// vectorised, threaded copy).</summary>
     public Tensor Dequantize(ScalarType dtype)
     {
         if (IsHalf)
@@ -123,8 +124,6 @@ public sealed class CompactWeight : IDisposable
             using var values = Stored.view(Shape);
             return Scale is null ? values.to(dtype, copy: true) : Scaled(values.to(ScalarType.Float32, copy: true), dtype);
         }
-        if (_float8 is null && _ggml == GgmlType.Q8_0 && Stored.numel() <= int.MaxValue)
-            return DequantizeQ8_0(dtype);
         var decoded = empty(Shape, ScalarType.Float32);
         try
         {
@@ -136,6 +135,25 @@ public sealed class CompactWeight : IDisposable
             throw;
         }
         return Scaled(decoded, dtype);
+    }
+
+    /// <summary>The same values as <see cref="Dequantize(ScalarType)"/> written into <paramref name="into"/> (a contiguous
+    /// CPU tensor of <see cref="Shape"/> in <paramref name="dtype"/>, e.g. one buffer a layer reuses on every call, so no
+    /// fresh > 32 MB allocation, whose pages the kernel zeroes, per forward); returns <paramref name="into"/>. Float32 with
+    /// no scale decodes straight into it; otherwise a float32 staging tensor is converted into it (the same rounding).</summary>
+    public Tensor Dequantize(ScalarType dtype, Tensor into)
+    {
+        if (into.dtype != dtype || !into.shape.SequenceEqual(Shape) || !into.is_contiguous() || into.device_type != TorchSharp.DeviceType.CPU)
+            throw new ArgumentException($"CompactWeight.Dequantize: the destination is {into.dtype} [{string.Join(", ", into.shape)}]; "
+                + $"a contiguous CPU {dtype} tensor of [{string.Join(", ", Shape)}] is needed for this {StoredType} weight.");
+        if (!IsHalf && dtype == ScalarType.Float32 && Scale is null)
+        {
+            DecodeInto(into);
+            return into;
+        }
+        using var values = Dequantize(dtype);
+        into.copy_(values);
+        return into;
     }
 
     /// <summary>Float32 <paramref name="values"/> (taken) times the scale, in <paramref name="dtype"/>: the product
@@ -157,30 +175,6 @@ public sealed class CompactWeight : IDisposable
             throw;
         }
         using (values) return values.to(dtype);
-    }
-
-    /// <summary>Q8_0 with libtorch's vectorised, threaded kernels: x = d·q per block of 32, the product rounded to float16
-    /// under <see cref="GgufArithmetic.Float16"/> (a float16 multiply rounds the exact float32 product, d·q having 19
-    /// significant bits at most) or kept in float32: the values <see cref="GgufQuantization"/> gives, much faster.</summary>
-    Tensor DequantizeQ8_0(ScalarType dtype)
-    {
-        long n = Stored.numel() / 34;
-        Tensor x;
-        using (var scope = NewDisposeScope())
-        {
-            var d = empty([n, 1], ScalarType.Float32);                               // [n, 1]: each block's float16 scale
-            var scales = TensorMemory.Span<float>(d, 0, (int)n);
-            var stored = TensorMemory.Bytes(Stored, 0, (int)Stored.numel());
-            for (int b = 0; b < scales.Length; b++)
-                scales[b] = (float)BitConverter.UInt16BitsToHalf(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(stored[(34 * b)..]));
-            var u = Stored.view(-1, 34).narrow(1, 2, 32).to(ScalarType.Int16);          // [n, 32] codes as unsigned bytes
-            var q = u.sub_(u.ge(128).to(ScalarType.Int16).mul_(256));                 // as int8: u − 256 when u ≥ 128
-            var product = _arithmetic == GgufArithmetic.Float16
-                ? q.to(ScalarType.Float16).mul_(d.to(ScalarType.Float16))
-                : q.to(ScalarType.Float32).mul_(d);
-            x = product.view(Shape).to(Scale is null ? dtype : ScalarType.Float32).MoveToOuterDisposeScope();
-        }
-        return Scale is null ? x : Scaled(x, dtype);
     }
 
     // Elements per task: a few hundred KB of output, enough to amortise the task, small enough to balance.

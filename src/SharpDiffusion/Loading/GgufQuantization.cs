@@ -91,6 +91,7 @@ public static class GgufQuantization
             case GgmlType.F16: F16(blocks, values); break;
             case GgmlType.BF16: BF16(blocks, values); break;
             case GgmlType.Q8_0 when typeof(R) == typeof(Float32Rounding) && Vector256.IsHardwareAccelerated: Q8_0Vector(blocks, values); break;
+            case GgmlType.Q8_0 when typeof(R) == typeof(Float16Rounding) && Vector256.IsHardwareAccelerated: Q8_0VectorHalf(blocks, values); break;
             case GgmlType.Q8_0: Q8_0<R>(blocks, values); break;
             case GgmlType.Q4_0: Q4<R>(blocks, values, hasMin: false); break;
             case GgmlType.Q4_1: Q4<R>(blocks, values, hasMin: true); break;
@@ -152,6 +153,51 @@ public static class GgufQuantization
                 (Vector256.ConvertToSingle(f) * d).Store(target + o + 24);
             }
         }
+    }
+
+    /// <summary>Q8_0 under <see cref="GgufArithmetic.Float16"/>, 8 lanes at a time: the exact float32 product d·q (at most
+    /// 11 + 8 significant bits) rounded to float16's precision in float32 (<see cref="RoundToHalf"/>); a group of 8 with a
+    /// lane beyond float16's largest finite value is redone by the scalar <c>(float)(Half)x</c>, which gives ±inf there.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void Q8_0VectorHalf(ReadOnlySpan<byte> blocks, Span<float> values)
+    {
+        fixed (byte* source = blocks)
+        fixed (float* target = values)
+        {
+            for (int b = 0, o = 0; b < blocks.Length; b += 34, o += 32)
+            {
+                float scale = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(source + b));
+                var d = Vector256.Create(scale);
+                var q = Vector256.Load((sbyte*)(source + b + 2));                 // 32 × int8
+                var (q0, q1) = Vector256.Widen(q);
+                var (a, c) = Vector256.Widen(q0);
+                var (e, f) = Vector256.Widen(q1);
+                var overflow = RoundToHalf(Vector256.ConvertToSingle(a) * d, target + o)
+                    | RoundToHalf(Vector256.ConvertToSingle(c) * d, target + o + 8)
+                    | RoundToHalf(Vector256.ConvertToSingle(e) * d, target + o + 16)
+                    | RoundToHalf(Vector256.ConvertToSingle(f) * d, target + o + 24);
+                if (overflow)
+                    for (int j = 0; j < 32; j++) target[o + j] = (float)(Half)(scale * ((sbyte*)(source + b + 2))[j]);
+            }
+        }
+    }
+
+    /// <summary>Stores x rounded to the nearest float16 (ties to even) as float32, what <c>(float)(Half)x</c> gives, and
+    /// returns whether a lane is beyond float16's finite range (|x| > 65504, inf, NaN: the caller redoes those). Normal
+    /// range (|x| ≥ 2⁻¹⁴): drop the 13 low mantissa bits, adding 0xFFF + the kept lowest bit first (round half to even; a
+    /// carry into the exponent is the right result). Subnormal range (quantum 2⁻²⁴): (|x| + 0.5) − 0.5 rounds |x| to a
+    /// multiple of 2⁻²⁴, the unit of 0.5's float32 binade, in one round-to-nearest-even addition.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe bool RoundToHalf(Vector256<float> x, float* target)
+    {
+        var bits = x.AsUInt32();
+        var magnitude = bits & Vector256.Create(0x7FFFFFFFu);
+        var normal = (bits + Vector256.Create(0x0FFFu) + ((bits >> 13) & Vector256<uint>.One)) & Vector256.Create(0xFFFFE000u);
+        var half = Vector256.Create(0.5f);
+        var subnormal = ((magnitude.AsSingle() + half) - half).AsUInt32() | (bits & Vector256.Create(0x80000000u));
+        var isSubnormal = Vector256.LessThan(magnitude.AsInt32(), Vector256.Create(0x38800000)).AsUInt32();  // |x| < 2⁻¹⁴
+        Vector256.ConditionalSelect(isSubnormal, subnormal, normal).AsSingle().Store(target);
+        return Vector256.GreaterThanAny(magnitude.AsInt32(), Vector256.Create(0x477FE000));                  // |x| > 65504
     }
 
     /// <summary>Q4_0 (x = d·(q − 8)) and Q4_1 (x = d·q + m).</summary>
