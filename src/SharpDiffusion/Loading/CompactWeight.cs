@@ -141,12 +141,16 @@ public sealed class CompactWeight : IDisposable
     /// CPU tensor of <see cref="Shape"/> in <paramref name="dtype"/>, e.g. one buffer a layer reuses on every call, so no
     /// fresh > 32 MB allocation, whose pages the kernel zeroes, per forward); returns <paramref name="into"/>. Float32 with
     /// no scale decodes straight into it; otherwise a float32 staging tensor is converted into it (the same rounding).</summary>
+    /// <summary>Whether <see cref="Dequantize(ScalarType, Tensor)"/> writes the values straight into the destination's
+    /// memory (GGUF blocks or float8 codes into float32, no scale) rather than converting a staged copy.</summary>
+    public bool DecodesInPlace(ScalarType dtype) => !IsHalf && dtype == ScalarType.Float32 && Scale is null;
+
     public Tensor Dequantize(ScalarType dtype, Tensor into)
     {
         if (into.dtype != dtype || !into.shape.SequenceEqual(Shape) || !into.is_contiguous() || into.device_type != TorchSharp.DeviceType.CPU)
             throw new ArgumentException($"CompactWeight.Dequantize: the destination is {into.dtype} [{string.Join(", ", into.shape)}]; "
                 + $"a contiguous CPU {dtype} tensor of [{string.Join(", ", Shape)}] is needed for this {StoredType} weight.");
-        if (!IsHalf && dtype == ScalarType.Float32 && Scale is null)
+        if (DecodesInPlace(dtype))
         {
             DecodeInto(into);
             return into;

@@ -119,8 +119,13 @@ public static class StateDictLoader
         var owners = module.named_modules().GroupBy(m => m.name).ToDictionary(g => g.Key, g => g.First().module, StringComparer.Ordinal);
         owners[""] = module;
         using var noGrad = no_grad();
+        var scratch = new Models.DequantizeScratch(); // one buffer per model: its layers run one at a time
         foreach (var (name, weight) in weights)
-            ((Models.Linear)owners[name[..Math.Max(0, name.LastIndexOf('.'))]]).UseCompact(weight, dtype);
+        {
+            var layer = (Models.Linear)owners[name[..Math.Max(0, name.LastIndexOf('.'))]];
+            layer.UseCompact(weight, dtype);
+            layer.ShareScratch(scratch);
+        }
     }
 
     /// <summary>Each parameter into <paramref name="module"/>'s parameter of that dotted name, through its layer's setter.</summary>

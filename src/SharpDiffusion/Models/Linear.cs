@@ -26,6 +26,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, IParameterOwner
 
     readonly bool _hasBias;
     CompactWeight? _compact;
+    DequantizeScratch? _scratch;  // shared by the model's compact layers (<see cref="ShareScratch"/>)
     readonly List<SideBranch> _branches = [];
 
     /// <summary>A LoRA's low-rank pair at its scale (alpha/rank included): adds scale · up(down(x)).</summary>
@@ -105,6 +106,16 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, IParameterOwner
         _compact = compact;
     }
 
+    /// <summary>Dequantizes into <paramref name="scratch"/>, shared with the model's other compact layers (loading gives one
+    /// per model).</summary>
+    public void ShareScratch(DequantizeScratch scratch)
+    {
+        if (ReferenceEquals(_scratch, scratch)) return;
+        _scratch?.Leave();
+        scratch.Join();
+        _scratch = scratch;
+    }
+
     /// <summary>The float weight this layer computes with, new (dequantized when compact: dispose it).</summary>
     public Tensor DequantizedWeight() => _compact?.Dequantize(weight.dtype) ?? weight.detach().clone();
 
@@ -132,8 +143,17 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, IParameterOwner
         if (_compact is null) y = LinearKernels.Linear(Kernel, x, weight, bias);
         else
         {
-            using var w = _compact.Dequantize(weight.dtype); // [out, in], freed after the matmul
-            y = LinearKernels.Linear(Kernel, x, w, bias);
+            // [out, in]: in the model's shared buffer unless autograd would keep it for the backward pass
+            var shared = is_grad_enabled() && x.requires_grad ? null : _scratch?.TryDequantize(_compact, weight.dtype);
+            try
+            {
+                using var w = shared ?? _compact.Dequantize(weight.dtype); // freed (or given back) after the matmul
+                y = LinearKernels.Linear(Kernel, x, w, bias);
+            }
+            finally
+            {
+                if (shared is not null) _scratch!.Release();
+            }
         }
         foreach (var b in _branches)
             y = y.add_(nn.functional.linear(nn.functional.linear(x, b.Down), b.Up), alpha: b.Scale); // s · up(down(x))
@@ -196,6 +216,8 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, IParameterOwner
         {
             _compact?.Dispose();
             _compact = null;
+            _scratch?.Leave();
+            _scratch = null;
             foreach (var b in _branches) { b.Down.Dispose(); b.Up.Dispose(); }
             _branches.Clear();
         }
