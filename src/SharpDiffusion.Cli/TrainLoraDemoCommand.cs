@@ -64,7 +64,8 @@ public static class TrainLoraDemoCommand
         Progress.Line($"Trained {AtomicFiles.Printable(options.Output)} in {clock.Elapsed.TotalMinutes:F1} min ({options.Steps} steps, batch {options.Batch}; " +
             $"load average {loadBefore} before, {LoadAverage()} after)");
 
-        using var pipe = StableDiffusionPipeline.FromPretrained(model);
+        // The trainer's fixed kernels, so the judged rates are the same on every machine (not this machine's fastest).
+        using var pipe = StableDiffusionPipeline.Load(model, new Loading.LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa, Linear = Models.LinearKernel.Default });
         var defaults = Loading.GenerationDefaults.Load(model);
         int steps = defaults?.NumInferenceSteps ?? 25;
         double guidance = defaults?.GuidanceScale ?? 4;

@@ -113,9 +113,10 @@ public sealed class LoraTrainer
         var folder = Validate();
         foreach (var w in folder.Warnings) _warn?.Invoke(w);
         _clock.Restart();
-        // A fixed layout and attention kernel (not the ones measured fastest on this machine) so the file is the same on every machine.
+        // A fixed layout, attention and linear kernel (not the ones measured fastest on this machine) so the file is the
+        // same on every machine.
         using var pipe = StableDiffusionPipeline.Load(_o.Model,
-            new LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa, DType = _o.BaseDType });
+            new LoadOptions { ChannelsLast = false, Attention = Models.AttentionKernel.Sdpa, Linear = Models.LinearKernel.Default, DType = _o.BaseDType });
         var (unet, textEncoder, tokenizer) = TrainableParts(pipe, _o.Model);
         string predictionType = pipe.SchedulerConfig.GetString("prediction_type", "epsilon");
         if (predictionType is not ("epsilon" or "v_prediction"))
